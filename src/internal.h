@@ -1,0 +1,146 @@
+/*
+ * internal.h - declarations shared between the library's source files; not installed.
+ *
+ * Holds the error helpers, the flat tensor list that checkpoint readers produce, and the
+ * in-memory layout of ViT weights that the forward pass consumes. Private symbols use the
+ * `uf__` prefix (double underscore) so they never collide with the public `uf_` API.
+ */
+#ifndef UF_INTERNAL_H
+#define UF_INTERNAL_H
+
+#include "uniformaly.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define UF__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define UF__PRINTF(a, b)
+#endif
+
+/* ---- errors (error.c) ---------------------------------------------------------------- */
+
+/* Record a failure for uf_errmsg() on this thread and return s, so callers can write
+ * `return uf__err(UF_ERR_FORMAT, "%s: bad header", path);`. */
+uf_status uf__err(uf_status s, const char *fmt, ...) UF__PRINTF(2, 3);
+
+/* Prefix the current thread's message with "prefix: " (e.g. a file name); returns s. */
+uf_status uf__err_prefix(uf_status s, const char *prefix);
+
+/* ---- overflow-safe size arithmetic (error.c) ----------------------------------------- */
+
+/* *r = a * b; returns false on overflow. */
+bool uf__mul_ok(size_t a, size_t b, size_t *r);
+/* *r = a + b; returns false on overflow. */
+bool uf__add_ok(size_t a, size_t b, size_t *r);
+
+/* Read a whole file into a new malloc'd buffer (*buf, *len). Refuses files larger than
+ * max_bytes with UF_ERR_LIMIT. Errors name the path. */
+uf_status uf__read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len);
+
+/* ---- threads (threads.c) ------------------------------------------------------------- */
+
+/* Apply the thread bound to OpenMP and BLAS; call at the start of parallel work. */
+void uf__threads_apply(void);
+
+/* ---- half-precision conversions (error.c) ------------------------------------------- */
+float uf__f16_to_f32(uint16_t h);
+float uf__bf16_to_f32(uint16_t h);
+
+/* ---- tensors from checkpoint files (pth.c, safetensors.c) ---------------------------- */
+
+#define UF__MAX_DIMS 8
+
+/* One named float tensor, contiguous row-major, converted to float32. */
+typedef struct uf__tensor {
+    char *name;                   /* owned, NUL-terminated, e.g. "blocks.0.attn.qkv.weight" */
+    int ndim;                     /* 0..UF__MAX_DIMS                                        */
+    int64_t shape[UF__MAX_DIMS];
+    size_t numel;                 /* product of shape (1 for a scalar)                      */
+    float *data;                  /* owned, [numel]                                         */
+} uf__tensor;
+
+/* A growable list of tensors; zero-initialise before use. */
+typedef struct uf__tensors {
+    uf__tensor *v;
+    size_t n, cap;
+} uf__tensors;
+
+/* Append a tensor (takes ownership of name and data on success; frees them on failure). */
+uf_status uf__tensors_push(uf__tensors *ts, char *name, int ndim, const int64_t *shape,
+                           float *data);
+/* Free every tensor and the list; leaves ts zeroed. */
+void uf__tensors_free(uf__tensors *ts);
+/* Find a tensor by exact name, or NULL. */
+uf__tensor *uf__tensors_find(const uf__tensors *ts, const char *name);
+
+/* Read a PyTorch zip checkpoint (torch.save, >= 1.6). Every floating-point tensor reachable
+ * from the pickled root object through dicts (nested dicts give dotted names,
+ * e.g. "teacher.backbone.blocks.0.norm1.weight") is appended to out as float32
+ * (F32, F64, F16, BF16 storages; strided views are made contiguous). Non-float tensors
+ * and other objects are ignored. Legacy (non-zip) pickles are refused with UF_ERR_UNSUPPORTED
+ * and a conversion hint. */
+uf_status uf__pth_load(const char *path, uf__tensors *out);
+uf_status uf__pth_load_mem(const uint8_t *buf, size_t len, uf__tensors *out);
+
+/* Read a .safetensors file; F32, F16, BF16 (and F64) tensors are appended as float32,
+ * other dtypes skipped. */
+uf_status uf__safetensors_load(const char *path, uf__tensors *out);
+uf_status uf__safetensors_load_mem(const uint8_t *buf, size_t len, uf__tensors *out);
+
+/* Write tensors as a .safetensors file (F32), atomically (temp file + rename). names[i],
+ * shapes[i] (ndims[i] dims), data[i]. metadata may be NULL or a JSON object text for
+ * "__metadata__" (string values only). */
+uf_status uf__safetensors_save(const char *path, int n, const char *const *names,
+                               const int *ndims, const int64_t *const *shapes,
+                               const float *const *data, const char *metadata_json);
+
+/* ---- ViT weights (checkpoint.c builds them, vit.c uses them) ------------------------- */
+
+typedef struct uf__block_weights {
+    float *ln1_w, *ln1_b;   /* [D]        */
+    float *qkv_w, *qkv_b;   /* [3D][D], [3D]: rows q (D), k (D), v (D); head h owns rows
+                               h*hd..(h+1)*hd-1 of each                                   */
+    float *proj_w, *proj_b; /* [D][D], [D] */
+    float *ln2_w, *ln2_b;   /* [D]        */
+    float *fc1_w, *fc1_b;   /* [M][D], [M] */
+    float *fc2_w, *fc2_b;   /* [D][M], [D] */
+} uf__block_weights;
+
+typedef struct uf__vit_weights {
+    int dim;          /* D                                   */
+    int depth;        /* number of blocks                    */
+    int heads;        /* attention heads, D % heads == 0     */
+    int patch;        /* P                                   */
+    int mlp_dim;      /* M                                   */
+    int grid_h, grid_w; /* trained positional grid           */
+    int n_classes;    /* 0 if no head                        */
+    float ln_eps;
+    float *mem;       /* the single allocation every pointer below points into */
+    size_t n_floats;  /* floats in mem */
+    float *patch_w;   /* [D][3][P][P] */
+    float *patch_b;   /* [D]          */
+    float *cls;       /* [D]          */
+    float *pos;       /* [1 + grid_h*grid_w][D], row 0 for CLS */
+    uf__block_weights *blocks; /* [depth], separate small allocation */
+    float *norm_w, *norm_b;    /* [D] final LayerNorm */
+    float *head_w, *head_b;    /* [n_classes][D], [n_classes], NULL if no head */
+} uf__vit_weights;
+
+/* Build ViT weights from a tensor list (names already normalised to timm/DINO names by
+ * uf__normalize_names). Copies into one allocation; does not modify ts. The message of a
+ * failure names the missing or mis-shaped tensor. */
+uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_params *p,
+                                       uf__vit_weights *w);
+void uf__vit_weights_free(uf__vit_weights *w);
+
+/* The backbone handle (public opaque type). */
+struct uf_backbone {
+    uf__vit_weights w;
+    const char *format; /* "pth" or "safetensors" */
+};
+
+#endif /* UF_INTERNAL_H */

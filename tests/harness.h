@@ -1,0 +1,119 @@
+/*
+ * harness.h - the tiny in-house test harness.
+ *
+ * A test file defines `static void test_name(void)` functions and a main() that calls
+ * RUN(test_name) for each, then returns TEST_DONE(). A test passes when none of its
+ * CHECKs failed; SKIP(reason) ends it as skipped, printing the reason. Each binary ends with
+ * a "#SUMMARY passed failed skipped" line that tests/run_tests.sh adds up.
+ */
+#ifndef UF_TEST_HARNESS_H
+#define UF_TEST_HARNESS_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int th_pass, th_fail, th_skip; /* tests */
+static int th_cur_failed, th_cur_skipped;
+static const char *th_cur_name;
+
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            th_cur_failed = 1;                                                         \
+            fprintf(stderr, "FAIL %s [%s:%d]: %s\n", th_cur_name, __FILE__, __LINE__,  \
+                    #cond);                                                            \
+        }                                                                              \
+    } while (0)
+
+/* CHECK with a printf-style explanation printed on failure. */
+#define CHECKF(cond, ...)                                                              \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            th_cur_failed = 1;                                                         \
+            fprintf(stderr, "FAIL %s [%s:%d]: %s: ", th_cur_name, __FILE__, __LINE__,  \
+                    #cond);                                                            \
+            fprintf(stderr, __VA_ARGS__);                                              \
+            fputc('\n', stderr);                                                       \
+        }                                                                              \
+    } while (0)
+
+/* Require a status of UF_OK; on failure print uf_errmsg() and leave the test. */
+#define REQUIRE_OK(expr)                                                               \
+    do {                                                                               \
+        uf_status th_s_ = (expr);                                                      \
+        if (th_s_ != UF_OK) {                                                          \
+            th_cur_failed = 1;                                                         \
+            fprintf(stderr, "FAIL %s [%s:%d]: %s -> %s: %s\n", th_cur_name, __FILE__,  \
+                    __LINE__, #expr, uf_status_str(th_s_), uf_errmsg());               \
+            return;                                                                    \
+        }                                                                              \
+    } while (0)
+
+/* Leave the current test if a previous check failed. */
+#define REQUIRE(cond)                                                                  \
+    do {                                                                               \
+        CHECK(cond);                                                                   \
+        if (th_cur_failed) return;                                                     \
+    } while (0)
+
+#define SKIP(...)                                                                      \
+    do {                                                                               \
+        th_cur_skipped = 1;                                                            \
+        fprintf(stderr, "SKIP %s: ", th_cur_name);                                     \
+        fprintf(stderr, __VA_ARGS__);                                                  \
+        fputc('\n', stderr);                                                           \
+        return;                                                                        \
+    } while (0)
+
+#define RUN(fn)                                                                        \
+    do {                                                                               \
+        th_cur_name = #fn;                                                             \
+        th_cur_failed = th_cur_skipped = 0;                                            \
+        fn();                                                                          \
+        if (th_cur_failed) th_fail++;                                                  \
+        else if (th_cur_skipped) th_skip++;                                            \
+        else th_pass++;                                                                \
+        fprintf(stderr, "  %-4s %s\n",                                                 \
+                th_cur_failed ? "FAIL" : th_cur_skipped ? "skip" : "ok", #fn);         \
+    } while (0)
+
+#define TEST_DONE() \
+    (printf("#SUMMARY %d %d %d\n", th_pass, th_fail, th_skip), th_fail ? 1 : 0)
+
+/* Directory holding the shared real data (../shared relative to the project root), or
+ * NULL when absent. The test runner exports UF_SHARED; default "../shared". */
+static inline const char *th_shared_dir(void)
+{
+    const char *d = getenv("UF_SHARED");
+    if (!d || !*d) d = "../shared";
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s/README.md", d);
+    FILE *f = fopen(probe, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return d;
+}
+
+/* Max |a-b| over n floats. */
+static inline double th_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d) m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+
+/* Max |a| over n floats. */
+static inline double th_max_abs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(a[i]) > m) m = fabs(a[i]);
+    return m;
+}
+
+#endif
