@@ -206,6 +206,24 @@ typedef struct uf_backbone_info {
 /* Fill *info. Thread-safe. */
 void uf_backbone_get_info(const uf_backbone *bb, uf_backbone_info *info);
 
+/* Architecture of a randomly initialised ViT (for demos, tests and benchmarks). */
+typedef struct uf_vit_config {
+    int dim;       /* embedding dim D, e.g. 384                           */
+    int depth;     /* blocks, e.g. 12                                     */
+    int heads;     /* heads, D % heads == 0                               */
+    int patch;     /* patch side P, e.g. 16                               */
+    int mlp_dim;   /* MLP width, e.g. 4 * D                               */
+    int grid;      /* trained grid side (patches), e.g. 14                */
+    int n_classes; /* classification head size, 0 for none               */
+    uint64_t seed; /* same seed, same weights on every machine            */
+} uf_vit_config;
+
+/* Build a backbone with seeded pseudo-random weights (linear layers ~ N(0, 1/fan_in),
+ * LayerNorm weight 1 and bias 0, cls/pos ~ N(0, 0.02^2)). Not a trained model: its
+ * features carry no semantics; it exists so the whole pipeline can run without a
+ * download. Errors: UF_ERR_ARG (inconsistent sizes), UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_backbone_random(const uf_vit_config *cfg, uf_backbone **out);
+
 /* ------------------------------------------------------------------------------------ */
 /* Forward pass                                                                         */
 /* ------------------------------------------------------------------------------------ */
@@ -253,6 +271,20 @@ typedef struct uf_forward_output {
  * UF_ERR_NOMEM. Not thread-safe per session. */
 uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
                      const uf_forward_request *req, uf_forward_output *out);
+
+/* ------------------------------------------------------------------------------------ */
+/* Tensor files                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* Write n float32 tensors to a .safetensors file (readable by the `safetensors` Python
+ * package and numpy). names[i] is the key, ndims[i] its rank (0..8), shapes[i] its dims,
+ * data[i] its row-major values. metadata_json may be NULL or a JSON object whose values are
+ * strings (stored as "__metadata__"). The file is written under a temporary name and renamed
+ * into place, so an existing file is replaced only by a complete new one. Errors: UF_ERR_ARG,
+ * UF_ERR_IO. Thread-safe. */
+uf_status uf_safetensors_write(const char *path, int n, const char *const *names,
+                               const int *ndims, const int64_t *const *shapes,
+                               const float *const *data, const char *metadata_json);
 
 #ifdef __cplusplus
 }

@@ -28,7 +28,13 @@ uf_status uf__err(uf_status s, const char *fmt, ...)
 uf_status uf__err_prefix(uf_status s, const char *prefix)
 {
     char tmp[sizeof tl_msg];
-    snprintf(tmp, sizeof tmp, "%s: %s", prefix, tl_msg);
+    size_t lp = strlen(prefix), lm = strlen(tl_msg);
+    if (lp > sizeof tmp - 3) lp = sizeof tmp - 3;
+    if (lm > sizeof tmp - 3 - lp) lm = sizeof tmp - 3 - lp;
+    memcpy(tmp, prefix, lp);
+    memcpy(tmp + lp, ": ", 2);
+    memcpy(tmp + lp + 2, tl_msg, lm);
+    tmp[lp + 2 + lm] = '\0';
     memcpy(tl_msg, tmp, sizeof tl_msg);
     return s;
 }

@@ -1,0 +1,84 @@
+/*
+ * cli.h - shared pieces of the `uniformaly` command-line program: option parsing helpers,
+ * the preprocessing/backbone flags every image-reading verb accepts, image list expansion
+ * and error reporting. The program talks to the user; the library never does.
+ *
+ * Exit statuses: 0 success, 1 runtime failure (a file could not be read, a model is
+ * wrong, ...), 2 usage error (unknown flag, missing or out-of-range value).
+ */
+#ifndef UF_CLI_H
+#define UF_CLI_H
+
+#include "uniformaly.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CLI_EXIT_RUNTIME 1
+#define CLI_EXIT_USAGE 2
+
+/* Print "uniformaly: <msg>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print "uniformaly <verb>: <msg>" and "Try 'uniformaly <verb> --help'." and return 2. */
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse a decimal integer in [lo, hi]; false on junk or out of range. */
+bool cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Parse a finite float in [lo, hi]. */
+bool cli_parse_float(const char *s, double lo, double hi, double *out);
+/* Parse exactly n comma-separated finite floats. */
+bool cli_parse_floats(const char *s, int n, float *out);
+
+/* Options shared by every verb that runs a backbone on images. */
+typedef struct cli_common {
+    const char *backbone;  /* --backbone PATH                          */
+    uf_preprocess pre;     /* --resize --crop --interp --mean --std    */
+    uf_backbone_params bp; /* --heads                                  */
+    int threads;           /* --threads (0 = all cores)                */
+    int batch;             /* --batch                                  */
+    bool quiet;            /* --quiet: no progress on stderr           */
+} cli_common;
+
+void cli_common_init(cli_common *c);
+
+/* If argv[*i] is one of the common options, consume it (and its value, advancing *i) and
+ * return 1; return 0 if it is not a common option; return -1 after printing a usage error
+ * (bad or missing value). */
+int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, int *i);
+
+/* Help text for the common options (printed by each verb's --help). */
+extern const char *const cli_common_help;
+
+/* A growable list of strings. */
+typedef struct cli_strings {
+    char **v;
+    size_t n, cap;
+} cli_strings;
+bool cli_strings_push(cli_strings *l, const char *s);
+void cli_strings_free(cli_strings *l);
+
+/* Expand command-line image arguments into files: a directory is searched recursively for
+ * files with image extensions (png jpg jpeg bmp ppm pgm pbm pnm tif? no), sorted bytewise; a
+ * file ending in .txt/.lst is read as a list of paths (one per line, '#' comments, relative
+ * paths resolved against the list's folder); anything else is taken as an image path.
+ * Returns false after printing an error (missing path, unreadable list). */
+bool cli_expand_images(int n, char **args, cli_strings *out);
+
+/* Progress line on stderr ("\r<label> i/n"), only when stderr is a terminal or always when
+ * force; finished with a newline when i == n. */
+void cli_progress(const cli_common *c, const char *label, size_t i, size_t n);
+
+/* Load the backbone given by --backbone (error printed on failure). */
+uf_backbone *cli_load_backbone(const cli_common *c);
+
+/* Load and preprocess one image into out ([3][S][S]); prints the error naming the path
+ * and returns false on failure. */
+bool cli_load_image(const cli_common *c, const char *path, float *out);
+
+/* Verbs. */
+int cmd_classify(int argc, char **argv);
+int cmd_features(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+#endif

@@ -1,0 +1,359 @@
+/*
+ * cli_common.c - option parsing, image list expansion, progress and error output shared by
+ * all verbs of the `uniformaly` program.
+ */
+#include "cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("uniformaly: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "uniformaly %s: ", verb);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'uniformaly %s --help'.\n", verb);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, double lo, double hi, double *out)
+{
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_floats(const char *s, int n, float *out)
+{
+    if (!s) return false;
+    const char *p = s;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !isfinite(v)) return false;
+        out[i] = (float)v;
+        p = end;
+        if (i < n - 1) {
+            if (*p != ',') return false;
+            p++;
+        }
+    }
+    return *p == '\0';
+}
+
+void cli_common_init(cli_common *c)
+{
+    memset(c, 0, sizeof *c);
+    c->pre = uf_preprocess_default();
+    c->bp = uf_backbone_default_params();
+    c->threads = 0;
+    c->batch = 8;
+}
+
+const char *const cli_common_help =
+    "Backbone and preprocessing options:\n"
+    "  --backbone PATH      ViT checkpoint: PyTorch .pth (torch.save zip format) or\n"
+    "                       .safetensors (timm/DINO or Hugging Face key names)\n"
+    "  --heads N            attention heads (default: from the embedding dim)\n"
+    "  --resize R           resize the shorter side to R pixels (default 256; 0 = keep)\n"
+    "  --crop S             centre-crop S x S pixels (default 224; 0 = no crop)\n"
+    "  --interp NAME        bilinear (default), bicubic, lanczos or nearest, as Pillow\n"
+    "  --mean a,b,c         normalisation mean (default ImageNet 0.485,0.456,0.406)\n"
+    "  --std a,b,c          normalisation std (default ImageNet 0.229,0.224,0.225);\n"
+    "                       timm's AugReg ViTs (e.g. vit_tiny_patch16_224) want 0.5,0.5,0.5\n"
+    "  --batch N            images per forward pass (default 8)\n"
+    "  --threads N          total compute threads, BLAS included (default: all cores)\n"
+    "  --quiet              no progress output on stderr\n";
+
+/* Fetch the value of option argv[*i]; prints a usage error if it is missing. */
+static const char *opt_value(const char *verb, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        cli_usage_error(verb, "option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v;
+    long n;
+    if (!strcmp(a, "--backbone")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        c->backbone = v;
+    } else if (!strcmp(a, "--heads")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 1, 256, &n)) {
+            cli_usage_error(verb, "--heads: expected an integer in 1..256, got '%s'", v);
+            return -1;
+        }
+        c->bp.heads = (int)n;
+    } else if (!strcmp(a, "--resize")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "--resize: expected an integer in 0..8192, got '%s'", v);
+            return -1;
+        }
+        c->pre.resize = (int)n;
+    } else if (!strcmp(a, "--crop")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "--crop: expected an integer in 0..8192, got '%s'", v);
+            return -1;
+        }
+        c->pre.crop = (int)n;
+    } else if (!strcmp(a, "--interp")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!strcmp(v, "bilinear")) c->pre.interp = UF_INTERP_BILINEAR;
+        else if (!strcmp(v, "bicubic")) c->pre.interp = UF_INTERP_BICUBIC;
+        else if (!strcmp(v, "lanczos")) c->pre.interp = UF_INTERP_LANCZOS;
+        else if (!strcmp(v, "nearest")) c->pre.interp = UF_INTERP_NEAREST;
+        else {
+            cli_usage_error(verb, "--interp: expected bilinear, bicubic, lanczos or nearest, got '%s'", v);
+            return -1;
+        }
+    } else if (!strcmp(a, "--mean") || !strcmp(a, "--std")) {
+        bool is_std = a[2] == 's';
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        float f[3];
+        if (!cli_parse_floats(v, 3, f)) {
+            cli_usage_error(verb, "%s: expected three comma-separated numbers, got '%s'", a, v);
+            return -1;
+        }
+        for (int k = 0; k < 3; k++) {
+            if (is_std && !(f[k] > 0)) {
+                cli_usage_error(verb, "--std: values must be > 0, got '%s'", v);
+                return -1;
+            }
+            (is_std ? c->pre.std : c->pre.mean)[k] = f[k];
+        }
+    } else if (!strcmp(a, "--threads")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 1024, &n)) {
+            cli_usage_error(verb, "--threads: expected an integer in 0..1024, got '%s'", v);
+            return -1;
+        }
+        c->threads = (int)n;
+    } else if (!strcmp(a, "--batch")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 1, 256, &n)) {
+            cli_usage_error(verb, "--batch: expected an integer in 1..256, got '%s'", v);
+            return -1;
+        }
+        c->batch = (int)n;
+    } else if (!strcmp(a, "--quiet")) {
+        c->quiet = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+bool cli_strings_push(cli_strings *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        char **nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv) return false;
+        l->v = nv;
+        l->cap = nc;
+    }
+    char *d = strdup(s);
+    if (!d) return false;
+    l->v[l->n++] = d;
+    return true;
+}
+
+void cli_strings_free(cli_strings *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static bool has_ext(const char *name, const char *const *exts)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot) return false;
+    for (; *exts; exts++)
+        if (!strcasecmp(dot + 1, *exts)) return true;
+    return false;
+}
+
+static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "ppm", "pgm",
+                                         "pbm", "pnm", NULL};
+static const char *const list_exts[] = {"txt", "lst", NULL};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Append image files under dir (recursively, depth-limited) to out, unsorted. */
+static bool scan_dir(const char *dir, cli_strings *out, int depth)
+{
+    if (depth > 32) {
+        cli_error("%s: directories nested too deeply", dir);
+        return false;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        cli_error("%s: cannot open directory: %s", dir, strerror(errno));
+        return false;
+    }
+    struct dirent *e;
+    bool ok = true;
+    while (ok && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue; /* ., .., hidden files */
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *p = malloc(len);
+        if (!p) { ok = false; break; }
+        snprintf(p, len, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) ok = scan_dir(p, out, depth + 1);
+            else if (S_ISREG(st.st_mode) && has_ext(e->d_name, image_exts))
+                ok = cli_strings_push(out, p);
+        }
+        free(p);
+    }
+    closedir(d);
+    return ok;
+}
+
+/* Read a list file: one path per line; blank lines and '#' comments skipped. */
+static bool read_list(const char *path, cli_strings *out)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cli_error("%s: cannot open list: %s", path, strerror(errno));
+        return false;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    bool ok = true;
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path) : 0;
+    while (ok && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
+                           line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = '\0';
+        char *s = line;
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s || *s == '#') continue;
+        /* first whitespace-separated field is the path (labels may follow) */
+        char *sp = strpbrk(s, " \t");
+        if (sp) *sp = '\0';
+        if (s[0] != '/' && dirlen) {
+            size_t n = dirlen + strlen(s) + 2;
+            char *p = malloc(n);
+            if (!p) { ok = false; break; }
+            snprintf(p, n, "%.*s/%s", (int)dirlen, path, s);
+            ok = cli_strings_push(out, p);
+            free(p);
+        } else {
+            ok = cli_strings_push(out, s);
+        }
+    }
+    free(line);
+    fclose(f);
+    return ok;
+}
+
+bool cli_expand_images(int n, char **args, cli_strings *out)
+{
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(args[i], &st) != 0) {
+            cli_error("%s: %s", args[i], strerror(errno));
+            return false;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            size_t first = out->n;
+            if (!scan_dir(args[i], out, 0)) return false;
+            qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
+            if (out->n == first) {
+                cli_error("%s: no images found in this directory", args[i]);
+                return false;
+            }
+        } else if (has_ext(args[i], list_exts)) {
+            if (!read_list(args[i], out)) return false;
+        } else if (!cli_strings_push(out, args[i])) {
+            cli_error("out of memory");
+            return false;
+        }
+    }
+    return true;
+}
+
+void cli_progress(const cli_common *c, const char *label, size_t i, size_t n)
+{
+    if (c->quiet || !isatty(2)) return;
+    fprintf(stderr, "\r%s %zu/%zu", label, i, n);
+    if (i == n) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+uf_backbone *cli_load_backbone(const cli_common *c)
+{
+    uf_backbone *bb = NULL;
+    uf_status s = uf_backbone_load(c->backbone, &c->bp, &bb);
+    if (s != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        return NULL;
+    }
+    return bb;
+}
+
+bool cli_load_image(const cli_common *c, const char *path, float *out)
+{
+    uf_image *img = NULL;
+    uf_status s = uf_image_load(path, &img);
+    if (s == UF_OK) s = uf_preprocess_image(img, &c->pre, out);
+    uf_image_free(img);
+    if (s != UF_OK) {
+        const char *m = uf_errmsg();
+        /* uf_image_load names the path itself; preprocessing errors do not */
+        if (strncmp(m, path, strlen(path)) == 0) cli_error("%s", m);
+        else cli_error("%s: %s", path, m);
+        return false;
+    }
+    return true;
+}
