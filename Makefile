@@ -21,7 +21,7 @@ OBJ      = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 LIB      = $(BUILD)/libuniformaly.a
 TOOL_SRC = $(sort $(wildcard tools/*.c))
 TESTS_SRC = $(sort $(wildcard tests/test_*.c))
-TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_*.sh))
 BIN     ?= uniformaly
 HDRS     = include/uniformaly.h $(wildcard src/*.h)
 
