@@ -73,9 +73,12 @@ int uf_get_threads(void);
 /* ------------------------------------------------------------------------------------ */
 
 /* An 8-bit RGB image, interleaved: rgb is [height][width][3]. Owned by whoever
- * created it; release with uf_image_free. Grey images are replicated to three
- * channels; alpha is dropped (like Pillow's convert("RGB")); 16-bit samples are
- * reduced to their high byte. */
+ * created it; release with uf_image_free. Decoded pixels equal Pillow's
+ * Image.open(f).convert("RGB"): grey is replicated to three channels, alpha is dropped
+ * (not composited), palettes are expanded, 16-bit PNG samples keep their high byte.
+ * One deliberate difference: 16-bit *grey* (PNG, and PGM with maxval > 255), which
+ * Pillow clips to 0..255 (mostly white), is reduced to the high byte (PNG) or scaled
+ * round(v * 255 / maxval) (PGM, as Pillow scales PPM colour). */
 typedef struct uf_image {
     int width;
     int height;
@@ -90,11 +93,17 @@ typedef struct uf_image {
 void uf_set_max_pixels(size_t max_pixels);
 size_t uf_get_max_pixels(void);
 
-/* Decode a PNG (1-16 bit; grey, grey+alpha, RGB, RGBA, palette), JPEG (grey, RGB,
- * CMYK), BMP (1/4/8/24/32-bit uncompressed, RLE4/8) or PNM (P1-P6) file. The format is
- * detected from the contents, not the name. On success *out is a new image owned by the
- * caller. Errors: UF_ERR_IO (cannot open/read), UF_ERR_FORMAT (corrupt, truncated,
- * unknown format), UF_ERR_LIMIT (too many pixels). Thread-safe. */
+/* Decode a PNG (1-16 bit; grey, grey+alpha, RGB, RGBA, palette, with or without tRNS,
+ * interlaced or not), JPEG (grey, YCbCr/RGB, CMYK/YCCK; baseline or progressive), BMP
+ * (core/V3/V4/V5 headers, bottom-up or top-down; 1/4/8-bit palette, RLE4/RLE8, 16-bit
+ * 5-5-5, 24-bit, 32-bit, and 16/24/32-bit bit fields) or PNM (P1-P6, maxval up to 65535)
+ * file. The format is detected from the contents, not the name. On success *out is a
+ * new image owned by the caller. Errors: UF_ERR_IO (cannot open/read), UF_ERR_FORMAT
+ * (corrupt, truncated - including JPEGs that end early -, zero size, or
+ * "unrecognised image format"), UF_ERR_UNSUPPORTED (a valid variant not handled, e.g.
+ * BMP with embedded JPEG), UF_ERR_LIMIT (width*height above uf_get_max_pixels(),
+ * refused before any pixel buffer is allocated). Messages of uf_image_load start with
+ * the path. Thread-safe. */
 uf_status uf_image_load(const char *path, uf_image **out);
 
 /* Same as uf_image_load on a memory buffer (buf is not retained). Thread-safe. */
@@ -124,12 +133,14 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  *   Resize(resize, interp) -> CenterCrop(crop) -> ToTensor() -> Normalize(mean, std)
  * resize: length of the shorter side after resizing (the longer side keeps the aspect
  *         ratio, truncated as torchvision does); 0 skips resizing.
- * crop:   side of the centred square crop (must be <= both resized sides unless
- *         pad_to is used; torchvision pads with zeros otherwise, so do we).
+ * crop:   side of the centred square crop; a resized side shorter than crop is
+ *         zero-padded first, exactly as torchvision's CenterCrop does.
  * pad_to: if > 0, the resized (and cropped, if crop > 0) image is centred on a zero
  *         canvas of pad_to x pad_to *before* normalisation (the reference's small-image
- *         protocol: resize 112 Lanczos, pad to 224). 0 disables.
- * crop = 0 skips cropping.                                                           */
+ *         protocol: resize 112 Lanczos, pad to 224). 0 disables. The image goes to
+ *         ((pad_to - w) / 2, (pad_to - h) / 2), floor, and must not exceed pad_to;
+ *         padded pixels become (0 - mean) / std.
+ * crop = 0 skips cropping (then pad_to must be > 0).                                 */
 typedef struct uf_preprocess {
     int resize;       /* default 256 */
     int crop;         /* default 224 */
@@ -143,19 +154,29 @@ typedef struct uf_preprocess {
 uf_preprocess uf_preprocess_default(void);
 
 /* Geometry of the preprocessing for an image of size (width, height): the size after
- * resizing (*rw, *rh) and the crop's top-left corner in the resized image (*left, *top,
- * may be negative when the crop is larger than the image and torchvision pads).
- * Lets callers map network-space maps back onto the original image. */
+ * resizing (*rw, *rh) and the position in the resized image of network input pixel
+ * (0, 0) (*left, *top): the crop's top-left corner, minus the pad_to placement offset.
+ * Negative when torchvision pads (crop larger than the image) or with pad_to.
+ * Network pixel (x, y) shows resized pixel (x + left, y + top) when that lies inside
+ * the resized image and the crop window, else zero padding. The crop offset along a
+ * side n >= crop is int(round((n - crop) / 2.0)) with round-half-to-even; a side
+ * n < crop is padded with (crop - n) / 2 zeros before (floor); pad_to places the image
+ * at ((pad_to - w) / 2, (pad_to - h) / 2), floor. Lets callers map network-space maps
+ * back onto the original image. p may be NULL for the defaults. Any NULL output
+ * pointer is skipped. */
 void uf_preprocess_geometry(const uf_preprocess *p, int width, int height, int *rw, int *rh,
                             int *left, int *top);
 
 /* Side of the square network input produced by uf_preprocess_image:
- * pad_to if > 0, else crop. */
+ * pad_to if > 0, else crop (0 when both are 0: an invalid combination). */
 int uf_preprocess_size(const uf_preprocess *p);
 
 /* Preprocess one image into out, planar and normalised: out is [3][S][S] floats with
- * S = uf_preprocess_size(p), caller-allocated. Errors: UF_ERR_ARG (bad parameters).
- * Thread-safe. */
+ * S = uf_preprocess_size(p), caller-allocated; out = ((float)v / 255 - mean) / std in
+ * float32, bit-identical to torchvision's ToTensor + Normalize. p may be NULL for the
+ * defaults. Errors: UF_ERR_ARG (negative sizes, unknown filter, std 0 or non-finite
+ * mean/std, crop = 0 without pad_to, image after resize/crop larger than pad_to),
+ * UF_ERR_LIMIT / UF_ERR_NOMEM (absurd sizes). Thread-safe. */
 uf_status uf_preprocess_image(const uf_image *img, const uf_preprocess *p, float *out);
 
 /* ------------------------------------------------------------------------------------ */
@@ -268,7 +289,8 @@ typedef struct uf_forward_output {
  * need not equal the trained size: the positional embedding is bicubically interpolated
  * (as DINO's interpolate_pos_encoding); pixels beyond a multiple of the patch size are
  * ignored, as a strided convolution does. Errors: UF_ERR_ARG (bad request or sizes),
- * UF_ERR_NOMEM. Not thread-safe per session. */
+ * UF_ERR_NONFINITE (NaN or Inf pixels), UF_ERR_LIMIT (sizes beyond addressable buffers),
+ * UF_ERR_NOMEM (the session stays usable). Not thread-safe per session. */
 uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
                      const uf_forward_request *req, uf_forward_output *out);
 

@@ -86,6 +86,23 @@ uf__tensor *uf__tensors_find(const uf__tensors *ts, const char *name);
 uf_status uf__pth_load(const char *path, uf__tensors *out);
 uf_status uf__pth_load_mem(const uint8_t *buf, size_t len, uf__tensors *out);
 
+/* Safety limits of the .pth reader. uf__pth_load / uf__pth_load_mem use
+ * uf__pth_default_limits(); tests pass lower ones to reach every check cheaply. */
+typedef struct uf__pth_limits {
+    size_t max_marks;      /* MARKs open at once in the pickle                (256)     */
+    size_t max_stack;      /* pickle stack entries                            (1<<20)   */
+    size_t max_memo;       /* memo indices are < this                         (1<<20)   */
+    size_t max_vm_bytes;   /* memory held by unpickled objects                (1 GiB)   */
+    size_t max_depth;      /* nesting of dicts walked for tensors             (64)      */
+    size_t max_visits;     /* objects visited by that walk                    (1<<24)   */
+    size_t max_tensors;    /* tensors output                                  (1<<18)   */
+    size_t max_data_bytes; /* float32 output + inflated entries; 0: 64 MiB + 4 x input */
+} uf__pth_limits;
+uf__pth_limits uf__pth_default_limits(void);
+/* uf__pth_load_mem with explicit limits (NULL: defaults); name prefixes error messages. */
+uf_status uf__pth_load_mem_ex(const uint8_t *buf, size_t len, const char *name,
+                              const uf__pth_limits *lim, uf__tensors *out);
+
 /* Read a .safetensors file; F32, F16, BF16 (and F64) tensors are appended as float32,
  * other dtypes skipped. */
 uf_status uf__safetensors_load(const char *path, uf__tensors *out);
@@ -142,5 +159,12 @@ struct uf_backbone {
     uf__vit_weights w;
     const char *format; /* "pth" or "safetensors" */
 };
+
+/* ---- images (preprocess.c) ---------------------------------------------------------- */
+
+/* The uint8 stage of uf_preprocess_image: resize, centre crop (with torchvision's zero
+ * padding) and the pad_to canvas, as a new [S][S][3] image; p may be NULL for defaults.
+ * uf_preprocess_image's output is ((float)v / 255 - mean) / std of this. */
+uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_image **out);
 
 #endif /* UF_INTERNAL_H */

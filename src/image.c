@@ -1,0 +1,768 @@
+/*
+ * image.c - image decoding into 8-bit interleaved RGB, matching Pillow's
+ * Image.open(p).convert("RGB") so that the network sees the same pixels as a Python user.
+ *
+ * Formats are detected from magic bytes, never from the file name:
+ *  - PNG  via libpng (all bit depths, colour types and interlacing),
+ *  - JPEG via libjpeg-turbo with default settings (ISLOW DCT, fancy upsampling), which is
+ *    what Pillow uses, so the decoded samples are identical,
+ *  - BMP  and PNM with small own parsers (no suitable Debian library), validating every field.
+ *
+ * Conversions follow Pillow: alpha is dropped (not composited), grey is replicated, palettes
+ * are expanded, 16-bit samples keep their high byte. Two deliberate deviations, both for
+ * 16-bit *grey* data where Pillow produces mode "I"/"I;16" and convert("RGB") clips values
+ * above 255 to white (so almost every real 16-bit grey image becomes white):
+ *  - 16-bit grey PNG uses the high byte (v >> 8), as libpng's strip_16 does for colour;
+ *  - PGM with maxval > 255 is scaled like Pillow scales PPM colour: round(v/maxval*255).
+ *
+ * Safety: every decoder checks width*height against uf_get_max_pixels() before allocating
+ * pixels, never reads past the input buffer, and reports corrupt or truncated data as
+ * UF_ERR_FORMAT. libpng and libjpeg report errors through longjmp; the handlers here never
+ * print and never exit.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jerror.h>
+#include <jpeglib.h>
+#include <png.h>
+
+/* ---- pixel limit and image objects ------------------------------------------------- */
+
+static _Atomic size_t g_max_pixels = UF_DEFAULT_MAX_PIXELS;
+
+void uf_set_max_pixels(size_t max_pixels)
+{
+    atomic_store_explicit(&g_max_pixels, max_pixels ? max_pixels : UF_DEFAULT_MAX_PIXELS,
+                          memory_order_relaxed);
+}
+
+size_t uf_get_max_pixels(void)
+{
+    return atomic_load_explicit(&g_max_pixels, memory_order_relaxed);
+}
+
+/* Validate decoded dimensions: zero -> UF_ERR_FORMAT, too many pixels -> UF_ERR_LIMIT.
+ * fmt names the format for the message. */
+static uf_status check_dims(const char *fmt, uint64_t w, uint64_t h)
+{
+    if (w == 0 || h == 0)
+        return uf__err(UF_ERR_FORMAT, "%s: zero image size %llux%llu", fmt,
+                       (unsigned long long)w, (unsigned long long)h);
+    size_t maxp = uf_get_max_pixels();
+    /* w, h < 2^32 for every format, so the product fits in 64 bits */
+    if (w > INT_MAX || h > INT_MAX || w * h > (uint64_t)maxp)
+        return uf__err(UF_ERR_LIMIT, "%s: image of %llux%llu pixels exceeds the limit of %zu",
+                       fmt, (unsigned long long)w, (unsigned long long)h, maxp);
+    return UF_OK;
+}
+
+uf_status uf_image_new(int width, int height, uf_image **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_image_new: out is NULL");
+    *out = NULL;
+    if (width <= 0 || height <= 0)
+        return uf__err(UF_ERR_ARG, "uf_image_new: invalid size %dx%d", width, height);
+    uf_status st = check_dims("uf_image_new", (uint64_t)width, (uint64_t)height);
+    if (st) return st;
+    size_t n;
+    if (!uf__mul_ok((size_t)width * (size_t)height, 3, &n))
+        return uf__err(UF_ERR_LIMIT, "uf_image_new: %dx%d too large", width, height);
+    uf_image *img = calloc(1, sizeof *img);
+    if (!img) return uf__err(UF_ERR_NOMEM, "out of memory for image header");
+    img->rgb = calloc(n, 1); /* [height][width][3] */
+    if (!img->rgb) {
+        free(img);
+        return uf__err(UF_ERR_NOMEM, "out of memory for a %dx%d image", width, height);
+    }
+    img->width = width;
+    img->height = height;
+    *out = img;
+    return UF_OK;
+}
+
+void uf_image_free(uf_image *img)
+{
+    if (!img) return;
+    free(img->rgb);
+    free(img);
+}
+
+/* ---- small byte helpers --------------------------------------------------------------- */
+
+static uint32_t rd_le16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+static uint32_t rd_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+/* ---- PNG (libpng) ------------------------------------------------------------------- */
+
+/* Memory source and error text for libpng callbacks. */
+typedef struct png_mem {
+    const uint8_t *buf;
+    size_t len, pos;
+    char msg[256];
+} png_mem;
+
+static void png_mem_read(png_structp png, png_bytep data, size_t n)
+{
+    png_mem *m = png_get_io_ptr(png);
+    if (n > m->len - m->pos) png_error(png, "truncated file");
+    memcpy(data, m->buf + m->pos, n);
+    m->pos += n;
+}
+
+/* Store the message and jump to png_jmpbuf ourselves: if this returned, libpng would call
+ * its default handler, which prints to stderr. */
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    png_mem *m = png_get_error_ptr(png);
+    snprintf(m->msg, sizeof m->msg, "%s", msg ? msg : "unknown libpng error");
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    (void)png; /* warnings (bad ancillary chunks, ...) are ignored, as Pillow does */
+    (void)msg;
+}
+
+static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
+{
+    /* Check the IHDR size first, so that a bare header claiming a huge image is refused as
+     * too large rather than as truncated (libpng would read on to the first IDAT). */
+    if (len >= 24 && memcmp(buf + 12, "IHDR", 4) == 0) {
+        uint32_t w = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
+        uint32_t h = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
+        if (w && h) { /* zero sizes are reported by libpng */
+            uf_status st0 = check_dims("PNG", w, h);
+            if (st0) return st0;
+        }
+    }
+    png_mem m = {buf, len, 0, "unknown error"};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &m, png_on_error,
+                                             png_on_warning);
+    if (!png) return uf__err(UF_ERR_NOMEM, "PNG: cannot create libpng reader");
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return uf__err(UF_ERR_NOMEM, "PNG: cannot create libpng info");
+    }
+    /* Everything allocated after setjmp is volatile so the handler sees current values. */
+    uf_image *volatile img = NULL;
+    uint8_t *volatile tmp = NULL;     /* [h][w][channels] when channels != 3 */
+    png_bytep *volatile rows = NULL;  /* [h] row pointers                     */
+    if (setjmp(png_jmpbuf(png))) {
+        free(rows);
+        free(tmp);
+        uf_image_free(img);
+        png_destroy_read_struct(&png, &info, NULL);
+        return uf__err(UF_ERR_FORMAT, "PNG: %s", m.msg);
+    }
+    png_set_read_fn(png, &m, png_mem_read);
+    /* libpng's own limits; the pixel limit is checked below with the exact product. */
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    png_set_chunk_cache_max(png, 1000);
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)64 << 20);
+    png_set_benign_errors(png, 1); /* lenient like Pillow on harmless oddities */
+
+    png_read_info(png, info);
+    png_uint_32 w = 0, h = 0;
+    int depth = 0, ctype = 0, interlace = 0;
+    png_get_IHDR(png, info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
+    uf_status st = check_dims("PNG", w, h);
+    if (st) goto fail;
+    {
+        /* Deflate cannot expand by more than 1032:1, so the raw scanlines must fit in
+         * 1032 * len bytes: larger claims are truncated files (caught before allocating). */
+        double chans = (ctype == PNG_COLOR_TYPE_RGB) ? 3 : (ctype == PNG_COLOR_TYPE_RGBA) ? 4
+                     : (ctype == PNG_COLOR_TYPE_GRAY_ALPHA) ? 2 : 1;
+        double raw = (double)h * (ceil((double)w * chans * depth / 8.0) + 1.0);
+        if (raw > 1032.0 * (double)len + 65536.0) {
+            st = uf__err(UF_ERR_FORMAT, "PNG: truncated (%ux%u image in %zu bytes)",
+                         (unsigned)w, (unsigned)h, len);
+            goto fail;
+        }
+    }
+    /* Transformations towards 8-bit samples; alpha is removed by hand below. */
+    if (depth == 16) png_set_strip_16(png); /* keep the high byte */
+    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if ((ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA) && depth < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
+    (void)png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int ch = png_get_channels(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if (ch < 1 || ch > 4 || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)w * ch) {
+        st = uf__err(UF_ERR_INTERNAL, "PNG: unexpected layout after transforms (%d channels)",
+                     ch);
+        goto fail;
+    }
+    {
+        uf_image *im = NULL;
+        st = uf_image_new((int)w, (int)h, &im);
+        if (st) goto fail;
+        img = im;
+    }
+    uint8_t *dst = img->rgb; /* [h][w][3] */
+    uint8_t *src = dst;      /* [h][w][ch] */
+    if (ch != 3) {
+        tmp = malloc((size_t)h * rowbytes);
+        if (!tmp) {
+            st = uf__err(UF_ERR_NOMEM, "PNG: out of memory for %ux%u", (unsigned)w,
+                         (unsigned)h);
+            goto fail;
+        }
+        src = tmp;
+    }
+    rows = malloc((size_t)h * sizeof *rows);
+    if (!rows) {
+        st = uf__err(UF_ERR_NOMEM, "PNG: out of memory for row table");
+        goto fail;
+    }
+    for (size_t y = 0; y < h; y++) rows[y] = src + y * rowbytes;
+    png_read_image(png, rows);
+
+    /* Grey -> replicate; grey+alpha, RGBA -> drop alpha. */
+    size_t npx = (size_t)w * h;
+    if (ch == 1) {
+        for (size_t i = 0; i < npx; i++) dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[i];
+    } else if (ch == 2) {
+        for (size_t i = 0; i < npx; i++)
+            dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[2 * i];
+    } else if (ch == 4) {
+        for (size_t i = 0; i < npx; i++) {
+            dst[3 * i] = src[4 * i];
+            dst[3 * i + 1] = src[4 * i + 1];
+            dst[3 * i + 2] = src[4 * i + 2];
+        }
+    }
+    free(rows);
+    free(tmp);
+    png_destroy_read_struct(&png, &info, NULL);
+    *out = img;
+    return UF_OK;
+
+fail:
+    free(rows);
+    free(tmp);
+    uf_image_free(img);
+    png_destroy_read_struct(&png, &info, NULL);
+    return st;
+}
+
+/* ---- JPEG (libjpeg-turbo) -------------------------------------------------------------- */
+
+typedef struct jpeg_err {
+    struct jpeg_error_mgr pub; /* must be first: libjpeg casts to it */
+    jmp_buf jb;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+/* Replaces the default error_exit, which would print and call exit(). */
+static void jpeg_on_error(j_common_ptr c)
+{
+    jpeg_err *e = (jpeg_err *)c->err;
+    c->err->format_message(c, e->msg);
+    longjmp(e->jb, 1);
+}
+
+/* Warnings are counted silently, except premature end of data: libjpeg would pad the
+ * image with grey, Pillow raises "image file is truncated", and so do we. */
+static void jpeg_on_message(j_common_ptr c, int level)
+{
+    if (level < 0) {
+        if (c->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(c);
+        c->err->num_warnings++;
+    }
+}
+
+static void jpeg_on_output(j_common_ptr c) { (void)c; /* never print */ }
+
+static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    uf_image *volatile img = NULL;
+    uint8_t *volatile row = NULL; /* [w][components] one scanline */
+    volatile uf_status st = UF_OK;
+    memset(&cinfo, 0, sizeof cinfo);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_on_error;
+    jerr.pub.emit_message = jpeg_on_message;
+    jerr.pub.output_message = jpeg_on_output;
+    snprintf(jerr.msg, sizeof jerr.msg, "unknown error");
+    if (setjmp(jerr.jb)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(row);
+        uf_image_free(img);
+        return uf__err(UF_ERR_FORMAT, "JPEG: %s", jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    if (len > (size_t)ULONG_MAX) {
+        st = uf__err(UF_ERR_LIMIT, "JPEG: input too large");
+        goto done;
+    }
+    jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    st = check_dims("JPEG", cinfo.image_width, cinfo.image_height);
+    if (st) goto done;
+    /* Output space by component count, like Pillow's modes L / RGB / CMYK. */
+    int ncomp = cinfo.num_components;
+    if (ncomp == 1) cinfo.out_color_space = JCS_GRAYSCALE;
+    else if (ncomp == 3) cinfo.out_color_space = JCS_RGB;
+    else if (ncomp == 4) cinfo.out_color_space = JCS_CMYK; /* YCCK is converted to CMYK */
+    else {
+        st = uf__err(UF_ERR_UNSUPPORTED, "JPEG: %d colour components not supported", ncomp);
+        goto done;
+    }
+    jpeg_start_decompress(&cinfo);
+    int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
+    int oc = cinfo.output_components;
+    if (oc != ncomp || w != (int)cinfo.image_width || h != (int)cinfo.image_height) {
+        st = uf__err(UF_ERR_INTERNAL, "JPEG: unexpected output layout");
+        goto done;
+    }
+    {
+        uf_image *im = NULL;
+        st = uf_image_new(w, h, &im);
+        if (st) goto done;
+        img = im;
+    }
+    row = malloc((size_t)w * oc);
+    if (!row) {
+        st = uf__err(UF_ERR_NOMEM, "JPEG: out of memory");
+        goto done;
+    }
+    while ((int)cinfo.output_scanline < h) {
+        uint8_t *dst = img->rgb + (size_t)cinfo.output_scanline * w * 3; /* [w][3] */
+        JSAMPROW rp = row;
+        if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) {
+            st = uf__err(UF_ERR_FORMAT, "JPEG: decoder stalled");
+            goto done;
+        }
+        if (oc == 3) {
+            memcpy(dst, row, (size_t)w * 3);
+        } else if (oc == 1) {
+            for (int x = 0; x < w; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = row[x];
+        } else {
+            /* Pillow reads CMYK JPEGs as "CMYK;I" (Adobe's inverted convention), then
+             * converts with out = nk - nk*c/255 (rounded as MULDIV255), nk = 255 - k. */
+            for (int x = 0; x < w; x++) {
+                const uint8_t *p = row + 4 * x;
+                int nk = p[3]; /* 255 - (255 - raw k) */
+                for (int c = 0; c < 3; c++) {
+                    int cv = 255 - p[c];
+                    int t = cv * nk + 128;
+                    int v = nk - (((t >> 8) + t) >> 8);
+                    dst[3 * x + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+            }
+        }
+    }
+done:
+    /* jpeg_finish_decompress is skipped on purpose: trailing garbage is not an error. */
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    if (st) {
+        uf_image_free(img);
+        return st;
+    }
+    *out = img;
+    return UF_OK;
+}
+
+/* ---- BMP (own parser) ---------------------------------------------------------------- */
+
+/* One channel of a BI_BITFIELDS layout: value = (pixel & mask) >> shift, scaled to 8 bits
+ * by v * 255 / max with integer division (Pillow's BGR;15 / BGR;16 unpackers). */
+typedef struct bmp_field {
+    uint32_t mask;
+    int shift;
+    uint32_t max;
+} bmp_field;
+
+static int bmp_field_init(bmp_field *f, uint32_t mask, int bits)
+{
+    f->mask = mask;
+    f->shift = 0;
+    f->max = 0;
+    if (mask == 0) return 1; /* channel absent: reads as 0 */
+    if (bits < 32 && (mask >> bits) != 0) return 0; /* mask outside the pixel */
+    while (!((mask >> f->shift) & 1)) f->shift++;
+    uint32_t v = mask >> f->shift;
+    if (v & (v + 1)) return 0; /* not a contiguous run of bits */
+    f->max = v;
+    return 1;
+}
+
+static uint8_t bmp_field_get(const bmp_field *f, uint32_t px)
+{
+    if (!f->max) return 0;
+    uint64_t v = (px & f->mask) >> f->shift;
+    return (uint8_t)(f->max == 255 ? v : v * 255 / f->max);
+}
+
+/* RLE8 / RLE4 into an index plane [h][w] (file row order). Pixels not written stay 0.
+ * Runs longer than the row are clipped; running out of data before the end of the bitmap
+ * is an error (Pillow reports "not enough image data"). */
+static uf_status bmp_rle(const uint8_t *p, size_t n, int w, int h, int rle4, uint8_t *idx)
+{
+    size_t i = 0;
+    int x = 0, y = 0;
+    while (y < h && !(y == h - 1 && x >= w)) {
+        if (n - i < 2) return uf__err(UF_ERR_FORMAT, "BMP: truncated RLE data");
+        int cnt = p[i], c = p[i + 1];
+        i += 2;
+        if (cnt) { /* encoded run */
+            for (int k = 0; k < cnt; k++, x++)
+                if (x < w) idx[(size_t)y * w + x] = (uint8_t)(rle4 ? (k & 1 ? c & 15 : c >> 4) : c);
+            if (x > w) x = w;
+        } else if (c == 0) { /* end of line */
+            x = 0;
+            y++;
+        } else if (c == 1) { /* end of bitmap */
+            break;
+        } else if (c == 2) { /* delta */
+            if (n - i < 2) return uf__err(UF_ERR_FORMAT, "BMP: truncated RLE delta");
+            x += p[i];
+            y += p[i + 1];
+            i += 2;
+            if (x > w) x = w; /* keeps x bounded whatever the number of deltas */
+        } else { /* absolute run of c pixels, padded to 16 bits */
+            size_t nb = rle4 ? (size_t)(c + 1) / 2 : (size_t)c;
+            if (n - i < nb) return uf__err(UF_ERR_FORMAT, "BMP: truncated RLE run");
+            for (int k = 0; k < c; k++, x++) {
+                int v = rle4 ? (k & 1 ? p[i + k / 2] & 15 : p[i + k / 2] >> 4) : p[i + k];
+                if (x < w) idx[(size_t)y * w + x] = (uint8_t)v;
+            }
+            i += nb + (nb & 1);
+            if (i > n) i = n;
+            if (x > w) x = w;
+        }
+    }
+    return UF_OK;
+}
+
+static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
+{
+    if (len < 18) return uf__err(UF_ERR_FORMAT, "BMP: truncated header");
+    uint32_t off = rd_le32(b + 10);
+    uint32_t hsz = rd_le32(b + 14);
+    if (hsz != 12 && hsz != 40 && hsz != 52 && hsz != 56 && hsz != 64 && hsz != 108 &&
+        hsz != 124)
+        return uf__err(UF_ERR_UNSUPPORTED, "BMP: unsupported header size %u", (unsigned)hsz);
+    if (len < 14 + (size_t)hsz) return uf__err(UF_ERR_FORMAT, "BMP: truncated header");
+    const uint8_t *hd = b + 14;
+    int64_t w, h;
+    int bits, topdown = 0;
+    uint32_t comp = 0, colors = 0;
+    size_t pal_entry = 4, pos = 14 + (size_t)hsz; /* pos: end of header (+ masks) */
+    uint32_t masks[3] = {0, 0, 0};
+    if (hsz == 12) { /* OS/2 1.x core header: unsigned 16-bit sizes, BGR palette */
+        w = rd_le16(hd + 4);
+        h = rd_le16(hd + 6);
+        bits = (int)rd_le16(hd + 10);
+        pal_entry = 3;
+    } else {
+        w = (int32_t)rd_le32(hd + 4);
+        h = (int32_t)rd_le32(hd + 8);
+        bits = (int)rd_le16(hd + 14);
+        comp = rd_le32(hd + 16);
+        colors = rd_le32(hd + 32);
+        if (h < 0) {
+            topdown = 1;
+            h = -h;
+        }
+        if (comp == 3) {
+            if (hsz >= 52) {
+                for (int k = 0; k < 3; k++) masks[k] = rd_le32(hd + 40 + 4 * k);
+            } else { /* 40-byte header: three masks follow it */
+                if (len - pos < 12) return uf__err(UF_ERR_FORMAT, "BMP: truncated bit masks");
+                for (int k = 0; k < 3; k++) masks[k] = rd_le32(b + pos + 4 * k);
+                pos += 12;
+            }
+        }
+    }
+    if (w <= 0) return uf__err(UF_ERR_FORMAT, "BMP: invalid width %lld", (long long)w);
+    uf_status st = check_dims("BMP", (uint64_t)w, (uint64_t)h);
+    if (st) return st;
+    if (bits != 1 && bits != 4 && bits != 8 && bits != 16 && bits != 24 && bits != 32)
+        return uf__err(UF_ERR_UNSUPPORTED, "BMP: unsupported bit depth %d", bits);
+    /* compression must fit the depth */
+    if (!(comp == 0 || (comp == 1 && bits == 8) || (comp == 2 && bits == 4) ||
+          (comp == 3 && bits >= 16)))
+        return uf__err(UF_ERR_UNSUPPORTED, "BMP: unsupported compression %u for %d-bit",
+                       (unsigned)comp, bits);
+    if ((comp == 1 || comp == 2) && topdown)
+        return uf__err(UF_ERR_FORMAT, "BMP: top-down bitmaps cannot be RLE compressed");
+
+    /* Palette: entries beyond the file's stay a grey ramp, as in Pillow. */
+    uint8_t pal[256][3];
+    for (int i = 0; i < 256; i++) pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i;
+    if (bits <= 8) {
+        uint64_t nc = colors ? colors : (1u << bits);
+        if (nc > 65536) return uf__err(UF_ERR_FORMAT, "BMP: palette of %llu colours",
+                                       (unsigned long long)nc);
+        if ((uint64_t)(len - pos) < nc * pal_entry)
+            return uf__err(UF_ERR_FORMAT, "BMP: truncated palette");
+        for (uint64_t i = 0; i < nc && i < 256; i++) {
+            const uint8_t *e = b + pos + i * pal_entry; /* B, G, R[, X] */
+            pal[i][0] = e[2];
+            pal[i][1] = e[1];
+            pal[i][2] = e[0];
+        }
+        /* Pillow's fix-up for writers that omit the palette from the offset */
+        if (off == 14 + hsz) off = (uint32_t)(off + 4 * nc);
+    }
+    if (off < 14 + hsz || off > len)
+        return uf__err(UF_ERR_FORMAT, "BMP: pixel data offset %u outside the file",
+                       (unsigned)off);
+
+    bmp_field fr = {0, 0, 0}, fg = {0, 0, 0}, fb = {0, 0, 0};
+    if (bits == 16 && comp == 0) { /* 5-5-5 */
+        masks[0] = 0x7c00;
+        masks[1] = 0x03e0;
+        masks[2] = 0x001f;
+    } else if (bits >= 24 && (comp == 0 || (!masks[0] && !masks[1] && !masks[2]))) {
+        masks[0] = 0xff0000; /* BGR / BGRX; all-zero masks read as BGRX like Pillow */
+        masks[1] = 0xff00;
+        masks[2] = 0xff;
+    }
+    if (bits >= 16 && (!bmp_field_init(&fr, masks[0], bits) ||
+                       !bmp_field_init(&fg, masks[1], bits) ||
+                       !bmp_field_init(&fb, masks[2], bits)))
+        return uf__err(UF_ERR_UNSUPPORTED, "BMP: unsupported bit masks %08x %08x %08x",
+                       (unsigned)masks[0], (unsigned)masks[1], (unsigned)masks[2]);
+
+    int W = (int)w, H = (int)h;
+    const uint8_t *data = b + off;
+    size_t avail = len - off;
+    uf_image *img = NULL;
+    if (comp == 1 || comp == 2) {
+        uint8_t *idx = calloc((size_t)W * H, 1); /* [H][W] palette indices, file row order */
+        if (!idx) return uf__err(UF_ERR_NOMEM, "BMP: out of memory");
+        st = bmp_rle(data, avail, W, H, comp == 2, idx);
+        if (!st) st = uf_image_new(W, H, &img);
+        if (st) {
+            free(idx);
+            return st;
+        }
+        for (int y = 0; y < H; y++) {
+            const uint8_t *ir = idx + (size_t)y * W;
+            uint8_t *dst = img->rgb + (size_t)(H - 1 - y) * W * 3; /* bottom-up */
+            for (int x = 0; x < W; x++) memcpy(dst + 3 * x, pal[ir[x]], 3);
+        }
+        free(idx);
+        *out = img;
+        return UF_OK;
+    }
+    /* Uncompressed: rows padded to 4 bytes. */
+    size_t stride = (((size_t)W * (size_t)bits + 31) / 32) * 4;
+    size_t need;
+    if (!uf__mul_ok(stride, (size_t)H, &need) || need > avail)
+        return uf__err(UF_ERR_FORMAT, "BMP: truncated pixel data (%zu of %zu bytes)", avail,
+                       stride * (size_t)H);
+    st = uf_image_new(W, H, &img);
+    if (st) return st;
+    int bpp = bits / 8;
+    for (int y = 0; y < H; y++) {
+        const uint8_t *s = data + (size_t)y * stride;
+        uint8_t *dst = img->rgb + (size_t)(topdown ? y : H - 1 - y) * W * 3; /* [W][3] */
+        for (int x = 0; x < W; x++, dst += 3) {
+            if (bits <= 8) {
+                int per = 8 / bits; /* pixels per byte, most significant first */
+                int v = (s[x / per] >> ((per - 1 - x % per) * bits)) & ((1 << bits) - 1);
+                memcpy(dst, pal[v], 3);
+            } else {
+                const uint8_t *q = s + (size_t)x * bpp;
+                uint32_t px = bits == 16 ? rd_le16(q)
+                            : bits == 24 ? (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16
+                                         : rd_le32(q);
+                dst[0] = bmp_field_get(&fr, px);
+                dst[1] = bmp_field_get(&fg, px);
+                dst[2] = bmp_field_get(&fb, px);
+            }
+        }
+    }
+    *out = img;
+    return UF_OK;
+}
+
+/* ---- PNM (own parser) ---------------------------------------------------------------- */
+
+typedef struct pnm_rd {
+    const uint8_t *b;
+    size_t len, pos;
+} pnm_rd;
+
+static int pnm_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Skip whitespace and '#' comments (to end of line). */
+static void pnm_skip(pnm_rd *r)
+{
+    while (r->pos < r->len) {
+        int c = r->b[r->pos];
+        if (c == '#') {
+            while (r->pos < r->len && r->b[r->pos] != '\n' && r->b[r->pos] != '\r') r->pos++;
+        } else if (pnm_space(c)) {
+            r->pos++;
+        } else {
+            break;
+        }
+    }
+}
+
+/* Read an unsigned decimal token; -1 if absent, malformed or larger than 10^9. */
+static long pnm_uint(pnm_rd *r)
+{
+    pnm_skip(r);
+    long v = 0;
+    size_t start = r->pos;
+    while (r->pos < r->len && r->b[r->pos] >= '0' && r->b[r->pos] <= '9') {
+        v = v * 10 + (r->b[r->pos] - '0');
+        r->pos++;
+        if (v > 1000000000L) return -1;
+    }
+    if (r->pos == start) return -1;
+    if (r->pos < r->len && !pnm_space(r->b[r->pos]) && r->b[r->pos] != '#') return -1;
+    return v;
+}
+
+/* Pillow's scaling for maxval != 255: min(255, round(v / maxval * 255)), ties to even. */
+static uint8_t pnm_scale(long v, long maxval)
+{
+    if (maxval == 255) return (uint8_t)(v > 255 ? 255 : v);
+    double t = nearbyint((double)v / (double)maxval * 255.0);
+    return (uint8_t)(t > 255.0 ? 255 : t);
+}
+
+static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
+{
+    int kind = b[1] - '0'; /* 1..6 checked by the caller */
+    pnm_rd r = {b, len, 2};
+    long w = pnm_uint(&r), h = pnm_uint(&r), maxval = 1;
+    if (w < 0 || h < 0) return uf__err(UF_ERR_FORMAT, "PNM: bad width/height in header");
+    if (kind != 1 && kind != 4) {
+        maxval = pnm_uint(&r);
+        if (maxval < 1 || maxval > 65535)
+            return uf__err(UF_ERR_FORMAT, "PNM: maxval %ld outside 1..65535", maxval);
+    }
+    uf_status st = check_dims("PNM", (uint64_t)w, (uint64_t)h);
+    if (st) return st;
+    int chans = (kind == 3 || kind == 6) ? 3 : 1;
+    size_t npx = (size_t)w * (size_t)h;
+    uf_image *img = NULL;
+
+    if (kind >= 4) { /* binary: exactly one whitespace byte ends the header */
+        if (r.pos >= len || !pnm_space(b[r.pos]))
+            return uf__err(UF_ERR_FORMAT, "PNM: missing whitespace after header");
+        r.pos++;
+        size_t avail = len - r.pos, need;
+        size_t bps = maxval > 255 ? 2 : 1; /* bytes per sample */
+        size_t rowb = kind == 4 ? ((size_t)w + 7) / 8 : (size_t)w * chans * bps;
+        if (!uf__mul_ok(rowb, (size_t)h, &need) || need > avail)
+            return uf__err(UF_ERR_FORMAT, "PNM: truncated pixel data (%zu of %zu bytes)",
+                           avail, rowb * (size_t)h);
+        st = uf_image_new((int)w, (int)h, &img);
+        if (st) return st;
+        const uint8_t *d = b + r.pos;
+        for (long y = 0; y < h; y++) {
+            const uint8_t *s = d + (size_t)y * rowb;
+            uint8_t *dst = img->rgb + (size_t)y * w * 3; /* [w][3] */
+            for (long x = 0; x < w; x++) {
+                if (kind == 4) { /* 1 = black */
+                    uint8_t v = (s[x / 8] >> (7 - x % 8) & 1) ? 0 : 255;
+                    dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = v;
+                    continue;
+                }
+                for (int c = 0; c < chans; c++) {
+                    size_t k = ((size_t)x * chans + c) * bps;
+                    long v = bps == 2 ? (long)s[k] << 8 | s[k + 1] : s[k];
+                    uint8_t o = pnm_scale(v, maxval);
+                    if (chans == 1) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = o;
+                    else dst[3 * x + c] = o;
+                }
+            }
+        }
+        *out = img;
+        return UF_OK;
+    }
+
+    /* Plain (ASCII) formats; samples must not exceed maxval (as in Pillow). Every sample
+     * takes at least one byte (P1) or a digit and a separator (P2/P3): check before
+     * allocating, so a short file cannot claim a huge image. */
+    size_t rest = len - r.pos, nsamp = npx * (size_t)chans;
+    if ((kind == 1 && nsamp > rest) || (kind != 1 && nsamp > rest / 2 + 1))
+        return uf__err(UF_ERR_FORMAT, "PNM: truncated (%zu samples cannot fit in %zu bytes)",
+                       nsamp, rest);
+    st = uf_image_new((int)w, (int)h, &img);
+    if (st) return st;
+    for (size_t i = 0; i < npx; i++) {
+        uint8_t *dst = img->rgb + 3 * i;
+        if (kind == 1) { /* single-character tokens, whitespace optional */
+            pnm_skip(&r);
+            if (r.pos >= len || (b[r.pos] != '0' && b[r.pos] != '1')) {
+                uf_image_free(img);
+                return uf__err(UF_ERR_FORMAT, "PNM: %s at pixel %zu",
+                               r.pos >= len ? "truncated data" : "invalid P1 token", i);
+            }
+            dst[0] = dst[1] = dst[2] = b[r.pos++] == '1' ? 0 : 255;
+            continue;
+        }
+        for (int c = 0; c < chans; c++) {
+            long v = pnm_uint(&r);
+            if (v < 0 || v > maxval) {
+                uf_image_free(img);
+                return uf__err(UF_ERR_FORMAT, "PNM: %s at pixel %zu",
+                               v < 0 ? "missing or bad sample" : "sample above maxval", i);
+            }
+            uint8_t o = pnm_scale(v, maxval);
+            if (chans == 1) dst[0] = dst[1] = dst[2] = o;
+            else dst[c] = o;
+        }
+    }
+    *out = img;
+    return UF_OK;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------- */
+
+uf_status uf_image_decode(const void *buf, size_t len, uf_image **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_image_decode: out is NULL");
+    *out = NULL;
+    if (!buf && len) return uf__err(UF_ERR_ARG, "uf_image_decode: buf is NULL");
+    const uint8_t *b = buf;
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+    if (len >= 8 && memcmp(b, png_sig, 8) == 0) return decode_png(b, len, out);
+    if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return decode_jpeg(b, len, out);
+    if (len >= 2 && b[0] == 'B' && b[1] == 'M') return decode_bmp(b, len, out);
+    if (len >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && (pnm_space(b[2]) || b[2] == '#'))
+        return decode_pnm(b, len, out);
+    return uf__err(UF_ERR_FORMAT, "unrecognised image format");
+}
+
+uf_status uf_image_load(const char *path, uf_image **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_image_load: out is NULL");
+    *out = NULL;
+    if (!path) return uf__err(UF_ERR_ARG, "uf_image_load: path is NULL");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uf_status st = uf__read_file(path, (size_t)1 << 31, &buf, &len); /* names the path */
+    if (st) return st;
+    st = uf_image_decode(buf, len, out);
+    free(buf);
+    if (st) return uf__err_prefix(st, path);
+    return UF_OK;
+}
