@@ -277,9 +277,22 @@ def to_hf(sd, depth):
     return hf
 
 
+def checksums(sd):
+    """JSON text {name: [sum x_i, sum x_i * (i % 7 + 1)]} in float64 over the flattened
+    tensor: lets the C test check, independently of its own readers, that every tensor
+    landed in the right place with the right element order."""
+    out = {}
+    for k, v in sd.items():
+        f = v.double().flatten()
+        wgt = (torch.arange(f.numel(), dtype=torch.float64) % 7) + 1
+        out[k] = [float(f.sum()), float((f * wgt).sum())]
+    return json.dumps(out, separators=(",", ":"))
+
+
 def write_variants(sd, cfg):
     D = cfg["dim"]
-    save_safetensors(os.path.join(OUT, "m1.safetensors"), sd, {"format": "pt", "arch": "m1"})
+    save_safetensors(os.path.join(OUT, "m1.safetensors"), sd,
+                     {"format": "pt", "arch": "m1", "heads": "3", "check": checksums(sd)})
     save_safetensors(os.path.join(OUT, "m1_f16.safetensors"),
                      {k: v.to(torch.float16) for k, v in sd.items()})
     save_safetensors(os.path.join(OUT, "m1_bf16.safetensors"),
@@ -355,7 +368,7 @@ def golden(model, cfg, B, H, W, seed, path, with_pos=False):
         out["logits"] = logits.float()
     if with_pos:
         out["pos_interp"] = model.last_pos[0][0, 1:].float()  # [Np][D]
-    meta = {"B": str(B), "H": str(H), "W": str(W), "model": cfg["name"],
+    meta = {"B": str(B), "H": str(H), "W": str(W), "model": cfg["name"], "heads": str(cfg["heads"]),
             "note": "float64 PyTorch reference (scripts/gen_golden.py), stored as float32"}
     save_safetensors(path, out, meta)
     return out
@@ -376,7 +389,7 @@ def main():
     assert o["block1"].shape == (2, 30, 48)
 
     sd2 = make_weights(M2, 2)
-    save_safetensors(os.path.join(OUT, "m2.safetensors"), sd2, {"format": "pt", "arch": "m2"})
+    save_safetensors(os.path.join(OUT, "m2.safetensors"), sd2, {"format": "pt", "arch": "m2", "heads": "4"})
     m2 = build_model(M2, sd2)
     o = golden(m2, M2, 2, 48, 40, 103, os.path.join(OUT, "m2_out.safetensors"))
     assert o["block1"].shape == (2, 30, 64)

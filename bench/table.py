@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""table.py - merge the JSON lines of one `make bench` run into the table it prints.
+
+Called by bench/run.sh (standard library only, no torch needed). Reads $RES/ours.jsonl,
+$RES/torch.jsonl and $RES/ort.jsonl; every (model, batch) of $MODELS x $BATCHES gets a
+row, and every figure that is missing says why: "skipped (<reason>)", from the anchor's
+own JSON line or from $TORCH_SKIP / $ORT_SKIP set by run.sh.
+"""
+import json
+import os
+import sys
+
+env = os.environ.get
+RES = env("RES", "bench/out/results")
+MODELS = [m for m in env("MODELS", "vit_s16,vit_b16,vit_b8").split(",") if m]
+BATCHES = [int(b) for b in env("BATCHES", "1,8").split(",") if b]
+SKIP = {"torch": env("TORCH_SKIP", ""), "ort": env("ORT_SKIP", "")}
+MAXCELL = 44  # longest "skipped (...)" cell; the full reasons are listed under the table
+
+
+def load(impl):
+    recs = {}
+    try:
+        with open(os.path.join(RES, impl + ".jsonl")) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r.get("impl") == "sgemm":  # measured at start and end: keep the best
+                    best = recs.get("sgemm")
+                    if r.get("status") == "ok" and (not best or r["gflops"] > best["gflops"]):
+                        recs["sgemm"] = r
+                else:
+                    recs[(r.get("model"), r.get("batch"))] = r
+    except OSError:
+        pass
+    return recs
+
+
+ours, anchors = load("ours"), {"torch": load("torch"), "ort": load("ort")}
+sg = ours.get("sgemm")
+sgemm = sg["gflops"] if sg and sg.get("status") == "ok" else None
+notes = []  # full text of every reason shortened in a cell
+
+
+def why(reason):
+    """A 'skipped (reason)' cell; long reasons are cut and listed in full below."""
+    cell = f"skipped ({reason})"
+    if len(cell) > MAXCELL:
+        if reason not in notes:
+            notes.append(reason)
+        cell = f"skipped ({reason[:MAXCELL - 16]}... [{notes.index(reason) + 1}])"
+    return cell
+
+
+def anchor_ms(impl, key):
+    """(ms_per_img or None, the cell text)."""
+    r = anchors[impl].get(key)
+    if r and r.get("status") == "ok":
+        return r["ms_per_img"], f"{r['ms_per_img']:.1f}"
+    if r:
+        return None, why(r.get("reason", "no reason given"))
+    return None, why(SKIP[impl] or "no result (crashed? see the log above)")
+
+
+rows = []
+errs = []
+for m in MODELS:
+    for b in BATCHES:
+        o = ours.get((m, b)) or ours.get((m, 0))  # batch 0: failed before any batch
+        if o and o.get("status") == "ok":
+            oms = o["ms_per_img"]
+            cells = [f"{oms:.1f}", f"{o['gflops']:.1f}",
+                     f"{100 * o['gflops'] / sgemm:.0f}%" if sgemm else "n/a"]
+        else:
+            oms = None
+            reason = o.get("reason", "failed") if o else "no result (crashed?)"
+            if reason not in notes:
+                notes.append(reason)
+            cells = [f"FAILED [{notes.index(reason) + 1}]", "", ""]
+        speed = []
+        anc = []
+        for impl in ("torch", "ort"):
+            ms, cell = anchor_ms(impl, (m, b))
+            anc.append(cell)
+            speed.append(f"{ms / oms:.2f}x" if ms and oms else "-")
+        rows.append([m, str(b)] + cells + anc + speed)
+        if b == min(BATCHES):  # accuracy: one check image, the same for every batch size
+            def err(r):
+                if not r or r.get("status") != "ok":
+                    return "-"
+                e = r.get("rel_err")
+                return "-" if e is None else (e if isinstance(e, str) else f"{e:.1e}")
+            errs.append([m, err(o), err(anchors["torch"].get((m, b))),
+                         err(anchors["ort"].get((m, b)))])
+
+head = ["model", "batch", "ours ms/img", "ours GFLOP/s", "% of sgemm", "torch ms/img",
+        "ort ms/img", "speedup vs torch", "speedup vs ort"]
+
+
+def render(head, rows):
+    w = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    def line(r):  # model name left-aligned, figures right-aligned
+        return "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r))
+    out = [line(head), "  ".join("-" * x for x in w)]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def version(impl):
+    for r in anchors[impl].values():
+        if r.get("version"):
+            return r["version"]
+    return "n/a"
+
+
+print()
+print(f"uniformaly bench: ViT forward through blocks 1..10 (as UniFormaly), 224x224, "
+      f"random weights, {env('THREADS', '2')} threads everywhere")
+print(f"cpu: {env('CPU', '?')}; load average {env('load_start', '?')} at start, "
+      f"{env('LOAD_END', '?')} at end; {env('ELAPSED', '?')} s")
+print(f"anchors: PyTorch {version('torch')} (torch.set_num_threads), onnxruntime-node "
+      f"{version('ort')} (CPU EP, intra-op threads, graph optimisation 'all')")
+print("ms/img = best timed call / batch; speedup = anchor ms / our ms (> 1: we are faster)")
+print()
+print(render(head, rows))
+print()
+print("sgemm 2048^3 (OpenBLAS cblas_sgemm, best of 2 x 5 calls, start and end of the run): "
+      + (f"{sgemm:.1f} GFLOP/s, OpenBLAS kernels: {sg.get('blas_core', '?')}"
+         if sgemm else "FAILED"))
+print()
+print("max |out - ref| / max |ref| over blocks 1..10 vs float64 PyTorch, one image:")
+print(render(["model", "ours", "torch f32", "ort"], errs))
+if any(r.get("weights") == "random" for r in ours.values()):
+    print()
+    print("note: no .safetensors checkpoints (PyTorch missing?): ours ran on "
+          "uf_backbone_random weights of the same shapes")
+if notes:
+    print()
+    for i, n in enumerate(notes, 1):
+        print(f"[{i}] {n}")
+sys.exit(0)
