@@ -18,9 +18,8 @@ expect() {
   if [ "$want" -ne 0 ] && ! grep -q "uniformaly" "$T/err"; then bad "$name: no message on stderr"; return; fi
   ok "$name"
 }
-M1=tests/data/golden/m1.safetensors
-IMG=tests/data/image/rgb8.png
-[ -f "$IMG" ] || IMG=$(ls tests/data/image/*.png 2>/dev/null | head -n1)
+M1=tests/data/golden/m1.safetensors; H="--heads 3"
+IMG=$(ls tests/data/image/fixtures/*.png 2>/dev/null | head -n1)
 
 expect 2 "no verb"                 "$BIN"
 expect 0 "--help"                  "$BIN" --help
@@ -31,27 +30,27 @@ for v in classify features info demo; do
 done
 expect 2 "classify no backbone"    "$BIN" classify "$IMG"
 expect 2 "classify no images"      "$BIN" classify --backbone $M1
-expect 2 "bad --threads"           "$BIN" classify --backbone $M1 --threads -3 "$IMG"
-expect 2 "bad --mean"              "$BIN" classify --backbone $M1 --mean 1,2 "$IMG"
-expect 2 "bad --std zero"          "$BIN" classify --backbone $M1 --std 0,1,1 "$IMG"
-expect 2 "bad --interp"            "$BIN" classify --backbone $M1 --interp cubic "$IMG"
+expect 2 "bad --threads"           "$BIN" classify --backbone $M1 $H --threads -3 "$IMG"
+expect 2 "bad --mean"              "$BIN" classify --backbone $M1 $H --mean 1,2 "$IMG"
+expect 2 "bad --std zero"          "$BIN" classify --backbone $M1 $H --std 0,1,1 "$IMG"
+expect 2 "bad --interp"            "$BIN" classify --backbone $M1 $H --interp cubic "$IMG"
 expect 2 "missing option value"    "$BIN" features --backbone
-expect 2 "bad --layers"            "$BIN" features --backbone $M1 --layers 3-x --out "$T/f" "$IMG"
+expect 2 "bad --layers"            "$BIN" features --backbone $M1 $H --layers 3-x --out "$T/f" "$IMG"
 expect 1 "missing backbone file"   "$BIN" classify --backbone "$T/nope.pth" "$IMG"
-expect 1 "missing image"           "$BIN" classify --backbone $M1 --resize 64 --crop 64 "$T/nope.png"
+expect 1 "missing image"           "$BIN" classify --backbone $M1 $H --resize 64 --crop 64 "$T/nope.png"
 printf 'not an image at all' > "$T/junk.png"
-expect 1 "corrupt image"           "$BIN" classify --backbone $M1 --resize 64 --crop 64 "$T/junk.png"
+expect 1 "corrupt image"           "$BIN" classify --backbone $M1 $H --resize 64 --crop 64 "$T/junk.png"
 head -c 1000 $M1 > "$T/trunc.safetensors"
 expect 1 "truncated checkpoint"    "$BIN" info "$T/trunc.safetensors"
-expect 0 "info m1"                 "$BIN" info $M1
+expect 0 "info m1"                 "$BIN" info $H $M1
 grep -q "depth 4" "$T/out" && ok "info reports depth" || bad "info reports depth: $(cat "$T/out")"
 
 if [ -n "$IMG" ] && [ -f "$IMG" ]; then
-  expect 0 "features m1"           "$BIN" features --backbone $M1 --resize 64 --crop 64 --layers 1-4 --cls --logits --out "$T/f.safetensors" "$IMG" "$IMG"
+  expect 0 "features m1"           "$BIN" features --backbone $M1 $H --resize 64 --crop 64 --layers 1-4 --cls --logits --out "$T/f.safetensors" "$IMG" "$IMG"
   [ -s "$T/f.safetensors" ] && ok "features file written" || bad "features file written"
-  expect 1 "features with a bad image writes nothing" "$BIN" features --backbone $M1 --resize 64 --crop 64 --out "$T/g.safetensors" "$IMG" "$T/junk.png"
+  expect 1 "features with a bad image writes nothing" "$BIN" features --backbone $M1 $H --resize 64 --crop 64 --out "$T/g.safetensors" "$IMG" "$T/junk.png"
   [ ! -e "$T/g.safetensors" ] && ok "no partial features file" || bad "no partial features file"
-  expect 1 "features block beyond depth" "$BIN" features --backbone $M1 --resize 64 --crop 64 --layers 9 --out "$T/h.safetensors" "$IMG"
+  expect 1 "features block beyond depth" "$BIN" features --backbone $M1 $H --resize 64 --crop 64 --layers 9 --out "$T/h.safetensors" "$IMG"
 else
   skp "features on a fixture image (no tests/data/image/*.png yet)"
 fi
