@@ -533,6 +533,8 @@ static void *thread_body(void *arg)
             if (uf_image_load(path, &img) != UF_OK || !exp ||
                 elen != (size_t)img->width * img->height * 3 || memcmp(img->rgb, exp, elen))
                 (*bad)++;
+            uf_image_free(img);
+            img = NULL;
             if (uf_image_decode("junk", 4, &img) != UF_ERR_FORMAT ||
                 !strstr(uf_errmsg(), "unrecognised"))
                 (*bad)++;
