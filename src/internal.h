@@ -46,6 +46,18 @@ uf_status uf__read_file(const char *path, size_t max_bytes, uint8_t **buf, size_
 /* Apply the thread bound to OpenMP and BLAS; call at the start of parallel work. */
 void uf__threads_apply(void);
 
+/* ---- little-endian loads at any alignment, on any host byte order ------------------- */
+static inline uint16_t uf__le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t uf__le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+static inline uint64_t uf__le64(const uint8_t *p)
+{
+    return uf__le32(p) | ((uint64_t)uf__le32(p + 4) << 32);
+}
+
 /* ---- half-precision conversions (error.c) ------------------------------------------- */
 float uf__f16_to_f32(uint16_t h);
 float uf__bf16_to_f32(uint16_t h);

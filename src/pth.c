@@ -58,13 +58,6 @@ uf__pth_limits uf__pth_default_limits(void)
 /* Little helpers                                                                       */
 /* ------------------------------------------------------------------------------------ */
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
 
 /* Clamp a length for "%.*s" in messages. */
 static int msglen(size_t n) { return n > 200 ? 200 : (int)n; }
@@ -141,7 +134,7 @@ static uf_status zip64_extra(const uint8_t *x, size_t xlen, uint64_t *usize, uin
                              uint64_t *lho)
 {
     while (xlen >= 4) {
-        uint16_t id = rd16(x), sz = rd16(x + 2);
+        uint16_t id = uf__le16(x), sz = uf__le16(x + 2);
         if ((size_t)sz > xlen - 4) return uf__err(UF_ERR_FORMAT, "truncated zip extra field");
         if (id == 1) {
             const uint8_t *q = x + 4;
@@ -150,7 +143,7 @@ static uf_status zip64_extra(const uint8_t *x, size_t xlen, uint64_t *usize, uin
             for (int i = 0; i < 3; i++) {
                 if (*fields[i] != 0xFFFFFFFFu) continue;
                 if (left < 8) return uf__err(UF_ERR_FORMAT, "truncated ZIP64 extra field");
-                *fields[i] = rd64(q);
+                *fields[i] = uf__le64(q);
                 q += 8;
                 left -= 8;
             }
@@ -174,25 +167,25 @@ static uf_status zip_open(zipr *z, const uint8_t *buf, size_t len)
     /* End-of-central-directory record: scan back over at most a 64 KiB comment. */
     size_t eocd = SIZE_MAX, stop = len - 22 > 65535 ? len - 22 - 65535 : 0;
     for (size_t p = len - 22 + 1; p-- > stop;) {
-        if (rd32(buf + p) == 0x06054b50u && p + 22 + rd16(buf + p + 20) <= len) {
+        if (uf__le32(buf + p) == 0x06054b50u && p + 22 + uf__le16(buf + p + 20) <= len) {
             eocd = p;
             break;
         }
     }
     if (eocd == SIZE_MAX)
         return uf__err(UF_ERR_FORMAT, "truncated zip: no end-of-central-directory record");
-    uint64_t n = rd16(buf + eocd + 10), cdsize = rd32(buf + eocd + 12),
-             cdoff = rd32(buf + eocd + 16);
+    uint64_t n = uf__le16(buf + eocd + 10), cdsize = uf__le32(buf + eocd + 12),
+             cdoff = uf__le32(buf + eocd + 16);
     size_t cd_limit = eocd; /* the central directory ends before this */
 
     /* ZIP64: a locator just before the EOCD points at the ZIP64 EOCD record. */
-    if (eocd >= 20 && rd32(buf + eocd - 20) == 0x07064b50u) {
-        uint64_t r = rd64(buf + eocd - 20 + 8);
-        if (r > eocd - 20 || eocd - 20 - r < 56 || rd32(buf + r) != 0x06064b50u)
+    if (eocd >= 20 && uf__le32(buf + eocd - 20) == 0x07064b50u) {
+        uint64_t r = uf__le64(buf + eocd - 20 + 8);
+        if (r > eocd - 20 || eocd - 20 - r < 56 || uf__le32(buf + r) != 0x06064b50u)
             return uf__err(UF_ERR_FORMAT, "bad ZIP64 end-of-central-directory record");
-        n = rd64(buf + r + 32);
-        cdsize = rd64(buf + r + 40);
-        cdoff = rd64(buf + r + 48);
+        n = uf__le64(buf + r + 32);
+        cdsize = uf__le64(buf + r + 40);
+        cdoff = uf__le64(buf + r + 48);
         cd_limit = (size_t)r;
     }
     if (cdoff > cd_limit || cdsize > cd_limit - cdoff)
@@ -209,22 +202,22 @@ static uf_status zip_open(zipr *z, const uint8_t *buf, size_t len)
     size_t pkl_len = 0;
     bool pkl_top = false;   /* chosen one is directly under a top-level folder */
     for (uint64_t i = 0; i < n; i++) {
-        if ((size_t)(end - p) < 46 || rd32(p) != 0x02014b50u)
+        if ((size_t)(end - p) < 46 || uf__le32(p) != 0x02014b50u)
             return uf__err(UF_ERR_FORMAT, "truncated zip central directory (entry %llu)",
                            (unsigned long long)i);
-        size_t nl = rd16(p + 28), xl = rd16(p + 30), cl = rd16(p + 32);
+        size_t nl = uf__le16(p + 28), xl = uf__le16(p + 30), cl = uf__le16(p + 32);
         if ((size_t)(end - p) - 46 < nl + xl + cl)
             return uf__err(UF_ERR_FORMAT, "truncated zip central directory (entry %llu)",
                            (unsigned long long)i);
         zent *e = &z->e[z->n];
         e->name = (const char *)p + 46;
         e->nlen = nl;
-        uint16_t flags = rd16(p + 8);
-        e->method = rd16(p + 10);
-        e->crc = rd32(p + 16);
-        e->csize = rd32(p + 20);
-        e->usize = rd32(p + 24);
-        uint64_t lho = rd32(p + 42);
+        uint16_t flags = uf__le16(p + 8);
+        e->method = uf__le16(p + 10);
+        e->crc = uf__le32(p + 16);
+        e->csize = uf__le32(p + 20);
+        e->usize = uf__le32(p + 24);
+        uint64_t lho = uf__le32(p + 42);
         uf_status s = zip64_extra(p + 46 + nl, xl, &e->usize, &e->csize, &lho);
         if (s != UF_OK) return s;
         if (flags & 1)
@@ -232,10 +225,10 @@ static uf_status zip_open(zipr *z, const uint8_t *buf, size_t len)
                            e->name);
         /* Local header: its own name and extra lengths decide where the data starts
          * (its sizes may be zero when a data descriptor follows: use the central ones). */
-        if (lho > len || len - lho < 30 || rd32(buf + lho) != 0x04034b50u)
+        if (lho > len || len - lho < 30 || uf__le32(buf + lho) != 0x04034b50u)
             return uf__err(UF_ERR_FORMAT, "zip entry %.*s: bad local header offset",
                            msglen(nl), e->name);
-        uint64_t lnl = rd16(buf + lho + 26), lxl = rd16(buf + lho + 28);
+        uint64_t lnl = uf__le16(buf + lho + 26), lxl = uf__le16(buf + lho + 28);
         e->data_off = lho + 30 + lnl + lxl;
         if (e->data_off > len || e->csize > len - e->data_off)
             return uf__err(UF_ERR_FORMAT, "zip entry %.*s: data (%llu bytes) beyond the end "
@@ -1010,11 +1003,11 @@ static uf_status vm_run(vm *m, pobj **root)
             m->p += 1;
             break;
         case 'M': /* BININT2 */
-            if ((s = need(m, 2)) || (s = push_int(m, rd16(m->p)))) return s;
+            if ((s = need(m, 2)) || (s = push_int(m, uf__le16(m->p)))) return s;
             m->p += 2;
             break;
         case 'J': /* BININT: signed 32-bit */
-            if ((s = need(m, 4)) || (s = push_int(m, (int32_t)rd32(m->p)))) return s;
+            if ((s = need(m, 4)) || (s = push_int(m, (int32_t)uf__le32(m->p)))) return s;
             m->p += 4;
             break;
         case 0x8a: /* LONG1 */
@@ -1025,9 +1018,9 @@ static uf_status vm_run(vm *m, pobj **root)
             break;
         case 0x8b: /* LONG4 */
             if ((s = need(m, 4))) return s;
-            if ((int32_t)rd32(m->p) < 0)
+            if ((int32_t)uf__le32(m->p) < 0)
                 return uf__err(UF_ERR_FORMAT, "pickle LONG4 with a negative length");
-            n = rd32(m->p);
+            n = uf__le32(m->p);
             m->p += 4;
             if ((s = need(m, n)) || (s = push_long_bytes(m, m->p, n))) return s;
             m->p += n;
@@ -1071,15 +1064,15 @@ static uf_status vm_run(vm *m, pobj **root)
         case 'X': /* BINUNICODE */
         case 'B': /* BINBYTES */
             if ((s = need(m, 4))) return s;
-            n = rd32(m->p);
+            n = uf__le32(m->p);
             m->p += 4;
             if ((s = push_text(m, op == 'X' ? T_STR : T_BYTES, n))) return s;
             break;
         case 'T': /* BINSTRING: signed length */
             if ((s = need(m, 4))) return s;
-            if ((int32_t)rd32(m->p) < 0)
+            if ((int32_t)uf__le32(m->p) < 0)
                 return uf__err(UF_ERR_FORMAT, "pickle BINSTRING with a negative length");
-            n = rd32(m->p);
+            n = uf__le32(m->p);
             m->p += 4;
             if ((s = push_text(m, T_STR, n))) return s;
             break;
@@ -1094,7 +1087,7 @@ static uf_status vm_run(vm *m, pobj **root)
         case 0x8e: /* BINBYTES8 */
         case 0x96: { /* BYTEARRAY8 */
             if ((s = need(m, 8))) return s;
-            uint64_t n8 = rd64(m->p);
+            uint64_t n8 = uf__le64(m->p);
             m->p += 8;
             if ((s = push_text(m, op == 0x8d ? T_STR : T_BYTES, n8))) return s;
             break;
@@ -1244,7 +1237,7 @@ static uf_status vm_run(vm *m, pobj **root)
             m->p += 1;
             break;
         case 'r': /* LONG_BINPUT */
-            if ((s = need(m, 4)) || (s = memo_put(m, rd32(m->p)))) return s;
+            if ((s = need(m, 4)) || (s = memo_put(m, uf__le32(m->p)))) return s;
             m->p += 4;
             break;
         case 0x94: /* MEMOIZE */
@@ -1255,7 +1248,7 @@ static uf_status vm_run(vm *m, pobj **root)
             m->p += 1;
             break;
         case 'j': /* LONG_BINGET */
-            if ((s = need(m, 4)) || (s = memo_get(m, rd32(m->p)))) return s;
+            if ((s = need(m, 4)) || (s = memo_get(m, uf__le32(m->p)))) return s;
             m->p += 4;
             break;
         case 'p': /* PUT (text) */

@@ -48,14 +48,6 @@ static const st_dtype *st_find_dtype(const char *s)
     return NULL;
 }
 
-/* Little-endian loads that work at any alignment and on any host byte order. */
-static uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t ld32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-static uint64_t ld64(const uint8_t *p) { return ld32(p) | ((uint64_t)ld32(p + 4) << 32); }
 
 /* A JSON number that is an exact non-negative integer <= 2^53, or false. cJSON stores
  * numbers as doubles, so larger values could not be represented exactly anyway; the
@@ -78,20 +70,20 @@ static void st_convert(int conv, const uint8_t *src, size_t n, float *dst)
         memcpy(dst, src, n * 4); /* host order already matches */
 #else
         for (size_t i = 0; i < n; i++) {
-            uint32_t u = ld32(src + 4 * i);
+            uint32_t u = uf__le32(src + 4 * i);
             memcpy(&dst[i], &u, 4);
         }
 #endif
         break;
     case 2:
-        for (size_t i = 0; i < n; i++) dst[i] = uf__f16_to_f32(ld16(src + 2 * i));
+        for (size_t i = 0; i < n; i++) dst[i] = uf__f16_to_f32(uf__le16(src + 2 * i));
         break;
     case 3:
-        for (size_t i = 0; i < n; i++) dst[i] = uf__bf16_to_f32(ld16(src + 2 * i));
+        for (size_t i = 0; i < n; i++) dst[i] = uf__bf16_to_f32(uf__le16(src + 2 * i));
         break;
     case 4:
         for (size_t i = 0; i < n; i++) {
-            uint64_t u = ld64(src + 8 * i);
+            uint64_t u = uf__le64(src + 8 * i);
             double d;
             memcpy(&d, &u, 8);
             dst[i] = (float)d; /* may round to +-Inf; the ViT loader rejects non-finite */
@@ -181,7 +173,7 @@ static uf_status st_entry(const cJSON *e, const uint8_t *data, size_t dlen, cons
 static uf_status st_parse(const uint8_t *buf, size_t len, const char *what, uf__tensors *out)
 {
     if (len < 8) return uf__err(UF_ERR_FORMAT, "%s: too short for a safetensors file", what);
-    uint64_t hlen = ld64(buf);
+    uint64_t hlen = uf__le64(buf);
     if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > (uint64_t)len - 8)
         return uf__err(UF_ERR_FORMAT,
                        "%s: safetensors header length %llu does not fit the file (%zu bytes)",
