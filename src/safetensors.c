@@ -48,7 +48,6 @@ static const st_dtype *st_find_dtype(const char *s)
     return NULL;
 }
 
-
 /* A JSON number that is an exact non-negative integer <= 2^53, or false. cJSON stores
  * numbers as doubles, so larger values could not be represented exactly anyway; the
  * reference implementation's offsets are u64 but no real file comes near 2^53 bytes. */
