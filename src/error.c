@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 static _Thread_local char tl_msg[1024];
 
@@ -106,6 +109,48 @@ uf_status uf__read_file(const char *path, size_t max_bytes, uint8_t **buf, size_
     return UF_OK;
 }
 
+uf_status uf__map_file(const char *path, size_t max_bytes, const uint8_t **buf, size_t *len,
+                       bool *mapped)
+{
+    *buf = NULL;
+    *len = 0;
+    *mapped = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return uf__err(UF_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return uf__err(UF_ERR_LIMIT, "%s: file too large (%lld bytes, limit %zu)", path,
+                       (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    /* Map rather than read: checkpoints are hundreds of MB and only the converted float32
+     * copies of the tensors we keep need to live in memory. */
+    void *map = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (map != MAP_FAILED) {
+        *buf = map;
+        *len = n;
+        *mapped = true;
+        return UF_OK;
+    }
+    uint8_t *b;
+    uf_status s = uf__read_file(path, max_bytes, &b, len);
+    if (s == UF_OK) *buf = b;
+    return s;
+}
+
+void uf__unmap_file(const uint8_t *buf, size_t len, bool mapped)
+{
+    if (!buf) return;
+    if (mapped) munmap((void *)buf, len);
+    else free((void *)buf);
+}
+
 float uf__f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -177,6 +222,15 @@ void uf__tensors_free(uf__tensors *ts)
     }
     free(ts->v);
     memset(ts, 0, sizeof *ts);
+}
+
+void uf__tensors_truncate(uf__tensors *ts, size_t n)
+{
+    for (size_t i = n; i < ts->n; i++) {
+        free(ts->v[i].name);
+        free(ts->v[i].data);
+    }
+    if (n < ts->n) ts->n = n;
 }
 
 uf__tensor *uf__tensors_find(const uf__tensors *ts, const char *name)

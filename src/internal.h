@@ -41,6 +41,13 @@ bool uf__add_ok(size_t a, size_t b, size_t *r);
  * max_bytes with UF_ERR_LIMIT. Errors name the path. */
 uf_status uf__read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len);
 
+/* Map a whole regular file read-only (falling back to reading it into memory when mmap is
+ * not possible, e.g. an empty file). buf and len describe it; release with uf__unmap_file(*buf,
+ * *len, *mapped). Files larger than max_bytes give UF_ERR_LIMIT. Errors name the path. */
+uf_status uf__map_file(const char *path, size_t max_bytes, const uint8_t **buf, size_t *len,
+                       bool *mapped);
+void uf__unmap_file(const uint8_t *buf, size_t len, bool mapped);
+
 /* ---- threads (threads.c) ------------------------------------------------------------- */
 
 /* Apply the thread bound to OpenMP and BLAS; call at the start of parallel work. */
@@ -86,6 +93,8 @@ uf_status uf__tensors_push(uf__tensors *ts, char *name, int ndim, const int64_t 
                            float *data);
 /* Free every tensor and the list; leaves ts zeroed. */
 void uf__tensors_free(uf__tensors *ts);
+/* Free tensors n.. and shrink the list to n (rolls back what a failed load appended). */
+void uf__tensors_truncate(uf__tensors *ts, size_t n);
 /* Find a tensor by exact name, or NULL. */
 uf__tensor *uf__tensors_find(const uf__tensors *ts, const char *name);
 

@@ -1533,11 +1533,7 @@ uf_status uf__pth_load_mem_ex(const uint8_t *buf, size_t len, const char *name,
     }
     if (s != UF_OK) {
         /* leave out as it was: drop the tensors this call appended */
-        for (size_t i = n0; i < out->n; i++) {
-            free(out->v[i].name);
-            free(out->v[i].data);
-        }
-        out->n = n0;
+        uf__tensors_truncate(out, n0);
         uf__err_prefix(s, name);
     }
     return s;
@@ -1551,33 +1547,12 @@ uf_status uf__pth_load_mem(const uint8_t *buf, size_t len, uf__tensors *out)
 uf_status uf__pth_load(const char *path, uf__tensors *out)
 {
     if (!path || !out) return uf__err(UF_ERR_ARG, "uf__pth_load: NULL argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return uf__err(UF_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > (uint64_t)PTH_MAX_FILE) {
-        close(fd);
-        return uf__err(UF_ERR_LIMIT, "%s: file too large (%lld bytes)", path,
-                       (long long)st.st_size);
-    }
-    size_t len = (size_t)st.st_size;
-    /* Map the file rather than read it: a ViT-B checkpoint is 350 MB and we only copy
-     * out the tensors we keep. Fall back to reading when mapping is not possible. */
-    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-    close(fd);
-    uf_status s;
-    if (map != MAP_FAILED) {
-        s = uf__pth_load_mem_ex(map, len, path, NULL, out);
-        munmap(map, len);
-    } else {
-        uint8_t *buf;
-        s = uf__read_file(path, PTH_MAX_FILE, &buf, &len);
-        if (s != UF_OK) return s;
-        s = uf__pth_load_mem_ex(buf, len, path, NULL, out);
-        free(buf);
-    }
+    const uint8_t *buf;
+    size_t len;
+    bool mapped;
+    uf_status s = uf__map_file(path, PTH_MAX_FILE, &buf, &len, &mapped);
+    if (s != UF_OK) return s;
+    s = uf__pth_load_mem_ex(buf, len, path, NULL, out);
+    uf__unmap_file(buf, len, mapped);
     return s;
 }

@@ -213,11 +213,7 @@ static uf_status st_parse(const uint8_t *buf, size_t len, const char *what, uf__
     cJSON_Delete(root);
     if (s != UF_OK) {
         /* drop what this call appended, keep the caller's earlier tensors */
-        for (size_t i = n0; i < out->n; i++) {
-            free(out->v[i].name);
-            free(out->v[i].data);
-        }
-        out->n = n0;
+        uf__tensors_truncate(out, n0);
     }
     return s;
 }
@@ -231,30 +227,17 @@ uf_status uf__safetensors_load_mem(const uint8_t *buf, size_t len, uf__tensors *
 uf_status uf__safetensors_load(const char *path, uf__tensors *out)
 {
     if (!path || !out) return uf__err(UF_ERR_ARG, "safetensors: NULL argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return uf__err(UF_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-        close(fd);
-        return uf__err(UF_ERR_LIMIT, "%s: file too large", path);
-    }
-    size_t len = (size_t)st.st_size;
-    /* an empty or tiny file cannot be mapped usefully: refuse before mmap */
-    if (len < 8) {
-        close(fd);
-        return uf__err(UF_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path,
-                       len);
-    }
-    /* Map rather than read: the converted float32 copy is the only other copy in memory. */
-    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return uf__err(UF_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
-    uf_status s = st_parse(map, len, path, out);
-    munmap(map, len);
+    const uint8_t *buf;
+    size_t len;
+    bool mapped;
+    uf_status s = uf__map_file(path, SIZE_MAX, &buf, &len, &mapped);
+    if (s != UF_OK) return s;
+    /* an empty or tiny file cannot be a safetensors file */
+    if (len < 8)
+        s = uf__err(UF_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, len);
+    else
+        s = st_parse(buf, len, path, out);
+    uf__unmap_file(buf, len, mapped);
     return s;
 }
 
