@@ -13,7 +13,7 @@ BLASDIR  = /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLASINC  = /usr/include/x86_64-linux-gnu/openblas-openmp
 CPPFLAGS = -Iinclude -Isrc -I$(BLASINC) -D_GNU_SOURCE
 ALLCFLAGS = -std=c11 $(WARN) -fopenmp $(CFLAGS) $(CPPFLAGS)
-LDLIBS   = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lz -lm -fopenmp -lpthread
+LDLIBS   = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lcrypto -lz -lm -fopenmp -lpthread
 
 BUILD   ?= build
 SRC      = $(sort $(wildcard src/*.c))

@@ -308,6 +308,217 @@ uf_status uf_safetensors_write(const char *path, int n, const char *const *names
                                const int *ndims, const int64_t *const *shapes,
                                const float *const *data, const char *metadata_json);
 
+/* ------------------------------------------------------------------------------------ */
+/* Image output                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* Write img as an 8-bit RGB PNG (libpng, default compression). The file is written under a
+ * temporary name in the same folder and renamed into place, so path is either the complete
+ * new image or untouched. Errors: UF_ERR_ARG, UF_ERR_IO (message names the path).
+ * Thread-safe. */
+uf_status uf_image_write_png(const uf_image *img, const char *path);
+
+/* Colour a map and blend it over an image: map is [img->height][img->width] floats;
+ * each value v becomes t = (v - lo) / (hi - lo) clipped to [0, 1], coloured with the
+ * "jet" colormap (blue 0 -> red 1) and blended as out = alpha * colour + (1 - alpha) * img,
+ * rounded. hi <= lo (or non-finite) selects the map's own min and max; a constant map
+ * is drawn as t = 0. NaN map values are drawn as t = 0. *out is new, owned by the caller.
+ * Errors: UF_ERR_ARG (NULL, alpha outside [0, 1]), UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, float hi,
+                             float alpha, uf_image **out);
+
+/* ------------------------------------------------------------------------------------ */
+/* The detector: Back Patch Masking, memory bank, nearest-neighbour scoring             */
+/* ------------------------------------------------------------------------------------ */
+
+/* How the memory bank is subsampled. */
+typedef enum uf_sampler {
+    UF_SAMPLER_GREEDY = 0, /* approximate greedy k-center (PatchCore): seeded random
+                              projection to 128 dims, 10 random start points, then the
+                              point farthest from the selected set, repeatedly          */
+    UF_SAMPLER_RANDOM = 1  /* a seeded uniform random subset                           */
+} uf_sampler;
+
+/* Every setting of the method. Obtain the defaults with uf_detector_default_params() and
+ * change fields; the same defaults serve every task (defect detection, semantic anomaly
+ * detection, multi-class, clustering, low-shot). */
+typedef struct uf_detector_params {
+    int layer_first;   /* patch features = mean of the patch tokens after blocks          */
+    int layer_last;    /* layer_first..layer_last (1-based, inclusive) [3, 10]             */
+    int bpm;           /* Back Patch Masking on [1]                                        */
+    int bpm_kernel;    /* side k of the k x k mean filter over the CLS attention (zero
+                          padding counted, as AvgPool2d(k, 1, k/2, count_include_pad))
+                          [7]; odd, >= 1                                                   */
+    float bpm_lambda;  /* foreground: smoothed attention / its max > lambda [0.1]          */
+    int soft_mask;     /* ablation [0]: keep every patch in the bank and multiply test
+                          patch scores by the smoothed, max-normalised attention instead
+                          of thresholding it                                              */
+    int rollout;       /* use attention rollout through layer_last instead of the raw CLS
+                          attention of layer_last (supervised backbones) [0]              */
+    double coreset;    /* fraction of the bank kept, in (0, 1]; 1 keeps all [0.1]          */
+    uf_sampler sampler;/* [UF_SAMPLER_GREEDY]                                              */
+    uint64_t seed;     /* seed of the coreset projection, start points and sampling [0]    */
+    int knn;           /* patch score = squared L2 distance to the nearest bank vector,
+                          or the mean over the knn nearest [1]; 1..1024                   */
+    double topk;       /* image score = mean of the top K patch scores, K =
+                          max(1, round(topk * N)) over the N patches [0.05]; (0, 1]       */
+    double sigma;      /* Gaussian smoothing of the pixel map, in pixels [4]; 0 = none     */
+    uf_preprocess pre; /* image preprocessing [resize 256, crop 224, bilinear, ImageNet
+                          mean/std]; use mean = std = 0.5 for timm AugReg ViTs            */
+} uf_detector_params;
+
+/* The defaults in brackets above. */
+uf_detector_params uf_detector_default_params(void);
+
+/* Check params against a backbone (layers within its depth, ranges, preprocessing);
+ * bb may be NULL to check only what does not depend on it. Errors: UF_ERR_ARG with a
+ * message naming the field. Thread-safe. */
+uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbone *bb);
+
+/* A fitted detector: settings, backbone and memory bank. Immutable once made: any number
+ * of threads may score with it at once, each through its own uf_scorer. */
+typedef struct uf_model uf_model;
+
+/* Optional progress report of long operations: stage is a static string ("coreset"),
+ * done and total count its units. Return nonzero to cancel (the call then fails with
+ * UF_ERR_ARG, "cancelled"). Called from the calling thread. */
+typedef int (*uf_progress_fn)(void *user, const char *stage, size_t done, size_t total);
+
+/* Fitting is streaming: create a fitter, add training images in any number of calls
+ * (each image's foreground patch features are appended to the bank; nothing else of the
+ * image is kept), then finish to subsample the bank and get the model. */
+typedef struct uf_fitter uf_fitter;
+
+/* Start fitting with backbone bb (borrowed: it must outlive the fitter and the model made
+ * from it) and settings p (NULL: defaults; copied). Errors: UF_ERR_ARG (params do not fit
+ * the backbone; the message names the field), UF_ERR_NOMEM. */
+uf_status uf_fitter_new(const uf_backbone *bb, const uf_detector_params *p, uf_fitter **out);
+
+/* Add n training images (any sizes; each is preprocessed with p->pre). The images are run
+ * through the backbone as one batch, so n of 4-16 is fastest; n = 1 is fine. Errors:
+ * UF_ERR_ARG, UF_ERR_NONFINITE (the backbone produced NaN/Inf: the image is not added),
+ * UF_ERR_NOMEM, UF_ERR_LIMIT (bank beyond 2^31 patches). On failure no image of this call
+ * is added and the fitter stays usable. Not thread-safe per fitter. */
+uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n);
+
+/* Patches in the bank so far (foreground patches of the images added). */
+size_t uf_fitter_bank_size(const uf_fitter *f);
+
+/* Subsample the bank (coreset) and make the model; *out is owned by the caller and
+ * borrows the fitter's backbone. progress may be NULL. The fitter is left empty but
+ * must still be freed. Errors: UF_ERR_ARG (no image added, or every patch was background:
+ * lower bpm_lambda or turn BPM off; cancelled), UF_ERR_NOMEM. */
+uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf_model **out);
+
+/* Release a fitter; NULL is a no-op. */
+void uf_fitter_free(uf_fitter *f);
+
+/* Release a model (and, for a loaded model, its backbone); NULL is a no-op. Every scorer
+ * made from it must be freed first. */
+void uf_model_free(uf_model *m);
+
+/* What a model is; strings point into the model and live as long as it. */
+typedef struct uf_model_info {
+    uf_detector_params params; /* the settings it was fitted with                     */
+    size_t bank_size;          /* patches in the memory bank (after the coreset)      */
+    size_t bank_size_full;     /* foreground patches before the coreset               */
+    size_t n_train;            /* training images                                     */
+    int dim;                   /* feature dimension D                                  */
+    size_t bank_bytes;         /* bytes of the bank in memory                          */
+    float threshold;           /* stored decision threshold on the image score, NaN
+                                  if none                                             */
+    uf_backbone_info backbone; /* architecture                                        */
+    const char *backbone_path; /* checkpoint path recorded at fit time ("" if random)  */
+    const char *backbone_sha256; /* 64 hex digits of the checkpoint file ("" if random) */
+    int backbone_embedded;     /* 1 if the weights are inside the model file           */
+} uf_model_info;
+
+/* Fill *info. Thread-safe. */
+void uf_model_get_info(const uf_model *m, uf_model_info *info);
+
+/* Set the stored decision threshold (NaN clears it). Not thread-safe with scoring. */
+void uf_model_set_threshold(uf_model *m, float threshold);
+
+/* The memory bank, [bank_size][dim] floats, owned by the model (read-only). */
+const float *uf_model_bank(const uf_model *m);
+
+/* Save a model to path: magic "UFMODEL\0", format version, the settings, the backbone
+ * identity (architecture, checkpoint path and sha256) and the bank, with a checksum.
+ * embed_backbone nonzero also stores the checkpoint file's bytes (or, for a random
+ * backbone, its seed and shape), so the file alone is deployable. Written under a
+ * temporary name and renamed: path is either the complete new model or untouched.
+ * Errors: UF_ERR_ARG, UF_ERR_IO (checkpoint no longer readable when embedding, or
+ * unwritable path). Thread-safe with scoring. */
+uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone);
+
+/* Options of uf_model_load. */
+typedef struct uf_model_load_params {
+    const char *backbone_path; /* NULL: use the embedded weights if present, else the
+                                  path recorded at fit time. Non-NULL: load this
+                                  checkpoint instead (must have the recorded sha256
+                                  unless allow_other_backbone)                         */
+    int allow_other_backbone;  /* accept a checkpoint whose sha256 differs [0]          */
+} uf_model_load_params;
+
+uf_model_load_params uf_model_load_default_params(void);
+
+/* Load a model saved by uf_model_save, with its backbone. Checks the magic, version,
+ * every size against the file size and the checksum before use; the message names what
+ * is wrong ("...: checksum mismatch (file damaged)", "...: truncated: bank needs N bytes").
+ * p may be NULL for defaults. *out owns its backbone. Errors: UF_ERR_IO, UF_ERR_FORMAT,
+ * UF_ERR_UNSUPPORTED (newer format version), UF_ERR_ARG (checkpoint sha256 mismatch), plus
+ * the backbone loader's errors. Thread-safe. */
+uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_model **out);
+
+/* Per-thread scratch space for scoring with a model. A scorer must not be used by two
+ * threads at once; scorers of one model may run concurrently. */
+typedef struct uf_scorer uf_scorer;
+
+/* Create a scorer for m (m must outlive it). */
+uf_status uf_scorer_new(const uf_model *m, uf_scorer **out);
+
+/* Release a scorer; NULL is a no-op. */
+void uf_scorer_free(uf_scorer *s);
+
+/* Size of the outputs of scoring an image with m: the patch grid (gh x gw), the side S of
+ * the square network input (the pixel map is [S][S]) and the feature dimension D. */
+void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D);
+
+/* Result of scoring one image. Set the array pointers the caller wants (caller-allocated,
+ * sizes from uf_model_output_size) and leave the others NULL. */
+typedef struct uf_score {
+    float score;          /* image score (always set)                                     */
+    float *patch_scores;  /* [gh][gw] unmasked patch scores (distance to the bank)        */
+    uint8_t *mask;        /* [gh][gw] 1 = foreground patch (all 1 without BPM)            */
+    float *pixel_map;     /* [S][S] patch scores upsampled bilinearly (align_corners false)
+                             and Gaussian-smoothed, in network-input coordinates         */
+    float *feature;       /* [D] mean feature of the top-K patches (anomaly clustering)   */
+} uf_score;
+
+/* Score n images (any sizes) as one batch: out[i] receives image i. Errors: UF_ERR_ARG,
+ * UF_ERR_NONFINITE (the backbone produced NaN/Inf for an image: nothing is scored),
+ * UF_ERR_NOMEM. Results do not depend on n or on the thread count beyond float rounding.
+ * Not thread-safe per scorer. */
+uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_score *out);
+
+/* Map a pixel map ([S][S], network-input coordinates) back onto the geometry of the
+ * original image (width x height): out is [height][width]. The map is placed in the
+ * resized image where the crop came from and resized bilinearly to the original size;
+ * pixels outside the crop get the map's minimum. Errors: UF_ERR_ARG, UF_ERR_NOMEM.
+ * Thread-safe. */
+uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int width,
+                                int height, float *out);
+
+/* ------------------------------------------------------------------------------------ */
+/* Metrics                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/* Area under the ROC curve of scores[n] against labels[n] (nonzero = positive/anomalous),
+ * exactly as scikit-learn's roc_auc_score: tied scores count half. Returns NaN when
+ * either class is empty or on NULL/NaN input. O(n log n) time, O(n) extra memory.
+ * Thread-safe. */
+double uf_auroc(const float *scores, const uint8_t *labels, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

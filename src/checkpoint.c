@@ -601,44 +601,30 @@ void uf__vit_weights_free(uf__vit_weights *w)
 
 /* ---- the public API ------------------------------------------------------------------ */
 
-/* Which reader handles the file: 1 pth, 2 safetensors, 0 neither (IO errors returned). */
-static uf_status sniff(const char *path, int *kind)
+/* Which reader handles the bytes: 1 pth, 2 safetensors, 0 neither. */
+static int sniff(const uint8_t *h, size_t n)
 {
-    *kind = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
-        return uf__err(UF_ERR_IO, "%s: not a regular file", path);
-    }
-    unsigned char h[9] = {0};
-    size_t n = fread(h, 1, sizeof h, fp);
-    fclose(fp);
-    uint64_t fsize = (uint64_t)st.st_size, hlen = 0;
-    for (int i = 0; i < 8; i++) hlen |= (uint64_t)h[i] << (8 * i);
+    uint64_t hlen = n >= 8 ? uf__le64(h) : 0;
     /* safetensors before the pickle test: a header length's low byte may well be 0x80,
      * while a pickle's first 8 bytes never read as a length that fits the file */
-    if (n >= 4 && memcmp(h, "PK\x03\x04", 4) == 0) *kind = 1;
-    else if (n == 9 && hlen >= 2 && hlen <= fsize - 8 && h[8] == '{') *kind = 2;
-    else if (n >= 1 && h[0] == 0x80) *kind = 1; /* legacy pickle: pth.c explains */
-    return UF_OK;
+    if (n >= 4 && memcmp(h, "PK\x03\x04", 4) == 0) return 1;
+    if (n >= 9 && hlen >= 2 && hlen <= n - 8 && h[8] == '{') return 2;
+    if (n >= 1 && h[0] == 0x80) return 1; /* legacy pickle: pth.c explains */
+    return 0;
 }
 
-uf_status uf_backbone_load(const char *path, const uf_backbone_params *p, uf_backbone **out)
+uf_status uf__backbone_load_mem(const uint8_t *buf, size_t len, const char *name,
+                                const uf_backbone_params *p, uf_backbone **out)
 {
-    if (!out) return uf__err(UF_ERR_ARG, "uf_backbone_load: NULL output");
     *out = NULL;
-    if (!path) return uf__err(UF_ERR_ARG, "uf_backbone_load: NULL path");
-    int kind;
-    uf_status s = sniff(path, &kind);
-    if (s != UF_OK) return s;
+    int kind = sniff(buf, len);
     if (!kind)
-        return uf__err(UF_ERR_FORMAT, "%s: not a .pth or .safetensors checkpoint", path);
+        return uf__err(UF_ERR_FORMAT, "%s: not a .pth or .safetensors checkpoint", name);
     /* read all float tensors, keep the ViT's (freeing the rest), build, free the list:
      * peak memory is about twice the model, never the whole training checkpoint twice */
     uf__tensors ts = {0};
-    s = kind == 1 ? uf__pth_load(path, &ts) : uf__safetensors_load(path, &ts);
+    uf_status s = kind == 1 ? uf__pth_load_mem_ex(buf, len, name, NULL, &ts)
+                            : uf__safetensors_load_mem_ex(buf, len, name, &ts);
     if (s != UF_OK) {
         uf__tensors_free(&ts);
         return s; /* the readers' messages already name the file */
@@ -650,17 +636,41 @@ uf_status uf_backbone_load(const char *path, const uf_backbone_params *p, uf_bac
     uf__tensors_free(&ts);
     if (s != UF_OK) {
         free(bb);
-        return uf__err_prefix(s, path);
+        return uf__err_prefix(s, name);
     }
     bb->format = kind == 1 ? "pth" : "safetensors";
+    bb->params = p ? *p : uf_backbone_default_params();
+    uf__sha256_hex(buf, len, bb->sha256);
+    bb->file_size = len;
     *out = bb;
     return UF_OK;
+}
+
+uf_status uf_backbone_load(const char *path, const uf_backbone_params *p, uf_backbone **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_backbone_load: NULL output");
+    *out = NULL;
+    if (!path) return uf__err(UF_ERR_ARG, "uf_backbone_load: NULL path");
+    const uint8_t *buf;
+    size_t len;
+    bool mapped;
+    uf_status s = uf__map_file(path, (size_t)64 << 30, &buf, &len, &mapped);
+    if (s != UF_OK) return s;
+    s = uf__backbone_load_mem(buf, len, path, p, out);
+    uf__unmap_file(buf, len, mapped);
+    if (s == UF_OK && !((*out)->path = strdup(path))) {
+        uf_backbone_free(*out);
+        *out = NULL;
+        s = uf__err(UF_ERR_NOMEM, "out of memory");
+    }
+    return s;
 }
 
 void uf_backbone_free(uf_backbone *bb)
 {
     if (!bb) return;
     uf__vit_weights_free(&bb->w);
+    free(bb->path);
     free(bb);
 }
 

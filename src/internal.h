@@ -128,6 +128,9 @@ uf_status uf__pth_load_mem_ex(const uint8_t *buf, size_t len, const char *name,
  * other dtypes skipped. */
 uf_status uf__safetensors_load(const char *path, uf__tensors *out);
 uf_status uf__safetensors_load_mem(const uint8_t *buf, size_t len, uf__tensors *out);
+/* The same, with name prefixing error messages. */
+uf_status uf__safetensors_load_mem_ex(const uint8_t *buf, size_t len, const char *name,
+                                      uf__tensors *out);
 
 /* Write tensors as a .safetensors file (F32), atomically (temp file + rename). names[i],
  * shapes[i] (ndims[i] dims), data[i]. metadata may be NULL or a JSON object text for
@@ -175,11 +178,27 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
                                        uf__vit_weights *w);
 void uf__vit_weights_free(uf__vit_weights *w);
 
-/* The backbone handle (public opaque type). */
+/* The backbone handle (public opaque type), with the identity a model file records. */
 struct uf_backbone {
     uf__vit_weights w;
-    const char *format; /* "pth" or "safetensors" */
+    const char *format;        /* "pth", "safetensors" or "random" (static)            */
+    uf_backbone_params params; /* what it was loaded with (heads, ln_eps)              */
+    char *path;                /* checkpoint path given to uf_backbone_load, or NULL   */
+    char sha256[65];           /* hex sha256 of the checkpoint bytes ("" for random)   */
+    size_t file_size;          /* bytes of the checkpoint (0 for random)               */
+    uf_vit_config random_cfg;  /* for format "random": the configuration it came from  */
 };
+
+/* Build a backbone from checkpoint bytes (.pth zip or safetensors, sniffed from the
+ * contents); name prefixes error messages. Sets format, params, sha256 and file_size;
+ * path stays NULL. */
+uf_status uf__backbone_load_mem(const uint8_t *buf, size_t len, const char *name,
+                                const uf_backbone_params *p, uf_backbone **out);
+
+/* ---- sha256 (sha256.c, OpenSSL's libcrypto) ------------------------------------------ */
+
+/* hex receives 64 lowercase hex digits and a NUL. */
+void uf__sha256_hex(const void *buf, size_t len, char hex[65]);
 
 /* ---- images (preprocess.c) ---------------------------------------------------------- */
 

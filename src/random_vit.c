@@ -117,6 +117,8 @@ uf_status uf_backbone_random(const uf_vit_config *c, uf_backbone **out)
         return s;
     }
     bb->format = "random";
+    bb->params = p;
+    bb->random_cfg = *c;
     *out = bb;
     return UF_OK;
 }

@@ -220,8 +220,17 @@ static uf_status st_parse(const uint8_t *buf, size_t len, const char *what, uf__
 
 uf_status uf__safetensors_load_mem(const uint8_t *buf, size_t len, uf__tensors *out)
 {
+    return uf__safetensors_load_mem_ex(buf, len, "<memory>", out);
+}
+
+uf_status uf__safetensors_load_mem_ex(const uint8_t *buf, size_t len, const char *name,
+                                      uf__tensors *out)
+{
     if ((!buf && len) || !out) return uf__err(UF_ERR_ARG, "safetensors: NULL argument");
-    return st_parse(buf ? buf : (const uint8_t *)"", len, "<memory>", out);
+    if (len < 8)
+        return uf__err(UF_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)",
+                       name, len);
+    return st_parse(buf, len, name, out);
 }
 
 uf_status uf__safetensors_load(const char *path, uf__tensors *out)
