@@ -1,0 +1,565 @@
+/*
+ * detector.c - the UniFormaly detector: settings, fitting (memory bank of foreground patch
+ * features, coreset) and scoring (nearest-neighbour patch scores, top-K image score, pixel
+ * map, top-K feature).
+ *
+ * Both fitting and scoring start with the same extraction (extract() below): preprocess a
+ * batch of images, run the backbone once, average the patch tokens of blocks
+ * layer_first..layer_last, and turn the CLS attention of block layer_last into the Back
+ * Patch Masking map. Fitting appends the foreground rows to a growing bank; scoring runs
+ * the blocked kNN (knn.c) on every patch and derives the maps from the distances.
+ *
+ * Work is done in chunks of at most CHUNK images, so scratch memory is bounded whatever n
+ * the caller passes. Results do not depend on the chunking: every per-image step is
+ * independent of the other images (BPM normalises each map by its own maximum).
+ */
+#include "detector.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 8 /* images per backbone call */
+
+/* ---- settings ------------------------------------------------------------------------ */
+
+uf_detector_params uf_detector_default_params(void)
+{
+    uf_detector_params p;
+    memset(&p, 0, sizeof p);
+    p.layer_first = 3;
+    p.layer_last = 10;
+    p.bpm = 1;
+    p.bpm_kernel = 7;
+    p.bpm_lambda = 0.1f;
+    p.soft_mask = 0;
+    p.rollout = 0;
+    p.coreset = 0.1;
+    p.sampler = UF_SAMPLER_GREEDY;
+    p.seed = 0;
+    p.knn = 1;
+    p.topk = 0.05;
+    p.sigma = 4.0;
+    p.pre = uf_preprocess_default();
+    return p;
+}
+
+uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbone *bb)
+{
+    if (!p) return uf__err(UF_ERR_ARG, "detector params: NULL");
+    if (p->layer_first < 1 || p->layer_last < p->layer_first || p->layer_last > 64)
+        return uf__err(UF_ERR_ARG, "layers %d-%d: need 1 <= first <= last <= 64",
+                       p->layer_first, p->layer_last);
+    if (p->bpm_kernel < 1 || p->bpm_kernel > 63 || p->bpm_kernel % 2 == 0)
+        return uf__err(UF_ERR_ARG, "bpm kernel %d: must be odd, 1..63", p->bpm_kernel);
+    if (!isfinite(p->bpm_lambda) || p->bpm_lambda < 0 || p->bpm_lambda > 1)
+        return uf__err(UF_ERR_ARG, "bpm lambda %g: must be in [0, 1]", p->bpm_lambda);
+    if (!isfinite(p->coreset) || p->coreset <= 0 || p->coreset > 1)
+        return uf__err(UF_ERR_ARG, "coreset fraction %g: must be in (0, 1]", p->coreset);
+    if (p->sampler != UF_SAMPLER_GREEDY && p->sampler != UF_SAMPLER_RANDOM)
+        return uf__err(UF_ERR_ARG, "unknown coreset sampler %d", (int)p->sampler);
+    if (p->knn < 1 || p->knn > UF__KNN_MAX_K)
+        return uf__err(UF_ERR_ARG, "knn %d: must be 1..%d", p->knn, UF__KNN_MAX_K);
+    if (!isfinite(p->topk) || p->topk <= 0 || p->topk > 1)
+        return uf__err(UF_ERR_ARG, "topk %g: must be in (0, 1]", p->topk);
+    if (!isfinite(p->sigma) || p->sigma < 0 || p->sigma > 1000)
+        return uf__err(UF_ERR_ARG, "sigma %g: must be in [0, 1000]", p->sigma);
+    const int S = uf_preprocess_size(&p->pre);
+    if (S < 1 || p->pre.resize < 0 || p->pre.crop < 0 || p->pre.pad_to < 0)
+        return uf__err(UF_ERR_ARG, "preprocessing: need a crop (or pad_to) size > 0");
+    for (int c = 0; c < 3; c++)
+        if (!isfinite(p->pre.mean[c]) || !isfinite(p->pre.std[c]) || p->pre.std[c] == 0)
+            return uf__err(UF_ERR_ARG, "preprocessing: mean/std must be finite, std nonzero");
+    if (!bb) return UF_OK;
+    if (p->layer_last > bb->w.depth)
+        return uf__err(UF_ERR_ARG,
+                       "layers %d-%d need a backbone with at least %d blocks; this one has %d",
+                       p->layer_first, p->layer_last, p->layer_last, bb->w.depth);
+    if (S < bb->w.patch)
+        return uf__err(UF_ERR_ARG, "input size %d is smaller than the patch size %d", S,
+                       bb->w.patch);
+    return UF_OK;
+}
+
+/* ---- extraction, shared by fitting and scoring --------------------------------------- */
+
+/* Scratch of extract(), grown on demand; one per fitter or scorer. */
+typedef struct extractor {
+    const uf_backbone *bb;
+    uf_detector_params p;
+    uf_session *sess;
+    int S, gh, gw, Np, D, n_sel; /* input side, grid, patches, dim, blocks averaged    */
+    float *pixels; /* [CHUNK][3][S][S] */
+    float *blocks; /* [n_sel][CHUNK][Np][D] */
+    float *attn;   /* [CHUNK][Np] */
+    float *feats;  /* [CHUNK][Np][D]: mean of the selected blocks                      */
+    float *smooth; /* [CHUNK][Np]: BPM map (smoothed, / max); 1 without BPM           */
+    uint8_t *mask; /* [CHUNK][Np]: 1 = foreground                                     */
+} extractor;
+
+static void extractor_free(extractor *e)
+{
+    uf_session_free(e->sess);
+    free(e->pixels);
+    free(e->blocks);
+    free(e->attn);
+    free(e->feats);
+    free(e->smooth);
+    free(e->mask);
+    memset(e, 0, sizeof *e);
+}
+
+static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_detector_params *p)
+{
+    memset(e, 0, sizeof *e);
+    e->bb = bb;
+    e->p = *p;
+    e->S = uf_preprocess_size(&p->pre);
+    e->gh = e->gw = e->S / bb->w.patch;
+    e->D = bb->w.dim;
+    e->n_sel = p->layer_last - p->layer_first + 1;
+    size_t Np = (size_t)e->gh * (size_t)e->gw, D = (size_t)e->D, S = (size_t)e->S;
+    size_t npix, nblk, nfeat;
+    if (Np > (size_t)1 << 24 || !uf__mul_ok((size_t)CHUNK * 3 * S, S, &npix) ||
+        !uf__mul_ok((size_t)CHUNK * Np, D, &nfeat) || !uf__mul_ok(nfeat, (size_t)e->n_sel, &nblk))
+        return uf__err(UF_ERR_LIMIT, "input size %d is too large", e->S);
+    e->Np = (int)Np;
+    uf_status s = uf_session_new(bb, &e->sess);
+    if (s != UF_OK) return s;
+    e->pixels = malloc(npix * sizeof(float));
+    e->blocks = malloc(nblk * sizeof(float));
+    e->attn = malloc(CHUNK * Np * sizeof(float));
+    e->feats = malloc(nfeat * sizeof(float));
+    e->smooth = malloc(CHUNK * Np * sizeof(float));
+    e->mask = malloc(CHUNK * Np);
+    if (!e->pixels || !e->blocks || !e->attn || !e->feats || !e->smooth || !e->mask) {
+        extractor_free(e);
+        return uf__err(UF_ERR_NOMEM, "out of memory for the detector's buffers");
+    }
+    return UF_OK;
+}
+
+/* Features, BPM maps and masks of n <= CHUNK images into e->feats/smooth/mask. */
+static uf_status extract(extractor *e, const uf_image *const *imgs, int n)
+{
+    const size_t plane = 3 * (size_t)e->S * (size_t)e->S;
+    uf_status st = UF_OK;
+    for (int b = 0; b < n; b++)
+        if (!imgs[b]) return uf__err(UF_ERR_ARG, "image %d is NULL", b);
+    /* preprocessing is independent per image; each thread's error message is its own, so
+     * the first failure is re-raised on this thread after the loop */
+    uf_status stb[CHUNK];
+    char msg[CHUNK][256];
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n < uf_get_threads() ? n : uf_get_threads())
+    for (int b = 0; b < n; b++) {
+        stb[b] = uf_preprocess_image(imgs[b], &e->p.pre, e->pixels + (size_t)b * plane);
+        if (stb[b] != UF_OK) snprintf(msg[b], sizeof msg[b], "%s", uf_errmsg());
+    }
+    for (int b = 0; b < n; b++)
+        if (stb[b] != UF_OK) return uf__err(stb[b], "image %d: %s", b, msg[b]);
+
+    uf_forward_request req = {0};
+    for (int l = e->p.layer_first; l <= e->p.layer_last; l++) req.blocks |= (uint64_t)1 << (l - 1);
+    const int need_attn = e->p.bpm;
+    req.attn_block = need_attn ? e->p.layer_last : 0;
+    req.rollout = need_attn && e->p.rollout;
+    uf_forward_output out = {.blocks = e->blocks, .attn = need_attn ? e->attn : NULL};
+    st = uf_forward(e->sess, e->pixels, n, e->S, e->S, &req, &out);
+    if (st != UF_OK) return st;
+
+    /* feats = mean of the selected blocks, summed in block order (deterministic) */
+    const size_t per_img = (size_t)e->Np * (size_t)e->D, total = per_img * (size_t)n;
+    const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
+    const float inv = 1.0f / (float)e->n_sel;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+    for (size_t i = 0; i < total; i++) {
+        float acc = e->blocks[i];
+        for (int l = 1; l < e->n_sel; l++) acc += e->blocks[(size_t)l * blk_stride + i];
+        acc *= inv;
+        e->feats[i] = acc;
+        bad |= !isfinite(acc);
+    }
+    if (bad)
+        return uf__err(UF_ERR_NONFINITE,
+                       "the backbone produced NaN or Inf features (overflow in the network)");
+
+    for (int b = 0; b < n; b++) {
+        float *sm = e->smooth + (size_t)b * e->Np;
+        uint8_t *mk = e->mask + (size_t)b * e->Np;
+        if (!e->p.bpm) {
+            for (int i = 0; i < e->Np; i++) sm[i] = 1.0f, mk[i] = 1;
+            continue;
+        }
+        st = uf__bpm(e->attn + (size_t)b * e->Np, e->gh, e->gw, e->p.bpm_kernel,
+                     e->p.bpm_lambda, sm, mk);
+        if (st != UF_OK) return st;
+        if (e->p.soft_mask) memset(mk, 1, (size_t)e->Np); /* soft: nothing is dropped */
+    }
+    return UF_OK;
+}
+
+/* ---- fitting ------------------------------------------------------------------------- */
+
+struct uf_fitter {
+    extractor ex;
+    float *bank;     /* [cap][D], rows 0..n-1 used */
+    size_t n, cap;   /* rows used, rows allocated  */
+    size_t n_train;  /* images added               */
+};
+
+uf_status uf_fitter_new(const uf_backbone *bb, const uf_detector_params *p, uf_fitter **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_fitter_new: NULL output");
+    *out = NULL;
+    if (!bb) return uf__err(UF_ERR_ARG, "uf_fitter_new: NULL backbone");
+    uf_detector_params dp = p ? *p : uf_detector_default_params();
+    uf_status s = uf_detector_params_check(&dp, bb);
+    if (s != UF_OK) return s;
+    uf_fitter *f = calloc(1, sizeof *f);
+    if (!f) return uf__err(UF_ERR_NOMEM, "out of memory");
+    s = extractor_init(&f->ex, bb, &dp);
+    if (s != UF_OK) {
+        free(f);
+        return s;
+    }
+    *out = f;
+    return UF_OK;
+}
+
+/* Make room for extra more bank rows (growth by half: realloc of large blocks is an
+ * mremap on glibc, so growing costs no copy and no second bank in memory). */
+static uf_status bank_reserve(uf_fitter *f, size_t extra)
+{
+    size_t need;
+    if (!uf__add_ok(f->n, extra, &need) || need > ((size_t)1 << 31))
+        return uf__err(UF_ERR_LIMIT, "memory bank beyond 2^31 patches");
+    if (need <= f->cap) return UF_OK;
+    size_t cap = f->cap + f->cap / 2;
+    if (cap < need) cap = need;
+    if (cap < 4096) cap = 4096;
+    size_t bytes;
+    if (!uf__mul_ok(cap, (size_t)f->ex.D * sizeof(float), &bytes))
+        return uf__err(UF_ERR_LIMIT, "memory bank too large");
+    float *nb = realloc(f->bank, bytes);
+    if (!nb) return uf__err(UF_ERR_NOMEM, "out of memory growing the bank to %zu patches", cap);
+    f->bank = nb;
+    f->cap = cap;
+    return UF_OK;
+}
+
+uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n)
+{
+    if (!f || (n > 0 && !imgs) || n < 0) return uf__err(UF_ERR_ARG, "uf_fitter_add: bad arguments");
+    const size_t D = (size_t)f->ex.D, Np = (size_t)f->ex.Np;
+    const size_t n0 = f->n; /* rolled back to on failure */
+    for (int c0 = 0; c0 < n; c0 += CHUNK) {
+        int c = n - c0 < CHUNK ? n - c0 : CHUNK;
+        uf_status s = extract(&f->ex, imgs + c0, c);
+        if (s == UF_OK) s = bank_reserve(f, (size_t)c * Np);
+        if (s != UF_OK) {
+            f->n = n0;
+            return s;
+        }
+        for (int b = 0; b < c; b++)
+            for (size_t i = 0; i < Np; i++)
+                if (f->ex.mask[(size_t)b * Np + i])
+                    memcpy(f->bank + f->n++ * D, f->ex.feats + ((size_t)b * Np + i) * D,
+                           D * sizeof(float));
+    }
+    f->n_train += (size_t)n;
+    return UF_OK;
+}
+
+size_t uf_fitter_bank_size(const uf_fitter *f) { return f ? f->n : 0; }
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf_model **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_fitter_finish: NULL output");
+    *out = NULL;
+    if (!f) return uf__err(UF_ERR_ARG, "uf_fitter_finish: NULL fitter");
+    if (f->n_train == 0) return uf__err(UF_ERR_ARG, "no training image was added");
+    if (f->n == 0)
+        return uf__err(UF_ERR_ARG, "every patch of the %zu training images was background; "
+                                   "lower the BPM threshold or turn BPM off", f->n_train);
+    const uf_detector_params *p = &f->ex.p;
+    const size_t D = (size_t)f->ex.D, N = f->n;
+    size_t n_keep = uf__coreset_count(N, p->coreset);
+    if (n_keep < (size_t)p->knn)
+        return uf__err(UF_ERR_ARG, "the bank would hold %zu patches, fewer than knn = %d",
+                       n_keep, p->knn);
+    if (progress && progress(user, "coreset", 0, n_keep))
+        return uf__err(UF_ERR_ARG, "cancelled");
+    float *bank = NULL;
+    if (n_keep >= N) { /* keep all, in training order: hand the buffer over */
+        bank = realloc(f->bank, N * D * sizeof(float));
+        if (!bank) bank = f->bank;
+        f->bank = NULL;
+    } else {
+        size_t *idx = malloc(n_keep * sizeof *idx);
+        if (!idx) return uf__err(UF_ERR_NOMEM, "out of memory");
+        size_t got = 0;
+        uf_status s = p->sampler == UF_SAMPLER_RANDOM
+                          ? uf__coreset_random(N, p->coreset, p->seed, idx, &got)
+                          : uf__coreset_greedy(f->bank, N, (int)D, p->coreset, p->seed, idx, &got);
+        if (s != UF_OK) {
+            free(idx);
+            return s;
+        }
+        /* training order, duplicates dropped (the greedy search repeats index 0 once
+         * every remaining point coincides with a selected one) */
+        qsort(idx, got, sizeof *idx, cmp_size);
+        size_t m = 0;
+        for (size_t i = 0; i < got; i++)
+            if (m == 0 || idx[i] != idx[m - 1]) idx[m++] = idx[i];
+        bank = malloc(m * D * sizeof(float));
+        if (!bank) {
+            free(idx);
+            return uf__err(UF_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < m; i++) memcpy(bank + i * D, f->bank + idx[i] * D, D * sizeof(float));
+        free(idx);
+        n_keep = m;
+        free(f->bank);
+        f->bank = NULL;
+    }
+    f->n = f->cap = 0;
+    uf_status s = uf__model_new(f->ex.bb, p, bank, n_keep, N, f->n_train, out);
+    if (s == UF_OK && progress) progress(user, "coreset", n_keep, n_keep);
+    f->n_train = 0;
+    return s;
+}
+
+void uf_fitter_free(uf_fitter *f)
+{
+    if (!f) return;
+    extractor_free(&f->ex);
+    free(f->bank);
+    free(f);
+}
+
+/* ---- the model ----------------------------------------------------------------------- */
+
+uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, float *bank,
+                        size_t n_bank, size_t n_bank_full, size_t n_train, uf_model **out)
+{
+    *out = NULL;
+    uf_model *m = calloc(1, sizeof *m);
+    const char *path = bb && bb->path ? bb->path : "";
+    char *pcopy = strdup(path);
+    float *norm = n_bank ? malloc(n_bank * sizeof(float)) : NULL;
+    uf_status s = UF_OK;
+    if (!m || !pcopy || !norm)
+        s = uf__err(UF_ERR_NOMEM, "out of memory");
+    else if (!bb || !p || !bank)
+        s = uf__err(UF_ERR_ARG, "uf__model_new: NULL argument");
+    else
+        s = uf__knn_bank_norms(bank, n_bank, bb->w.dim, norm);
+    if (s == UF_OK) {
+        for (size_t i = 0; i < n_bank; i++)
+            if (!isfinite(norm[i])) {
+                s = uf__err(UF_ERR_NONFINITE, "memory bank row %zu is not finite", i);
+                break;
+            }
+    }
+    if (s != UF_OK) {
+        free(m);
+        free(pcopy);
+        free(norm);
+        free(bank);
+        return s;
+    }
+    m->params = *p;
+    m->bb = bb;
+    m->dim = bb->w.dim;
+    m->n_bank = n_bank;
+    m->n_bank_full = n_bank_full;
+    m->n_train = n_train;
+    m->bank = bank;
+    m->bank_norm = norm;
+    m->threshold = NAN;
+    m->backbone_path = pcopy;
+    memcpy(m->backbone_sha256, bb->sha256, sizeof m->backbone_sha256);
+    m->backbone_sha256[64] = '\0';
+    *out = m;
+    return UF_OK;
+}
+
+void uf_model_free(uf_model *m)
+{
+    if (!m) return;
+    free(m->embedded_bytes);
+    free(m->bank);
+    free(m->bank_norm);
+    free(m->backbone_path);
+    uf_backbone_free(m->bb_owned);
+    free(m);
+}
+
+void uf_model_get_info(const uf_model *m, uf_model_info *info)
+{
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    if (!m) return;
+    info->params = m->params;
+    info->bank_size = m->n_bank;
+    info->bank_size_full = m->n_bank_full;
+    info->n_train = m->n_train;
+    info->dim = m->dim;
+    info->bank_bytes = m->n_bank * (size_t)m->dim * sizeof(float);
+    info->threshold = m->threshold;
+    uf_backbone_get_info(m->bb, &info->backbone);
+    info->backbone_path = m->backbone_path ? m->backbone_path : "";
+    info->backbone_sha256 = m->backbone_sha256;
+    info->backbone_embedded = m->embedded;
+}
+
+void uf_model_set_threshold(uf_model *m, float threshold)
+{
+    if (m) m->threshold = isfinite(threshold) ? threshold : NAN;
+}
+
+const float *uf_model_bank(const uf_model *m) { return m ? m->bank : NULL; }
+
+void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D)
+{
+    int s = m ? uf_preprocess_size(&m->params.pre) : 0;
+    int g = m && m->bb->w.patch ? s / m->bb->w.patch : 0;
+    if (gh) *gh = g;
+    if (gw) *gw = g;
+    if (S) *S = s;
+    if (D) *D = m ? m->dim : 0;
+}
+
+/* ---- scoring ------------------------------------------------------------------------- */
+
+struct uf_scorer {
+    const uf_model *m;
+    extractor ex;
+    float *dist;   /* [CHUNK][Np] unmasked patch scores  */
+    float *masked; /* [Np] scores after masking            */
+    int *topidx;   /* [Np] top-K positions                 */
+    float *tmp;    /* [S][S] Gaussian scratch              */
+};
+
+uf_status uf_scorer_new(const uf_model *m, uf_scorer **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_scorer_new: NULL output");
+    *out = NULL;
+    if (!m) return uf__err(UF_ERR_ARG, "uf_scorer_new: NULL model");
+    uf_scorer *s = calloc(1, sizeof *s);
+    if (!s) return uf__err(UF_ERR_NOMEM, "out of memory");
+    uf_status st = extractor_init(&s->ex, m->bb, &m->params);
+    if (st != UF_OK) {
+        free(s);
+        return st;
+    }
+    s->m = m;
+    size_t Np = (size_t)s->ex.Np, S = (size_t)s->ex.S;
+    s->dist = malloc(CHUNK * Np * sizeof(float));
+    s->masked = malloc(Np * sizeof(float));
+    s->topidx = malloc(Np * sizeof(int));
+    s->tmp = malloc(S * S * sizeof(float));
+    if (!s->dist || !s->masked || !s->topidx || !s->tmp) {
+        uf_scorer_free(s);
+        return uf__err(UF_ERR_NOMEM, "out of memory for the scorer's buffers");
+    }
+    *out = s;
+    return UF_OK;
+}
+
+void uf_scorer_free(uf_scorer *s)
+{
+    if (!s) return;
+    extractor_free(&s->ex);
+    free(s->dist);
+    free(s->masked);
+    free(s->topidx);
+    free(s->tmp);
+    free(s);
+}
+
+/* Everything derived from image b's patch scores (s->dist) into *o. */
+static uf_status finish_image(uf_scorer *s, int b, uf_score *o)
+{
+    const extractor *e = &s->ex;
+    const int Np = e->Np, D = e->D;
+    const float *d = s->dist + (size_t)b * Np;
+    const float *sm = e->smooth + (size_t)b * Np;
+    const uint8_t *mk = e->mask + (size_t)b * Np;
+    for (int i = 0; i < Np; i++)
+        s->masked[i] = e->p.bpm && e->p.soft_mask ? d[i] * sm[i] : (mk[i] ? d[i] : 0.0f);
+    int K = 0;
+    uf_status st = uf__topk_mean(s->masked, Np, e->p.topk, &o->score, s->topidx, &K);
+    if (st != UF_OK) return st;
+    if (o->patch_scores) memcpy(o->patch_scores, d, (size_t)Np * sizeof(float));
+    if (o->mask) memcpy(o->mask, mk, (size_t)Np);
+    if (o->feature) { /* mean of the top-K patches' features, summed in double */
+        const float *F = e->feats + (size_t)b * Np * D;
+        for (int j = 0; j < D; j++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++) acc += F[(size_t)s->topidx[k] * D + j];
+            o->feature[j] = (float)(acc / K);
+        }
+    }
+    if (o->pixel_map) {
+        st = uf__upsample_bilinear(d, e->gh, e->gw, o->pixel_map, e->S, e->S);
+        if (st == UF_OK && e->p.sigma > 0)
+            st = uf__gaussian_filter(o->pixel_map, e->S, e->S, e->p.sigma, s->tmp);
+    }
+    return st;
+}
+
+uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_score *out)
+{
+    if (!s || n < 0 || (n > 0 && (!imgs || !out)))
+        return uf__err(UF_ERR_ARG, "uf_score_images: bad arguments");
+    const uf_model *m = s->m;
+    for (int c0 = 0; c0 < n; c0 += CHUNK) {
+        int c = n - c0 < CHUNK ? n - c0 : CHUNK;
+        uf_status st = extract(&s->ex, imgs + c0, c);
+        if (st == UF_OK)
+            st = uf__knn(s->ex.feats, (size_t)c * s->ex.Np, m->bank, m->bank_norm, m->n_bank,
+                         m->dim, m->params.knn, s->dist);
+        for (int b = 0; b < c && st == UF_OK; b++) st = finish_image(s, b, &out[c0 + b]);
+        if (st != UF_OK) return n > CHUNK ? uf__err_prefix(st, "scoring") : st;
+    }
+    return UF_OK;
+}
+
+/* ---- maps back onto the original image ----------------------------------------------- */
+
+uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int width,
+                                int height, float *out)
+{
+    if (!m || !pixel_map || !out || width < 1 || height < 1)
+        return uf__err(UF_ERR_ARG, "uf_model_map_to_image: bad arguments");
+    const int S = uf_preprocess_size(&m->params.pre);
+    int rw, rh, left, top;
+    uf_preprocess_geometry(&m->params.pre, width, height, &rw, &rh, &left, &top);
+    size_t n;
+    if (rw < 1 || rh < 1 || !uf__mul_ok((size_t)rw, (size_t)rh, &n))
+        return uf__err(UF_ERR_ARG, "uf_model_map_to_image: bad geometry");
+    float lo = pixel_map[0];
+    for (size_t i = 1; i < (size_t)S * S; i++) lo = pixel_map[i] < lo ? pixel_map[i] : lo;
+    /* the map in resized-image coordinates; what the crop cut away gets the minimum */
+    float *r = malloc(n * sizeof(float)); /* [rh][rw] */
+    if (!r) return uf__err(UF_ERR_NOMEM, "out of memory");
+    for (int y = 0; y < rh; y++)
+        for (int x = 0; x < rw; x++) {
+            int u = x - left, v = y - top;
+            r[(size_t)y * rw + x] =
+                u >= 0 && u < S && v >= 0 && v < S ? pixel_map[(size_t)v * S + u] : lo;
+        }
+    uf_status st = uf__upsample_bilinear(r, rh, rw, out, height, width);
+    free(r);
+    return st;
+}

@@ -1,0 +1,36 @@
+/*
+ * detector.h - the model, fitter and scorer structures shared by detector.c (fit and score)
+ * and modelfile.c (save and load). Not installed.
+ */
+#ifndef UF_DETECTOR_H
+#define UF_DETECTOR_H
+
+#include "internal.h"
+
+/* A fitted model. Immutable after construction, hence shareable across threads. */
+struct uf_model {
+    uf_detector_params params;
+    const uf_backbone *bb;  /* the backbone scoring runs                               */
+    uf_backbone *bb_owned;  /* == bb when the model owns it (loaded models), else NULL  */
+    int dim;                /* D                                                       */
+    size_t n_bank;          /* bank rows after the coreset                             */
+    size_t n_bank_full;     /* foreground patches before the coreset                   */
+    size_t n_train;         /* training images                                         */
+    float *bank;            /* [n_bank][D]                                              */
+    float *bank_norm;       /* [n_bank] squared L2 norms of the bank rows (uf__knn)     */
+    float threshold;        /* decision threshold on the image score, NaN if none      */
+    char *backbone_path;    /* recorded checkpoint path ("" for a random backbone)     */
+    char backbone_sha256[65]; /* recorded checkpoint sha256 ("" for random)            */
+    int embedded;           /* loaded from a file that embeds the backbone             */
+    uint8_t *embedded_bytes; /* the embedded checkpoint bytes (kept so a loaded model can
+                                be saved again with its backbone), or NULL             */
+    size_t embedded_len;
+};
+
+/* Make a model from parts: takes ownership of bank (malloc'd, [n_bank][D]) on success and
+ * on failure alike; computes the bank norms; copies p and the backbone identity of bb.
+ * bb is borrowed (set m->bb_owned afterwards to hand it over). */
+uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, float *bank,
+                        size_t n_bank, size_t n_bank_full, size_t n_train, uf_model **out);
+
+#endif /* UF_DETECTOR_H */
