@@ -76,9 +76,23 @@ uf_backbone *cli_load_backbone(const cli_common *c);
  * and returns false on failure. */
 bool cli_load_image(const cli_common *c, const char *path, float *out);
 
+/* Method flags (cli_detector.c): consume argv[*i] if it is one, as cli_common_option
+ * does (1 consumed, 0 not a method flag, -1 usage error printed). */
+int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char **argv, int *i);
+extern const char *const cli_detector_help;
+
+/* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
+ * is printed as one line naming the file). Returns the number decoded. */
+int cli_load_images(char *const *paths, int n, uf_image **imgs);
+
 /* Verbs. */
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+/* `info` on a model file (cmd_predict.c); cmd_inspect calls it for .ufm files. */
+int cmd_model_info(const char *path, bool json);
 
 #endif

@@ -1,0 +1,140 @@
+/*
+ * cli_detector.c - the method flags shared by every verb that fits a detector (fit, demo,
+ * and later eval): --layers, --no-bpm, --bpm-kernel, --bpm-lambda, --soft-mask, --rollout,
+ * --coreset, --sampler, --seed, --knn, --topk, --sigma; plus parallel image decoding.
+ * Defaults come from uf_detector_default_params(), so the help text and the library agree.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const cli_detector_help =
+    "Method options (the same defaults serve every task):\n"
+    "  --layers A-B         average the patch tokens of blocks A..B, 1-based (default 3-10)\n"
+    "  --no-bpm             keep every patch (turn Back Patch Masking off)\n"
+    "  --bpm-kernel K       side of the mean filter over the CLS attention, odd (default 7)\n"
+    "  --bpm-lambda L       foreground: smoothed attention / max > L (default 0.1)\n"
+    "  --soft-mask          weight patch scores by the smoothed attention instead of\n"
+    "                       dropping background patches (ablation)\n"
+    "  --rollout            attention rollout instead of the last block's CLS attention\n"
+    "                       (for supervised backbones)\n"
+    "  --coreset P          keep a fraction P of the bank, (0, 1]; 1 keeps all (default 0.1)\n"
+    "  --sampler NAME       greedy (k-center, default) or random\n"
+    "  --seed N             seed of the coreset and of --shots (default 0)\n"
+    "  --knn K              patch score: mean squared distance to the K nearest (default 1)\n"
+    "  --topk F             image score: mean of the top F fraction of patches (default 0.05)\n"
+    "  --sigma S            Gaussian smoothing of the pixel map in pixels (default 4; 0 none)\n";
+
+/* Value of option argv[*i]; prints a usage error when missing. */
+static const char *value(const char *verb, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        cli_usage_error(verb, "option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v;
+    long n;
+    double d;
+    if (!strcmp(a, "--no-bpm")) {
+        p->bpm = 0;
+    } else if (!strcmp(a, "--soft-mask")) {
+        p->soft_mask = 1;
+    } else if (!strcmp(a, "--rollout")) {
+        p->rollout = 1;
+    } else if (!strcmp(a, "--layers")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        int x, y, used = 0;
+        if (sscanf(v, "%d-%d%n", &x, &y, &used) != 2 || v[used] || x < 1 || y < x || y > 64) {
+            cli_usage_error(verb, "--layers: expected A-B with 1 <= A <= B <= 64, got '%s'", v);
+            return -1;
+        }
+        p->layer_first = x;
+        p->layer_last = y;
+    } else if (!strcmp(a, "--bpm-kernel")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 1, 63, &n) || n % 2 == 0) {
+            cli_usage_error(verb, "--bpm-kernel: expected an odd integer in 1..63, got '%s'", v);
+            return -1;
+        }
+        p->bpm_kernel = (int)n;
+    } else if (!strcmp(a, "--bpm-lambda")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_float(v, 0, 1, &d)) {
+            cli_usage_error(verb, "--bpm-lambda: expected a number in [0, 1], got '%s'", v);
+            return -1;
+        }
+        p->bpm_lambda = (float)d;
+    } else if (!strcmp(a, "--coreset")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_float(v, 0, 1, &d) || d <= 0) {
+            cli_usage_error(verb, "--coreset: expected a fraction in (0, 1], got '%s'", v);
+            return -1;
+        }
+        p->coreset = d;
+    } else if (!strcmp(a, "--sampler")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!strcmp(v, "greedy")) p->sampler = UF_SAMPLER_GREEDY;
+        else if (!strcmp(v, "random")) p->sampler = UF_SAMPLER_RANDOM;
+        else {
+            cli_usage_error(verb, "--sampler: expected greedy or random, got '%s'", v);
+            return -1;
+        }
+    } else if (!strcmp(a, "--seed")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        char *end;
+        unsigned long long s = strtoull(v, &end, 10);
+        if (!*v || *end || v[0] == '-') {
+            cli_usage_error(verb, "--seed: expected a non-negative integer, got '%s'", v);
+            return -1;
+        }
+        p->seed = (uint64_t)s;
+    } else if (!strcmp(a, "--knn")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 1, 1024, &n)) {
+            cli_usage_error(verb, "--knn: expected an integer in 1..1024, got '%s'", v);
+            return -1;
+        }
+        p->knn = (int)n;
+    } else if (!strcmp(a, "--topk")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_float(v, 0, 1, &d) || d <= 0) {
+            cli_usage_error(verb, "--topk: expected a fraction in (0, 1], got '%s'", v);
+            return -1;
+        }
+        p->topk = d;
+    } else if (!strcmp(a, "--sigma")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_float(v, 0, 1000, &d)) {
+            cli_usage_error(verb, "--sigma: expected a number in [0, 1000], got '%s'", v);
+            return -1;
+        }
+        p->sigma = d;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int cli_load_images(char *const *paths, int n, uf_image **imgs)
+{
+    int ok = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
+    for (int j = 0; j < n; j++) {
+        imgs[j] = NULL;
+        if (uf_image_load(paths[j], &imgs[j]) == UF_OK) ok++;
+        else {
+            const char *m = uf_errmsg();
+            /* uf_image_load's messages start with the path */
+            if (strncmp(m, paths[j], strlen(paths[j])) == 0) cli_error("%s", m);
+            else cli_error("%s: %s", paths[j], m);
+        }
+    }
+    return ok;
+}
