@@ -62,6 +62,7 @@ $(BUILD)/bench_vit: bench/bench_vit.c $(LIB) $(HDRS)
 golden:
 	/usr/bin/python3 scripts/gen_golden.py
 	/usr/bin/python3 scripts/gen_image_golden.py
+	/usr/bin/python3 scripts/gen_metrics_golden.py
 
 clean:
 	rm -rf build build-asan $(BIN)

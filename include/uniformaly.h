@@ -514,9 +514,10 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
 /* ------------------------------------------------------------------------------------ */
 
 /* Area under the ROC curve of scores[n] against labels[n] (nonzero = positive/anomalous),
- * exactly as scikit-learn's roc_auc_score: tied scores count half. Returns NaN when
- * either class is empty or on NULL/NaN input. O(n log n) time, O(n) extra memory.
- * Thread-safe. */
+ * exactly as scikit-learn's roc_auc_score: tied scores count half. Returns NaN (with a
+ * message for uf_errmsg()) when either class is empty, on NULL or NaN input, or when out
+ * of memory. Infinities are ordered as usual. A radix sort: O(n) time, at most 8 bytes per
+ * score of extra memory (4.2 million scores in about 0.1 s). Thread-safe. */
 double uf_auroc(const float *scores, const uint8_t *labels, size_t n);
 
 #ifdef __cplusplus
