@@ -63,6 +63,7 @@ golden:
 	/usr/bin/python3 scripts/gen_golden.py
 	/usr/bin/python3 scripts/gen_image_golden.py
 	/usr/bin/python3 scripts/gen_metrics_golden.py
+	/usr/bin/python3 scripts/gen_imgout_golden.py
 
 clean:
 	rm -rf build build-asan $(BIN)
