@@ -189,7 +189,7 @@ int cmd_features(int argc, char **argv)
     {
         int nt = 0;
         const char *names[70];
-        char namebuf[64][16];
+        char namebuf[64][24]; /* "block64" needs 8; room silences -Wformat-truncation */
         int ndims[70];
         int64_t shapes[70][3];
         const int64_t *shp[70];
@@ -266,20 +266,37 @@ done:
 }
 
 static const char *const info_help =
-    "Usage: uniformaly info FILE\n"
+    "Usage: uniformaly info [--json] [--heads N] FILE\n"
     "\n"
-    "Describe a checkpoint (.pth or .safetensors): architecture read from its tensors.\n";
+    "Describe a model file written by 'uniformaly fit' (settings, bank size, memory, backbone\n"
+    "identity) or a checkpoint (.pth or .safetensors: architecture read from its tensors).\n"
+    "  --json      model files: print one JSON object\n"
+    "  --heads N   checkpoints: attention heads when not inferable from the dim\n";
+
+/* True if path starts with the model file magic. */
+static bool is_model_file(const char *path)
+{
+    char h[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    return n == 8 && !memcmp(h, "UFMODEL", 8);
+}
 
 int cmd_inspect(int argc, char **argv)
 {
     const char *verb = "info";
     const char *path = NULL;
     uf_backbone_params bp = uf_backbone_default_params();
+    bool json = false;
     for (int i = 1; i < argc; i++) {
         long n;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(info_help, stdout);
             return 0;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = true;
         } else if (!strcmp(argv[i], "--heads")) {
             if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 1, 256, &n))
                 return cli_usage_error(verb, "--heads: expected an integer in 1..256");
@@ -294,6 +311,8 @@ int cmd_inspect(int argc, char **argv)
         }
     }
     if (!path) return cli_usage_error(verb, "no file given");
+    if (is_model_file(path)) return cli_usage_error(verb, "model files: not yet");
+    if (json) return cli_usage_error(verb, "--json is for model files");
     uf_backbone *bb = NULL;
     if (uf_backbone_load(path, &bp, &bb) != UF_OK) {
         cli_error("%s", uf_errmsg());
