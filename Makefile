@@ -3,6 +3,7 @@
 #   make test       build and run the test suite (no network, no PyTorch needed)
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      speed figures beside PyTorch and ONNX Runtime (see bench/README.md)
+#   make bench-detector  only the detector part of make bench (kNN, coreset, fit, predict)
 #   make golden     regenerate the committed golden files (needs python3-torch)
 
 CC      ?= cc
@@ -25,7 +26,7 @@ TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_
 BIN     ?= uniformaly
 HDRS     = include/uniformaly.h $(wildcard src/*.h)
 
-.PHONY: all test asan bench golden clean
+.PHONY: all test asan bench bench-detector golden clean
 all: $(BIN)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
@@ -53,8 +54,15 @@ asan:
 	  LDFLAGS_EXTRA=
 	@echo "asan: done"
 
-bench: $(BIN) $(BUILD)/bench_vit
-	./bench/run.sh
+bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
+	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; exit $$rc
+
+# Only the detector part of `make bench` (kNN, coreset, fit/predict, fit memory).
+bench-detector: $(BIN) $(BUILD)/bench_detector
+	./bench/detector.sh
+
+$(BUILD)/bench_detector: bench/bench_detector.c $(LIB) $(HDRS)
+	$(CC) $(ALLCFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/bench_vit: bench/bench_vit.c $(LIB) $(HDRS)
 	$(CC) $(ALLCFLAGS) $< $(LIB) $(LDLIBS) -o $@
@@ -64,6 +72,7 @@ golden:
 	/usr/bin/python3 scripts/gen_image_golden.py
 	/usr/bin/python3 scripts/gen_metrics_golden.py
 	/usr/bin/python3 scripts/gen_imgout_golden.py
+	/usr/bin/python3 scripts/gen_detector_golden.py
 
 clean:
 	rm -rf build build-asan $(BIN)

@@ -489,10 +489,13 @@ void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D);
 typedef struct uf_score {
     float score;          /* image score (always set)                                     */
     float *patch_scores;  /* [gh][gw] unmasked patch scores (distance to the bank)        */
-    uint8_t *mask;        /* [gh][gw] 1 = foreground patch (all 1 without BPM)            */
+    uint8_t *mask;        /* [gh][gw] 1 = foreground patch (all 1 without BPM or with the
+                             soft mask)                                                  */
     float *pixel_map;     /* [S][S] patch scores upsampled bilinearly (align_corners false)
                              and Gaussian-smoothed, in network-input coordinates         */
-    float *feature;       /* [D] mean feature of the top-K patches (anomaly clustering)   */
+    float *feature;       /* [D] mean feature of the top-K patches by masked score (anomaly
+                             clustering); ties go to the lower patch index, so an image
+                             whose patches are all background gets patches 0..K-1       */
 } uf_score;
 
 /* Score n images (any sizes) as one batch: out[i] receives image i. Errors: UF_ERR_ARG,
