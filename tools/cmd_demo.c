@@ -1,14 +1,16 @@
 /*
- * cmd_demo.c - `uniformaly demo`: runs the pipeline end to end on a fresh machine with
- * nothing downloaded. Without --backbone it builds a seeded random-weight ViT-S/16 and a few
- * seeded procedural images (textures with an object, some with a scratch), extracts the
- * UniFormaly features (blocks 3..10) and the CLS attention of block 10, and reports the
- * speed. With --backbone it uses that checkpoint.
- *
- * The anomaly detector itself (fit / predict) is the next milestone; the demo says so.
+ * cmd_demo.c - `uniformaly demo`: the whole flow on a fresh machine with nothing
+ * downloaded. For each of two generated categories (a texture and an object on a plain
+ * background, tools/demo_data.c) it fits a detector on good images, writes the model file,
+ * loads it back, scores the test images, prints image and pixel AUROC against the
+ * generated ground truth and writes heatmap overlays. Without --backbone a seeded
+ * random-weight ViT-S/16 stands in for a pretrained one, and the demo says so: its
+ * figures show the pipeline works, not what a real backbone achieves.
  */
 #include "cli.h"
+#include "demo_data.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,60 +19,143 @@
 #include <time.h>
 
 static const char *const help =
-    "Usage: uniformaly demo [--backbone W] [--out DIR] [--seed N] [options]\n"
+    "Usage: uniformaly demo [--backbone W] [--out DIR] [--seed N] [--train N] [options]\n"
     "\n"
-    "Run the feature extractor on generated images. Without --backbone a seeded\n"
-    "random-weight ViT-S/16 stands in for a pretrained one (its features carry no meaning;\n"
-    "it shows the pipeline and the speed). With --out DIR the features are written to\n"
-    "DIR/features.safetensors.\n"
+    "Fit and evaluate the detector on two generated datasets (a texture, and an object on a\n"
+    "dark background) with scratch, spot and missing-part defects and exact masks. Prints\n"
+    "image and pixel AUROC per dataset and writes to DIR (default uniformaly-demo):\n"
+    "  DIR/<dataset>.ufm                 the fitted model\n"
+    "  DIR/<dataset>/<image>.png         heatmap overlays of the test images\n"
+    "  DIR/<dataset>/<image>_mask.png    their ground-truth masks\n"
+    "Without --backbone a seeded random-weight ViT-S/16 is used: it shows the whole\n"
+    "pipeline but its features carry no learned meaning. Real use needs a pretrained\n"
+    "checkpoint, e.g. DINO ViT-S/8 (dino_deitsmall8_pretrain.pth from the\n"
+    "facebookresearch/dino releases) or an iBOT checkpoint_teacher.pth; see README.md.\n"
     "\n"
-    "Real use needs a pretrained checkpoint, e.g. DINO ViT-S/8\n"
-    "(dino_deitsmall8_pretrain.pth from the facebookresearch/dino releases) or an iBOT\n"
-    "checkpoint_teacher.pth; see README.md.\n";
+    "Options:\n"
+    "  --out DIR            output folder (default uniformaly-demo)\n"
+    "  --seed N             seed of the generated data and of the method (default 0)\n"
+    "  --train N            training images per dataset (default 40)\n";
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-static double rng_unif(uint64_t *s) { return (rng_next(s) >> 11) * (1.0 / 9007199254740992.0); }
-
-/* A W x H procedural image: a sinusoidal texture with noise, a bright disc (the "object")
- * and, if defect, a dark scratch across the disc. */
-static uf_image *make_image(int W, int H, uint64_t seed, bool defect)
-{
-    uf_image *img = NULL;
-    if (uf_image_new(W, H, &img) != UF_OK) return NULL;
-    uint64_t s = seed * 2654435761u + 1;
-    double fx = 0.05 + 0.1 * rng_unif(&s), fy = 0.05 + 0.1 * rng_unif(&s);
-    double cx = W * (0.35 + 0.3 * rng_unif(&s)), cy = H * (0.35 + 0.3 * rng_unif(&s));
-    double r = 0.22 * (W < H ? W : H);
-    double ang = 3.14159 * rng_unif(&s);
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            double v = 90 + 30 * sin(fx * x) * cos(fy * y) + 20 * (rng_unif(&s) - 0.5);
-            double dx = x - cx, dy = y - cy;
-            bool in_disc = dx * dx + dy * dy < r * r;
-            if (in_disc) v = 200 + 15 * sin(0.3 * (dx + dy));
-            if (defect && in_disc) {
-                double dist = fabs(-sin(ang) * dx + cos(ang) * dy);
-                if (dist < 2.5) v = 40;
-            }
-            uint8_t *p = img->rgb + ((size_t)y * W + x) * 3;
-            p[0] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            p[1] = (uint8_t)(p[0] * 0.9);
-            p[2] = (uint8_t)(p[0] * 0.8);
-        }
-    return img;
-}
-
-static double now_s(void)
+static double now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static bool ensure_dir(const char *d)
+{
+    if (mkdir(d, 0777) == 0 || errno == EEXIST) return true;
+    cli_error("%s: cannot create directory: %s", d, strerror(errno));
+    return false;
+}
+
+/* A 0/1 mask as a black/white PNG. */
+static bool write_mask(const uint8_t *mask, int w, int h, const char *path)
+{
+    uf_image *im = NULL;
+    if (uf_image_new(w, h, &im) != UF_OK) return false;
+    for (size_t i = 0; i < (size_t)w * h; i++) memset(im->rgb + 3 * i, mask[i] ? 255 : 0, 3);
+    bool ok = uf_image_write_png(im, path) == UF_OK;
+    uf_image_free(im);
+    return ok;
+}
+
+typedef struct demo_result {
+    size_t bank, full;
+    double fit_s, pred_s, img_auroc, pix_auroc;
+    int n_train, n_test;
+} demo_result;
+
+/* Fit, save, reload, score and write overlays for one generated dataset. */
+static bool run_set(const demo_set *ds, const uf_backbone *bb, const uf_detector_params *dp,
+                    const char *out, int batch, demo_result *r)
+{
+    bool ok = false;
+    uf_fitter *fit = NULL;
+    uf_model *m = NULL, *m2 = NULL;
+    uf_scorer *sc = NULL;
+    float *scores = NULL, *pmap = NULL, *full = NULL, *pix_s = NULL;
+    uint8_t *labels = NULL, *pix_l = NULL;
+    char path[4096];
+    memset(r, 0, sizeof *r);
+    r->n_train = ds->n_train;
+    r->n_test = ds->n_test;
+    double t0 = now();
+    if (uf_fitter_new(bb, dp, &fit) != UF_OK) goto fail;
+    for (int b0 = 0; b0 < ds->n_train; b0 += batch) {
+        const uf_image *imgs[256];
+        int nb = ds->n_train - b0 < batch ? ds->n_train - b0 : batch;
+        for (int j = 0; j < nb; j++) imgs[j] = ds->train[b0 + j].img;
+        if (uf_fitter_add(fit, imgs, nb) != UF_OK) goto fail;
+    }
+    r->full = uf_fitter_bank_size(fit);
+    if (uf_fitter_finish(fit, NULL, NULL, &m) != UF_OK) goto fail;
+    r->fit_s = now() - t0;
+    /* through the model file, as a deployment would */
+    snprintf(path, sizeof path, "%s/%s.ufm", out, ds->category);
+    if (uf_model_save(m, path, 1) != UF_OK || uf_model_load(path, NULL, &m2) != UF_OK) goto fail;
+    uf_model_info mi;
+    uf_model_get_info(m2, &mi);
+    r->bank = mi.bank_size;
+    int S;
+    uf_model_output_size(m2, NULL, NULL, &S, NULL);
+    const int W = ds->test[0].img->width, H = ds->test[0].img->height;
+    const size_t npix = (size_t)W * H;
+    scores = malloc((size_t)ds->n_test * sizeof *scores);
+    labels = malloc((size_t)ds->n_test);
+    pmap = malloc((size_t)S * S * sizeof *pmap);
+    full = malloc(npix * sizeof *full);
+    pix_s = malloc(npix * (size_t)ds->n_test * sizeof *pix_s);
+    pix_l = malloc(npix * (size_t)ds->n_test);
+    if (!scores || !labels || !pmap || !full || !pix_s || !pix_l) {
+        cli_error("out of memory");
+        goto done;
+    }
+    if (uf_scorer_new(m2, &sc) != UF_OK) goto fail;
+    snprintf(path, sizeof path, "%s/%s", out, ds->category);
+    if (!ensure_dir(path)) goto done;
+    t0 = now();
+    for (int i = 0; i < ds->n_test; i++) {
+        const demo_item *it = &ds->test[i];
+        uf_score res = {.pixel_map = pmap};
+        if (uf_score_images(sc, (const uf_image *const *)&it->img, 1, &res) != UF_OK) goto fail;
+        scores[i] = res.score;
+        labels[i] = it->mask != NULL;
+        if (uf_model_map_to_image(m2, pmap, W, H, full) != UF_OK) goto fail;
+        memcpy(pix_s + npix * (size_t)i, full, npix * sizeof *full);
+        for (size_t k = 0; k < npix; k++) pix_l[npix * (size_t)i + k] = it->mask ? it->mask[k] : 0;
+        uf_image *ov = NULL;
+        snprintf(path, sizeof path, "%s/%s/%s.png", out, ds->category, it->name);
+        uf_status s = uf_heatmap_overlay(it->img, full, 0, 0, 0.5f, &ov);
+        if (s == UF_OK) s = uf_image_write_png(ov, path);
+        uf_image_free(ov);
+        if (s != UF_OK) goto fail;
+        if (it->mask) {
+            snprintf(path, sizeof path, "%s/%s/%s_mask.png", out, ds->category, it->name);
+            if (!write_mask(it->mask, W, H, path)) goto fail;
+        }
+    }
+    r->pred_s = now() - t0;
+    r->img_auroc = uf_auroc(scores, labels, (size_t)ds->n_test);
+    r->pix_auroc = uf_auroc(pix_s, pix_l, npix * (size_t)ds->n_test);
+    ok = true;
+    goto done;
+fail:
+    cli_error("%s: %s", ds->category, uf_errmsg());
+done:
+    uf_scorer_free(sc);
+    uf_model_free(m2);
+    uf_model_free(m);
+    uf_fitter_free(fit);
+    free(scores);
+    free(labels);
+    free(pmap);
+    free(full);
+    free(pix_s);
+    free(pix_l);
+    return ok;
 }
 
 int cmd_demo(int argc, char **argv)
@@ -78,120 +163,83 @@ int cmd_demo(int argc, char **argv)
     const char *verb = "demo";
     cli_common c;
     cli_common_init(&c);
-    const char *out_dir = NULL;
-    long seed = 1;
+    uf_detector_params dp = uf_detector_default_params();
+    const char *out = "uniformaly-demo";
+    long n_train = 40;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_common_option(&c, verb, argc, argv, &i);
+        if (r == 0) r = cli_detector_option(&dp, verb, argc, argv, &i);
         if (r < 0) return CLI_EXIT_USAGE;
         if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", help, cli_common_help);
+            printf("%s\n%s\n%s", help, cli_detector_help, cli_common_help);
             return 0;
         } else if (!strcmp(a, "--out")) {
             if (i + 1 >= argc) return cli_usage_error(verb, "option --out needs a value");
-            out_dir = argv[++i];
-        } else if (!strcmp(a, "--seed")) {
-            if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 0, 1L << 30, &seed))
-                return cli_usage_error(verb, "--seed: expected an integer in 0..2^30");
+            out = argv[++i];
+        } else if (!strcmp(a, "--train")) {
+            if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 1, 10000, &n_train))
+                return cli_usage_error(verb, "--train: expected an integer in 1..10000");
             i++;
         } else {
-            return cli_usage_error(verb, "unknown option '%s'", a);
+            return cli_usage_error(verb, "unexpected argument '%s'", a);
         }
     }
+    dp.pre = c.pre;
+    if (uf_detector_params_check(&dp, NULL) != UF_OK)
+        return cli_usage_error(verb, "%s", uf_errmsg());
     uf_set_threads(c.threads);
+    if (!ensure_dir(out)) return CLI_EXIT_RUNTIME;
 
-    int rc = CLI_EXIT_RUNTIME;
     uf_backbone *bb = NULL;
-    uf_session *ses = NULL;
-    float *pix = NULL, *feat = NULL, *attn = NULL;
-    enum { NIMG = 8 };
-    uf_image *imgs[NIMG] = {0};
-
     if (c.backbone) {
-        if (!(bb = cli_load_backbone(&c))) goto done;
-        printf("backbone: %s\n", c.backbone);
+        if (!(bb = cli_load_backbone(&c))) return CLI_EXIT_RUNTIME;
     } else {
-        uf_vit_config cfg = {384, 12, 6, 16, 1536, 14, 0, (uint64_t)seed};
-        if (uf_backbone_random(&cfg, &bb) != UF_OK) {
+        uf_vit_config vc = {.dim = 384, .depth = 12, .heads = 6, .patch = 16, .mlp_dim = 1536,
+                            .grid = 14, .n_classes = 0, .seed = dp.seed};
+        if (uf_backbone_random(&vc, &bb) != UF_OK) {
             cli_error("%s", uf_errmsg());
-            goto done;
-        }
-        printf("backbone: random-weight ViT-S/16 (seed %ld) - a stand-in: its features mean\n"
-               "          nothing; real use needs a pretrained checkpoint (see README.md)\n",
-               seed);
-    }
-    uf_backbone_info info;
-    uf_backbone_get_info(bb, &info);
-    if (info.depth < 10) {
-        cli_error("the demo needs a backbone with at least 10 blocks (this one has %d)", info.depth);
-        goto done;
-    }
-    int S = uf_preprocess_size(&c.pre), g = S / info.patch, Np = g * g, D = info.dim;
-    pix = malloc(sizeof(float) * NIMG * 3 * S * S);   /* [NIMG][3][S][S]     */
-    feat = malloc(sizeof(float) * 8 * NIMG * Np * D); /* [8][NIMG][Np][D]    */
-    attn = malloc(sizeof(float) * NIMG * Np);         /* [NIMG][Np]          */
-    if (!pix || !feat || !attn) { cli_error("out of memory"); goto done; }
-    printf("images:   %d generated 320x256 textures with an object, %d of them scratched\n",
-           NIMG, NIMG / 2);
-    for (int i = 0; i < NIMG; i++) {
-        imgs[i] = make_image(320, 256, (uint64_t)seed * 100 + i, i % 2 == 1);
-        if (!imgs[i] || uf_preprocess_image(imgs[i], &c.pre, pix + (size_t)i * 3 * S * S) != UF_OK) {
-            cli_error("preprocessing failed: %s", uf_errmsg());
-            goto done;
+            return CLI_EXIT_RUNTIME;
         }
     }
-    if (uf_session_new(bb, &ses) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
-    uf_forward_request req = {0};
-    req.blocks = 0x3FCull; /* blocks 3..10 */
-    req.attn_block = 10;
-    uf_forward_output out = {0};
-    out.blocks = feat;
-    out.attn = attn;
-    double t0 = now_s();
-    if (uf_forward(ses, pix, NIMG, S, S, &req, &out) != UF_OK) {
-        cli_error("forward pass failed: %s", uf_errmsg());
-        goto done;
-    }
-    double dt = now_s() - t0;
-    printf("features: blocks 3..10 of %d images, %d patches x %d dims each: %.1f ms/image "
-           "with %d threads\n", NIMG, Np, D, 1e3 * dt / NIMG, uf_get_threads());
-    for (int i = 0; i < NIMG; i++) {
-        /* share of patches the Back Patch Mask would keep: smoothing comes with the detector;
-         * here the raw CLS attention of block 10, divided by its max, against 0.1 */
-        float mx = 0;
-        for (int p = 0; p < Np; p++) mx = attn[(size_t)i * Np + p] > mx ? attn[(size_t)i * Np + p] : mx;
-        int fg = 0;
-        for (int p = 0; p < Np; p++) fg += attn[(size_t)i * Np + p] > 0.1f * mx;
-        double mean = 0;
-        for (size_t k = 0; k < (size_t)Np * D; k++) mean += feat[(size_t)i * Np * D + k];
-        printf("  image %d (%s): mean feature %+.4f, raw attention above 0.1*max: %d/%d patches\n",
-               i, i % 2 ? "scratched" : "clean", mean / ((double)Np * D), fg, Np);
-    }
-    if (out_dir) {
-        mkdir(out_dir, 0777);
-        char path[4096];
-        snprintf(path, sizeof path, "%s/features.safetensors", out_dir);
-        const char *names[2] = {"block10", "attn"};
-        int ndims[2] = {3, 2};
-        int64_t s0[3] = {NIMG, Np, D}, s1[2] = {NIMG, Np};
-        const int64_t *shp[2] = {s0, s1};
-        const float *data[2] = {feat + (size_t)7 * NIMG * Np * D, attn};
-        if (uf_safetensors_write(path, 2, names, ndims, shp, data, NULL) != UF_OK) {
-            cli_error("%s", uf_errmsg());
-            goto done;
+    uf_backbone_info bi;
+    uf_backbone_get_info(bb, &bi);
+    printf("uniformaly demo: backbone %s (ViT patch %d, dim %d, depth %d)%s\n",
+           c.backbone ? c.backbone : "random-weight ViT-S/16", bi.patch, bi.dim, bi.depth,
+           c.backbone ? "" : " - NOT a trained model");
+    printf("%-8s %6s %6s %9s %8s %8s %10s %10s\n", "dataset", "train", "test", "bank", "fit s",
+           "img/s", "image AUC", "pixel AUC");
+    int rc = 0;
+    static const char *const cats[] = {"texture", "object"};
+    for (int k = 0; k < 2; k++) {
+        demo_set ds;
+        if (demo_make(cats[k], dp.seed, 224, (int)n_train, 10, 6, &ds) != 0) {
+            cli_error("cannot generate the %s dataset (out of memory)", cats[k]);
+            rc = CLI_EXIT_RUNTIME;
+            break;
         }
-        printf("wrote %s (block10 [%d,%d,%d], attn [%d,%d])\n", path, NIMG, Np, D, NIMG, Np);
+        demo_result r;
+        bool ok = run_set(&ds, bb, &dp, out, c.batch, &r);
+        demo_free(&ds);
+        if (!ok) {
+            rc = CLI_EXIT_RUNTIME;
+            break;
+        }
+        printf("%-8s %6d %6d %9zu %8.2f %8.1f %10.4f %10.4f\n", cats[k], r.n_train, r.n_test,
+               r.bank, r.fit_s, r.n_test / (r.pred_s > 0 ? r.pred_s : 1e-9), r.img_auroc,
+               r.pix_auroc);
+        fflush(stdout);
     }
-    printf("\nThe anomaly detector (fit / predict) is the next milestone. Today you can run\n"
-           "'uniformaly classify' and 'uniformaly features' with a real checkpoint.\n");
-    rc = 0;
-done:
-    for (int i = 0; i < NIMG; i++) uf_image_free(imgs[i]);
-    free(pix);
-    free(feat);
-    free(attn);
-    uf_session_free(ses);
     uf_backbone_free(bb);
-    return rc;
+    if (rc) return rc;
+    printf("\nWrote the models and heatmap overlays to %s/.\n", out);
+    if (!c.backbone)
+        printf("These figures come from RANDOM weights: they show the pipeline runs end to end,\n"
+               "not what UniFormaly achieves. Real use needs a pretrained checkpoint, e.g. DINO\n"
+               "ViT-S/8 (dino_deitsmall8_pretrain.pth, from the facebookresearch/dino\n"
+               "releases); then:\n"
+               "  uniformaly fit --backbone dino_deitsmall8_pretrain.pth --out m.ufm good_images/\n"
+               "  uniformaly predict m.ufm --heatmap-dir maps new_images/\n");
+    return 0;
 }

@@ -311,7 +311,7 @@ int cmd_inspect(int argc, char **argv)
         }
     }
     if (!path) return cli_usage_error(verb, "no file given");
-    if (is_model_file(path)) return cli_usage_error(verb, "model files: not yet");
+    if (is_model_file(path)) return cmd_model_info(path, json);
     if (json) return cli_usage_error(verb, "--json is for model files");
     uf_backbone *bb = NULL;
     if (uf_backbone_load(path, &bp, &bb) != UF_OK) {

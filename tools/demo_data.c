@@ -523,17 +523,24 @@ int demo_make(const char *category, uint64_t seed, int size, int n_train, int n_
     out->train = calloc(n_train ? (size_t)n_train : 1, sizeof *out->train);
     out->test = calloc(n_test ? (size_t)n_test : 1, sizeof *out->test);
     if (!out->train || !out->test) goto fail;
-    for (int i = 0; i < n_train; i++) {
-        if (demo_item_make(&f, 0, DEMO_GOOD, i, &out->train[i]) != 0) goto fail;
-        out->n_train = i + 1;
+    /* every image has its own stream, so they are drawn in parallel; the counts are set
+     * afterwards so demo_free sees every slot (calloc'd slots of failures are empty) */
+    int failed = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed)
+    for (int i = 0; i < n_train + n_test; i++) {
+        if (i < n_train) {
+            failed |= demo_item_make(&f, 0, DEMO_GOOD, i, &out->train[i]) != 0;
+            continue;
+        }
+        /* test: goods, then each defect type in turn, each numbered from 0 */
+        int t = i - n_train;
+        int type = t < n_test_good ? DEMO_GOOD : 1 + (t - n_test_good) / n_test_per_defect;
+        int index = t < n_test_good ? t : (t - n_test_good) % n_test_per_defect;
+        failed |= demo_item_make(&f, 1, type, index, &out->test[t]) != 0;
     }
-    /* test: goods, then each defect type in turn, each numbered from 0 */
-    for (int i = 0; i < n_test; i++) {
-        int type = i < n_test_good ? DEMO_GOOD : 1 + (i - n_test_good) / n_test_per_defect;
-        int index = i < n_test_good ? i : (i - n_test_good) % n_test_per_defect;
-        if (demo_item_make(&f, 1, type, index, &out->test[i]) != 0) goto fail;
-        out->n_test = i + 1;
-    }
+    out->n_train = n_train;
+    out->n_test = n_test;
+    if (failed) goto fail;
     return 0;
 fail:
     demo_free(out);

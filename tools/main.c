@@ -3,10 +3,9 @@
  */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-
-int cmd_demo(int argc, char **argv);
 
 static const char *const usage =
     "uniformaly " UF_VERSION_STRING " - visual anomaly detection with Vision Transformers on CPU\n"
@@ -14,10 +13,12 @@ static const char *const usage =
     "Usage: uniformaly VERB [options] ...\n"
     "\n"
     "Verbs:\n"
-    "  demo       run the ViT pipeline on a seeded random model and generated images\n"
+    "  demo       the whole flow (fit, predict, AUROC, heatmaps) on generated images\n"
+    "  fit        fit a detector on normal images and write a model file\n"
+    "  predict    score images with a model file, optionally writing heatmaps\n"
+    "  info       describe a model file or a checkpoint (.pth or .safetensors)\n"
     "  classify   top-k classes of images with a supervised ViT checkpoint\n"
     "  features   write block outputs / attention maps of images to a .safetensors file\n"
-    "  info       describe a checkpoint (.pth or .safetensors)\n"
     "\n"
     "'uniformaly VERB --help' describes each verb. Exit status: 0 ok, 1 runtime error,\n"
     "2 usage error.\n";
@@ -28,6 +29,9 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return CLI_EXIT_USAGE;
     }
+    /* a write beyond the file size limit (ulimit -f) then fails with EFBIG, which the
+     * library handles (removing its temporary file), instead of killing the process */
+    signal(SIGXFSZ, SIG_IGN);
     const char *verb = argv[1];
     if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
         fputs(usage, stdout);
@@ -40,6 +44,8 @@ int main(int argc, char **argv)
     if (!strcmp(verb, "classify")) return cmd_classify(argc - 1, argv + 1);
     if (!strcmp(verb, "features")) return cmd_features(argc - 1, argv + 1);
     if (!strcmp(verb, "info")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(verb, "fit")) return cmd_fit(argc - 1, argv + 1);
+    if (!strcmp(verb, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(verb, "demo")) return cmd_demo(argc - 1, argv + 1);
     fprintf(stderr, "uniformaly: unknown verb '%s'\n\n%s", verb, usage);
     return CLI_EXIT_USAGE;

@@ -1,0 +1,216 @@
+/*
+ * cmd_fit.c - `uniformaly fit`: build a detector from normal (good) images and write it to
+ * one self-describing model file. Images are decoded in parallel batches and streamed into
+ * the library's fitter, so memory holds one batch of images plus the growing bank.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const help =
+    "Usage: uniformaly fit --backbone W --out MODEL.ufm [options] TRAIN...\n"
+    "\n"
+    "Fit an anomaly detector on normal images: every foreground patch feature goes into a\n"
+    "memory bank, which a coreset then subsamples. TRAIN is image files, folders (searched\n"
+    "recursively for png/jpg/jpeg/bmp/ppm/pgm/pbm/pnm) or .txt/.lst files listing paths.\n"
+    "An unreadable training image stops the fit (exit status 1): training data should be\n"
+    "exactly what you meant. Progress goes to stderr on a terminal; the model file is\n"
+    "written under a temporary name and renamed, so an interrupted fit leaves any previous\n"
+    "model file intact.\n"
+    "\n"
+    "Options:\n"
+    "  --out PATH           model file to write (required)\n"
+    "  --embed-backbone     store the checkpoint inside the model file (deployable alone);\n"
+    "                       otherwise the file records the checkpoint's path and sha256\n"
+    "  --shots N            train on N images drawn at random (seeded by --seed)\n"
+    "  --threshold T        store a decision threshold on the image score (predict marks\n"
+    "                       images above it anomalous)\n";
+
+/* splitmix64: a tiny, well-mixed generator for the --shots draw. */
+static uint64_t mix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Keep `shots` of the images: a seeded partial Fisher-Yates draw, then file order. */
+static bool pick_shots(cli_strings *imgs, size_t shots, uint64_t seed)
+{
+    if (shots >= imgs->n) return true;
+    size_t *perm = malloc(imgs->n * sizeof *perm);
+    if (!perm) return false;
+    for (size_t i = 0; i < imgs->n; i++) perm[i] = i;
+    uint64_t st = seed ^ 0x73686f7473ull; /* "shots" */
+    for (size_t j = 0; j < shots; j++) {
+        size_t k = j + (size_t)(mix(&st) % (imgs->n - j));
+        size_t t = perm[j];
+        perm[j] = perm[k];
+        perm[k] = t;
+    }
+    qsort(perm, shots, sizeof *perm, cmp_size);
+    char **keep = malloc(shots * sizeof *keep);
+    if (!keep) { free(perm); return false; }
+    for (size_t j = 0; j < shots; j++) {
+        keep[j] = imgs->v[perm[j]];
+        imgs->v[perm[j]] = NULL;
+    }
+    for (size_t i = 0; i < imgs->n; i++) free(imgs->v[i]);
+    for (size_t j = 0; j < shots; j++) imgs->v[j] = keep[j];
+    imgs->n = shots;
+    free(keep);
+    free(perm);
+    return true;
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Coreset progress from the library. */
+static int on_progress(void *user, const char *stage, size_t done, size_t total)
+{
+    cli_progress((const cli_common *)user, stage, done, total);
+    return 0;
+}
+
+int cmd_fit(int argc, char **argv)
+{
+    const char *verb = "fit";
+    cli_common c;
+    cli_common_init(&c);
+    uf_detector_params dp = uf_detector_default_params();
+    const char *out_path = NULL;
+    bool embed = false;
+    long shots = 0;
+    double threshold = NAN;
+    int npos = 0;
+    char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    if (!pos) return CLI_EXIT_RUNTIME;
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = cli_common_option(&c, verb, argc, argv, &i);
+        if (r == 0) r = cli_detector_option(&dp, verb, argc, argv, &i);
+        if (r < 0) { rc = CLI_EXIT_USAGE; goto out; }
+        if (r > 0) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n%s\n%s", help, cli_detector_help, cli_common_help);
+            goto out;
+        } else if (!strcmp(a, "--out")) {
+            if (i + 1 >= argc) { rc = cli_usage_error(verb, "option --out needs a value"); goto out; }
+            out_path = argv[++i];
+        } else if (!strcmp(a, "--embed-backbone")) {
+            embed = true;
+        } else if (!strcmp(a, "--shots")) {
+            if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 1, 100000000, &shots)) {
+                rc = cli_usage_error(verb, "--shots: expected a positive integer");
+                goto out;
+            }
+            i++;
+        } else if (!strcmp(a, "--threshold")) {
+            if (i + 1 >= argc || !cli_parse_float(argv[i + 1], -1e30, 1e30, &threshold)) {
+                rc = cli_usage_error(verb, "--threshold: expected a number");
+                goto out;
+            }
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            rc = cli_usage_error(verb, "unknown option '%s'", a);
+            goto out;
+        } else {
+            pos[npos++] = argv[i];
+        }
+    }
+    if (!c.backbone) { rc = cli_usage_error(verb, "--backbone is required"); goto out; }
+    if (!out_path) { rc = cli_usage_error(verb, "--out is required"); goto out; }
+    if (npos == 0) { rc = cli_usage_error(verb, "no training images given"); goto out; }
+    dp.pre = c.pre;
+    if (uf_detector_params_check(&dp, NULL) != UF_OK) {
+        rc = cli_usage_error(verb, "%s", uf_errmsg());
+        goto out;
+    }
+    uf_set_threads(c.threads);
+
+    cli_strings images = {0};
+    uf_backbone *bb = NULL;
+    uf_fitter *fit = NULL;
+    uf_model *model = NULL;
+    uf_image **batch = NULL;
+    double t0 = now();
+    if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (shots > 0 && !pick_shots(&images, (size_t)shots, dp.seed)) {
+        cli_error("out of memory");
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
+    if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (uf_fitter_new(bb, &dp, &fit) != UF_OK) {
+        cli_error("%s: %s", c.backbone, uf_errmsg());
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
+    batch = calloc((size_t)c.batch, sizeof *batch);
+    if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
+    for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
+        int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
+        int ok = cli_load_images(images.v + b0, nb, batch);
+        uf_status s = UF_OK;
+        if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)batch, nb);
+        for (int j = 0; j < nb; j++) uf_image_free(batch[j]);
+        if (ok != nb) {
+            cli_error("training image unreadable (see above); fix or remove it");
+            rc = CLI_EXIT_RUNTIME;
+            goto done;
+        }
+        if (s != UF_OK) {
+            cli_error("%s: %s", images.v[b0], uf_errmsg());
+            rc = CLI_EXIT_RUNTIME;
+            goto done;
+        }
+        cli_progress(&c, "fit: images", b0 + (size_t)nb, images.n);
+    }
+    double t1 = now();
+    size_t full = uf_fitter_bank_size(fit);
+    if (uf_fitter_finish(fit, c.quiet ? NULL : on_progress, &c, &model) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
+    uf_model_set_threshold(model, (float)threshold);
+    if (uf_model_save(model, out_path, embed) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
+    uf_model_info mi;
+    uf_model_get_info(model, &mi);
+    if (!c.quiet)
+        fprintf(stderr,
+                "fit: %zu images (%.1f s, %.1f images/s), %zu foreground patches -> bank %zu x %d "
+                "(%.1f MB, coreset %.1f s); wrote %s\n",
+                images.n, t1 - t0, (double)images.n / (t1 - t0), full, mi.bank_size, mi.dim,
+                (double)mi.bank_bytes / 1e6, now() - t1, out_path);
+done:
+    free(batch);
+    uf_model_free(model);
+    uf_fitter_free(fit);
+    uf_backbone_free(bb);
+    cli_strings_free(&images);
+out:
+    free(pos);
+    return rc;
+}
