@@ -52,6 +52,11 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
     if (p->layer_first < 1 || p->layer_last < p->layer_first || p->layer_last > 64)
         return uf__err(UF_ERR_ARG, "layers %d-%d: need 1 <= first <= last <= 64",
                        p->layer_first, p->layer_last);
+    if ((p->bpm != 0 && p->bpm != 1) || (p->soft_mask != 0 && p->soft_mask != 1) ||
+        (p->rollout != 0 && p->rollout != 1))
+        return uf__err(UF_ERR_ARG, "bpm, soft_mask and rollout must be 0 or 1");
+    if ((unsigned)p->pre.interp > (unsigned)UF_INTERP_NEAREST)
+        return uf__err(UF_ERR_ARG, "preprocessing: unknown filter %d", (int)p->pre.interp);
     if (p->bpm_kernel < 1 || p->bpm_kernel > 63 || p->bpm_kernel % 2 == 0)
         return uf__err(UF_ERR_ARG, "bpm kernel %d: must be odd, 1..63", p->bpm_kernel);
     if (!isfinite(p->bpm_lambda) || p->bpm_lambda < 0 || p->bpm_lambda > 1)
