@@ -401,7 +401,7 @@ uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, floa
 void uf_model_free(uf_model *m)
 {
     if (!m) return;
-    free(m->embedded_bytes);
+    free(m->embedded_src);
     free(m->bank);
     free(m->bank_norm);
     free(m->backbone_path);

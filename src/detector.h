@@ -22,8 +22,9 @@ struct uf_model {
     char *backbone_path;    /* recorded checkpoint path ("" for a random backbone)     */
     char backbone_sha256[65]; /* recorded checkpoint sha256 ("" for random)            */
     int embedded;           /* loaded from a file that embeds the backbone             */
-    uint8_t *embedded_bytes; /* the embedded checkpoint bytes (kept so a loaded model can
-                                be saved again with its backbone), or NULL             */
+    char *embedded_src;     /* model file holding the embedded checkpoint (so a loaded
+                               model can be saved again with it), or NULL              */
+    size_t embedded_off;    /* its byte range in that file                             */
     size_t embedded_len;
 };
 

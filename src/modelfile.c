@@ -367,8 +367,19 @@ static uf_status backbone_record(const uf_model *m, const char *path, int embed,
                        "%s: cannot embed the backbone: the model runs checkpoint %s "
                        "(sha256 %s), not the one it was fitted with (sha256 %s)",
                        path, bb->path ? bb->path : "(from memory)", bb->sha256, r->sha256);
-    if (m->embedded_bytes) { /* a loaded model that embedded its checkpoint */
-        r->bytes = m->embedded_bytes;
+    if (m->embedded_src) { /* a loaded model that embedded its checkpoint: re-read it */
+        uf_status s = uf__map_file(m->embedded_src, MF_MAX_FILE, map_buf, map_len, mapped);
+        if (s != UF_OK) return s;
+        char hex[65] = "";
+        bool fits = m->embedded_off <= *map_len && m->embedded_len <= *map_len - m->embedded_off;
+        if (fits) uf__sha256_hex(*map_buf + m->embedded_off, m->embedded_len, hex);
+        if (!fits || strcmp(hex, r->sha256) != 0) {
+            uf__unmap_file(*map_buf, *map_len, *mapped);
+            *map_buf = NULL;
+            return uf__err(UF_ERR_IO, "%s: model file changed since it was loaded; cannot "
+                                      "re-embed its checkpoint", m->embedded_src);
+        }
+        r->bytes = *map_buf + m->embedded_off;
         r->n_bytes = m->embedded_len;
         r->file_size = m->embedded_len;
         return UF_OK;
@@ -881,9 +892,10 @@ uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_mode
     if (!path) return uf__err(UF_ERR_ARG, "uf_model_load: NULL path");
     const uf_model_load_params lp = p ? *p : uf_model_load_default_params();
 
-    uint8_t *buf = NULL; /* [len] the whole file */
+    const uint8_t *buf = NULL; /* [len] the whole file, mapped (or read if mmap fails) */
     size_t len = 0;
-    uf_status s = uf__read_file(path, MF_MAX_FILE, &buf, &len);
+    bool mapped = false;
+    uf_status s = uf__map_file(path, MF_MAX_FILE, &buf, &len, &mapped);
     if (s != UF_OK) return s;
 
     cJSON *root = NULL;
@@ -1088,14 +1100,16 @@ uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_mode
     free(m->backbone_path);
     m->backbone_path = pc;
     snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", h.bb_sha256);
-    if (h.has_data) { /* keep the checkpoint bytes so the model can be saved again */
-        memmove(buf, buf + data_start + emb_off, h.data_len);
-        uint8_t *kept = realloc(buf, h.data_len);
-        m->embedded_bytes = kept ? kept : buf;
+    if (h.has_data) { /* where the checkpoint bytes are, so the model can be saved again
+                         * (re-read then, not held: they are as large as the weights) */
+        if (!(m->embedded_src = strdup(path))) {
+            s = uf__err(UF_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        m->embedded_off = data_start + emb_off;
         m->embedded_len = h.data_len;
-        buf = NULL;
     }
-    free(buf);
+    uf__unmap_file(buf, len, mapped);
     free(htext);
     cJSON_Delete(root);
     *out = m;
@@ -1109,6 +1123,6 @@ fail:
     free(bank);
     cJSON_Delete(root);
     free(htext);
-    free(buf);
+    uf__unmap_file(buf, len, mapped);
     return s;
 }
