@@ -61,7 +61,13 @@ const char *uf_version(void);
 /* ------------------------------------------------------------------------------------ */
 
 /* Bound the total number of compute threads the library uses, BLAS threads included
- * (n <= 0 selects the number of online cores, the default). Not thread-safe: call it
+ * (n <= 0 selects the number of online cores, the default). The library's threads are
+ * OpenMP (libgomp) threads: run programs with OMP_WAIT_POLICY=passive (the uniformaly
+ * program sets it for itself), since libgomp's default of spinning while waiting starves
+ * the working threads whenever other processes or threads compete for the cores (a
+ * ViT-S/16 forward measured 17x slower beside one busy process). To score from many
+ * threads at once, call uf_set_threads(1) first: each call then stays on its own thread.
+ * Not thread-safe: call it
  * before starting work, not while other threads run uf_ calls. */
 void uf_set_threads(int n);
 
@@ -522,6 +528,10 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
  * of memory. Infinities are ordered as usual. A radix sort: O(n) time, at most 8 bytes per
  * score of extra memory (4.2 million scores in about 0.1 s). Thread-safe. */
 double uf_auroc(const float *scores, const uint8_t *labels, size_t n);
+
+/* @@ evaluation metrics (metrics.c, cluster.c) @@ */
+
+/* @@ datasets (dataset.c) @@ */
 
 #ifdef __cplusplus
 }
