@@ -658,7 +658,9 @@ uf_status uf_backbone_load(const char *path, const uf_backbone_params *p, uf_bac
     if (s != UF_OK) return s;
     s = uf__backbone_load_mem(buf, len, path, p, out);
     uf__unmap_file(buf, len, mapped);
-    if (s == UF_OK && !((*out)->path = strdup(path))) {
+    /* the absolute path, so a model file records a checkpoint findable from anywhere */
+    char *abs = s == UF_OK ? realpath(path, NULL) : NULL;
+    if (s == UF_OK && !((*out)->path = abs ? abs : strdup(path))) {
         uf_backbone_free(*out);
         *out = NULL;
         s = uf__err(UF_ERR_NOMEM, "out of memory");
