@@ -499,6 +499,7 @@ typedef struct uf_score {
                              soft mask)                                                  */
     float *pixel_map;     /* [S][S] patch scores upsampled bilinearly (align_corners false)
                              and Gaussian-smoothed, in network-input coordinates         */
+    float *patch_features;/* [gh*gw][D] the patch features (mean of the layers' tokens)     */
     float *feature;       /* [D] mean feature of the top-K patches by masked score (anomaly
                              clustering); ties go to the lower patch index, so an image
                              whose patches are all background gets patches 0..K-1       */
@@ -509,6 +510,22 @@ typedef struct uf_score {
  * UF_ERR_NOMEM. Results do not depend on n or on the thread count beyond float rounding.
  * Not thread-safe per scorer. */
 uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_score *out);
+
+/* Scoring in two steps, so features computed once serve several models made with the same
+ * backbone and the same feature settings (layers, bpm, bpm_kernel, bpm_lambda, rollout,
+ * preprocessing), e.g. the one-class models of every class of a dataset scoring one test
+ * set. uf_scorer_extract runs the backbone on n images: feats [n][gh*gw][D] (the patch
+ * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM)
+ * and mask [n][gh*gw] (1 = foreground), caller-allocated. uf_score_features scores such
+ * features with the scorer's model, filling out[n] exactly as uf_score_images does on the
+ * images (bit-identical results). When no out[i] asks for patch_scores or pixel_map (and
+ * the soft mask is off), only foreground patches are searched in the bank, which is much
+ * faster for images with much background. Errors: UF_ERR_ARG, UF_ERR_NONFINITE,
+ * UF_ERR_NOMEM. Not thread-safe per scorer. */
+uf_status uf_scorer_extract(uf_scorer *s, const uf_image *const *imgs, int n, float *feats,
+                            float *smooth, uint8_t *mask);
+uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smooth,
+                            const uint8_t *mask, int n, uf_score *out);
 
 /* Map a pixel map ([S][S], network-input coordinates) back onto the geometry of the
  * original image (width x height): out is [height][width]. The map is placed in the
@@ -531,7 +548,287 @@ double uf_auroc(const float *scores, const uint8_t *labels, size_t n);
 
 /* @@ evaluation metrics (metrics.c, cluster.c) @@ */
 
+/* Pixel-level results of uf_pixel_metrics. */
+typedef struct uf_pixel_result {
+    double auroc;        /* pixel AUROC as roc_auc_score over every pixel (ties count half);
+                            NaN unless both normal and anomalous pixels exist            */
+    double aupro;        /* area under the per-region-overlap curve for FPR in [0, max_fpr],
+                            divided by max_fpr (MVTec AD's AU-PRO); NaN without normal
+                            pixels or without anomalous regions                          */
+    double f1_max;       /* best F1 over all thresholds (precision_recall_curve points);
+                            NaN without anomalous pixels                                 */
+    double f1_threshold; /* a threshold reaching f1_max: predict anomalous if score >= it */
+    double auroc_err;    /* bounds on |figure - exact figure| caused by merging scores;  */
+    double aupro_err;    /* 0 when exact (f1_err: the exact F1-max lies in               */
+    double f1_err;       /* [f1_max, f1_max + f1_err])                                   */
+    int exact;           /* 1: no scores were merged (exact up to float rounding)         */
+    uint64_t n_pixels;    /* pixels in all maps                                           */
+    uint64_t n_anomalous; /* pixels with a nonzero mask value                             */
+    uint64_t n_regions;   /* 8-connected anomalous regions over all masks                 */
+} uf_pixel_result;
+
+/* Pixel AUROC, AUPRO and F1-max over a test set of n_images anomaly maps, without copying
+ * the scores. maps[i] is [heights[i]][widths[i]] floats (any values but NaN; +-Inf are
+ * ordered as usual, -0 equals +0); masks[i] the same shape, nonzero = anomalous pixel;
+ * masks, or any masks[i], may be NULL for an all-normal image. All arrays are read only
+ * and stay owned by the caller.
+ *
+ * Definitions (scikit-learn / MVTec AD evaluation code):
+ *  - auroc: roc_auc_score(all mask pixels != 0, all scores).
+ *  - aupro: regions are the 8-connected components of each mask (scipy.ndimage.label with
+ *    a 3x3 structure of ones, as MVTec's compute_pro). At every distinct score t (pixels
+ *    >= t predicted anomalous), FPR(t) = predicted normal pixels / normal pixels and
+ *    PRO(t) = mean over all regions of the fraction of the region predicted. The curve
+ *    (0,0), (FPR, PRO) at decreasing t, is integrated with the trapezoid rule up to
+ *    max_fpr (interpolating linearly at max_fpr) and divided by max_fpr. max_fpr is in
+ *    (0, 1]; MVTec AD uses 0.3.
+ *  - f1_max: max over t of 2 TP / (TP + FP + P) (= 2 precision recall / (precision +
+ *    recall)), P the anomalous pixels.
+ * Memory: about max_bytes (0: 64 MiB) plus 1.5 MiB, plus 12 bytes per pixel of the
+ * largest masked image. The results are exact (exact = 1) when the pixels of level-1
+ * bins holding both classes fit 8 bytes each in max_bytes (64 MiB: 8 million such
+ * pixels, i.e. every pixel of 160 maps of 224 x 224); beyond that, scores within narrow
+ * bins of mixed classes are merged and the *_err fields bound the effect (1e-6 or less
+ * for typical maps). O(pixels) time, two passes over the maps.
+ * Errors: UF_ERR_ARG (NULL out/maps/heights/widths, n_images < 1, a NULL map, a size
+ * < 1, max_fpr outside (0, 1]), UF_ERR_NONFINITE (a NaN score: the message names the map
+ * and pixel), UF_ERR_LIMIT (2^32 pixels or more), UF_ERR_NOMEM. Undefined figures are NaN
+ * with status UF_OK (e.g. no masks at all). out is always written. Thread-safe. */
+uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks,
+                           const int *heights, const int *widths, int n_images,
+                           double max_fpr, size_t max_bytes, uf_pixel_result *out);
+
+/* Best F1 of scores[n] against labels[n] (nonzero = positive) over all thresholds, i.e.
+ * the max of 2 P R / (P + R) over the points of scikit-learn's precision_recall_curve;
+ * exact (sorting). Returns NaN with a message for uf_errmsg() on NULL input, a NaN score,
+ * no positive sample, or out of memory. Thread-safe. */
+double uf_f1_max(const float *scores, const uint8_t *labels, size_t n);
+
+/* Clustering agreement between two labelings a[n], b[n] of the same n items (any int
+ * values; only equality matters), as scikit-learn 1.2:
+ *  uf_nmi: normalized_mutual_info_score (arithmetic mean of the entropies; natural log).
+ *  uf_ari: adjusted_rand_score.
+ * n = 0 gives 1.0 (as scikit-learn). NaN on NULL input with n > 0, n >= 2^31 or out of
+ * memory, with a message for uf_errmsg(). O(n log n). Thread-safe. */
+double uf_nmi(const int *a, const int *b, size_t n);
+double uf_ari(const int *a, const int *b, size_t n);
+
+/* F1 of a clustering pred[n] against true types truth[n] after matching clusters to types
+ * one-to-one with the Hungarian algorithm so that the number of items whose cluster is
+ * matched to their own type is maximal (rectangular when the counts of clusters and types
+ * differ; unmatched clusters predict no type).
+ *  uf_cluster_f1: micro-averaged F1 = matched items / n, i.e. the Hungarian clustering
+ *    accuracy; what UniFormaly's evaluation reports (f1_score(average='micro') after
+ *    Munkres matching). Independent of which optimal matching is used.
+ *  uf_cluster_f1_macro: macro F1 over the true types, mean over types c of
+ *    2 |c and matched cluster| / (|c| + |matched cluster|) (0 if c has no cluster), i.e.
+ *    f1_score(truth, mapped, labels=unique(truth), average='macro'); when several
+ *    matchings reach the maximum the first found is used.
+ * NaN on NULL input, n = 0, n >= 2^31 or out of memory. O(n log n + k^3). Thread-safe. */
+double uf_cluster_f1(const int *truth, const int *pred, size_t n);
+double uf_cluster_f1_macro(const int *truth, const int *pred, size_t n);
+
+/* K-means of n points X[n][d] into k clusters: k-means++ seeding (greedy, as scikit-learn:
+ * 2 + floor(ln k) candidates per centre, the one lowering the potential most is kept),
+ * then Lloyd iterations until no label changes or max_iter updates (an emptied cluster
+ * takes the point farthest from its centre); the best of `restarts` runs by inertia.
+ * labels[n] receives cluster ids 0..k-1; *inertia (may be NULL) the sum of squared
+ * distances of the points to the means of their clusters. Distances are computed in
+ * double. Deterministic for a given seed and independent of the thread count (but not
+ * equal to scikit-learn's random streams).
+ * Errors: UF_ERR_ARG (NULL X/labels, n < 1, d < 1, k < 1 or k > n, restarts < 1,
+ * max_iter < 0, or fewer than k distinct points: the message says how many),
+ * UF_ERR_NONFINITE (NaN/Inf in X), UF_ERR_LIMIT (n >= 2^31), UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_kmeans(const float *X, size_t n, int d, int k, int restarts, uint64_t seed,
+                    int max_iter, int *labels, double *inertia);
+
 /* @@ datasets (dataset.c) @@ */
+
+/* Datasets: readers for the layouts anomaly-detection data comes in on disk, so `uniformaly
+ * eval` (and any caller) can run every task of the paper on published datasets.
+ *
+ * An opened dataset is a list of *categories*, each with a train split (normal images to
+ * fit on) and a test split (normal and anomalous images, with ground truth):
+ *  - Defect datasets (MVTec AD, BTAD, MTD, generic folder, list): a category is a product
+ *    (MVTec's "bottle", BTAD's "01"); test items carry their defect type and mask.
+ *  - Semantic datasets (CIFAR-10/100, MNIST, Fashion-MNIST, ImageNet-style class folders):
+ *    a category is a class, under the one-class protocol: category c's train split is the
+ *    training images of class c; its test split is EVERY test image, anomalous iff its class
+ *    is not c. The test splits of all categories hold the same images in the same order
+ *    (only `anomalous` differs), so a caller can compute each test image's features once
+ *    and reuse them for every class (cache by index or by image_id). Multi-class settings
+ *    union the train splits of several categories and label test items by class_id.
+ *
+ * Layouts (image files: .png .jpg .jpeg .bmp .ppm .pgm .pbm .pnm, any letter case; names
+ * starting with '.' are ignored; all listings sorted bytewise):
+ *  UF_DATASET_MVTEC, UF_DATASET_BTAD: <root>/<category>/train/good/ (BTAD: train/ok/) and
+ *      <root>/<category>/test/<type>/, where type "good" (or "ok") is normal and any other
+ *      folder is a defect type; masks in <root>/<category>/ground_truth/<type>/ named
+ *      "<stem>_mask.<ext>" (MVTec) or "<stem>.<ext>" (BTAD), any image extension, for test
+ *      image "<stem>.<ext>". Categories are the subfolders holding train/ or test/; a root
+ *      that itself holds train/ or test/ is one category named after the folder. The two
+ *      kinds read the same layouts (they differ only in name).
+ *  UF_DATASET_MTD: <root>/MT_Free/Imgs/ and <root>/MT_<Defect>/Imgs/ holding X.jpg with its
+ *      mask X.png beside it (images: every image file that is not .png). The standard split:
+ *      MT_Free's images sorted bytewise by name, index i (0-based) with i % 5 == 0 is a test
+ *      image, the others train; every defective image is a test image of type <Defect>.
+ *      One category, "mtd".
+ *  UF_DATASET_FOLDER: <root>/train/good/ (or, without train/good, <root>/train/ holding the
+ *      images directly) and <root>/test/<type>/ with masks in <root>/ground_truth/<type>/,
+ *      named as for MVTec/BTAD. One category named after the root folder.
+ *  UF_DATASET_LIST: root is a folder holding train.txt and test.txt, one image per line:
+ *          path [label [mask]]
+ *      fields separated by a tab if the line has one (so paths may hold spaces), otherwise by
+ *      spaces; relative paths are taken against root; blank lines and lines whose first
+ *      non-blank character is '#' are skipped. label: "0" or "good" is normal; "1" is
+ *      anomalous of type "anomalous"; any other word is anomalous with that word as its
+ *      type. mask: a mask file, or "-" for none. The label is required in test.txt and
+ *      optional (normal) in train.txt, which must hold normal images only. Every listed
+ *      file must exist. One category named after the root folder.
+ *  UF_DATASET_CIFAR10: the binary version: data_batch_1.bin .. data_batch_5.bin and
+ *      test_batch.bin (records of 1 label byte + 3072 bytes: R, G, B planes of 32x32) in root
+ *      or in root/cifar-10-batches-bin/; class names from batches.meta.txt (the standard
+ *      ten when the file is absent).
+ *  UF_DATASET_CIFAR100: train.bin and test.bin (records of 2 label bytes, coarse and fine,
+ *      + 3072) in root or root/cifar-100-binary/; categories are the 20 superclasses (coarse
+ *      labels), named from coarse_label_names.txt (the standard names when absent).
+ *  UF_DATASET_MNIST, UF_DATASET_FASHION_MNIST: train-images-idx3-ubyte,
+ *      train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each plain
+ *      or gzip-compressed (.gz; also the "train-images.idx3-ubyte" spelling), in root or
+ *      root/raw/. Classes "0".."9", or Fashion-MNIST's "T-shirt/top", "Trouser", ...,
+ *      "Ankle boot". Grey images are replicated to RGB.
+ *  UF_DATASET_IMAGEFOLDER: <root>/train/<class>/ and <root>/val/<class>/ (or test/<class>/);
+ *      classes are the train subfolders; a val class missing from train is an error.
+ * In-memory datasets (CIFAR, MNIST) keep only the raw pixel bytes (about 184 MB for
+ * CIFAR-10, 55 MB for MNIST); images are built on demand by uf_dataset_load_image.
+ *
+ * Robustness: every size read from a file is checked (CIFAR file sizes must be exact
+ * multiples of the record size; idx magic, dimensions and counts must agree and plain idx
+ * files must have exactly the declared size, and a .gz may not inflate beyond it; labels
+ * must be in range) before anything is allocated from it. Errors are one line naming the
+ * file: UF_ERR_IO (root or a required file missing or unreadable), UF_ERR_FORMAT (layout
+ * not as described - e.g. "bottle: no train/ folder" -, a truncated or corrupt file, a
+ * label out of range, a list line that does not parse), UF_ERR_LIMIT, UF_ERR_NOMEM. */
+typedef enum uf_dataset_kind {
+    UF_DATASET_MVTEC = 0,
+    UF_DATASET_BTAD = 1,
+    UF_DATASET_MTD = 2,
+    UF_DATASET_FOLDER = 3,
+    UF_DATASET_LIST = 4,
+    UF_DATASET_CIFAR10 = 5,
+    UF_DATASET_CIFAR100 = 6,
+    UF_DATASET_MNIST = 7,
+    UF_DATASET_FASHION_MNIST = 8,
+    UF_DATASET_IMAGEFOLDER = 9
+} uf_dataset_kind;
+
+/* Parse a dataset name, case-insensitively: "mvtec" (also "mvtec_ad", "mvtec-ad"), "btad",
+ * "mtd", "folder", "list", "cifar10" ("cifar-10"), "cifar100" ("cifar-100"), "mnist",
+ * "fashion-mnist" ("fashion_mnist", "fmnist"), "imagefolder" ("image-folder").
+ * Errors: UF_ERR_ARG, with a message listing the valid names. Thread-safe. */
+uf_status uf_dataset_kind_from_name(const char *name, uf_dataset_kind *out);
+
+/* Canonical name of a kind ("mvtec", ..., "fashion-mnist"); "?" if out of range. */
+const char *uf_dataset_kind_name(uf_dataset_kind kind);
+
+/* An opened dataset. Immutable after uf_dataset_open as far as callers can tell: every
+ * function below may be called from any number of threads at once. */
+typedef struct uf_dataset uf_dataset;
+
+/* One image of a split. All pointers point into the dataset and live as long as it. */
+typedef struct uf_dataset_item {
+    const char *path;      /* image file, or NULL for images held in memory (CIFAR, MNIST) */
+    const char *mask_path; /* ground-truth mask file, or NULL if there is none            */
+    const char *name;      /* short display name: the path relative to root for files,
+                              "<file>#<record>" (e.g. "test_batch.bin#17") in memory       */
+    const char *type;      /* defect datasets: "good" for normal images (whatever their
+                              folder is called, e.g. BTAD's "ok"), else the defect type
+                              (its folder name, or the list label); semantic datasets:
+                              the class name                                             */
+    int type_id;           /* index of type in the category's type list
+                              (uf_dataset_type): defect datasets 0 = "good", then the
+                              defect types bytewise; semantic datasets: the class index  */
+    int anomalous;         /* 1 anomalous, 0 normal                                        */
+    int class_id;          /* semantic datasets: the class index; defect datasets: the
+                              index of the category the item belongs to                  */
+    size_t image_id;       /* the image's identity within the dataset, in
+                              0..n_images-1: two items show the same image iff equal     */
+} uf_dataset_item;
+
+/* Which part of a category. */
+typedef enum uf_split { UF_SPLIT_TRAIN = 0, UF_SPLIT_TEST = 1 } uf_split;
+
+/* Open the dataset of the given kind at root (a folder; see the layouts above). Scans the
+ * folders (or reads the binary files) once; nothing is decoded. *out is owned by the
+ * caller; release with uf_dataset_free. Errors: UF_ERR_ARG, UF_ERR_IO, UF_ERR_FORMAT,
+ * UF_ERR_LIMIT, UF_ERR_NOMEM (see above). Thread-safe. */
+uf_status uf_dataset_open(uf_dataset_kind kind, const char *root, uf_dataset **out);
+
+/* Release a dataset and everything it handed out; NULL is a no-op. */
+void uf_dataset_free(uf_dataset *ds);
+
+/* What a dataset is. */
+typedef struct uf_dataset_info {
+    uf_dataset_kind kind;
+    const char *root;     /* the root as given, trailing '/' removed                   */
+    int semantic;         /* 1: categories are classes (one-class protocol)            */
+    int n_categories;     /* >= 1                                                      */
+    size_t n_images;      /* distinct images (the range of image_id)                   */
+    int image_width;      /* in-memory images: their size (CIFAR 32x32, MNIST 28x28);  */
+    int image_height;     /* 0 for datasets of files                                   */
+} uf_dataset_info;
+
+/* Fill *info. Thread-safe. */
+void uf_dataset_get_info(const uf_dataset *ds, uf_dataset_info *info);
+
+/* Number of categories (>= 1) and the name of category c (0 <= c < n; NULL otherwise).
+ * Defect datasets: categories sorted bytewise; semantic: classes in label order. */
+int uf_dataset_n_categories(const uf_dataset *ds);
+const char *uf_dataset_category(const uf_dataset *ds, int c);
+
+/* Index of the category called name (exact match), or -1. */
+int uf_dataset_find_category(const uf_dataset *ds, const char *name);
+
+/* The type list of category c that item.type_id indexes: defect datasets "good" and then
+ * the defect types of the category (bytewise); semantic datasets the class names. n_types
+ * returns 0 and type returns NULL for an index out of range. */
+int uf_dataset_n_types(const uf_dataset *ds, int c);
+const char *uf_dataset_type(const uf_dataset *ds, int c, int t);
+
+/* Counts of category c: train images, test images, anomalous test images and anomalous
+ * test images that have a mask. Pixel-level metrics are meaningful for a category when
+ * n_test_masked == n_test_anomalous > 0. */
+typedef struct uf_dataset_counts {
+    size_t n_train, n_test, n_test_anomalous, n_test_masked;
+} uf_dataset_counts;
+
+/* Fill *counts for category c. Errors: UF_ERR_ARG (c out of range). Thread-safe. */
+uf_status uf_dataset_get_counts(const uf_dataset *ds, int c, uf_dataset_counts *counts);
+
+/* The items of one split of category c: *items is an array of *n items owned by ds
+ * (valid until uf_dataset_free). Order: train as listed (MTD: bytewise); test by type
+ * (normal first, then the defect types bytewise), then by file name; semantic datasets
+ * keep the files' order (CIFAR/MNIST: record order; imagefolder: class, then name), and
+ * the test split is the same sequence of images for every category. A semantic test
+ * split is built on its first request (n_test items, ~56 bytes each). Errors: UF_ERR_ARG
+ * (bad index or split), UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_dataset_split(const uf_dataset *ds, int c, uf_split split,
+                           const uf_dataset_item **items, size_t *n);
+
+/* The image of an item of ds, as uf_image_load gives it (in-memory images: RGB, grey
+ * replicated to three channels). *out is owned by the caller. Errors: those of
+ * uf_image_load; UF_ERR_ARG (item not of ds). Thread-safe. */
+uf_status uf_dataset_load_image(const uf_dataset *ds, const uf_dataset_item *item,
+                                uf_image **out);
+
+/* The ground-truth mask of an item as *mask, [height][width] bytes 0/1, malloc'd (the
+ * caller frees it): pixel 1 where the mask file's value is >= 128 (the largest of its
+ * three channels after uf_image_load), all 0 when the item has no mask. width and height
+ * are the item's image size; a mask of another size is an error (UF_ERR_FORMAT naming the
+ * mask file and both sizes). Errors: UF_ERR_ARG (NULL, sizes <= 0), UF_ERR_LIMIT (more
+ * pixels than uf_get_max_pixels()), those of uf_image_load. Thread-safe. */
+uf_status uf_dataset_load_mask(const uf_dataset *ds, const uf_dataset_item *item, int width,
+                               int height, uint8_t **mask);
 
 #ifdef __cplusplus
 }

@@ -450,6 +450,8 @@ struct uf_scorer {
     const uf_model *m;
     extractor ex;
     float *dist;   /* [CHUNK][Np] unmasked patch scores  */
+    float *fgq;    /* [CHUNK * Np][D] foreground queries  */
+    float *fgd;    /* [CHUNK * Np] their distances       */
     float *masked; /* [Np] scores after masking            */
     int *topidx;   /* [Np] top-K positions                 */
     float *tmp;    /* [S][S] Gaussian scratch              */
@@ -470,10 +472,12 @@ uf_status uf_scorer_new(const uf_model *m, uf_scorer **out)
     s->m = m;
     size_t Np = (size_t)s->ex.Np, S = (size_t)s->ex.S;
     s->dist = malloc(CHUNK * Np * sizeof(float));
+    s->fgq = malloc(CHUNK * Np * (size_t)s->ex.D * sizeof(float));
+    s->fgd = malloc(CHUNK * Np * sizeof(float));
     s->masked = malloc(Np * sizeof(float));
     s->topidx = malloc(Np * sizeof(int));
     s->tmp = malloc(S * S * sizeof(float));
-    if (!s->dist || !s->masked || !s->topidx || !s->tmp) {
+    if (!s->dist || !s->fgq || !s->fgd || !s->masked || !s->topidx || !s->tmp) {
         uf_scorer_free(s);
         return uf__err(UF_ERR_NOMEM, "out of memory for the scorer's buffers");
     }
@@ -486,20 +490,21 @@ void uf_scorer_free(uf_scorer *s)
     if (!s) return;
     extractor_free(&s->ex);
     free(s->dist);
+    free(s->fgq);
+    free(s->fgd);
     free(s->masked);
     free(s->topidx);
     free(s->tmp);
     free(s);
 }
 
-/* Everything derived from image b's patch scores (s->dist) into *o. */
-static uf_status finish_image(uf_scorer *s, int b, uf_score *o)
+/* Everything derived from one image's patch scores d [Np] into *o; F [Np][D], sm [Np],
+ * mk [Np] are that image's features, BPM map and mask. */
+static uf_status finish_image(uf_scorer *s, const float *d, const float *F, const float *sm,
+                              const uint8_t *mk, uf_score *o)
 {
     const extractor *e = &s->ex;
     const int Np = e->Np, D = e->D;
-    const float *d = s->dist + (size_t)b * Np;
-    const float *sm = e->smooth + (size_t)b * Np;
-    const uint8_t *mk = e->mask + (size_t)b * Np;
     for (int i = 0; i < Np; i++)
         s->masked[i] = e->p.bpm && e->p.soft_mask ? d[i] * sm[i] : (mk[i] ? d[i] : 0.0f);
     int K = 0;
@@ -507,8 +512,8 @@ static uf_status finish_image(uf_scorer *s, int b, uf_score *o)
     if (st != UF_OK) return st;
     if (o->patch_scores) memcpy(o->patch_scores, d, (size_t)Np * sizeof(float));
     if (o->mask) memcpy(o->mask, mk, (size_t)Np);
+    if (o->patch_features) memcpy(o->patch_features, F, (size_t)Np * D * sizeof(float));
     if (o->feature) { /* mean of the top-K patches' features, summed in double */
-        const float *F = e->feats + (size_t)b * Np * D;
         for (int j = 0; j < D; j++) {
             double acc = 0;
             for (int k = 0; k < K; k++) acc += F[(size_t)s->topidx[k] * D + j];
@@ -523,19 +528,83 @@ static uf_status finish_image(uf_scorer *s, int b, uf_score *o)
     return st;
 }
 
+/* Score n <= CHUNK images from their features (feats [n][Np][D], smooth and mask
+ * [n][Np]). Every patch gets its distance when an output needs all of them (patch scores,
+ * pixel map, soft mask); otherwise only foreground patches are searched (background ones
+ * score 0 in the image score whatever their distance), which saves the kNN work of the
+ * background: most of it for small objects or padded small images. */
+static uf_status score_chunk(uf_scorer *s, const float *feats, const float *smooth,
+                             const uint8_t *mask, int n, uf_score *out)
+{
+    const uf_model *m = s->m;
+    const size_t Np = (size_t)s->ex.Np, D = (size_t)m->dim;
+    bool all = m->params.bpm && m->params.soft_mask;
+    for (int b = 0; b < n; b++) all |= out[b].patch_scores || out[b].pixel_map;
+    uf_status st;
+    if (all) {
+        st = uf__knn(feats, (size_t)n * Np, m->bank, m->bank_norm, m->n_bank, m->dim,
+                     m->params.knn, s->dist);
+    } else { /* gather the foreground rows, search, scatter */
+        size_t nf = 0;
+        for (size_t i = 0; i < (size_t)n * Np; i++) {
+            s->dist[i] = 0.0f;
+            if (mask[i]) memcpy(s->fgq + nf++ * D, feats + i * D, D * sizeof(float));
+        }
+        st = uf__knn(s->fgq, nf, m->bank, m->bank_norm, m->n_bank, m->dim, m->params.knn,
+                     s->fgd);
+        for (size_t i = 0, k = 0; st == UF_OK && i < (size_t)n * Np; i++)
+            if (mask[i]) s->dist[i] = s->fgd[k++];
+    }
+    for (int b = 0; b < n && st == UF_OK; b++)
+        st = finish_image(s, s->dist + b * Np, feats + b * Np * D, smooth + b * Np,
+                          mask + b * Np, &out[b]);
+    return st;
+}
+
 uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_score *out)
 {
     if (!s || n < 0 || (n > 0 && (!imgs || !out)))
         return uf__err(UF_ERR_ARG, "uf_score_images: bad arguments");
-    const uf_model *m = s->m;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
         uf_status st = extract(&s->ex, imgs + c0, c);
-        if (st == UF_OK)
-            st = uf__knn(s->ex.feats, (size_t)c * s->ex.Np, m->bank, m->bank_norm, m->n_bank,
-                         m->dim, m->params.knn, s->dist);
-        for (int b = 0; b < c && st == UF_OK; b++) st = finish_image(s, b, &out[c0 + b]);
+        if (st == UF_OK) st = score_chunk(s, s->ex.feats, s->ex.smooth, s->ex.mask, c, out + c0);
         if (st != UF_OK) return n > CHUNK ? uf__err_prefix(st, "scoring") : st;
+    }
+    return UF_OK;
+}
+
+uf_status uf_scorer_extract(uf_scorer *s, const uf_image *const *imgs, int n, float *feats,
+                            float *smooth, uint8_t *mask)
+{
+    if (!s || n < 0 || (n > 0 && (!imgs || !feats || !smooth || !mask)))
+        return uf__err(UF_ERR_ARG, "uf_scorer_extract: bad arguments");
+    const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
+    for (int c0 = 0; c0 < n; c0 += CHUNK) {
+        int c = n - c0 < CHUNK ? n - c0 : CHUNK;
+        uf_status st = extract(&s->ex, imgs + c0, c);
+        if (st != UF_OK) return st;
+        memcpy(feats + (size_t)c0 * Np * D, s->ex.feats, (size_t)c * Np * D * sizeof(float));
+        memcpy(smooth + (size_t)c0 * Np, s->ex.smooth, (size_t)c * Np * sizeof(float));
+        memcpy(mask + (size_t)c0 * Np, s->ex.mask, (size_t)c * Np);
+    }
+    return UF_OK;
+}
+
+uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smooth,
+                            const uint8_t *mask, int n, uf_score *out)
+{
+    if (!s || n < 0 || (n > 0 && (!feats || !smooth || !mask || !out)))
+        return uf__err(UF_ERR_ARG, "uf_score_features: bad arguments");
+    const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
+    for (size_t i = 0; i < (size_t)n * Np * D; i++)
+        if (!isfinite(feats[i]))
+            return uf__err(UF_ERR_NONFINITE, "uf_score_features: feature %zu is not finite", i);
+    for (int c0 = 0; c0 < n; c0 += CHUNK) {
+        int c = n - c0 < CHUNK ? n - c0 : CHUNK;
+        uf_status st = score_chunk(s, feats + (size_t)c0 * Np * D, smooth + (size_t)c0 * Np,
+                                   mask + (size_t)c0 * Np, c, out + c0);
+        if (st != UF_OK) return st;
     }
     return UF_OK;
 }

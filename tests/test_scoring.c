@@ -1,5 +1,7 @@
 /*
- * test_threads.c - one loaded model scored from 8 threads at once gives exactly the results
+ * test_scoring.c - the ways of scoring agree: uf_score_features on features from
+ * uf_scorer_extract equals uf_score_images bit for bit (with and without the foreground-only
+ * search), and one loaded model scored from 8 threads at once gives exactly the results
  * of scoring serially: the model is immutable and every thread has its own scorer. Also run
  * under ThreadSanitizer by `make tsan` (issue 5), where a data race fails the run.
  *
@@ -68,6 +70,11 @@ static void *work(void *arg)
     uf_scorer_free(sc);
     return NULL;
 }
+
+/* A model fitted on the 4 training PNGs, saved and re-loaded; test images in test[]. */
+static uf_backbone *g_bb;
+static uf_model *g_m0, *g_m;
+static uf_image *g_train[4], *g_test[NIMG];
 
 static void test_eight_threads_equal_serial(void)
 {
@@ -147,16 +154,109 @@ static void test_eight_threads_equal_serial(void)
     free(serial.maps);
     free(serial.feats);
     free(serial.patch);
-    uf_model_free(m);
-    uf_model_free(m0);
     uf_fitter_free(f);
-    for (int i = 0; i < 4; i++) uf_image_free(train[i]);
-    for (int i = 0; i < NIMG; i++) uf_image_free(test[i]);
-    uf_backbone_free(bb);
+    /* kept for the next test */
+    g_bb = bb, g_m0 = m0, g_m = m;
+    memcpy(g_train, train, sizeof train);
+    memcpy(g_test, test, sizeof test);
+}
+
+/* extract + score_features == score_images, bitwise; the foreground-only search (no maps
+ * requested) gives the same image scores and features. */
+static void test_features_path(void)
+{
+    if (!g_m) SKIP("no model (previous test failed)");
+    int gh, gw, S, D;
+    uf_model_output_size(g_m, &gh, &gw, &S, &D);
+    const size_t Np = (size_t)gh * gw;
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_scorer_new(g_m, &sc));
+    float *feats = malloc(NIMG * Np * D * sizeof(float)), *smooth = malloc(NIMG * Np * sizeof(float));
+    uint8_t *mask = malloc(NIMG * Np);
+    float *m1 = malloc(NIMG * (size_t)S * S * sizeof(float)), *m2 = malloc(NIMG * (size_t)S * S * sizeof(float));
+    float *f1 = malloc(NIMG * (size_t)D * sizeof(float)), *f2 = malloc(NIMG * (size_t)D * sizeof(float));
+    float *f3 = malloc(NIMG * (size_t)D * sizeof(float)), *pf = malloc(NIMG * Np * D * sizeof(float));
+    REQUIRE(feats && smooth && mask && m1 && m2 && f1 && f2 && f3 && pf);
+    uf_score a[NIMG], b[NIMG], c[NIMG];
+    for (int i = 0; i < NIMG; i++) {
+        a[i] = (uf_score){.pixel_map = m1 + (size_t)i * S * S, .feature = f1 + (size_t)i * D,
+                          .patch_features = pf + i * Np * D};
+        b[i] = (uf_score){.pixel_map = m2 + (size_t)i * S * S, .feature = f2 + (size_t)i * D};
+        c[i] = (uf_score){.feature = f3 + (size_t)i * D}; /* foreground-only search */
+    }
+    REQUIRE_OK(uf_score_images(sc, (const uf_image *const *)g_test, NIMG, a));
+    REQUIRE_OK(uf_scorer_extract(sc, (const uf_image *const *)g_test, NIMG, feats, smooth, mask));
+    REQUIRE_OK(uf_score_features(sc, feats, smooth, mask, NIMG, b));
+    REQUIRE_OK(uf_score_features(sc, feats, smooth, mask, NIMG, c));
+    CHECK(!memcmp(pf, feats, NIMG * Np * D * sizeof(float)));
+    CHECK(!memcmp(m1, m2, NIMG * (size_t)S * S * sizeof(float)));
+    CHECK(!memcmp(f1, f2, NIMG * (size_t)D * sizeof(float)));
+    CHECK(!memcmp(f1, f3, NIMG * (size_t)D * sizeof(float)));
+    for (int i = 0; i < NIMG; i++) {
+        CHECKF(a[i].score == b[i].score && a[i].score == c[i].score, "image %d: %.9g %.9g %.9g",
+               i, a[i].score, b[i].score, c[i].score);
+    }
+    size_t nfg = 0;
+    for (size_t i = 0; i < NIMG * Np; i++) nfg += mask[i];
+    fprintf(stderr, "  %zu of %zu test patches foreground\n", nfg, NIMG * Np);
+    /* non-finite features are refused */
+    feats[5] = NAN;
+    CHECK(uf_score_features(sc, feats, smooth, mask, NIMG, b) == UF_ERR_NONFINITE);
+    free(feats), free(smooth), free(mask), free(m1), free(m2), free(f1), free(f2), free(f3), free(pf);
+    uf_scorer_free(sc);
+}
+
+/* The same with a BPM threshold that drops most patches (foreground-only search matters). */
+static void test_features_path_sparse(void)
+{
+    if (!g_bb) SKIP("no backbone (previous test failed)");
+    uf_detector_params p = uf_detector_default_params();
+    p.pre.resize = 56;
+    p.pre.crop = 48;
+    p.bpm_lambda = 0.6f;
+    p.coreset = 1;
+    uf_fitter *f = NULL;
+    uf_model *m = NULL;
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_fitter_new(g_bb, &p, &f));
+    REQUIRE_OK(uf_fitter_add(f, (const uf_image *const *)g_train, 4));
+    REQUIRE_OK(uf_fitter_finish(f, NULL, NULL, &m));
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    int gh, gw, S, D;
+    uf_model_output_size(m, &gh, &gw, &S, &D);
+    const size_t Np = (size_t)gh * gw;
+    float ps[NIMG][64], fa[NIMG][64], fb[NIMG][64];
+    uint8_t mk[NIMG][64];
+    REQUIRE(Np <= 64 && D <= 64);
+    uf_score a[NIMG], b[NIMG];
+    for (int i = 0; i < NIMG; i++) {
+        a[i] = (uf_score){.patch_scores = ps[i], .feature = fa[i], .mask = mk[i]};
+        b[i] = (uf_score){.feature = fb[i]};
+    }
+    REQUIRE_OK(uf_score_images(sc, (const uf_image *const *)g_test, NIMG, a));
+    REQUIRE_OK(uf_score_images(sc, (const uf_image *const *)g_test, NIMG, b));
+    size_t nfg = 0;
+    for (int i = 0; i < NIMG; i++) {
+        for (size_t j = 0; j < Np; j++) nfg += mk[i][j];
+        CHECKF(a[i].score == b[i].score, "image %d: all %.9g fg-only %.9g", i, a[i].score, b[i].score);
+        CHECK(!memcmp(fa[i], fb[i], (size_t)D * sizeof(float)));
+    }
+    fprintf(stderr, "  lambda 0.6: %zu of %zu test patches foreground\n", nfg, NIMG * Np);
+    CHECK(nfg > 0 && nfg < NIMG * Np);
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    uf_fitter_free(f);
 }
 
 int main(void)
 {
     RUN(test_eight_threads_equal_serial);
+    RUN(test_features_path);
+    RUN(test_features_path_sparse);
+    uf_model_free(g_m);
+    uf_model_free(g_m0);
+    for (int i = 0; i < 4; i++) uf_image_free(g_train[i]);
+    for (int i = 0; i < NIMG; i++) uf_image_free(g_test[i]);
+    uf_backbone_free(g_bb);
     return TEST_DONE();
 }
