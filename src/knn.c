@@ -155,7 +155,7 @@ uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bno
     const size_t nbb = (nb + UF__KNN_BB - 1) / UF__KNN_BB;                /* bank blocks */
 
     /* Query chunk: a multiple of QB, sized so candidate lists stay under KNN_MAX_CAND. */
-    size_t S_max = (size_t)2 * (size_t)T < nbb ? (size_t)2 * (size_t)T : nbb;
+    size_t S_max = (size_t)4 * (size_t)T < nbb ? (size_t)4 * (size_t)T : nbb;
     size_t chunk = KNN_MAX_CAND / (S_max * (size_t)kc);
     chunk = chunk / UF__KNN_QB * UF__KNN_QB;
     if (chunk < UF__KNN_QB) chunk = UF__KNN_QB;
@@ -167,8 +167,11 @@ uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bno
     for (size_t c0 = 0; c0 < nq && !failed; c0 += chunk) {
         const size_t cn = nq - c0 < chunk ? nq - c0 : chunk; /* queries in this chunk */
         const size_t nqb = (cn + UF__KNN_QB - 1) / UF__KNN_QB;
-        /* Few query blocks: split the bank into S slices of whole bank blocks as well. */
-        size_t S = nqb >= (size_t)T ? 1 : ((size_t)2 * T + nqb - 1) / nqb;
+        /* Few query blocks: split the bank into S slices of whole bank blocks as well, so
+         * there are at least 4 work items per thread (the dynamic schedule then balances
+         * uneven blocks: 784 queries = 3 full blocks + 16 rows left one of 2 threads with
+         * 512 rows and the other 272, 70% of sgemm speed instead of 90%). */
+        size_t S = nqb >= (size_t)4 * T ? 1 : ((size_t)4 * T + nqb - 1) / nqb;
         if (S > S_max) S = S_max;
         for (size_t e = 0; e < S * cn * (size_t)kc; e++) {
             cand[e].d = INFINITY;

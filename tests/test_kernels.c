@@ -154,13 +154,6 @@ static float *random_features(uint64_t seed, size_t n, int d, int nc)
     return x;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ==== Back Patch Masking ================================================================ */
 
 static void test_bpm_golden(void)
@@ -648,57 +641,6 @@ static void test_coreset_threads(void)
 
 /* ==== timing (UF_BENCH=1) ================================================================ */
 
-static void test_bench(void)
-{
-    const char *e = getenv("UF_BENCH");
-    if (!e || strcmp(e, "1") != 0) SKIP("timings only with UF_BENCH=1");
-    uf_set_threads(2);
-    /* Coreset: 150000 x 192 -> 10%, clustered and uniform noise. */
-    const size_t N = 150000;
-    size_t *idx = malloc(N * sizeof *idx), n = 0;
-    for (int mode = 0; mode < 2; mode++) {
-        float *X = random_features(5, N, 192, mode == 0 ? 100 : 0);
-        REQUIRE(X && idx);
-        double t0 = now_s();
-        REQUIRE_OK(uf__coreset_greedy(X, N, 192, 0.1, 1, idx, &n));
-        fprintf(stderr, "  bench coreset %zu x 192 -> %zu (%s): %.2f s\n", N, n,
-                mode == 0 ? "100 Gaussian clusters" : "uniform noise", now_s() - t0);
-        free(X);
-    }
-    free(idx);
-    /* kNN vs plain sgemm of the same size: 100k bank x 10k queries x D=384. */
-    const size_t nb = 100000, nq = 10000;
-    const int D = 384;
-    float *B = random_features(6, nb, D, 50), *Q = random_features(7, nq, D, 50);
-    float *bn = malloc(nb * sizeof *bn), *out = malloc(nq * sizeof *out);
-    REQUIRE(B && Q && bn && out);
-    REQUIRE_OK(uf__knn_bank_norms(B, nb, D, bn));
-    double flop = 2.0 * (double)nb * (double)nq * D;
-    double t0 = now_s();
-    REQUIRE_OK(uf__knn(Q, nq, B, bn, nb, D, 1, out));
-    double tk = now_s() - t0;
-    /* sgemm on the same shape in 2000-query pieces (the full product would be 4 GB). */
-    float *C = malloc((size_t)2000 * nb * sizeof *C);
-    REQUIRE(C != NULL);
-    uf__threads_apply();
-    t0 = now_s();
-    for (size_t q0 = 0; q0 < nq; q0 += 2000)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2000, (int)nb, D, 1.0f,
-                    Q + q0 * D, D, B, D, 0.0f, C, (int)nb);
-    double ts = now_s() - t0;
-    fprintf(stderr, "  bench knn k=1 %zu x %zu x %d: %.2f s = %.1f GFLOP/s; sgemm %.2f s = %.1f GFLOP/s\n",
-            nq, nb, D, tk, flop / tk * 1e-9, ts, flop / ts * 1e-9);
-    /* Compute-bound sgemm reference: 2048^3, output kept small. */
-    t0 = now_s();
-    for (int rep = 0; rep < 3; rep++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2048, 2048, 2048, 1.0f, B, 2048,
-                    B + (size_t)2048 * 2048, 2048, 0.0f, C, 2048);
-    ts = now_s() - t0;
-    fprintf(stderr, "  bench sgemm 2048^3 x 3: %.2f s = %.1f GFLOP/s\n", ts,
-            3 * 2.0 * 2048.0 * 2048 * 2048 / ts * 1e-9);
-    free(B), free(Q), free(bn), free(out), free(C);
-    uf_set_threads(0);
-}
 
 int main(void)
 {
@@ -716,6 +658,5 @@ int main(void)
     RUN(test_coreset_lazy_vs_naive);
     RUN(test_coreset_edge);
     RUN(test_coreset_threads);
-    RUN(test_bench);
     return TEST_DONE();
 }
