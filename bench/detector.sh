@@ -47,6 +47,9 @@ rm -f "$RES"
 : >"$RES"
 
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+# Passive OpenMP waiting for every OpenMP runtime alike (PyTorch included), as the CLI uses:
+# spinning waiters starve the workers on a shared machine (see tools/main.c).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 say() { echo "bench-detector: $*" >&2; }
 has() { case ",$PARTS," in *",$1,"*) return 0 ;; esac; return 1; }

@@ -32,6 +32,9 @@ rm -f "$RES"/*.jsonl
 
 # Every library gets the same bound, whichever threading runtime it uses.
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+# Passive OpenMP waiting for every OpenMP runtime alike (PyTorch included), as the CLI uses:
+# spinning waiters starve the workers on a shared machine (see tools/main.c).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 say() { echo "bench: $*" >&2; }
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
