@@ -75,6 +75,7 @@ golden:
 	/usr/bin/python3 scripts/gen_metrics_golden.py
 	/usr/bin/python3 scripts/gen_imgout_golden.py
 	/usr/bin/python3 scripts/gen_detector_golden.py
+	/usr/bin/python3 scripts/gen_dataset_fixtures.py
 
 clean:
 	rm -rf build build-asan $(BIN)
