@@ -120,37 +120,19 @@ uf_status uf_image_write_png(const uf_image *img, const char *path)
         return uf__err(UF_ERR_ARG, "%s: invalid image size %dx%d", path, img->width,
                        img->height);
 
-    /* "<path>.tmp.XXXXXX": same directory as path, so rename() replaces it atomically */
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t pl = strlen(path), tl;
-    if (!uf__add_ok(pl, sizeof suffix, &tl))
-        return uf__err(UF_ERR_ARG, "uf_image_write_png: path too long");
-    char *tmp = malloc(tl); /* [pl + 11 + 1] */
-    if (!tmp) return uf__err(UF_ERR_NOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, suffix, sizeof suffix);
-
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        uf_status s = uf__err(UF_ERR_IO, "%s: cannot create temporary file: %s", path,
-                              strerror(errno));
-        free(tmp);
-        return s;
-    }
-    /* mkstemp creates the file 0600; give the PNG the usual permissions of a new file
-     * (reading the umask is not thread-safe, so the common default is used). */
-    (void)fchmod(fd, 0644);
+    /* an invisible file in path's folder, made visible by uf__afile_commit (atomic.c) */
+    uf__afile af;
+    uf_status s = uf__afile_open(&af, path);
+    if (s != UF_OK) return s;
     png_out o = {NULL, 0, ""};
-    o.fp = fdopen(fd, "wb");
+    int fd2 = dup(af.fd); /* stdio gets its own descriptor; af.fd stays for the commit */
+    o.fp = fd2 >= 0 ? fdopen(fd2, "wb") : NULL;
     if (!o.fp) {
         int e = errno;
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return uf__err(UF_ERR_IO, "%s: cannot open temporary file: %s", path, strerror(e));
+        if (fd2 >= 0) close(fd2);
+        uf__afile_abort(&af);
+        return uf__err(UF_ERR_IO, "%s: cannot open the new file: %s", path, strerror(e));
     }
-
-    /* Encode, then make the bytes durable before they become visible under path. */
     const char *what = NULL; /* which step failed, NULL = none */
     int err = 0;             /* its errno, 0 = not a system error */
     if (png_encode(&o, img) != 0) {
@@ -159,27 +141,18 @@ uf_status uf_image_write_png(const uf_image *img, const char *path)
     } else if (fflush(o.fp) != 0) {
         what = "write failed";
         err = errno;
-    } else if (fsync(fileno(o.fp)) != 0) {
-        what = "fsync failed";
-        err = errno;
     }
     /* fclose exactly once, whatever happened; a failing close is a failed write */
     if (fclose(o.fp) != 0 && !what) {
         what = "close failed";
         err = errno;
     }
-    if (!what && rename(tmp, path) != 0) {
-        what = "cannot rename temporary file into place";
-        err = errno;
-    }
     if (what) {
-        unlink(tmp);
-        free(tmp);
+        uf__afile_abort(&af);
         if (err) return uf__err(UF_ERR_IO, "%s: %s: %s", path, what, strerror(err));
         return uf__err(UF_ERR_IO, "%s: PNG encoding failed: %s", path, what);
     }
-    free(tmp);
-    return UF_OK;
+    return uf__afile_commit(&af);
 }
 
 /* ---- jet colormap and overlay ----------------------------------------------------------- */

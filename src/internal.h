@@ -195,6 +195,23 @@ struct uf_backbone {
 uf_status uf__backbone_load_mem(const uint8_t *buf, size_t len, const char *name,
                                 const uf_backbone_params *p, uf_backbone **out);
 
+/* ---- files that appear complete or not at all (atomic.c) ----------------------------- */
+
+/* write() all of buf, retrying on EINTR and short writes; false with errno set. */
+bool uf__write_all(int fd, const void *buf, size_t n);
+
+/* A file being written to replace path atomically: write to fd, then uf__afile_commit
+ * (durable, then visible under path) or uf__afile_abort (nothing left, path untouched).
+ * Exactly one of the two must be called after a successful open. */
+typedef struct uf__afile {
+    int fd;     /* write here                                                   */
+    char *path; /* the target                                                   */
+    char *tmp;  /* the temporary name, NULL while the file is unnamed (O_TMPFILE) */
+} uf__afile;
+uf_status uf__afile_open(uf__afile *a, const char *path);
+uf_status uf__afile_commit(uf__afile *a);
+void uf__afile_abort(uf__afile *a);
+
 /* ---- sha256 (sha256.c, OpenSSL's libcrypto) ------------------------------------------ */
 
 /* hex receives 64 lowercase hex digits and a NUL. */

@@ -150,22 +150,7 @@ static void w_bytes(mf_writer *w, const void *buf, size_t n)
         w->err = ENOMEM;
         return;
     }
-    const uint8_t *p = buf;
-    while (n > 0) {
-        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-        ssize_t k = write(w->fd, p, chunk);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            w->err = errno;
-            return;
-        }
-        if (k == 0) {
-            w->err = EIO;
-            return;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
+    if (!uf__write_all(w->fd, buf, n)) w->err = errno;
 }
 
 /* n zero bytes (padding, n < MF_ALIGN). */
@@ -441,32 +426,23 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     size_t data_start = 0;
     align64(MF_PREAMBLE + hlen, &data_start); /* hlen is a few KB: cannot overflow */
 
-    /* "<path>.tmp.XXXXXX": same directory, so rename() replaces path atomically */
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t pl = strlen(path), tl;
-    char *tmp = uf__add_ok(pl, sizeof suffix, &tl) ? malloc(tl) : NULL; /* [pl + 12] */
+    /* an invisible file in path's folder, made visible by uf__afile_commit (atomic.c) */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!tmp || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        free(tmp);
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(md);
         cJSON_free(hdr);
         uf__unmap_file(map_buf, map_len, mapped);
         return uf__err(UF_ERR_NOMEM, "%s: out of memory", path);
     }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, suffix, sizeof suffix);
-    mf_writer w = {mkstemp(tmp), md, 0};
-    if (w.fd < 0) {
-        s = uf__err(UF_ERR_IO, "%s: cannot create temporary file: %s", path, strerror(errno));
-        free(tmp);
+    uf__afile af;
+    s = uf__afile_open(&af, path);
+    if (s != UF_OK) {
         EVP_MD_CTX_free(md);
         cJSON_free(hdr);
         uf__unmap_file(map_buf, map_len, mapped);
         return s;
     }
-    /* mkstemp creates 0600; give the model the usual permissions of a new file (reading
-     * the umask is not thread-safe, so the common default is used) */
-    (void)fchmod(w.fd, 0644);
+    mf_writer w = {af.fd, md, 0};
 
     /* preamble, header, padding, bank, padding, checkpoint bytes */
     uint8_t pre[MF_PREAMBLE];
@@ -491,49 +467,15 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     if (!w.err && (!EVP_DigestFinal_ex(md, trailer, &mdlen) || mdlen != 32)) w.err = ENOMEM;
     EVP_MD_CTX_free(md);
     memcpy(trailer + 32, mf_end, 8);
-    if (!w.err) {
-        w.md = NULL;
-        const uint8_t *p = trailer;
-        size_t n = sizeof trailer;
-        while (n > 0) { /* not through w_bytes: the trailer is not hashed */
-            ssize_t k = write(w.fd, p, n);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) {
-                w.err = k < 0 ? errno : EIO;
-                break;
-            }
-            p += k;
-            n -= (size_t)k;
-        }
+    /* the trailer is not hashed: written directly */
+    if (!w.err && !uf__write_all(w.fd, trailer, sizeof trailer)) w.err = errno;
+    if (w.err) {
+        s = uf__err(w.err == ENOMEM ? UF_ERR_NOMEM : UF_ERR_IO, "%s: write failed: %s", path,
+                    strerror(w.err));
+        uf__afile_abort(&af);
+        return s;
     }
-
-    /* durable before visible; close exactly once */
-    const char *what = w.err ? "write failed" : NULL;
-    if (!what && fsync(w.fd) != 0) what = "fsync failed", w.err = errno;
-    if (close(w.fd) != 0 && !what) what = "close failed", w.err = errno;
-    if (!what && rename(tmp, path) != 0)
-        what = "cannot rename temporary file into place", w.err = errno;
-    if (what) {
-        unlink(tmp);
-        free(tmp);
-        return uf__err(w.err == ENOMEM ? UF_ERR_NOMEM : UF_ERR_IO, "%s: %s: %s", path, what,
-                       strerror(w.err));
-    }
-    free(tmp);
-
-    /* make the rename itself durable (best effort: not every file system allows it) */
-    char *dir = strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return UF_OK;
+    return uf__afile_commit(&af); /* durable, then visible under path */
 }
 
 /* ======================================================================================= */

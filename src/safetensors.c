@@ -252,23 +252,6 @@ uf_status uf__safetensors_load(const char *path, uf__tensors *out)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-/* write() all of buf, retrying on EINTR and short writes (chunks of at most 1 GiB, as
- * Linux caps a single write near 2 GiB). errno is left set on failure. */
-static bool write_all(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 /* Build the JSON header text for the tensors (malloc'd, padded with spaces to a multiple
  * of 8 bytes as the reference writer does). *hlen receives its length. */
 static uf_status st_header(int n, const char *const *names, const int *ndims,
@@ -377,60 +360,35 @@ uf_status uf__safetensors_save(const char *path, int n, const char *const *names
     uf_status s = st_header(n, names, ndims, shapes, metadata_json, &hdr, &hlen);
     if (s != UF_OK) return s;
 
-    /* temp name "<path>.tmp.<pid>" in the same directory, so rename() is atomic */
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp) {
-        free(hdr);
-        return uf__err(UF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    /* Write everything to the temp file, fsync it, then rename over the target: readers
-     * see either the old file or the complete new one. Any failure unlinks the temp file
-     * and leaves the target untouched. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        s = uf__err(UF_ERR_IO, "%s: cannot create temporary file: %s", path, strerror(errno));
-        free(tmp);
+    /* readers see either the old file or the complete new one (atomic.c) */
+    uf__afile af;
+    s = uf__afile_open(&af, path);
+    if (s != UF_OK) {
         free(hdr);
         return s;
     }
     uint8_t lenb[8]; /* header length, little-endian */
     for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-    bool ok = write_all(fd, lenb, 8) && write_all(fd, hdr, hlen);
+    bool ok = uf__write_all(af.fd, lenb, 8) && uf__write_all(af.fd, hdr, hlen);
     free(hdr);
     for (int i = 0; i < n && ok; i++) {
         size_t numel = 1;
         for (int k = 0; k < ndims[i]; k++) numel *= (size_t)shapes[i][k]; /* checked above */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        ok = write_all(fd, data[i], numel * sizeof(float));
+        ok = uf__write_all(af.fd, data[i], numel * sizeof(float));
 #else
         for (size_t j = 0; j < numel && ok; j++) {
             uint32_t u;
             memcpy(&u, &data[i][j], 4);
             uint8_t b4[4] = {(uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24)};
-            ok = write_all(fd, b4, 4);
+            ok = uf__write_all(af.fd, b4, 4);
         }
 #endif
     }
-    int err = ok ? 0 : errno;
-    if (ok && fsync(fd) != 0) {
-        ok = false;
-        err = errno;
-    }
-    if (close(fd) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        err = errno;
-    }
     if (!ok) {
-        unlink(tmp);
-        free(tmp);
-        return uf__err(UF_ERR_IO, "%s: write failed: %s", path, strerror(err));
+        s = uf__err(UF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        uf__afile_abort(&af);
+        return s;
     }
-    free(tmp);
-    return UF_OK;
+    return uf__afile_commit(&af);
 }

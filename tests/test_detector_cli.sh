@@ -139,6 +139,19 @@ check "fit under ulimit -f fails" '[ $rc -ne 0 ]'
 check "previous model intact after a failed write" 'cmp -s "$T/m.ufm" "$T/keep.ufm"'
 check "no temporary file left after a failed write" '[ -z "$(ls "$T" | grep "keep.ufm.tmp")" ]'
 
+# --- a fit killed at any moment leaves the previous model and nothing else ---
+# (a list naming the 4 training images 100 times makes the fit last long enough to be hit;
+# a fit that finished first must have written a complete, loadable model)
+for i in $(seq 100); do ls "$T"/train/*.png; done > "$T/many.txt"
+for delay in 0.05 0.3 1; do
+  cp "$T/m.ufm" "$T/keep.ufm"
+  "$BIN" fit --backbone $M1 $OPTS --coreset 1 --out "$T/keep.ufm" "$T/many.txt" >/dev/null 2>&1 &
+  pid=$!; sleep $delay; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+  check "model after kill -9 at ${delay}s is the old one or a complete new one" \
+    'cmp -s "$T/m.ufm" "$T/keep.ufm" || "$BIN" info "$T/keep.ufm" >/dev/null 2>&1'
+  check "no stray file after kill -9 at ${delay}s" '[ -z "$(ls "$T" | grep "keep.ufm.")" ]'
+done
+
 # --- demo (random ViT-S/16, small) ---
 expect 0 "demo" "$BIN" demo --out "$T/demo" --train 8 --threads 2
 grep -q "texture" "$T/out" && grep -q "object" "$T/out" && ok "demo reports both datasets" || bad "demo output: $(cat "$T/out")"

@@ -54,35 +54,28 @@ static void map_name(const char *path, char *out, size_t n)
     out[j] = '\0';
 }
 
-/* Write a float32 .npy [h][w] atomically (temp file + rename). */
+/* Write a float32 .npy [h][w] atomically (uf_write_file_atomic). */
 static bool write_npy(const char *path, const float *a, int h, int w)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cli_error("%s: cannot create: %s", path, strerror(errno));
-        return false;
-    }
     char hdr[128];
     int hl = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", h, w);
     int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
-    memset(hdr + hl, ' ', (size_t)pad);
-    hdr[hl + pad] = '\n';
-    uint16_t hlen = (uint16_t)(hl + pad + 1);
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 255),
-                             (unsigned char)(hlen >> 8)};
-    FILE *f = fdopen(fd, "wb");
-    bool ok = f && fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, hlen, f) == hlen &&
-              fwrite(a, sizeof(float), (size_t)h * (size_t)w, f) == (size_t)h * (size_t)w;
-    ok = f && fflush(f) == 0 && ok;
-    if (f) ok = fclose(f) == 0 && ok;
-    else close(fd);
-    if (ok && rename(tmp, path) != 0) ok = false;
-    if (!ok) {
-        cli_error("%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
+    size_t hlen = (size_t)(hl + pad + 1), nbytes = (size_t)h * (size_t)w * sizeof(float);
+    uint8_t *buf = malloc(10 + hlen + nbytes); /* magic, header, [h][w] floats */
+    if (!buf) {
+        cli_error("%s: out of memory", path);
+        return false;
     }
+    const uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(hlen & 255),
+                             (uint8_t)(hlen >> 8)};
+    memcpy(buf, pre, 10);
+    memcpy(buf + 10, hdr, (size_t)hl);
+    memset(buf + 10 + hl, ' ', (size_t)pad);
+    buf[10 + hlen - 1] = '\n';
+    memcpy(buf + 10 + hlen, a, nbytes);
+    bool ok = uf_write_file_atomic(path, buf, 10 + hlen + nbytes) == UF_OK;
+    if (!ok) cli_error("%s", uf_errmsg());
+    free(buf);
     return ok;
 }
 
