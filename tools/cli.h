@@ -92,6 +92,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_fit(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 /* `info` on a model file (cmd_predict.c); cmd_inspect calls it for .ufm files. */
 int cmd_model_info(const char *path, bool json);
 
