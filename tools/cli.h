@@ -81,6 +81,11 @@ bool cli_load_image(const cli_common *c, const char *path, float *out);
 int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char **argv, int *i);
 extern const char *const cli_detector_help;
 
+/* Every setting as a JSON object (floats printed with the fewest digits that read back as
+ * the same float); owned by the caller (cJSON_Delete). */
+struct cJSON;
+struct cJSON *cli_params_json(const uf_detector_params *p);
+
 /* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
  * is printed as one line naming the file). Returns the number decoded. */
 int cli_load_images(char *const *paths, int n, uf_image **imgs);

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,4 +138,47 @@ int cli_load_images(char *const *paths, int n, uf_image **imgs)
         }
     }
     return ok;
+}
+
+/* A float as the shortest decimal that reads back to it (0.1f prints as 0.1). */
+static double fl(float v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.9g", v);
+    for (int d = 6; d <= 9; d++) {
+        snprintf(b, sizeof b, "%.*g", d, v);
+        if ((float)strtod(b, NULL) == v) break;
+    }
+    return strtod(b, NULL);
+}
+
+cJSON *cli_params_json(const uf_detector_params *p)
+{
+    static const char *const interp[] = {"bilinear", "bicubic", "lanczos", "nearest"};
+    cJSON *o = cJSON_CreateObject();
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
+    cJSON_AddStringToObject(o, "layers", buf);
+    cJSON_AddBoolToObject(o, "bpm", p->bpm);
+    cJSON_AddNumberToObject(o, "bpm_kernel", p->bpm_kernel);
+    cJSON_AddNumberToObject(o, "bpm_lambda", fl(p->bpm_lambda));
+    cJSON_AddBoolToObject(o, "soft_mask", p->soft_mask);
+    cJSON_AddBoolToObject(o, "rollout", p->rollout);
+    cJSON_AddNumberToObject(o, "coreset", p->coreset);
+    cJSON_AddStringToObject(o, "sampler", p->sampler == UF_SAMPLER_RANDOM ? "random" : "greedy");
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)p->seed);
+    cJSON_AddStringToObject(o, "seed", buf);
+    cJSON_AddNumberToObject(o, "knn", p->knn);
+    cJSON_AddNumberToObject(o, "topk", p->topk);
+    cJSON_AddNumberToObject(o, "sigma", p->sigma);
+    cJSON *pre = cJSON_AddObjectToObject(o, "preprocess");
+    cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
+    cJSON_AddNumberToObject(pre, "crop", p->pre.crop);
+    cJSON_AddNumberToObject(pre, "pad_to", p->pre.pad_to);
+    cJSON_AddStringToObject(pre, "interp", (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?");
+    double mean[3] = {fl(p->pre.mean[0]), fl(p->pre.mean[1]), fl(p->pre.mean[2])};
+    double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};
+    cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
+    cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(stdv, 3));
+    return o;
 }

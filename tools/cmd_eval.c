@@ -178,7 +178,6 @@ typedef struct ctx {
     int name_w;           /* width of the category column of the stdout table        */
     char *command;        /* the command line                                        */
     char date[32];        /* start time, UTC ISO 8601                                */
-    mode_t fmode;         /* file mode for results files (0666 & ~umask)              */
     double tot_fit, tot_extract, tot_score; /* seconds spent in each stage            */
 } ctx;
 
@@ -271,61 +270,15 @@ static void nan_figs(figs *f)
 /* Output files                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
-/* The temporary file being written, removed by the signal handler if a signal ends the
- * run while it exists (so an interrupted run leaves only complete files behind). */
-static char tmp_name[PATH_MAX + 32];
-static volatile sig_atomic_t tmp_live;
-
-static void on_signal(int sig)
-{
-    if (tmp_live) unlink(tmp_name); /* async-signal-safe */
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* Catch the signals that end a run, unless they are ignored (e.g. SIGINT of a background
- * job, which must stay ignored). */
-static void catch_signals(void)
-{
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
-        struct sigaction old;
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            signal(sigs[i], on_signal);
-    }
-}
-
-/* Write data to path through a temporary file in the same folder and a rename, so path is
- * always either the previous complete file or the new one. */
+/* Write data to path atomically (uf_write_file_atomic: an unnamed file renamed into
+ * place), so path is always either the previous complete file or the new one, even when
+ * the run is interrupted. */
 static bool write_atomic(const ctx *x, const char *path, const char *data, size_t len)
 {
-    char *tmp = tmp_name;
-    if ((size_t)snprintf(tmp, sizeof tmp_name, "%s.tmp.XXXXXX", path) >= sizeof tmp_name) {
-        cli_error("%s: path too long", path);
-        return false;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cli_error("%s: cannot create: %s", path, strerror(errno));
-        return false;
-    }
-    tmp_live = 1;
-    bool ok = fchmod(fd, x->fmode) == 0;
-    for (size_t off = 0; ok && off < len;) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) ok = false;
-        else off += (size_t)w;
-    }
-    ok = ok && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (ok && rename(tmp, path) != 0) ok = false;
-    if (!ok) {
-        cli_error("%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    tmp_live = 0;
-    return ok;
+    (void)x;
+    if (uf_write_file_atomic(path, data, len) == UF_OK) return true;
+    cli_error("%s", uf_errmsg());
+    return false;
 }
 
 /* A growable text buffer. */
@@ -477,48 +430,7 @@ static cJSON *row_json(const ctx *x, const catres *r)
     return o;
 }
 
-/* A float as the shortest decimal that reads back to it (0.1f prints as 0.1). */
-static double fl(float v)
-{
-    char b[32];
-    snprintf(b, sizeof b, "%.9g", v);
-    for (int d = 6; d <= 9; d++) {
-        snprintf(b, sizeof b, "%.*g", d, v);
-        if ((float)strtod(b, NULL) == v) break;
-    }
-    return strtod(b, NULL);
-}
 
-static cJSON *params_json(const uf_detector_params *p)
-{
-    static const char *const interp[] = {"bilinear", "bicubic", "lanczos", "nearest"};
-    cJSON *o = cJSON_CreateObject();
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
-    cJSON_AddStringToObject(o, "layers", buf);
-    cJSON_AddBoolToObject(o, "bpm", p->bpm);
-    cJSON_AddNumberToObject(o, "bpm_kernel", p->bpm_kernel);
-    cJSON_AddNumberToObject(o, "bpm_lambda", fl(p->bpm_lambda));
-    cJSON_AddBoolToObject(o, "soft_mask", p->soft_mask);
-    cJSON_AddBoolToObject(o, "rollout", p->rollout);
-    cJSON_AddNumberToObject(o, "coreset", p->coreset);
-    cJSON_AddStringToObject(o, "sampler", p->sampler == UF_SAMPLER_RANDOM ? "random" : "greedy");
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)p->seed);
-    cJSON_AddStringToObject(o, "seed", buf);
-    cJSON_AddNumberToObject(o, "knn", p->knn);
-    cJSON_AddNumberToObject(o, "topk", p->topk);
-    cJSON_AddNumberToObject(o, "sigma", p->sigma);
-    cJSON *pre = cJSON_AddObjectToObject(o, "preprocess");
-    cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
-    cJSON_AddNumberToObject(pre, "crop", p->pre.crop);
-    cJSON_AddNumberToObject(pre, "pad_to", p->pre.pad_to);
-    cJSON_AddStringToObject(pre, "interp", (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?");
-    double mean[3] = {fl(p->pre.mean[0]), fl(p->pre.mean[1]), fl(p->pre.mean[2])};
-    double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};
-    cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
-    cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(stdv, 3));
-    return o;
-}
 
 static cJSON *settings_json(const ctx *x)
 {
@@ -540,7 +452,7 @@ static cJSON *settings_json(const ctx *x)
     if (o->max_train) cJSON_AddNumberToObject(s, "max_train", (double)o->max_train);
     else cJSON_AddNullToObject(s, "max_train");
     cJSON_AddBoolToObject(s, "heatmaps", o->heatmaps);
-    cJSON_AddItemToObject(s, "params", params_json(&o->dp));
+    cJSON_AddItemToObject(s, "params", cli_params_json(&o->dp));
     cJSON *b = cJSON_AddObjectToObject(s, "backbone");
     cJSON_AddStringToObject(b, "path", o->c.backbone);
     if (x->xmodel) {
@@ -1712,9 +1624,6 @@ int cmd_eval(int argc, char **argv)
     struct tm tm;
     gmtime_r(&tt, &tm);
     strftime(x.date, sizeof x.date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    mode_t um = umask(0);
-    umask(um);
-    x.fmode = 0666 & ~um;
 
     if (uf_dataset_open(kind, o.root, &x.ds) != UF_OK) {
         cli_error("%s", uf_errmsg());
@@ -1801,7 +1710,6 @@ int cmd_eval(int argc, char **argv)
     }
 
     /* output folder, fresh scores.csv */
-    catch_signals();
     x.dir = strdup(o.out);
     if (!x.dir || !make_dirs(x.dir)) { rc = CLI_EXIT_RUNTIME; goto done; }
     {

@@ -100,36 +100,6 @@ static bool write_maps(const uf_model *m, const uf_image *img, const float *pmap
     return ok;
 }
 
-static cJSON *params_json(const uf_detector_params *p)
-{
-    static const char *const interp[] = {"bilinear", "bicubic", "lanczos", "nearest"};
-    cJSON *o = cJSON_CreateObject();
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
-    cJSON_AddStringToObject(o, "layers", buf);
-    cJSON_AddBoolToObject(o, "bpm", p->bpm);
-    cJSON_AddNumberToObject(o, "bpm_kernel", p->bpm_kernel);
-    cJSON_AddNumberToObject(o, "bpm_lambda", p->bpm_lambda);
-    cJSON_AddBoolToObject(o, "soft_mask", p->soft_mask);
-    cJSON_AddBoolToObject(o, "rollout", p->rollout);
-    cJSON_AddNumberToObject(o, "coreset", p->coreset);
-    cJSON_AddStringToObject(o, "sampler", p->sampler == UF_SAMPLER_RANDOM ? "random" : "greedy");
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)p->seed);
-    cJSON_AddStringToObject(o, "seed", buf);
-    cJSON_AddNumberToObject(o, "knn", p->knn);
-    cJSON_AddNumberToObject(o, "topk", p->topk);
-    cJSON_AddNumberToObject(o, "sigma", p->sigma);
-    cJSON *pre = cJSON_AddObjectToObject(o, "preprocess");
-    cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
-    cJSON_AddNumberToObject(pre, "crop", p->pre.crop);
-    cJSON_AddNumberToObject(pre, "pad_to", p->pre.pad_to);
-    cJSON_AddStringToObject(pre, "interp", (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?");
-    double mean[3] = {p->pre.mean[0], p->pre.mean[1], p->pre.mean[2]};
-    double stdv[3] = {p->pre.std[0], p->pre.std[1], p->pre.std[2]};
-    cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
-    cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(stdv, 3));
-    return o;
-}
 
 int cmd_model_info(const char *path, bool json)
 {
@@ -146,7 +116,7 @@ int cmd_model_info(const char *path, bool json)
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "file", path);
-        cJSON_AddItemToObject(o, "params", params_json(p));
+        cJSON_AddItemToObject(o, "params", cli_params_json(p));
         cJSON_AddNumberToObject(o, "bank_size", (double)in.bank_size);
         cJSON_AddNumberToObject(o, "bank_size_full", (double)in.bank_size_full);
         cJSON_AddNumberToObject(o, "n_train", (double)in.n_train);
