@@ -79,3 +79,36 @@ golden:
 
 clean:
 	rm -rf build build-asan $(BIN)
+
+# ---- fuzzing (issue 5) ----------------------------------------------------------------
+# make fuzz                      build every harness fuzz/fuzz_<t>.c with libFuzzer into
+#                                build-fuzz/ and run each for FUZZ_SECONDS (see fuzz/README.md)
+# make fuzz FUZZ_TARGETS=image FUZZ_SECONDS=60   one target, one minute
+# make fuzz-build                only build the harnesses
+# The library is rebuilt with clang under ASan+UBSan and coverage instrumentation in its
+# own tree; working corpora grow in build-fuzz/corpus/<t> (fuzz/corpus/<t> is only read),
+# crashes land in build-fuzz/artifacts/<t>/. Findings belong in fuzz/regress/<t>/, which
+# tests/test_fuzz_regress.c replays in make test / make asan.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= image pth safetensors checkpoint model dataset cli
+FUZZ_BUILD    = build-fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OPT      = -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+                -Wno-pass-failed  # clang: "#pragma omp simd" loops left scalar at -O1
+FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+.PHONY: fuzz fuzz-build
+# the corpus replay test compiles the harnesses in (see tests/test_fuzz_regress.c)
+$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/fuzz_*.c) tools/cli_common.c tools/cli.h
+
+fuzz: fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-build:
+	$(MAKE) $(FUZZ_BUILD)/libuniformaly.a BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="$(FUZZ_OPT)"
+	$(MAKE) $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libuniformaly.a $(HDRS) tools/cli_common.c
+	$(FUZZ_CC) -std=c11 $(WARN) -fopenmp -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
+	  -fsanitize=fuzzer $(CPPFLAGS) $< $(FUZZ_BUILD)/libuniformaly.a $(LDLIBS) -o $@

@@ -478,7 +478,8 @@ uf_model_load_params uf_model_load_default_params(void);
  * every size against the file size and the checksum before use; the message names what
  * is wrong ("...: checksum mismatch (file damaged)", "...: truncated: bank needs N bytes").
  * p may be NULL for defaults. *out owns its backbone. Errors: UF_ERR_IO, UF_ERR_FORMAT,
- * UF_ERR_UNSUPPORTED (newer format version), UF_ERR_ARG (checkpoint sha256 mismatch), plus
+ * UF_ERR_UNSUPPORTED (newer format version), UF_ERR_ARG (checkpoint sha256 mismatch),
+ * UF_ERR_LIMIT (a recorded random backbone above 2^25 parameters), plus
  * the backbone loader's errors. Thread-safe. */
 uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_model **out);
 

@@ -56,7 +56,9 @@
  * present), header length against the file, the JSON, every field's type and range, and
  * the section layout against the file size, all before anything sized by the file is
  * allocated. Corrupt or hostile bytes give UF_ERR_FORMAT with a message naming the field;
- * the parser never reads outside the buffer.
+ * the parser never reads outside the buffer. A random backbone, the one thing whose size
+ * the file size does not bound, is limited to MF_MAX_RANDOM_PARAMS parameters
+ * (UF_ERR_LIMIT on load, UF_ERR_ARG on save).
  *
  * Which backbone a loaded model runs, in order: the caller's checkpoint
  * (uf_model_load_params.backbone_path), the embedded bytes, the random configuration, the
@@ -100,11 +102,26 @@
 #define MF_MAX_DIM 65536                     /* feature dimension                          */
 #define MF_MAX_COUNT 9007199254740992.0      /* 2^53: largest exact integer in a double    */
 #define MF_MAX_PATH 4096                     /* recorded checkpoint path length            */
+#define MF_MAX_RANDOM_PARAMS ((uint64_t)1 << 25) /* random backbone weights (ViT-S: 22M):
+                                                  a few header bytes must not make the
+                                                  loader build gigabytes of weights     */
 
 static const uint8_t mf_magic[8] = {'U', 'F', 'M', 'O', 'D', 'E', 'L', 0};
 static const uint8_t mf_end[8] = {'U', 'F', 'M', 'E', 'N', 'D', 0, 0};
 
 static const char *const interp_names[] = {"bilinear", "bicubic", "lanczos", "nearest"};
+
+/* Parameters of the random ViT that c describes (as uf_backbone_random builds it); no
+ * overflow for any configuration the header parser accepts (dim <= 2^16, depth <= 64,
+ * mlp_dim <= 2^16, patch <= 64, grid <= 256, n_classes <= 100000). */
+static uint64_t random_params(const uf_vit_config *c)
+{
+    const uint64_t D = (uint64_t)c->dim, M = (uint64_t)c->mlp_dim, P = (uint64_t)c->patch,
+                   G = (uint64_t)c->grid;
+    return D * (2 + G * G) + D * 3 * P * P + D + 2 * D +
+           (uint64_t)c->depth * (4 * D * D + 2 * D * M + 9 * D + M) +
+           (uint64_t)c->n_classes * (D + 1);
+}
 
 /* Round n up to a multiple of MF_ALIGN; false on overflow. */
 static bool align64(size_t n, size_t *r)
@@ -403,6 +420,12 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
         return uf__err(UF_ERR_ARG, "%s: inconsistent model (bank %zu of %zu rows, dim %d, "
                                    "knn %d)",
                        path, m->n_bank, m->n_bank_full, m->dim, m->params.knn);
+
+    if (m->bb->format && !strcmp(m->bb->format, "random") &&
+        random_params(&m->bb->random_cfg) > MF_MAX_RANDOM_PARAMS)
+        return uf__err(UF_ERR_ARG, "%s: random backbone too large for a model file (above %"
+                                   PRIu64 " parameters)",
+                       path, MF_MAX_RANDOM_PARAMS);
 
     /* sizes of the sections */
     size_t bank_len, emb_off = 0;
@@ -792,6 +815,11 @@ static uf_status load_backbone(const char *path, const mf_header *h, const uint8
                                           "sha256", path);
         }
     } else if (h->is_random) {
+        if (random_params(&h->random_cfg) > MF_MAX_RANDOM_PARAMS)
+            return uf__err(UF_ERR_LIMIT,
+                           "%s: random backbone of %" PRIu64 " parameters, above the limit %"
+                           PRIu64 " for model files",
+                           path, random_params(&h->random_cfg), MF_MAX_RANDOM_PARAMS);
         s = uf_backbone_random(&h->random_cfg, &bb);
         if (s != UF_OK)
             return s == UF_ERR_NOMEM ? s
