@@ -1,11 +1,10 @@
 /*
  * imgout.c - image output: PNG writing and anomaly-map overlays.
  *
- * uf_image_write_png encodes an 8-bit RGB image with libpng and writes it atomically:
- * the bytes go to a temporary file "<path>.tmp.XXXXXX" (mkstemp) in the same directory,
- * which is flushed, fsync'ed, closed and only then renamed over the target. A reader thus
- * sees either the old file or the complete new one, never a half-written PNG, and any
- * failure removes the temporary file.
+ * uf_image_write_png encodes an 8-bit RGB image with libpng into memory and writes it
+ * through atomic.c (an unnamed O_TMPFILE file, fsync'ed and renamed over the target), so a
+ * reader sees either the old file or the complete new one, never a half-written PNG, and a
+ * failure or a kill leaves nothing behind.
  *
  * uf_heatmap_overlay colours a float map with matplotlib's "jet" colormap and alpha-blends
  * it over an image. The colormap is reproduced bit for bit: matplotlib builds a 256-entry

@@ -65,13 +65,14 @@
  * recorded path. A checkpoint whose sha256 differs from the recorded one is refused unless
  * allow_other_backbone. The loaded model keeps the fit-time identity (sha256); its
  * recorded path becomes the caller's path when that file has the recorded bytes (the
- * checkpoint moved), so saving it again records where the checkpoint now is. A model keeps
- * the embedded checkpoint bytes in memory so it can be saved again with them; embedding a
- * checkpoint other than the fit-time one is refused (UF_ERR_ARG).
+ * checkpoint moved), so saving it again records where the checkpoint now is. A model loaded
+ * from a file with an embedded checkpoint remembers where those bytes are (file, offset,
+ * length) and re-reads them, checking their sha256, when it is saved again with them;
+ * embedding a checkpoint other than the fit-time one is refused (UF_ERR_ARG).
  *
- * Saving writes "<path>.tmp.XXXXXX" in the same directory, fsyncs and renames it over
- * path, so path is either the complete new model or untouched; it refuses (UF_ERR_ARG) a
- * model that uf_model_load would refuse.
+ * Saving goes through atomic.c (unnamed temporary file, fsync, rename over path), so path
+ * is either the complete new model or untouched; it refuses (UF_ERR_ARG) a model that
+ * uf_model_load would refuse.
  */
 #include "detector.h"
 #include "kernels.h"
