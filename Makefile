@@ -2,6 +2,7 @@
 #   make            library (build/libuniformaly.a) and the CLI (./uniformaly)
 #   make test       build and run the test suite (no network, no PyTorch needed)
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan       the multi-threaded tests under ThreadSanitizer
 #   make bench      speed figures beside PyTorch and ONNX Runtime (see bench/README.md)
 #   make bench-detector  only the detector part of make bench (kNN, coreset, fit, predict)
 #   make golden     regenerate the committed golden files (needs python3-torch)
@@ -26,7 +27,7 @@ TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_
 BIN     ?= uniformaly
 HDRS     = include/uniformaly.h $(wildcard src/*.h)
 
-.PHONY: all test asan bench bench-detector golden clean
+.PHONY: all test asan tsan bench bench-detector golden clean
 all: $(BIN)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
@@ -56,6 +57,27 @@ asan:
 	  LDFLAGS_EXTRA=
 	@echo "asan: done"
 
+# ThreadSanitizer build in its own tree (issue 5): the tests that call the library from
+# several pthreads at once (8 threads scoring one loaded model, concurrent sessions of one
+# backbone, concurrent decoding, one dataset read from many threads) plus the fork/kill
+# test of atomic writes. libgomp and OpenBLAS are not instrumented, so their worker threads
+# would show as false races: OMP_NUM_THREADS=1 (which the library's default thread count
+# follows, see src/threads.c) and OPENBLAS_NUM_THREADS=1 keep every OpenMP region and BLAS
+# call on its caller's thread, so the only concurrency left is the tests' own pthreads
+# sharing one object - what must be race-free. halt_on_error: the first race report ends the
+# binary before its #SUMMARY line, which run_tests.sh counts as a failure.
+# allocator_may_return_null: the out-of-memory tests ask for absurd sizes on purpose.
+# -Wno-format-truncation: gcc 12 with -fsanitize=thread misjudges the bounds of a
+# snprintf in tests/test_image.c (a false positive the normal build does not show).
+TSAN_TESTS = test_scoring test_forward test_image test_dataset test_atomic
+tsan:
+	$(MAKE) $(TSAN_TESTS:%=build-tsan/tests/%) BUILD=build-tsan \
+	  OPT="-O1 -fno-omit-frame-pointer -fsanitize=thread -Wno-format-truncation"
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive \
+	  TSAN_OPTIONS="halt_on_error=1 allocator_may_return_null=1 $${TSAN_OPTIONS:-}" \
+	  ./tests/run_tests.sh $(TSAN_TESTS:%=build-tsan/tests/%)
+	@echo "tsan: done"
+
 bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
 	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; exit $$rc
 
@@ -78,7 +100,7 @@ golden:
 	/usr/bin/python3 scripts/gen_dataset_fixtures.py
 
 clean:
-	rm -rf build build-asan $(BIN)
+	rm -rf build build-asan build-tsan $(BIN)
 
 # ---- fuzzing (issue 5) ----------------------------------------------------------------
 # make fuzz                      build every harness fuzz/fuzz_<t>.c with libFuzzer into

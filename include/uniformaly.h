@@ -61,7 +61,8 @@ const char *uf_version(void);
 /* ------------------------------------------------------------------------------------ */
 
 /* Bound the total number of compute threads the library uses, BLAS threads included
- * (n <= 0 selects the number of online cores, the default). The library's threads are
+ * (n <= 0 selects the default: OMP_NUM_THREADS if set to a positive integer, else the
+ * number of online cores). The library's threads are
  * OpenMP (libgomp) threads: run programs with OMP_WAIT_POLICY=passive (the uniformaly
  * program sets it for itself), since libgomp's default of spinning while waiting starves
  * the working threads whenever other processes or threads compete for the cores (a
@@ -71,7 +72,7 @@ const char *uf_version(void);
  * before starting work, not while other threads run uf_ calls. */
 void uf_set_threads(int n);
 
-/* The current thread bound (>= 1). */
+/* The current thread bound (>= 1). Thread-safe. */
 int uf_get_threads(void);
 
 /* ------------------------------------------------------------------------------------ */
@@ -408,7 +409,9 @@ uf_status uf_fitter_new(const uf_backbone *bb, const uf_detector_params *p, uf_f
 
 /* Add n training images (any sizes; each is preprocessed with p->pre). The images are run
  * through the backbone as one batch, so n of 4-16 is fastest; n = 1 is fine. Errors:
- * UF_ERR_ARG, UF_ERR_NONFINITE (the backbone produced NaN/Inf: the image is not added),
+ * UF_ERR_ARG, UF_ERR_NONFINITE (the backbone produced NaN/Inf, or features with a squared
+ * norm above 1e30, which the kNN search cannot score; with n > 1 the message starts with
+ * "image I: ", I the index of the image at fault),
  * UF_ERR_NOMEM, UF_ERR_LIMIT (bank beyond 2^31 patches). On failure no image of this call
  * is added and the fitter stays usable. Not thread-safe per fitter. */
 uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n);
@@ -513,7 +516,9 @@ typedef struct uf_score {
 } uf_score;
 
 /* Score n images (any sizes) as one batch: out[i] receives image i. Errors: UF_ERR_ARG,
- * UF_ERR_NONFINITE (the backbone produced NaN/Inf for an image: nothing is scored),
+ * UF_ERR_NONFINITE (the backbone produced NaN/Inf or too large features for an image, or
+ * its distance to the bank overflowed: nothing is scored; with n > 1 the message starts
+ * with "image I: "),
  * UF_ERR_NOMEM. Results do not depend on n or on the thread count beyond float rounding.
  * Not thread-safe per scorer. */
 uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_score *out);

@@ -14,6 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* TH_TSAN: 1 in a ThreadSanitizer build (`make tsan`). libgomp is not instrumented, so a
+ * test that deliberately runs OpenMP teams of several threads (uf_set_threads(2)) would
+ * report false races there; such tests SKIP under it. */
+#if defined(__SANITIZE_THREAD__)
+#define TH_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TH_TSAN 1
+#endif
+#endif
+#ifndef TH_TSAN
+#define TH_TSAN 0
+#endif
+
 static int th_pass, th_fail, th_skip; /* tests */
 static int th_cur_failed, th_cur_skipped;
 static const char *th_cur_name;
