@@ -146,13 +146,59 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
     return UF_OK;
 }
 
-/* Features, BPM maps and masks of n <= CHUNK images into e->feats/smooth/mask. */
-static uf_status extract(extractor *e, const uf_image *const *imgs, int n)
+/* "image 9: " naming image idx of a call on total images, for messages; "" when the call
+ * holds one image (the caller knows which). buf holds at least 32 bytes. */
+static const char *which(char *buf, int idx, int total)
 {
+    if (total <= 1) return "";
+    snprintf(buf, 32, "image %d: ", idx);
+    return buf;
+}
+
+/* Check the feature rows F [n][Np][D] of n images: every squared norm (summed in double,
+ * as the kNN search does) must be finite and at most UF__MAX_SQNORM. The first image at
+ * fault gives UF_ERR_NONFINITE naming it (base + its index, of total images); what says
+ * where the features come from ("the backbone produced", "uf_score_features: got"). */
+static uf_status check_rows(const float *F, int n, int Np, int D, int base, int total,
+                            const char *what)
+{
+    const size_t rows = (size_t)n * (size_t)Np;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = F + r * (size_t)D; /* [D] */
+        double sq = 0;
+        for (int c = 0; c < D; c++) sq += (double)x[c] * x[c];
+        bad |= !(sq <= UF__MAX_SQNORM);
+    }
+    for (size_t r = 0; r < rows && bad; r++) { /* find the first row at fault */
+        const float *x = F + r * (size_t)D; /* [D] */
+        double sq = 0;
+        int nonfin = 0;
+        for (int c = 0; c < D; c++) sq += (double)x[c] * x[c], nonfin |= !isfinite(x[c]);
+        if (sq <= UF__MAX_SQNORM) continue;
+        char wb[32];
+        return uf__err(UF_ERR_NONFINITE,
+                       nonfin ? "%s%s NaN or Inf features (overflow in the network)"
+                              : "%s%s features too large to score (squared norm %.3g, above "
+                                "1e30: overflow in the network)",
+                       which(wb, base + (int)(r / (size_t)Np), total), what, sq);
+    }
+    return UF_OK;
+}
+
+/* Features, BPM maps and masks of n <= CHUNK images into e->feats/smooth/mask. base is
+ * the index of imgs[0] among the caller's total images, for the messages. An image whose
+ * features are NaN, Inf or absurdly large (check_rows) is refused with UF_ERR_NONFINITE
+ * naming it: it would otherwise be scored (or put in a bank) as Inf or NaN. */
+static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int base,
+                         int total)
+{
+    char wb[32];
     const size_t plane = 3 * (size_t)e->S * (size_t)e->S;
     uf_status st = UF_OK;
     for (int b = 0; b < n; b++)
-        if (!imgs[b]) return uf__err(UF_ERR_ARG, "image %d is NULL", b);
+        if (!imgs[b]) return uf__err(UF_ERR_ARG, "image %d is NULL", base + b);
     /* preprocessing is independent per image; each thread's error message is its own, so
      * the first failure is re-raised on this thread after the loop */
     uf_status stb[CHUNK];
@@ -163,7 +209,7 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n)
         if (stb[b] != UF_OK) snprintf(msg[b], sizeof msg[b], "%s", uf_errmsg());
     }
     for (int b = 0; b < n; b++)
-        if (stb[b] != UF_OK) return uf__err(stb[b], "image %d: %s", b, msg[b]);
+        if (stb[b] != UF_OK) return uf__err(stb[b], "%s%s", which(wb, base + b, total), msg[b]);
 
     uf_forward_request req = {0};
     for (int l = e->p.layer_first; l <= e->p.layer_last; l++) req.blocks |= (uint64_t)1 << (l - 1);
@@ -175,21 +221,17 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n)
     if (st != UF_OK) return st;
 
     /* feats = mean of the selected blocks, summed in block order (deterministic) */
-    const size_t per_img = (size_t)e->Np * (size_t)e->D, total = per_img * (size_t)n;
+    const size_t per_img = (size_t)e->Np * (size_t)e->D, n_vals = per_img * (size_t)n;
     const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
     const float inv = 1.0f / (float)e->n_sel;
-    int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
-    for (size_t i = 0; i < total; i++) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n_vals; i++) {
         float acc = e->blocks[i];
         for (int l = 1; l < e->n_sel; l++) acc += e->blocks[(size_t)l * blk_stride + i];
-        acc *= inv;
-        e->feats[i] = acc;
-        bad |= !isfinite(acc);
+        e->feats[i] = acc * inv;
     }
-    if (bad)
-        return uf__err(UF_ERR_NONFINITE,
-                       "the backbone produced NaN or Inf features (overflow in the network)");
+    st = check_rows(e->feats, n, e->Np, e->D, base, total, "the backbone produced");
+    if (st != UF_OK) return st;
 
     for (int b = 0; b < n; b++) {
         float *sm = e->smooth + (size_t)b * e->Np;
@@ -262,7 +304,7 @@ uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n)
     const size_t n0 = f->n; /* rolled back to on failure */
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status s = extract(&f->ex, imgs + c0, c);
+        uf_status s = extract(&f->ex, imgs + c0, c, c0, n);
         if (s == UF_OK) s = bank_reserve(f, (size_t)c * Np);
         if (s != UF_OK) {
             f->n = n0;
@@ -534,8 +576,9 @@ static uf_status finish_image(uf_scorer *s, const float *d, const float *F, cons
  * score 0 in the image score whatever their distance), which saves the kNN work of the
  * background: most of it for small objects or padded small images. */
 static uf_status score_chunk(uf_scorer *s, const float *feats, const float *smooth,
-                             const uint8_t *mask, int n, uf_score *out)
+                             const uint8_t *mask, int n, int base, int total, uf_score *out)
 {
+    char wb[32];
     const uf_model *m = s->m;
     const size_t Np = (size_t)s->ex.Np, D = (size_t)m->dim;
     bool all = m->params.bpm && m->params.soft_mask;
@@ -555,6 +598,13 @@ static uf_status score_chunk(uf_scorer *s, const float *feats, const float *smoo
         for (size_t i = 0, k = 0; st == UF_OK && i < (size_t)n * Np; i++)
             if (mask[i]) s->dist[i] = s->fgd[k++];
     }
+    /* queries are capped (UF__MAX_SQNORM) but a model file's bank rows need only be
+     * finite, so a distance can overflow: such an image is reported, not scored as Inf */
+    for (size_t i = 0; st == UF_OK && i < (size_t)n * Np; i++)
+        if (!isfinite(s->dist[i]))
+            return uf__err(UF_ERR_NONFINITE, "%spatch %zu: distance to the memory bank "
+                           "beyond the float range", which(wb, base + (int)(i / Np), total),
+                           i % Np);
     for (int b = 0; b < n && st == UF_OK; b++)
         st = finish_image(s, s->dist + b * Np, feats + b * Np * D, smooth + b * Np,
                           mask + b * Np, &out[b]);
@@ -567,8 +617,9 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
         return uf__err(UF_ERR_ARG, "uf_score_images: bad arguments");
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status st = extract(&s->ex, imgs + c0, c);
-        if (st == UF_OK) st = score_chunk(s, s->ex.feats, s->ex.smooth, s->ex.mask, c, out + c0);
+        uf_status st = extract(&s->ex, imgs + c0, c, c0, n);
+        if (st == UF_OK)
+            st = score_chunk(s, s->ex.feats, s->ex.smooth, s->ex.mask, c, c0, n, out + c0);
         if (st != UF_OK) return n > CHUNK ? uf__err_prefix(st, "scoring") : st;
     }
     return UF_OK;
@@ -582,7 +633,7 @@ uf_status uf_scorer_extract(uf_scorer *s, const uf_image *const *imgs, int n, fl
     const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status st = extract(&s->ex, imgs + c0, c);
+        uf_status st = extract(&s->ex, imgs + c0, c, c0, n);
         if (st != UF_OK) return st;
         memcpy(feats + (size_t)c0 * Np * D, s->ex.feats, (size_t)c * Np * D * sizeof(float));
         memcpy(smooth + (size_t)c0 * Np, s->ex.smooth, (size_t)c * Np * sizeof(float));
@@ -597,13 +648,12 @@ uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smoot
     if (!s || n < 0 || (n > 0 && (!feats || !smooth || !mask || !out)))
         return uf__err(UF_ERR_ARG, "uf_score_features: bad arguments");
     const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
-    for (size_t i = 0; i < (size_t)n * Np * D; i++)
-        if (!isfinite(feats[i]))
-            return uf__err(UF_ERR_NONFINITE, "uf_score_features: feature %zu is not finite", i);
+    uf_status cs = check_rows(feats, n, (int)Np, (int)D, 0, n, "uf_score_features: got");
+    if (cs != UF_OK) return cs;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
         uf_status st = score_chunk(s, feats + (size_t)c0 * Np * D, smooth + (size_t)c0 * Np,
-                                   mask + (size_t)c0 * Np, c, out + c0);
+                                   mask + (size_t)c0 * Np, c, c0, n, out + c0);
         if (st != UF_OK) return st;
     }
     return UF_OK;

@@ -27,6 +27,12 @@
 /* Largest k accepted by uf__knn. */
 #define UF__KNN_MAX_K 1024
 
+/* Largest squared L2 norm of a query that uf__knn accepts, and of a feature the detector
+ * lets into a bank or a score. Real features are far below (ViT patch features: ~1e4);
+ * beyond it the network has overflowed. Bank rows need only finite norms (a model file
+ * may hold anything finite), so a distance can still overflow: the detector checks. */
+#define UF__MAX_SQNORM 1e30
+
 /* bnorm[j] = ||B[j]||^2 (float, summed in double) for the bank B [nb][D].
  * Errors: UF_ERR_ARG (NULL, D < 1, size overflow). Thread-safe. */
 uf_status uf__knn_bank_norms(const float *B, size_t nb, int D, float *bnorm /* [nb] */);

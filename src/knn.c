@@ -145,7 +145,7 @@ uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bno
         double s = 0;
         const float *q = Q + i * (size_t)D; /* [D] */
         for (int c = 0; c < D; c++) s += (double)q[c] * q[c];
-        if (!isfinite(s) || s > 1e30)
+        if (!(s <= UF__MAX_SQNORM))
             return uf__err(UF_ERR_NONFINITE, "knn: query %zu is not finite or too large", i);
     }
 

@@ -211,6 +211,17 @@ int cmd_classify(int argc, char **argv)
         }
         for (int j = 0, k = 0; j < nb; j++) {
             if (!ok[j]) continue;
+            /* NaN/Inf logits (an overflow in the network): reported, not ranked */
+            const float *lg = logits + (size_t)info.n_classes * k;
+            bool finite = true;
+            for (int q = 0; q < info.n_classes; q++) finite = finite && isfinite(lg[q]);
+            if (!finite) {
+                cli_error("%s: the backbone produced NaN or Inf logits (overflow in the network)",
+                          images.v[b0 + j]);
+                rc = CLI_EXIT_RUNTIME;
+                k++;
+                continue;
+            }
             print_result(images.v[b0 + j], logits + (size_t)info.n_classes * k, info.n_classes,
                          (int)topk, &labels, json);
             k++;

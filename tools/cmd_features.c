@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,23 @@ int cmd_features(int argc, char **argv)
         if (uf_forward(ses, pix, nb, S, S, &req, &out) != UF_OK) {
             cli_error("forward pass failed: %s", uf_errmsg());
             goto done;
+        }
+        /* NaN/Inf outputs (an overflow in the network) are reported, naming the image, and
+         * nothing is written */
+        for (int j = 0; j < nb; j++) {
+            bool fin = true;
+            for (int k = 0; k < nsel && fin; k++) {
+                const float *v = bout + ((size_t)k * nb + j) * Np * D; /* [Np][D] */
+                for (size_t q = 0; q < Np * D && fin; q++) fin = isfinite(v[q]);
+            }
+            for (size_t q = 0; out.attn && q < Np && fin; q++) fin = isfinite(out.attn[j * Np + q]);
+            for (size_t q = 0; out.cls && q < D && fin; q++) fin = isfinite(out.cls[j * D + q]);
+            for (size_t q = 0; out.logits && q < C && fin; q++) fin = isfinite(out.logits[j * C + q]);
+            if (!fin) {
+                cli_error("%s: the backbone produced NaN or Inf outputs (overflow in the network)",
+                          images.v[b0 + (size_t)j]);
+                goto done;
+            }
         }
         /* scatter [nsel][nb][Np][D] into [nsel][N][Np][D] */
         for (int k = 0; k < nsel; k++)

@@ -169,15 +169,22 @@ int cmd_fit(int argc, char **argv)
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
         int ok = cli_load_images(images.v + b0, nb, batch);
         uf_status s = UF_OK;
+        int bad = 0; /* the image at fault within the batch */
         if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)batch, nb);
+        if (s != UF_OK && nb > 1) {
+            /* e.g. NaN/Inf features: the fit stops anyway, so add the batch's images one by
+             * one to find the one to name (its own message has no batch index) */
+            while (bad < nb && uf_fitter_add(fit, (const uf_image *const *)&batch[bad], 1) == UF_OK)
+                bad++;
+            if (bad == nb) bad = 0; /* not reproducible alone: name the batch's first */
+        }
         for (int j = 0; j < nb; j++) uf_image_free(batch[j]);
-        if (ok != nb) {
-            cli_error("training image unreadable (see above); fix or remove it");
+        if (ok != nb) { /* cli_load_images printed one line naming each unreadable image */
             rc = CLI_EXIT_RUNTIME;
             goto done;
         }
         if (s != UF_OK) {
-            cli_error("%s: %s", images.v[b0], uf_errmsg());
+            cli_error("%s: %s", images.v[b0 + (size_t)bad], uf_errmsg());
             rc = CLI_EXIT_RUNTIME;
             goto done;
         }

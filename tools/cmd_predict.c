@@ -37,7 +37,7 @@ static const char *const help =
     "                       (must have the recorded sha256 unless --allow-other-backbone)\n"
     "  --allow-other-backbone\n"
     "  --batch N            images per forward pass (default 8)\n"
-    "  --threads N          total compute threads (default: all cores)\n"
+    "  --threads N          total compute threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --quiet              no progress output on stderr\n";
 
 /* "a/b/c.png" -> "a_b_c" (leading "./" and "../" dropped), into out[n]. */
