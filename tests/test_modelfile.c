@@ -774,6 +774,13 @@ static void test_hostile_headers(void)
            "'threshold'");
     mutate(&pt, "", "dim", cJSON_CreateNumber(0), "dim 0", "'dim'");
     mutate(&pt, "", "dim", cJSON_CreateNumber(64), "dim 64", NULL);
+    mutate(&pt, "", "dim", cJSON_CreateNumber(65537), "dim 65537 (limit 65536)", "'dim'");
+    {
+        static char longpath[4097]; /* a recorded checkpoint path of 4096 bytes (limit 4095) */
+        memset(longpath, 'p', 4096);
+        mutate(&pt, "backbone", "path", cJSON_CreateString(longpath), "path of 4096 bytes",
+               "'backbone.path'");
+    }
     mutate(&pt, "", "n_bank", cJSON_CreateNumber(1e15), "n_bank 1e15", "'n_bank'");
     mutate(&pt, "", "n_bank", cJSON_CreateNumber(-20), "n_bank -20", "'n_bank'");
     mutate(&pt, "", "n_bank", cJSON_CreateNumber(0), "n_bank 0", "'n_bank'");
