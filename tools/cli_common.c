@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 void cli_error(const char *fmt, ...)
@@ -65,7 +66,7 @@ bool cli_parse_floats(const char *s, int n, float *out)
         char *end;
         errno = 0;
         double v = strtod(p, &end);
-        if (end == p || errno || !isfinite(v)) return false;
+        if (end == p || errno || !isfinite((float)v)) return false; /* within float range */
         out[i] = (float)v;
         p = end;
         if (i < n - 1) {
@@ -97,7 +98,7 @@ const char *const cli_common_help =
     "  --std a,b,c          normalisation std (default ImageNet 0.229,0.224,0.225);\n"
     "                       timm's AugReg ViTs (e.g. vit_tiny_patch16_224) want 0.5,0.5,0.5\n"
     "  --batch N            images per forward pass (default 8)\n"
-    "  --threads N          total compute threads, BLAS included (default: all cores)\n"
+    "  --threads N          total compute threads, BLAS included (default: $OMP_NUM_THREADS or all cores)\n"
     "  --quiet              no progress output on stderr\n";
 
 /* Fetch the value of option argv[*i]; prints a usage error if it is missing. */
@@ -308,7 +309,8 @@ bool cli_expand_images(int n, char **args, cli_strings *out)
         if (S_ISDIR(st.st_mode)) {
             size_t first = out->n;
             if (!scan_dir(args[i], out, 0)) return false;
-            qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
+            if (out->n > first) /* (out->v may still be NULL: qsort must not see it) */
+                qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
             if (out->n == first) {
                 cli_error("%s: no images found in this directory", args[i]);
                 return false;
@@ -323,11 +325,27 @@ bool cli_expand_images(int n, char **args, cli_strings *out)
     return true;
 }
 
+/* On a terminal: one line rewritten in place. Otherwise (a log file, a pipe): a full line at
+ * most every CLI_PROGRESS_EVERY_S seconds, so long unattended runs show they are alive
+ * without flooding the log, and short runs print nothing. Called from the main thread only. */
+#define CLI_PROGRESS_EVERY_S 15.0
 void cli_progress(const cli_common *c, const char *label, size_t i, size_t n)
 {
-    if (c->quiet || !isatty(2)) return;
-    fprintf(stderr, "\r%s %zu/%zu", label, i, n);
-    if (i == n) fputc('\n', stderr);
+    static double last = -1; /* monotonic seconds of the last line (or of the first call) */
+    if (c->quiet) return;
+    if (isatty(2)) {
+        fprintf(stderr, "\r%s %zu/%zu", label, i, n);
+        if (i == n) fputc('\n', stderr);
+        fflush(stderr);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (last < 0) last = t;
+    if (t - last < CLI_PROGRESS_EVERY_S) return;
+    last = t;
+    fprintf(stderr, "%s %zu/%zu\n", label, i, n);
     fflush(stderr);
 }
 

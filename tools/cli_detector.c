@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,8 +91,9 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
     } else if (!strcmp(a, "--seed")) {
         if (!(v = value(verb, argc, argv, i))) return -1;
         char *end;
+        errno = 0;
         unsigned long long s = strtoull(v, &end, 10);
-        if (!*v || *end || v[0] == '-') {
+        if (!*v || *end || v[0] == '-' || errno) { /* errno: beyond 2^64 - 1 */
             cli_usage_error(verb, "--seed: expected a non-negative integer, got '%s'", v);
             return -1;
         }

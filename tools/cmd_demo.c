@@ -46,8 +46,12 @@ static double now(void)
 
 static bool ensure_dir(const char *d)
 {
-    if (mkdir(d, 0777) == 0 || errno == EEXIST) return true;
-    cli_error("%s: cannot create directory: %s", d, strerror(errno));
+    if (mkdir(d, 0777) == 0) return true;
+    int e = errno;
+    struct stat st;
+    if (e == EEXIST && stat(d, &st) == 0 && S_ISDIR(st.st_mode)) return true;
+    cli_error("%s: cannot create directory: %s", d,
+              e == EEXIST ? "a file of that name exists" : strerror(e));
     return false;
 }
 
