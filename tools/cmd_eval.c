@@ -555,7 +555,7 @@ static bool write_results(const ctx *x)
     sb_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s.\n\n", o->c.backbone, x->xmodel ? " (sha256 " : "",
               x->xmodel ? mi.backbone_sha256 : "", x->xmodel ? "...)" : "",
               o->multi ? "multi-class" : "one-class",
-              o->shots ? ", few-shot (mean over repeats)" : "",
+              o->shots ? ", few-shot (mean ± std over repeats)" : "",
               o->max_train ? ", training images capped" : "");
     sb_printf(&mb, "| category | image AUROC | pixel AUROC | AUPRO | F1-max | pixel F1-max |");
     if (clu) sb_printf(&mb, " NMI | ARI | cluster F1 |");
@@ -564,14 +564,15 @@ static bool write_results(const ctx *x)
     sb_printf(&mb, "---:|---:|---:|---:|---:|\n");
     for (int i = 0; i <= x->nres + 1; i++) {
         const catres *r = NULL;
-        figs f;
+        figs f, fsd;
+        nan_figs(&fsd);
         const char *name;
         bool sizes = true;
         size_t n_test = 0;
         if (i < x->nres) {
             r = &x->res[i];
             if (!row_done(x, r)) continue;
-            row_figs(r, &f, NULL);
+            row_figs(r, &f, &fsd);
             name = r->name;
             n_test = r->n_test;
         } else if (i == x->nres) {
@@ -582,7 +583,7 @@ static bool write_results(const ctx *x)
         } else {
             if (!x->overall || !row_done(x, x->overall)) continue;
             r = x->overall;
-            row_figs(r, &f, NULL);
+            row_figs(r, &f, &fsd);
             name = "overall";
             n_test = r->n_test;
         }
@@ -593,7 +594,10 @@ static bool write_results(const ctx *x)
             if (isfinite(f.m[k])) sb_printf(&cb, ",%.6f", f.m[k]);
             else sb_printf(&cb, ",");
             if (k <= M_CF1) {
-                if (isfinite(f.m[k])) sb_printf(&mb, " %.4f |", f.m[k]);
+                /* few-shot rows: mean ± population std over the repeats */
+                if (isfinite(f.m[k]) && o->shots && r && r->nrep > 1 && isfinite(fsd.m[k]))
+                    sb_printf(&mb, " %.4f ± %.4f |", f.m[k], fsd.m[k]);
+                else if (isfinite(f.m[k])) sb_printf(&mb, " %.4f |", f.m[k]);
                 else sb_printf(&mb, " - |");
             }
         }
