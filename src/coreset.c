@@ -204,9 +204,13 @@ static void greedy_naive(const float *P, size_t N, int d, float *m, size_t n_kee
 }
 
 /* The lazy search (see the file comment). C [n_keep][d] receives the centres. */
-static void greedy_lazy(const float *P, size_t N, int d, float *m, size_t n_keep, size_t *out,
-                        uint32_t *heap, uint32_t *stamp, float *C)
+static int greedy_lazy(const float *P, size_t N, int d, float *m, size_t n_keep, size_t *out,
+                       uint32_t *heap, uint32_t *stamp, float *C, uf_progress_fn progress,
+                       void *user)
 {
+    /* progress: about 200 reports over the search; nonzero from it stops the search */
+    const size_t step = n_keep / 200 > 0 ? n_keep / 200 : 1;
+    size_t next = step;
     size_t hn = N;
     for (size_t i = 0; i < N; i++) {
         heap[i] = (uint32_t)i;
@@ -253,11 +257,18 @@ static void greedy_lazy(const float *P, size_t N, int d, float *m, size_t n_keep
         t++;
         heap[0] = heap[--hn];
         if (hn) heap_down(heap, hn, m, 0);
+        if (progress && t >= next && t < n_keep) {
+            next = t + step;
+            if (progress(user, "coreset", t, n_keep)) return 1;
+        }
     }
+    return 0;
 }
 
-uf_status uf__coreset_greedy_core(const float *P, size_t N, int d, const size_t *start,
-                                  size_t n_start, size_t n_keep, int naive, size_t *out)
+/* The core with progress reports (see kernels.h). */
+static uf_status greedy_core(const float *P, size_t N, int d, const size_t *start,
+                             size_t n_start, size_t n_keep, int naive, size_t *out,
+                             uf_progress_fn progress, void *user)
 {
     size_t bytes;
     if (!P || !out || (n_start && !start) || d < 1 || N == 0)
@@ -281,16 +292,31 @@ uf_status uf__coreset_greedy_core(const float *P, size_t N, int d, const size_t 
     }
     uf__threads_apply();
     init_min_dist(P, N, d, start, n_start, m);
+    int cancelled = 0;
     if (naive)
         greedy_naive(P, N, d, m, n_keep, out);
     else
-        greedy_lazy(P, N, d, m, n_keep, out, heap, stamp, C);
+        cancelled = greedy_lazy(P, N, d, m, n_keep, out, heap, stamp, C, progress, user);
     free(m), free(heap), free(stamp), free(C);
+    if (cancelled) return uf__err(UF_ERR_ARG, "cancelled");
     return UF_OK;
+}
+
+uf_status uf__coreset_greedy_core(const float *P, size_t N, int d, const size_t *start,
+                                  size_t n_start, size_t n_keep, int naive, size_t *out)
+{
+    return greedy_core(P, N, d, start, n_start, n_keep, naive, out, NULL, NULL);
 }
 
 uf_status uf__coreset_greedy(const float *X, size_t N, int D, double fraction, uint64_t seed,
                              size_t *out_idx, size_t *n_out)
+{
+    return uf__coreset_greedy_progress(X, N, D, fraction, seed, out_idx, n_out, NULL, NULL);
+}
+
+uf_status uf__coreset_greedy_progress(const float *X, size_t N, int D, double fraction,
+                                      uint64_t seed, size_t *out_idx, size_t *n_out,
+                                      uf_progress_fn progress, void *user)
 {
     size_t nx, np;
     if (!X || !out_idx || !n_out || D < 1) return uf__err(UF_ERR_ARG, "coreset: bad arguments");
@@ -331,7 +357,7 @@ uf_status uf__coreset_greedy(const float *X, size_t N, int D, double fraction, u
     size_t ns = N < UF__CORESET_N_START ? N : UF__CORESET_N_START;
     uf_status st = uf__coreset_start_points(seed, N, ns, start);
     if (st == UF_OK)
-        st = uf__coreset_greedy_core(P ? P : X, N, d, start, ns, n_keep, 0, out_idx);
+        st = greedy_core(P ? P : X, N, d, start, ns, n_keep, 0, out_idx, progress, user);
     free(P);
     if (st == UF_OK) *n_out = n_keep;
     return st;

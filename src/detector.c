@@ -356,7 +356,8 @@ uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf
         size_t got = 0;
         uf_status s = p->sampler == UF_SAMPLER_RANDOM
                           ? uf__coreset_random(N, p->coreset, p->seed, idx, &got)
-                          : uf__coreset_greedy(f->bank, N, (int)D, p->coreset, p->seed, idx, &got);
+                          : uf__coreset_greedy_progress(f->bank, N, (int)D, p->coreset, p->seed,
+                                                        idx, &got, progress, user);
         if (s != UF_OK) {
             free(idx);
             return s;

@@ -113,6 +113,13 @@ size_t uf__coreset_count(size_t N, double fraction);
 uf_status uf__coreset_greedy(const float *X, size_t N, int D, double fraction, uint64_t seed,
                              size_t *out_idx, size_t *n_out);
 
+/* uf__coreset_greedy with progress: progress (may be NULL) is called from the calling
+ * thread about 200 times during the search as (user, "coreset", picks so far, n_keep);
+ * a nonzero return stops it with UF_ERR_ARG "cancelled" (out_idx then undefined). */
+uf_status uf__coreset_greedy_progress(const float *X, size_t N, int D, double fraction,
+                                      uint64_t seed, size_t *out_idx, size_t *n_out,
+                                      uf_progress_fn progress, void *user);
+
 /* The greedy core on already projected features P [N][d] with given starting points
  * start [n_start] (indices < N, may be empty: then m starts at +inf) selecting n_keep
  * indices into out [n_keep]. naive != 0 runs the plain O(n_keep * N * d) loop (the

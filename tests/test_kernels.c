@@ -639,6 +639,40 @@ static void test_coreset_threads(void)
     free(X);
 }
 
+/* Progress reports of the greedy search: increasing, within (0, n_keep), not changing the
+ * selection; a nonzero return cancels. */
+typedef struct {
+    size_t calls, last, total, cancel_at;
+    int increasing;
+} prog_rec;
+
+static int prog_cb(void *user, const char *stage, size_t done, size_t total)
+{
+    prog_rec *r = user;
+    if (strcmp(stage, "coreset") != 0 || done <= r->last || done >= total) r->increasing = 0;
+    r->calls++, r->last = done, r->total = total;
+    return r->cancel_at && done >= r->cancel_at;
+}
+
+static void test_coreset_progress(void)
+{
+    const size_t N = 4000;
+    float *X = random_features(78, N, 192, 20);
+    REQUIRE(X != NULL);
+    size_t a[400], b[400], na = 0, nb = 0;
+    REQUIRE_OK(uf__coreset_greedy(X, N, 192, 0.1, 5, a, &na));
+    prog_rec r = {.increasing = 1};
+    REQUIRE_OK(uf__coreset_greedy_progress(X, N, 192, 0.1, 5, b, &nb, prog_cb, &r));
+    CHECK(na == 400 && nb == 400 && memcmp(a, b, sizeof a) == 0);
+    CHECKF(r.calls >= 150 && r.calls <= 400 && r.increasing && r.total == 400,
+           "calls %zu increasing %d total %zu", r.calls, r.increasing, r.total);
+    prog_rec c = {.increasing = 1, .cancel_at = 100};
+    CHECK(uf__coreset_greedy_progress(X, N, 192, 0.1, 5, b, &nb, prog_cb, &c) == UF_ERR_ARG);
+    CHECK(strstr(uf_errmsg(), "cancelled") != NULL);
+    CHECKF(c.last >= 100 && c.last < 110, "cancelled at %zu", c.last);
+    free(X);
+}
+
 /* ==== timing (UF_BENCH=1) ================================================================ */
 
 
@@ -658,5 +692,6 @@ int main(void)
     RUN(test_coreset_lazy_vs_naive);
     RUN(test_coreset_edge);
     RUN(test_coreset_threads);
+    RUN(test_coreset_progress);
     return TEST_DONE();
 }
