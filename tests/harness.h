@@ -9,10 +9,13 @@
 #ifndef UF_TEST_HARNESS_H
 #define UF_TEST_HARNESS_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* TH_TSAN: 1 in a ThreadSanitizer build (`make tsan`). libgomp is not instrumented, so a
  * test that deliberately runs OpenMP teams of several threads (uf_set_threads(2)) would
@@ -108,6 +111,23 @@ static inline const char *th_shared_dir(void)
     if (!f) return NULL;
     fclose(f);
     return d;
+}
+
+/* Remove dir and everything under it (scratch folders of tests; symlinks are not followed). */
+static inline void th_rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4096];
+    while (d && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) continue;
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) th_rm_tree(p);
+        else unlink(p);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
 }
 
 /* Max |a-b| over n floats. */

@@ -552,23 +552,6 @@ static uf_status open_idx(const char *dir, uint32_t n, uint32_t rows, uint32_t c
     return s;
 }
 
-/* Remove dir/sub/<names...>, the folders made by make_class_dirs. */
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[1024];
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 static void test_dataset_limits(void)
 {
     /* idx: an image side of 4097 (rows or cols); 2^20 images of 4096 x 4096 (2^44 bytes) */
@@ -633,7 +616,7 @@ static void test_dataset_limits(void)
     } else {
         fprintf(stderr, "    (cannot make 100001 folders in %s: %s)\n", root, strerror(errno));
     }
-    rm_tree(root);
+    th_rm_tree(root);
 }
 
 /* ---- images ------------------------------------------------------------------------------ */
@@ -703,6 +686,6 @@ int main(void)
     RUN(test_dataset_limits);
     RUN(test_image_limits);
     RUN(test_size_arithmetic);
-    rm_tree(g_dir);
+    th_rm_tree(g_dir);
     return TEST_DONE();
 }

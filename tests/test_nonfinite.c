@@ -313,23 +313,6 @@ static void test_cli(void)
     CHECK(stat(tpath("f.safetensors"), &st) != 0);
 }
 
-/* Remove the scratch folder (files and the heatmap folders). */
-static void cleanup(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[1024];
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) cleanup(p);
-        else unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
-
 int main(void)
 {
     if (!mkdtemp(g_dir)) return 1;
@@ -341,6 +324,6 @@ int main(void)
     }
     RUN(test_library);
     RUN(test_cli);
-    cleanup(g_dir);
+    th_rm_tree(g_dir);
     return TEST_DONE();
 }
