@@ -41,7 +41,7 @@ $(LIB): $(OBJ)
 $(BIN): $(TOOL_SRC) $(LIB) $(HDRS) $(wildcard tools/*.h)
 	$(CC) $(ALLCFLAGS) $(TOOL_SRC) $(LIB) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(LIB) $(HDRS)
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(LIB) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $< $(LIB) $(LDLIBS) -o $@
 

@@ -72,6 +72,7 @@
  * Size arithmetic (src/error.c)
  *  uf__mul_ok / uf__add_ok at the edges                 -         here: test_size_arithmetic
  */
+#include "bytebuf.h"
 #include "harness.h"
 #include "internal.h"
 
@@ -326,29 +327,6 @@ static void test_checkpoint_limits(void)
 }
 
 /* ---- .pth --------------------------------------------------------------------------------- */
-
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf_t;
-
-static void b_put(buf_t *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n) nc *= 2;
-        uint8_t *q = realloc(b->p, nc);
-        if (!q) abort(); /* test scaffolding */
-        b->p = q;
-        b->cap = nc;
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void b_u8(buf_t *b, unsigned v) { uint8_t x = (uint8_t)v; b_put(b, &x, 1); }
-static void b_u16(buf_t *b, unsigned v) { b_u8(b, v & 255); b_u8(b, (v >> 8) & 255); }
-static void b_u32(buf_t *b, uint32_t v) { b_u16(b, v & 0xffff); b_u16(b, v >> 16); }
-static void b_str(buf_t *b, const char *s) { b_put(b, s, strlen(s)); }
 
 /* One zip entry: name, uncompressed bytes, and whether to DEFLATE them. */
 typedef struct {

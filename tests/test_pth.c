@@ -13,6 +13,7 @@
  *    explosion, tensor count, string lengths, storage size, views outside their storage,
  *    output size. ZIP64 archives and big-endian storages are built here too.
  */
+#include "bytebuf.h"
 #include "harness.h"
 #include "internal.h"
 
@@ -27,33 +28,8 @@
 #endif
 
 /* ------------------------------------------------------------------------------------ */
-/* Byte buffers, zip and pickle builders (independent of src/pth.c)                     */
+/* Zip and pickle builders on bytebuf.h (independent of src/pth.c)                       */
 /* ------------------------------------------------------------------------------------ */
-
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf_t;
-
-/* Append n bytes (aborts on allocation failure: this is test scaffolding). */
-static void b_put(buf_t *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n) nc *= 2;
-        b->p = realloc(b->p, nc);
-        if (!b->p) abort();
-        b->cap = nc;
-    }
-    if (n) memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-/* Little-endian integers and raw text, as zip headers and binary pickle opcodes use. */
-static void b_u8(buf_t *b, unsigned v) { uint8_t x = (uint8_t)v; b_put(b, &x, 1); }
-static void b_u16(buf_t *b, unsigned v) { b_u8(b, v & 255); b_u8(b, (v >> 8) & 255); }
-static void b_u32(buf_t *b, uint32_t v) { b_u16(b, v & 0xffff); b_u16(b, v >> 16); }
-static void b_u64(buf_t *b, uint64_t v) { b_u32(b, (uint32_t)v); b_u32(b, (uint32_t)(v >> 32)); }
-static void b_str(buf_t *b, const char *s) { b_put(b, s, strlen(s)); }
 
 /* One zip entry to write: its name and bytes (not owned). */
 typedef struct {
