@@ -113,6 +113,17 @@ static inline const char *th_shared_dir(void)
     return d;
 }
 
+/* "dir/name" in one of 8 rotating static buffers (scratch files of a test run; not
+ * thread-safe; a result stays valid for the next 7 calls). */
+static inline const char *th_path(const char *dir, const char *name)
+{
+    static char buf[8][1024];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 /* Remove dir and everything under it (scratch folders of tests; symlinks are not followed). */
 static inline void th_rm_tree(const char *dir)
 {

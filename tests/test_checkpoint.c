@@ -33,15 +33,8 @@ static const uf_backbone_params *m1p(void)
 
 static char tmpdir[64];
 
-/* Path of a scratch file in this run's temporary directory. */
-static const char *tpath(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
+/* Path of a scratch file in this run's folder. */
+#define tpath(name) th_path(tmpdir, name)
 
 static bool file_bytes(const char *path, uint8_t **buf, size_t *len)
 {

@@ -87,15 +87,8 @@
 
 static char g_dir[] = "/tmp/uf_limits_XXXXXX";
 
-/* Path of a scratch file in this run's folder (8 rotating buffers). */
-static const char *tpath(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+/* Path of a scratch file in this run's folder. */
+#define tpath(name) th_path(g_dir, name)
 
 static bool write_file(const char *path, const void *data, size_t len)
 {

@@ -34,15 +34,8 @@
 
 static char tmpdir[64];
 
-/* Path of a scratch file in this run's temporary directory (4 rotating buffers). */
-static const char *tpath(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
+/* Path of a scratch file in this run's folder. */
+#define tpath(name) th_path(tmpdir, name)
 
 static bool read_all(const char *path, uint8_t **buf, size_t *len)
 {

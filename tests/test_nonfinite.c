@@ -33,14 +33,8 @@ static char g_hot[256]; /* patch embedding x 1e30: huge finite features */
 static char g_inf[256]; /* patch embedding x 1e38: Inf features */
 static const float k_mean = 128.0f / 255.0f;
 
-static const char *tpath(const char *name)
-{
-    static char buf[8][512];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+/* Path of a scratch file in this run's folder. */
+#define tpath(name) th_path(g_dir, name)
 
 /* Write the golden ViT with patch_embed.proj.weight scaled by `scale` to path. */
 static bool write_scaled(const char *path, float scale)
