@@ -205,23 +205,8 @@ static void *calloc3(size_t a, size_t b, size_t c)
     return calloc(n ? n : 1, c ? c : 1);
 }
 
-/* splitmix64, the generator of cmd_fit's --shots draw (same seed, same images). */
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Append to out the items of items[n], or k of them drawn at random with seed (a seeded
- * partial Fisher-Yates draw as cmd_fit's --shots, then in split order). */
+/* Append to out the items of items[n], or k of them drawn at random with seed (cli_draw_shots,
+ * the draw of fit --shots, then in split order). */
 static bool pick_items(const uf_dataset_item *items, size_t n, size_t k, uint64_t seed,
                        const uf_dataset_item **out, size_t *nout)
 {
@@ -229,17 +214,8 @@ static bool pick_items(const uf_dataset_item *items, size_t n, size_t k, uint64_
         for (size_t i = 0; i < n; i++) out[(*nout)++] = &items[i];
         return true;
     }
-    size_t *perm = alloc3(n, sizeof(size_t), 1); /* [n] */
-    if (!perm) return false;
-    for (size_t i = 0; i < n; i++) perm[i] = i;
-    uint64_t st = seed ^ 0x73686f7473ull; /* "shots", as cmd_fit */
-    for (size_t j = 0; j < k; j++) {
-        size_t r = j + (size_t)(mix(&st) % (n - j));
-        size_t t = perm[j];
-        perm[j] = perm[r];
-        perm[r] = t;
-    }
-    qsort(perm, k, sizeof *perm, cmp_size);
+    size_t *perm = alloc3(k, sizeof(size_t), 1); /* [k] drawn indices, ascending */
+    if (!perm || !cli_draw_shots(n, k, seed, perm)) { free(perm); return false; }
     for (size_t j = 0; j < k; j++) out[(*nout)++] = &items[perm[j]];
     free(perm);
     return true;

@@ -30,36 +30,12 @@ static const char *const help =
     "  --threshold T        store a decision threshold on the image score (predict marks\n"
     "                       images above it anomalous)\n";
 
-/* splitmix64: a tiny, well-mixed generator for the --shots draw. */
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Keep `shots` of the images: a seeded partial Fisher-Yates draw, then file order. */
+/* Keep `shots` of the images (cli_draw_shots), in file order. */
 static bool pick_shots(cli_strings *imgs, size_t shots, uint64_t seed)
 {
     if (shots >= imgs->n) return true;
-    size_t *perm = malloc(imgs->n * sizeof *perm);
-    if (!perm) return false;
-    for (size_t i = 0; i < imgs->n; i++) perm[i] = i;
-    uint64_t st = seed ^ 0x73686f7473ull; /* "shots" */
-    for (size_t j = 0; j < shots; j++) {
-        size_t k = j + (size_t)(mix(&st) % (imgs->n - j));
-        size_t t = perm[j];
-        perm[j] = perm[k];
-        perm[k] = t;
-    }
-    qsort(perm, shots, sizeof *perm, cmp_size);
+    size_t *perm = malloc(shots * sizeof *perm); /* [shots] kept indices, ascending */
+    if (!perm || !cli_draw_shots(imgs->n, shots, seed, perm)) { free(perm); return false; }
     char **keep = malloc(shots * sizeof *keep);
     if (!keep) { free(perm); return false; }
     for (size_t j = 0; j < shots; j++) {
