@@ -442,6 +442,18 @@ static void count_category(ds_cat *c)
     }
 }
 
+/* Hand the train and test arrays over to c (the vectors are left empty) and count them. */
+static void set_splits(ds_cat *c, item_vec *tr, item_vec *te)
+{
+    c->train = tr->v;
+    c->n_train = tr->n;
+    c->test = te->v;
+    c->n_test = te->n;
+    tr->v = te->v = NULL;
+    tr->n = tr->cap = te->n = te->cap = 0;
+    count_category(c);
+}
+
 /* Name of the folder root: its last path component, or (for ".", "..") the last component
  * of its real path. */
 static const char *root_name(uf_dataset *ds)
@@ -615,12 +627,7 @@ static uf_status scan_defect_category(uf_dataset *ds, const char *dir, const cha
                     IMAGE_EXTS_TEXT);
         goto done;
     }
-    c->train = tr.v;
-    c->n_train = tr.n;
-    c->test = te.v;
-    c->n_test = te.n;
-    tr.v = te.v = NULL;
-    count_category(c);
+    set_splits(c, &tr, &te);
     goto done;
 oom:
     s = nomem();
@@ -795,13 +802,8 @@ static uf_status open_mtd(uf_dataset *ds)
         s = uf__err(UF_ERR_FORMAT, "%s: too few MT_Free images for a train split", free_dir);
         goto done;
     }
-    c->train = tr.v;
-    c->n_train = tr.n;
-    c->test = te.v;
-    c->n_test = te.n;
-    tr.v = te.v = NULL;
     /* test order: MT_Free's test images, then the defect folders bytewise = type order */
-    count_category(c);
+    set_splits(c, &tr, &te);
     goto done;
 oom:
     s = nomem();
@@ -1019,12 +1021,7 @@ static uf_status open_list(uf_dataset *ds)
         ev.v[first[t]++] = it;
     }
     for (size_t i = 0; i < nte; i++) ev.v[i].image_id = ds->n_images++;
-    c->train = tv.v;
-    c->n_train = tv.n;
-    c->test = ev.v;
-    c->n_test = ev.n;
-    tv.v = ev.v = NULL;
-    count_category(c);
+    set_splits(c, &tv, &ev);
     goto done;
 oom:
     s = nomem();
