@@ -122,7 +122,7 @@ FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-build
 # the corpus replay test compiles the harnesses in (see tests/test_fuzz_regress.c)
-$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/fuzz_*.c) tools/cli_common.c tools/cli.h
+$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/fuzz_*.c fuzz/*.h) tools/cli_common.c tools/cli.h
 
 fuzz: fuzz-build
 	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh $(FUZZ_TARGETS)
@@ -131,6 +131,6 @@ fuzz-build:
 	$(MAKE) $(FUZZ_BUILD)/libuniformaly.a BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="$(FUZZ_OPT)"
 	$(MAKE) $(FUZZ_BINS)
 
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libuniformaly.a $(HDRS) tools/cli_common.c
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_tensors.h $(FUZZ_BUILD)/libuniformaly.a $(HDRS) tools/cli_common.c
 	$(FUZZ_CC) -std=c11 $(WARN) -fopenmp -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
 	  -fsanitize=fuzzer $(CPPFLAGS) $< $(FUZZ_BUILD)/libuniformaly.a $(LDLIBS) -o $@
