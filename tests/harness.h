@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,27 @@ static inline const char *th_shared_dir(void)
     if (!f) return NULL;
     fclose(f);
     return d;
+}
+
+/* splitmix64 streams as the golden scripts (scripts/gen_*_golden.py) generate their inputs:
+ * state starts at seed ^ (stream * 0xD1B54A32D192ED03). Written here independently of the
+ * library's own copy in src/coreset.c, so a test does not borrow what it checks. */
+typedef struct {
+    uint64_t s;
+} th_sm;
+
+static inline th_sm th_sm_new(uint64_t seed, uint64_t stream)
+{
+    th_sm r = {seed ^ (stream * 0xD1B54A32D192ED03ull)};
+    return r;
+}
+
+static inline uint64_t th_sm_next(th_sm *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
 /* "dir/name" in one of 8 rotating static buffers (scratch files of a test run; not

@@ -24,42 +24,24 @@
 
 #define DATA "tests/data/metrics/"
 
-/* ---- splitmix64, as in scripts/gen_metrics_golden.py --------------------------------- */
-
-typedef struct {
-    uint64_t s;
-} splitmix;
-
-static splitmix sm_new(uint64_t seed, uint64_t stream)
-{
-    splitmix r = {seed ^ (stream * 0xD1B54A32D192ED03ull)};
-    return r;
-}
-
-static uint64_t sm_next(splitmix *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* ---- inputs as scripts/gen_metrics_golden.py draws them (th_sm: splitmix64) ---------- */
 
 /* Standard normal from two uniforms (Box-Muller). */
-static double sm_normal(splitmix *r)
+static double sm_normal(th_sm *r)
 {
-    double u = ((double)(sm_next(r) >> 11) + 0.5) * 0x1.0p-53;
-    double v = (double)(sm_next(r) >> 11) * 0x1.0p-53;
+    double u = ((double)(th_sm_next(r) >> 11) + 0.5) * 0x1.0p-53;
+    double v = (double)(th_sm_next(r) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
 /* cluster_gen() of the script. */
 static void cluster_gen(uint64_t seed, size_t n, int kt, int kp, int *t, int *p)
 {
-    splitmix r = sm_new(seed, 9);
+    th_sm r = th_sm_new(seed, 9);
     for (size_t i = 0; i < n; i++) {
-        t[i] = (int)(sm_next(&r) % (uint64_t)kt);
-        if (sm_next(&r) % 4 != 0) p[i] = (5 * t[i] + 1) % kp;
-        else p[i] = (int)(sm_next(&r) % (uint64_t)kp);
+        t[i] = (int)(th_sm_next(&r) % (uint64_t)kt);
+        if (th_sm_next(&r) % 4 != 0) p[i] = (5 * t[i] + 1) % kp;
+        else p[i] = (int)(th_sm_next(&r) % (uint64_t)kp);
     }
 }
 
@@ -184,18 +166,18 @@ static void brute_match(const int *C, int kt, int kp, const int *tsize, const in
  * relabelling invariance. */
 static void test_matching_brute(void)
 {
-    splitmix r = sm_new(31, 4);
+    th_sm r = th_sm_new(31, 4);
     int t[300], p[300], t2[300], p2[300];
     for (int trial = 0; trial < 400; trial++) {
-        int kt = 1 + (int)(sm_next(&r) % 7), kp = 1 + (int)(sm_next(&r) % 7);
-        size_t n = (size_t)(kt > kp ? kt : kp) + (size_t)(sm_next(&r) % 250);
+        int kt = 1 + (int)(th_sm_next(&r) % 7), kp = 1 + (int)(th_sm_next(&r) % 7);
+        size_t n = (size_t)(kt > kp ? kt : kp) + (size_t)(th_sm_next(&r) % 250);
         int C[64] = {0}, ts[8] = {0}, ps[8] = {0};
         for (size_t i = 0; i < n; i++) {
             /* every type and cluster used at least once */
-            t[i] = i < (size_t)kt ? (int)i : (int)(sm_next(&r) % (uint64_t)kt);
+            t[i] = i < (size_t)kt ? (int)i : (int)(th_sm_next(&r) % (uint64_t)kt);
             p[i] = i < (size_t)kp ? (int)i
-                   : sm_next(&r) % 3 ? (t[i] * 2 + trial) % kp
-                                     : (int)(sm_next(&r) % (uint64_t)kp);
+                   : th_sm_next(&r) % 3 ? (t[i] * 2 + trial) % kp
+                                     : (int)(th_sm_next(&r) % (uint64_t)kp);
             C[t[i] * kp + p[i]]++;
             ts[t[i]]++;
             ps[p[i]]++;
@@ -272,14 +254,14 @@ static double brute_inertia(const float *X, size_t n, int d, int k, const int *l
 /* k Gaussian blobs (sigma 1) with centres 40 apart per axis, points shuffled. */
 static void blobs(uint64_t seed, size_t n, int d, int k, float *X, int *truth)
 {
-    splitmix r = sm_new(seed, 3);
+    th_sm r = th_sm_new(seed, 3);
     double *ctr = malloc((size_t)k * (size_t)d * sizeof *ctr);
     for (int c = 0; c < k; c++)
-        for (int j = 0; j < d; j++) ctr[c * d + j] = 40.0 * (double)(sm_next(&r) % 9) - 160.0;
+        for (int j = 0; j < d; j++) ctr[c * d + j] = 40.0 * (double)(th_sm_next(&r) % 9) - 160.0;
     /* make centres distinct: offset each along axis c % d */
     for (int c = 0; c < k; c++) ctr[c * d + c % d] += 400.0 * (c + 1);
     for (size_t i = 0; i < n; i++) {
-        int c = (int)(sm_next(&r) % (uint64_t)k);
+        int c = (int)(th_sm_next(&r) % (uint64_t)k);
         truth[i] = c;
         for (int j = 0; j < d; j++)
             X[i * (size_t)d + (size_t)j] = (float)(ctr[c * d + j] + sm_normal(&r));
@@ -353,7 +335,7 @@ static void test_kmeans_determinism(void)
     REQUIRE(X && truth && a && b);
     /* overlapping blobs (noise 30x larger) so that Lloyd needs many iterations */
     blobs(99, N, D, K, X, truth);
-    splitmix r = sm_new(5, 5);
+    th_sm r = th_sm_new(5, 5);
     for (size_t i = 0; i < (size_t)N * D; i++) X[i] += (float)(300.0 * sm_normal(&r));
     int saved = uf_get_threads();
     double ia, ib;
@@ -380,8 +362,8 @@ static void test_kmeans_edges(void)
     float X[10 * 2];
     int lab[12];
     double in;
-    splitmix r = sm_new(8, 8);
-    for (int i = 0; i < 20; i++) X[i] = (float)(sm_next(&r) % 1000) / 10.0f;
+    th_sm r = th_sm_new(8, 8);
+    for (int i = 0; i < 20; i++) X[i] = (float)(th_sm_next(&r) % 1000) / 10.0f;
     /* k = 1: everything in cluster 0, inertia = scatter around the mean */
     REQUIRE_OK(uf_kmeans(X, 10, 2, 1, 3, 1, 50, lab, &in));
     int all0 = 1;

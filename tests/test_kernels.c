@@ -94,29 +94,11 @@ static int npy_load(const char *name, npy *a)
         }                                                                              \
     } while (0)
 
-/* ---- the script's input generator (splitmix64 stream 99), reimplemented here ---------- */
+/* ---- the script's input generator (th_sm splitmix64, stream 99), reimplemented here -- */
 
-typedef struct {
-    uint64_t s;
-} tsm;
+static double tsm_unif(th_sm *r) { return (double)(th_sm_next(r) >> 11) * 0x1.0p-53; }
 
-static tsm tsm_new(uint64_t seed, uint64_t stream)
-{
-    tsm r = {seed ^ (stream * 0xD1B54A32D192ED03ULL)};
-    return r;
-}
-
-static uint64_t tsm_next(tsm *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double tsm_unif(tsm *r) { return (double)(tsm_next(r) >> 11) * 0x1.0p-53; }
-
-static double tsm_gauss(tsm *r)
+static double tsm_gauss(th_sm *r)
 {
     double u = tsm_unif(r), v = tsm_unif(r);
     return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
@@ -125,17 +107,17 @@ static double tsm_gauss(tsm *r)
 /* [n][d] grid values (top 11 bits - 1024) / 128, as grid() in the script. */
 static float *grid(uint64_t seed, size_t n, int d)
 {
-    tsm r = tsm_new(seed, 99);
+    th_sm r = th_sm_new(seed, 99);
     float *x = malloc(n * (size_t)d * sizeof *x);
     for (size_t i = 0; x && i < n * (size_t)d; i++)
-        x[i] = (float)(((int64_t)(tsm_next(&r) >> 53) - 1024) / 128.0);
+        x[i] = (float)(((int64_t)(th_sm_next(&r) >> 53) - 1024) / 128.0);
     return x;
 }
 
 /* Random data: nc Gaussian clusters (nc = 0: uniform noise in [0, 1)). */
 static float *random_features(uint64_t seed, size_t n, int d, int nc)
 {
-    tsm r = tsm_new(seed, 7);
+    th_sm r = th_sm_new(seed, 7);
     float *x = malloc(n * (size_t)d * sizeof *x);
     float *c = malloc(((size_t)(nc ? nc : 1)) * (size_t)d * sizeof *c);
     if (!x || !c) {

@@ -32,32 +32,14 @@
 
 #define DATA "tests/data/metrics/"
 
-/* ---- splitmix64, as in scripts/gen_metrics_golden.py ---------------------------------- */
-
-typedef struct {
-    uint64_t s;
-} splitmix;
-
-static splitmix sm_new(uint64_t seed, uint64_t stream)
-{
-    splitmix r = {seed ^ (stream * 0xD1B54A32D192ED03ull)};
-    return r;
-}
-
-static uint64_t sm_next(splitmix *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* ---- inputs as scripts/gen_metrics_golden.py draws them (th_sm: splitmix64) ---------- */
 
 /* The script's generated cases: kind 'q' (2048 tied levels) or 'c' (24-bit uniform). */
 static void gen_case(char kind, uint64_t seed, size_t n, float *s, uint8_t *y)
 {
-    splitmix r = sm_new(seed, 7);
+    th_sm r = th_sm_new(seed, 7);
     for (size_t i = 0; i < n; i++) {
-        uint64_t a = sm_next(&r), b = sm_next(&r);
+        uint64_t a = th_sm_next(&r), b = th_sm_next(&r);
         uint64_t bin = a >> 53;
         s[i] = kind == 'q' ? (float)bin / 64.0f : (float)(a >> 40) / 16777216.0f;
         y[i] = (b >> 32) < 85899345ull + bin * 419430ull;
@@ -87,6 +69,29 @@ static int load_case(const char *name, size_t n, float *s, uint8_t *y)
     return i == n ? 0 : -1;
 }
 
+/* One line of expected.txt / f1.txt: "file NAME N WANT" (a case file) or "gen KIND SEED N
+ * WANT" (a generated case). Fills name [64], n, want and malloc'd s [n], y [n] (the caller
+ * frees them, also on failure). Returns 1 when the case was built, 0 for a bad line or a
+ * case that could not be read. */
+static int read_case(const char *line, char *name, size_t *n, double *want, float **s,
+                     uint8_t **y)
+{
+    char what[16];
+    unsigned long long seed = 0;
+    int file = sscanf(line, "file %63s %zu %lf", name, n, want) == 3;
+    if (!file && sscanf(line, "gen %15s %llu %zu %lf", what, &seed, n, want) != 4) {
+        snprintf(name, 64, "?");
+        return 0;
+    }
+    *s = malloc(*n * sizeof **s);
+    *y = malloc(*n);
+    if (!*s || !*y) return 0;
+    if (file) return load_case(name, *n, *s, *y) == 0;
+    snprintf(name, 64, "gen %s seed %llu", what, seed);
+    gen_case(what[0], seed, *n, *s, *y);
+    return 1;
+}
+
 /* Every case of expected.txt, within 1e-12 of sklearn. */
 static void test_golden(void)
 {
@@ -95,33 +100,18 @@ static void test_golden(void)
     char line[256];
     int n_cases = 0;
     while (fgets(line, sizeof line, f)) {
-        char what[16], name[64];
+        char name[64];
         size_t n = 0;
         double want = 0;
-        unsigned long long seed = 0;
         float *s = NULL;
         uint8_t *y = NULL;
-        int ok = 0;
-        if (sscanf(line, "file %63s %zu %lf", name, &n, &want) == 3) {
-            s = malloc(n * sizeof *s);
-            y = malloc(n);
-            ok = s && y && load_case(name, n, s, y) == 0;
-        } else if (sscanf(line, "gen %15s %llu %zu %lf", what, &seed, &n, &want) == 4) {
-            snprintf(name, sizeof name, "gen %s seed %llu", what, seed);
-            s = malloc(n * sizeof *s);
-            y = malloc(n);
-            ok = s && y;
-            if (ok) gen_case(what[0], seed, n, s, y);
-        } else {
-            CHECKF(0, "bad line in expected.txt: %s", line);
-        }
+        int ok = read_case(line, name, &n, &want, &s, &y);
+        CHECKF(ok, "bad line or case in expected.txt: %s", line);
         if (ok) {
             double got = uf_auroc(s, y, n);
             CHECKF(fabs(got - want) <= 1e-12, "%s (n %zu): got %.17g, sklearn %.17g", name, n,
                    got, want);
             n_cases++;
-        } else {
-            CHECKF(ok, "cannot build case %s", name);
         }
         free(s);
         free(y);
@@ -134,16 +124,16 @@ static void test_golden(void)
  * signed zeros and negative scores). */
 static void test_pairs(void)
 {
-    splitmix r = sm_new(42, 1);
+    th_sm r = th_sm_new(42, 1);
     float s[257];
     uint8_t y[257];
     for (int trial = 0; trial < 300; trial++) {
-        size_t n = 2 + (size_t)(sm_next(&r) % 256);
-        unsigned levels = 1 + (unsigned)(sm_next(&r) % 20);
+        size_t n = 2 + (size_t)(th_sm_next(&r) % 256);
+        unsigned levels = 1 + (unsigned)(th_sm_next(&r) % 20);
         for (size_t i = 0; i < n; i++) {
-            int v = (int)(sm_next(&r) % levels) - (int)levels / 2;
-            s[i] = v == 0 && (sm_next(&r) & 1) ? -0.0f : (float)v * 0.375f;
-            y[i] = (uint8_t)(sm_next(&r) % 3 == 0 ? 1 + sm_next(&r) % 255 : 0);
+            int v = (int)(th_sm_next(&r) % levels) - (int)levels / 2;
+            s[i] = v == 0 && (th_sm_next(&r) & 1) ? -0.0f : (float)v * 0.375f;
+            y[i] = (uint8_t)(th_sm_next(&r) % 3 == 0 ? 1 + th_sm_next(&r) % 255 : 0);
         }
         y[0] = 7; /* both classes present */
         y[1] = 0;
@@ -170,9 +160,9 @@ static void test_large_exact(void)
     uint8_t *y = malloc(n);            /* [n] */
     uint64_t *pos = calloc(L, sizeof *pos), *neg = calloc(L, sizeof *neg); /* [L] */
     REQUIRE(s && y && pos && neg);
-    splitmix r = sm_new(5, 3);
+    th_sm r = th_sm_new(5, 3);
     for (size_t i = 0; i < n; i++) {
-        uint64_t a = sm_next(&r);
+        uint64_t a = th_sm_next(&r);
         size_t lev = (size_t)((a >> 32) % L);
         /* levels map to increasing floats spanning signs and exponents; level 400 is
          * +0 or -0 at random (equal scores) */
@@ -203,7 +193,7 @@ static void test_large_exact(void)
 
     /* continuous scores (every one distinct or nearly): flips of the label of a single
      * sample move the AUC; the exact value is not known here, only its range */
-    for (size_t i = 0; i < n; i++) s[i] = (float)(sm_next(&r) >> 40) / 16777216.0f;
+    for (size_t i = 0; i < n; i++) s[i] = (float)(th_sm_next(&r) >> 40) / 16777216.0f;
     got = uf_auroc(s, y, n);
     CHECKF(fabs(got - 0.5) < 0.01, "uniform noise: %.6f", got);
     free(s);
@@ -258,24 +248,12 @@ static void test_f1_golden(void)
     int n_cases = 0;
     double worst = 0;
     while (fgets(line, sizeof line, f)) {
-        char what[16], name[64];
+        char name[64];
         size_t n = 0;
         double want = 0;
-        unsigned long long seed = 0;
         float *s = NULL;
         uint8_t *y = NULL;
-        int ok = 0;
-        if (sscanf(line, "file %63s %zu %lf", name, &n, &want) == 3) {
-            s = malloc(n * sizeof *s);
-            y = malloc(n);
-            ok = s && y && load_case(name, n, s, y) == 0;
-        } else if (sscanf(line, "gen %15s %llu %zu %lf", what, &seed, &n, &want) == 4) {
-            snprintf(name, sizeof name, "gen %s seed %llu", what, seed);
-            s = malloc(n * sizeof *s);
-            y = malloc(n);
-            ok = s && y;
-            if (ok) gen_case(what[0], seed, n, s, y);
-        }
+        int ok = read_case(line, name, &n, &want, &s, &y);
         CHECKF(ok, "bad line or case in f1.txt: %s", line);
         if (ok) {
             double got = uf_f1_max(s, y, n);
@@ -295,15 +273,15 @@ static void test_f1_golden(void)
 /* Brute force over thresholds on small tied inputs, and edge cases. */
 static void test_f1_small(void)
 {
-    splitmix r = sm_new(77, 2);
+    th_sm r = th_sm_new(77, 2);
     float s[64];
     uint8_t y[64];
     for (int trial = 0; trial < 200; trial++) {
-        size_t n = 1 + (size_t)(sm_next(&r) % 64);
-        unsigned levels = 1 + (unsigned)(sm_next(&r) % 8);
+        size_t n = 1 + (size_t)(th_sm_next(&r) % 64);
+        unsigned levels = 1 + (unsigned)(th_sm_next(&r) % 8);
         for (size_t i = 0; i < n; i++) {
-            s[i] = (float)(sm_next(&r) % levels) - 2.0f;
-            y[i] = (uint8_t)(sm_next(&r) % 3 == 0);
+            s[i] = (float)(th_sm_next(&r) % levels) - 2.0f;
+            y[i] = (uint8_t)(th_sm_next(&r) % 3 == 0);
         }
         y[0] = 1;
         size_t P = 0;
@@ -374,7 +352,7 @@ static int pixel_case(char mode, uint64_t seed, int n, int h, int w, pixset *p)
     if (!p->maps || !p->masks || !p->hs || !p->ws) return -1;
     size_t hw = (size_t)h * (size_t)w;
     for (int i = 0; i < n; i++) {
-        splitmix r = sm_new(seed, 100 + (uint64_t)i);
+        th_sm r = th_sm_new(seed, 100 + (uint64_t)i);
         uint8_t *mask = calloc(hw, 1); /* [h][w] */
         float *map = malloc(hw * sizeof *map); /* [h][w] */
         p->maps[i] = map;
@@ -385,32 +363,32 @@ static int pixel_case(char mode, uint64_t seed, int n, int h, int w, pixset *p)
             return -1;
         }
         int has_mask = i % 5 != 4;
-        int n_shapes = has_mask ? (int)(sm_next(&r) % 4) : 0;
+        int n_shapes = has_mask ? (int)(th_sm_next(&r) % 4) : 0;
         for (int k = 0; k < n_shapes; k++) {
-            int t = (int)(sm_next(&r) % 3);
-            int64_t y0 = (int64_t)(sm_next(&r) % (uint64_t)h);
-            int64_t x0 = (int64_t)(sm_next(&r) % (uint64_t)w);
+            int t = (int)(th_sm_next(&r) % 3);
+            int64_t y0 = (int64_t)(th_sm_next(&r) % (uint64_t)h);
+            int64_t x0 = (int64_t)(th_sm_next(&r) % (uint64_t)w);
             if (t == 0) {
-                int64_t hh = 1 + (int64_t)(sm_next(&r) % (uint64_t)(h / 3 > 1 ? h / 3 : 1));
-                int64_t ww = 1 + (int64_t)(sm_next(&r) % (uint64_t)(w / 3 > 1 ? w / 3 : 1));
+                int64_t hh = 1 + (int64_t)(th_sm_next(&r) % (uint64_t)(h / 3 > 1 ? h / 3 : 1));
+                int64_t ww = 1 + (int64_t)(th_sm_next(&r) % (uint64_t)(w / 3 > 1 ? w / 3 : 1));
                 for (int64_t y = y0; y < y0 + hh && y < h; y++)
                     for (int64_t x = x0; x < x0 + ww && x < w; x++) mask[y * w + x] = 1;
             } else if (t == 1) {
                 int m = (h < w ? h : w) / 5;
-                int64_t rad = 1 + (int64_t)(sm_next(&r) % (uint64_t)(m > 1 ? m : 1));
+                int64_t rad = 1 + (int64_t)(th_sm_next(&r) % (uint64_t)(m > 1 ? m : 1));
                 for (int64_t y = 0; y < h; y++)
                     for (int64_t x = 0; x < w; x++)
                         if ((y - y0) * (y - y0) + (x - x0) * (x - x0) <= rad * rad)
                             mask[y * w + x] = 255;
             } else {
-                int64_t len = 2 + (int64_t)(sm_next(&r) % 6);
+                int64_t len = 2 + (int64_t)(th_sm_next(&r) % 6);
                 for (int64_t k2 = 0; k2 < len; k2++)
                     if (y0 + k2 < h && x0 + k2 < w) mask[(y0 + k2) * w + x0 + k2] = 7;
             }
         }
         if (has_mask && i % 7 == 6) memset(mask, 1, hw);
         for (size_t q = 0; q < hw; q++) {
-            uint64_t a = sm_next(&r);
+            uint64_t a = th_sm_next(&r);
             int64_t y = (int64_t)(q / (size_t)w), x = (int64_t)(q % (size_t)w);
             int64_t v = (int64_t)(a >> 44) + (mask[q] ? 600000 : 0) +
                         ((x * 7 + y * 13 + i * 101) % 1024) * 256;
@@ -685,35 +663,35 @@ static void brute_pixel(const pixset *p, double max_fpr, double *auroc, double *
  * mask) against the brute force, exact and with merged scores. */
 static void test_pixel_brute(void)
 {
-    splitmix r = sm_new(2024, 5);
+    th_sm r = th_sm_new(2024, 5);
     double worst = 0;
     for (int trial = 0; trial < 60; trial++) {
         pixset p;
         memset(&p, 0, sizeof p);
-        p.n = 1 + (int)(sm_next(&r) % 4);
-        p.h = 1 + (int)(sm_next(&r) % 12);
-        p.w = 1 + (int)(sm_next(&r) % 12);
+        p.n = 1 + (int)(th_sm_next(&r) % 4);
+        p.h = 1 + (int)(th_sm_next(&r) % 12);
+        p.w = 1 + (int)(th_sm_next(&r) % 12);
         p.maps = calloc((size_t)p.n, sizeof *p.maps);
         p.masks = calloc((size_t)p.n, sizeof *p.masks);
         p.hs = malloc((size_t)p.n * sizeof *p.hs);
         p.ws = malloc((size_t)p.n * sizeof *p.ws);
         REQUIRE(p.maps && p.masks && p.hs && p.ws);
         int hw = p.h * p.w;
-        unsigned levels = 2 + (unsigned)(sm_next(&r) % 30);
+        unsigned levels = 2 + (unsigned)(th_sm_next(&r) % 30);
         for (int i = 0; i < p.n; i++) {
             p.hs[i] = p.h;
             p.ws[i] = p.w;
             p.maps[i] = malloc((size_t)hw * sizeof(float));
             REQUIRE(p.maps[i]);
-            if (i == 0 || sm_next(&r) % 3) {
+            if (i == 0 || th_sm_next(&r) % 3) {
                 p.masks[i] = calloc((size_t)hw, 1);
                 REQUIRE(p.masks[i]);
-                unsigned dens = (unsigned)(sm_next(&r) % 60);
-                for (int q = 0; q < hw; q++) p.masks[i][q] = (sm_next(&r) % 100) < dens;
+                unsigned dens = (unsigned)(th_sm_next(&r) % 60);
+                for (int q = 0; q < hw; q++) p.masks[i][q] = (th_sm_next(&r) % 100) < dens;
             }
             for (int q = 0; q < hw; q++) {
                 int a = p.masks[i] && p.masks[i][q];
-                p.maps[i][q] = (float)((sm_next(&r) % levels) + (a ? levels / 3 : 0)) * 0.25f;
+                p.maps[i][q] = (float)((th_sm_next(&r) % levels) + (a ? levels / 3 : 0)) * 0.25f;
             }
         }
         /* both classes present */
@@ -816,9 +794,9 @@ static void test_pixel_cases(void)
     float *mo = malloc(NO * sizeof *mo);
     uint8_t *ko = malloc(NO);
     REQUIRE(mo && ko);
-    splitmix g = sm_new(9, 9);
+    th_sm g = th_sm_new(9, 9);
     for (int q = 0; q < NO; q++) {
-        uint64_t a = sm_next(&g);
+        uint64_t a = th_sm_next(&g);
         ko[q] = (a & 7) == 0;
         mo[q] = (float)((double)(a >> 40) / 16777216.0 + (ko[q] ? 0.3 : 0.0));
     }
