@@ -13,19 +13,24 @@ CFLAGS  ?= $(OPT) -g
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter
 BLASDIR  = /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLASINC  = /usr/include/x86_64-linux-gnu/openblas-openmp
-CPPFLAGS = -Iinclude -Isrc -I$(BLASINC) -D_GNU_SOURCE
+# The library and white-box tests see src/ (private headers as "core/internal.h", ...);
+# the CLI sees only the public header (TOOLFLAGS), so it cannot reach private code.
+PUBFLAGS = -Iinclude -I$(BLASINC) -D_GNU_SOURCE
+CPPFLAGS = $(PUBFLAGS) -Isrc
 ALLCFLAGS = -std=c11 $(WARN) -fopenmp $(CFLAGS) $(CPPFLAGS)
+TOOLFLAGS = -std=c11 $(WARN) -fopenmp $(CFLAGS) $(PUBFLAGS)
 LDLIBS   = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lcrypto -lz -lm -fopenmp -lpthread
 
 BUILD   ?= build
-SRC      = $(sort $(wildcard src/*.c))
+# src/<stage>/<file>.c: core, io, model, detector, eval (see ARCHITECTURE.md)
+SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 LIB      = $(BUILD)/libuniformaly.a
 TOOL_SRC = $(sort $(wildcard tools/*.c))
 TESTS_SRC = $(sort $(wildcard tests/test_*.c))
 TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_*.sh))
 BIN     ?= uniformaly
-HDRS     = include/uniformaly.h $(wildcard src/*.h)
+HDRS     = include/uniformaly.h $(wildcard src/*/*.h)
 
 .PHONY: all test asan tsan bench bench-detector golden clean
 all: $(BIN)
@@ -39,7 +44,7 @@ $(LIB): $(OBJ)
 	ar rcs $@ $^
 
 $(BIN): $(TOOL_SRC) $(LIB) $(HDRS) $(wildcard tools/*.h)
-	$(CC) $(ALLCFLAGS) $(TOOL_SRC) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(TOOLFLAGS) $(TOOL_SRC) $(LIB) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(LIB) $(HDRS)
 	@mkdir -p $(dir $@)
@@ -62,7 +67,7 @@ asan:
 # backbone, concurrent decoding, one dataset read from many threads) plus the fork/kill
 # test of atomic writes. libgomp and OpenBLAS are not instrumented, so their worker threads
 # would show as false races: OMP_NUM_THREADS=1 (which the library's default thread count
-# follows, see src/threads.c) and OPENBLAS_NUM_THREADS=1 keep every OpenMP region and BLAS
+# follows, see src/core/threads.c) and OPENBLAS_NUM_THREADS=1 keep every OpenMP region and BLAS
 # call on its caller's thread, so the only concurrency left is the tests' own pthreads
 # sharing one object - what must be race-free. halt_on_error: the first race report ends the
 # binary before its #SUMMARY line, which run_tests.sh counts as a failure.

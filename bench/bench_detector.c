@@ -3,7 +3,7 @@
  * the two kernels that dominate fitting and scoring, each beside a reference measured in
  * the same process run.
  *
- *  --knn NQ,NB,D,K   uf__knn (nearest-neighbour scoring, src/knn.c) of NQ queries against a
+ *  --knn NQ,NB,D,K   uf__knn (nearest-neighbour scoring, src/detector/knn.c) of NQ queries against a
  *                    bank of NB rows of D floats, next to OpenBLAS cblas_sgemm of the same
  *                    shape (Q B^T, in query pieces so the product fits in memory) at the
  *                    same thread count. Both get the same FLOP count, 2 NQ NB D, so the
@@ -18,7 +18,7 @@
  *                    clusters, as tests/test_kernels.c; "uniform": uniform noise in
  *                    [0, 1)), writes them to --data FILE.npy so the PyTorch reference
  *                    (scripts/bench_coreset_ref.py) runs on identical input, and times
- *                    uf__coreset_greedy (src/coreset.c) to --fraction of N, once.
+ *                    uf__coreset_greedy (src/detector/coreset.c) to --fraction of N, once.
  *
  * Internal functions are used on purpose (this is a kernel benchmark), so it is built with
  * -Isrc like the tests. Output: one JSON line per measurement, appended to --out (or
@@ -30,8 +30,8 @@
  *   bench_detector --coreset clustered|uniform --data F.npy [--n N] [--dim D]
  *                  [--fraction F] [--threads N] [--out FILE]
  */
-#include "internal.h"
-#include "kernels.h"
+#include "core/internal.h"
+#include "detector/kernels.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -10,7 +10,7 @@
  * A loaded backbone's description is checked for sanity. Replayed over
  * fuzz/corpus/checkpoint and fuzz/regress/checkpoint by tests/test_fuzz_regress.c.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stddef.h>
 #include <stdint.h>

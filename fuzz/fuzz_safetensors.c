@@ -7,7 +7,7 @@
  * tests/test_fuzz_regress.c.
  */
 #include "fuzz_tensors.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stddef.h>
 #include <stdint.h>

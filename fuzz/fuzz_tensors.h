@@ -8,7 +8,7 @@
 #ifndef UF_FUZZ_TENSORS_H
 #define UF_FUZZ_TENSORS_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 static void fuzz_touch_tensors(const uf__tensors *ts)
 {

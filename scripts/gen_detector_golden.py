@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """
 gen_detector_golden.py - regenerate tests/data/detector/, the golden files that
-tests/test_detector.c checks the C detector (src/detector.c) against.
+tests/test_detector.c checks the C detector (src/detector/detector.c) against.
 
 Everything is computed by the independent PyTorch reference scripts/ref_detector.py in
 float64 (pixels from torchvision's float32 ToTensor + Normalize, as the C side gets them).

@@ -2,7 +2,7 @@
 """
 ref_detector.py - an independent PyTorch reference of the UniFormaly detector.
 
-It is what uniformaly's C detector (src/detector.c) is checked against
+It is what uniformaly's C detector (src/detector/detector.c) is checked against
 (scripts/gen_detector_golden.py writes golden files with it, tests/test_detector.c compares)
 and what `make bench` times as the PyTorch baseline (the command line below).
 

@@ -116,7 +116,7 @@ static inline const char *th_shared_dir(void)
 
 /* splitmix64 streams as the golden scripts (scripts/gen_*_golden.py) generate their inputs:
  * state starts at seed ^ (stream * 0xD1B54A32D192ED03). Written here independently of the
- * library's own copy in src/coreset.c, so a test does not borrow what it checks. */
+ * library's own copy in src/detector/coreset.c, so a test does not borrow what it checks. */
 typedef struct {
     uint64_t s;
 } th_sm;

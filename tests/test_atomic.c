@@ -1,11 +1,11 @@
 /*
- * test_atomic.c - outputs appear complete or not at all (src/atomic.c): a write replaces
+ * test_atomic.c - outputs appear complete or not at all (src/core/atomic.c): a write replaces
  * the target whole; a process killed (SIGKILL) while writing, or a write that fails for
  * lack of space (RLIMIT_FSIZE), leaves the previous file byte-identical and no other file
  * behind; a missing folder is a clear UF_ERR_IO.
  */
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <dirent.h>
 #include <signal.h>

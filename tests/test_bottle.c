@@ -3,7 +3,7 @@
  *
  * Needs ../shared (weights/vit_tiny_patch16_224.safetensors and data/mvtec_ad/bottle);
  * SKIPs with a message when it is absent. Uses the public API only, plus
- * uf__preprocess_u8 (src/internal.h) to bring the ground-truth masks into network-input
+ * uf__preprocess_u8 (src/core/internal.h) to bring the ground-truth masks into network-input
  * coordinates with exactly the images' geometry.
  *
  * Protocol (UniFormaly / PatchCore on MVTec AD): fit on all 209 train/good images with
@@ -24,7 +24,7 @@
  * 8 is decoded in parallel (uf_image_load is thread-safe).
  */
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <dirent.h>
 #include <stdarg.h>

@@ -10,7 +10,7 @@
  * errors must name the offending tensor; saving is atomic.
  */
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

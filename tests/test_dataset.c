@@ -1,5 +1,5 @@
 /*
- * test_dataset.c - the dataset readers (src/dataset.c) on small fixture trees and, when
+ * test_dataset.c - the dataset readers (src/eval/dataset.c) on small fixture trees and, when
  * present, on real data.
  *
  * Fixtures (tests/data/dataset/, made by scripts/gen_dataset_fixtures.py) hold one tiny tree

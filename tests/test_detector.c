@@ -1,5 +1,5 @@
 /*
- * test_detector.c - the detector (src/detector.c: uf_fitter_*, uf_scorer_*, uf_score_images)
+ * test_detector.c - the detector (src/detector/detector.c: uf_fitter_*, uf_scorer_*, uf_score_images)
  * against an independent PyTorch reference, plus edge cases through the public API.
  *
  * Golden files come from scripts/gen_detector_golden.py, which runs scripts/ref_detector.py
@@ -31,8 +31,8 @@
  * float rounding (bit-identical on the AVX-512 path; see INVARIANCE_TOL).
  */
 #include "harness.h"
-#include "detector.h" /* white box: struct uf_model (the all-masked scoring test) */
-#include "internal.h" /* uf__safetensors_load for the golden files */
+#include "detector/detector.h" /* white box: struct uf_model (the all-masked scoring test) */
+#include "core/internal.h" /* uf__safetensors_load for the golden files */
 
 #include <stdint.h>
 

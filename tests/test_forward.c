@@ -18,7 +18,7 @@
  * that reach the GEMM/attention edge cases the golden models do not (same tolerance).
  */
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <pthread.h>
 

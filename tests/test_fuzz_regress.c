@@ -156,7 +156,7 @@ static void test_replay_cli(void) { replay("cli", fuzz_one_cli); }
 static void test_model_random_limit(void)
 {
     /* a 1.4 KB model file whose random backbone would have 105M parameters (420 MB, ~20 s
-       to generate) before the limit of src/modelfile.c */
+       to generate) before the limit of src/detector/modelfile.c */
     uf_model *m = NULL;
     uf_status s = uf_model_load("fuzz/regress/model/random_105m_params.ufm", NULL, &m);
     CHECKF(s == UF_ERR_LIMIT, "status %d: %s", (int)s, uf_errmsg());

@@ -13,7 +13,7 @@
  * under ASan+UBSan by `make asan`); oversized headers give UF_ERR_LIMIT without allocating.
  */
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 #include "uniformaly.h"
 
 #include <pthread.h>

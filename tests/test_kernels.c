@@ -1,5 +1,5 @@
 /*
- * test_kernels.c - tests of the detector kernels (src/kernels.h): kNN scoring, greedy
+ * test_kernels.c - tests of the detector kernels (src/detector/kernels.h): kNN scoring, greedy
  * coreset, Back Patch Masking, top-K image score, bilinear upsampling, Gaussian filter.
  *
  * Golden values come from scripts/gen_kernel_golden.py (PyTorch AvgPool2d / interpolate /
@@ -13,7 +13,7 @@
  * against plain sgemm); they are skipped otherwise.
  */
 #include "harness.h"
-#include "kernels.h"
+#include "detector/kernels.h"
 
 #include <cblas.h>
 #include <stdint.h>

@@ -8,14 +8,14 @@
  *
  * Limit (source)                                        status    test
  * ----------------------------------------------------  --------  ---------------------------
- * Images (src/image.c)
+ * Images (src/io/image.c)
  *  width*height <= uf_get_max_pixels() (2^28), PNG      LIMIT     test_image.c test_pixel_limit
  *  the same for JPEG, BMP, PNM; settable limit          LIMIT     test_image.c test_pixel_limit
  *  PNG scanlines <= 1032 x file size (deflate bound)    FORMAT    here: test_image_limits
  *  BMP / PNM pixel data against the bytes present       FORMAT    test_image.c test_robustness
  *  uf_image_new: the pixel limit                        LIMIT     here: test_image_limits
  *  image files <= 2 GiB (uf_image_load)                 LIMIT     here: test_file_sizes
- * Checkpoints (src/safetensors.c, src/pth.c, src/checkpoint.c)
+ * Checkpoints (src/io/safetensors.c, src/io/pth.c, src/model/checkpoint.c)
  *  safetensors header length <= file and <= 100 MB      FORMAT    here: test_safetensors_limits
  *  shape entries exact integers <= 2^53                 FORMAT    here: test_safetensors_limits
  *  rank <= 8                                            UNSUPP.   here: test_safetensors_limits
@@ -42,7 +42,7 @@
  *  weight block size: overflow-checked sum              LIMIT     unreachable once the above
  *                                                                 hold (guard only)
  *  NaN / Inf weights                                    NONFINITE test_checkpoint.c test_nonfinite
- * Model files (src/modelfile.c)
+ * Model files (src/detector/modelfile.c)
  *  files <= 64 GiB                                      LIMIT     here: test_file_sizes
  *  header length <= file and <= 1 MiB                   FORMAT    here: test_model_header_limit;
  *                                                                 test_modelfile.c (beyond file)
@@ -54,7 +54,7 @@
  *  random backbone <= 2^25 parameters                   LIMIT     test_fuzz_regress.c test_model_random_limit
  *  network input: <= 2^24 patches, buffers overflow-    LIMIT     here: test_input_size_limit
  *    checked (a model's crop/pad_to)
- * Datasets (src/dataset.c)
+ * Datasets (src/eval/dataset.c)
  *  train.txt / test.txt <= 1 GiB                        LIMIT     here: test_file_sizes
  *  class-name files <= 64 KiB                           LIMIT     here: test_file_sizes
  *  list labels <= 255 bytes                             FORMAT    here: test_dataset_limits
@@ -69,12 +69,12 @@
  * Fitting
  *  bank <= 2^31 patches                                 LIMIT     unreachable in a test (needs
  *                                                                 2^31 patches; guard only)
- * Size arithmetic (src/error.c)
+ * Size arithmetic (src/core/error.c)
  *  uf__mul_ok / uf__add_ok at the edges                 -         here: test_size_arithmetic
  */
 #include "bytebuf.h"
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <dirent.h>
 #include <errno.h>

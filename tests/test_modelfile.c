@@ -1,5 +1,5 @@
 /*
- * test_modelfile.c - model files (src/modelfile.c): uf_model_save / uf_model_load.
+ * test_modelfile.c - model files (src/detector/modelfile.c): uf_model_save / uf_model_load.
  *
  * Models here are made directly with uf__model_new from a small random ViT (D 48, depth 4)
  * and a seeded random bank, so the tests exercise the file format alone, quickly:
@@ -15,7 +15,7 @@
  *    file byte-identical and no temporary file behind;
  *  - wrong magic, version 0 and a newer version.
  */
-#include "detector.h"
+#include "detector/detector.h"
 #include "harness.h"
 
 #include <cjson/cJSON.h>

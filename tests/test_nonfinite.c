@@ -18,7 +18,7 @@
  *    naming the white image, no heatmap for it, and exits 1; features (Inf outputs) exits
  *    1 naming it and writes no file.
  */
-#include "detector.h"
+#include "detector/detector.h"
 #include "harness.h"
 
 #include <dirent.h>

@@ -1,5 +1,5 @@
 /*
- * test_pth.c - tests of the PyTorch checkpoint reader (src/pth.c).
+ * test_pth.c - tests of the PyTorch checkpoint reader (src/io/pth.c).
  *
  * 1. Fixtures written by torch.save (scripts/gen_pth_fixtures.py, torch 1.13) are loaded
  *    and compared exactly (names, order, shapes, float32 bit patterns) with the .ref files
@@ -15,7 +15,7 @@
  */
 #include "bytebuf.h"
 #include "harness.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdint.h>
 #include <zlib.h>
@@ -28,7 +28,7 @@
 #endif
 
 /* ------------------------------------------------------------------------------------ */
-/* Zip and pickle builders on bytebuf.h (independent of src/pth.c)                       */
+/* Zip and pickle builders on bytebuf.h (independent of src/io/pth.c)                       */
 /* ------------------------------------------------------------------------------------ */
 
 /* One zip entry to write: its name and bytes (not owned). */

@@ -2,7 +2,7 @@
  * api_io.c - public wrappers over internal file writers, so the CLI and users reach them
  * through the public header only.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 uf_status uf_safetensors_write(const char *path, int n, const char *const *names,
                                const int *ndims, const int64_t *const *shapes,

@@ -12,7 +12,7 @@
  * used instead and removed on failure. New files get mode 0644 (reading the umask is not
  * thread-safe, so the common default is used).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -31,7 +31,7 @@
  * Failures return NaN (the function has no status) and leave a message for uf_errmsg():
  * NULL input, an empty class, a NaN score, out of memory.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <stdlib.h>

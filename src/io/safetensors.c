@@ -10,7 +10,7 @@
  * (integers, bools, fp8) are skipped. Files are read through mmap so multi-GB checkpoints
  * are not copied twice. Writing produces F32 tensors, atomically (temp file, fsync, rename).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -17,7 +17,7 @@
 #ifndef UF_KERNELS_H
 #define UF_KERNELS_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -6,7 +6,7 @@
  * thread is kept in thread-local storage so concurrent sessions never see each other's
  * messages.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * real loader's shape checks too. The generator is splitmix64 + Box-Muller: identical on
  * every platform for a given seed.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <stdio.h>

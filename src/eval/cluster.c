@@ -14,7 +14,7 @@
  * (libalgorithm-munkres-perl, python3-munkres), no C library, and k is tiny; the
  * matching maximises the number of items whose cluster is matched to their own type.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <float.h>
 #include <math.h>

@@ -10,7 +10,7 @@
  * allocation laid out as uf__vit_weights. Extra tensors (DINO projection head, MAE decoder,
  * mask tokens, poolers) are ignored; missing or mis-shaped ones give an error naming them.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <math.h>

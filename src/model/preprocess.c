@@ -15,7 +15,7 @@
  *  - ToTensor/Normalize: out = ((float)v / 255 - mean) / std in float32, as PyTorch does.
  * The uint8 stage (after resize, crop and canvas) is exposed to tests as uf__preprocess_u8.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <string.h>

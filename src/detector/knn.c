@@ -15,7 +15,7 @@
  * top lists use a total order (distance, then index), so merging per-slice lists gives the
  * same candidates as one pass. Results are bit-identical for any thread count.
  */
-#include "kernels.h"
+#include "detector/kernels.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -14,7 +14,7 @@
  * Distances come from one fixed-order function (dist2), so the lazy search reproduces the
  * naive loop's choices bit for bit, ties included (tests/test_kernels.c checks it).
  */
-#include "kernels.h"
+#include "detector/kernels.h"
 
 #include <cblas.h>
 #include <math.h>

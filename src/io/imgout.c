@@ -15,7 +15,7 @@
  * so even values that land exactly on .5 round the same way (tests compare against
  * tables made by matplotlib itself).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * backbone. OpenSSL's libcrypto does the hashing (hardware SHA extensions where the CPU has
  * them: a 350 MB ViT-B/8 checkpoint hashes in a fraction of a second).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <openssl/evp.h>
 

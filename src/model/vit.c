@@ -26,7 +26,7 @@
  * erf GELU, max-subtracted softmax, DINO's bicubic interpolate_pos_encoding computed in
  * double precision), so results match a float64 PyTorch reference to float rounding.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -5,7 +5,7 @@
 #ifndef UF_DETECTOR_H
 #define UF_DETECTOR_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* A fitted model. Immutable after construction, hence shareable across threads. */
 struct uf_model {

@@ -13,8 +13,8 @@
  * the caller passes. Results do not depend on the chunking: every per-image step is
  * independent of the other images (BPM normalises each map by its own maximum).
  */
-#include "detector.h"
-#include "kernels.h"
+#include "detector/detector.h"
+#include "detector/kernels.h"
 
 #include <math.h>
 #include <stdio.h>

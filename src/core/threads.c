@@ -11,7 +11,7 @@
  * thread, so it is an atomic: resolving the default lazily from several threads at once is
  * then not a data race (they all store the same value).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

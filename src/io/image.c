@@ -20,7 +20,7 @@
  * UF_ERR_FORMAT. libpng and libjpeg report errors through longjmp; the handlers here never
  * print and never exit.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <limits.h>
 #include <math.h>

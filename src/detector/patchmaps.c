@@ -8,7 +8,7 @@
  * replicates the exact semantics of the PyTorch / scipy call the reference uses, so maps
  * and scores agree with it to float rounding (see the golden tests in tests/test_kernels.c).
  */
-#include "kernels.h"
+#include "detector/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -74,8 +74,8 @@
  * is either the complete new model or untouched; it refuses (UF_ERR_ARG) a model that
  * uf_model_load would refuse.
  */
-#include "detector.h"
-#include "kernels.h"
+#include "detector/detector.h"
+#include "detector/kernels.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>

@@ -15,7 +15,7 @@
  * from Pillow's in the last bit; gcc does not contract in ISO C mode (-std=c11), clang needs
  * the pragma below.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -21,7 +21,7 @@
  * stack, marks, memo, object memory, walk depth, tensor count and output size have limits
  * (uf__pth_limits), and tensor views are checked to stay inside their storage.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -30,7 +30,7 @@
  * Thread safety: after uf_dataset_open nothing changes except those lazily built test
  * arrays, which are created and read under ds->lock; everything else is read-only.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
