@@ -56,6 +56,12 @@ const char *uf_status_str(uf_status s);
 /* Library version string, e.g. "0.1.0". */
 const char *uf_version(void);
 
+/* The library's random generator, splitmix64 (Steele, Lea, Flood 2014): advances *state by
+ * 0x9E3779B97F4A7C15 and returns the mixed value. Every seeded draw of the library (coreset,
+ * k-means++, the few-shot draw) uses it; exposed so tools and bindings reproduce those draws.
+ * Any 64-bit seed is a valid state. Thread-safe for distinct states. */
+uint64_t uf_splitmix64(uint64_t *state);
+
 /* ------------------------------------------------------------------------------------ */
 /* Threads                                                                              */
 /* ------------------------------------------------------------------------------------ */

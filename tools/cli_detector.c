@@ -185,15 +185,6 @@ cJSON *cli_params_json(const uf_detector_params *p)
     return o;
 }
 
-/* splitmix64: a tiny, well-mixed generator for the --shots draw. */
-static uint64_t shots_mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static int cmp_size(const void *a, const void *b)
 {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -207,7 +198,7 @@ bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out)
     for (size_t i = 0; i < n; i++) perm[i] = i;
     uint64_t st = seed ^ 0x73686f7473ull; /* "shots" */
     for (size_t j = 0; j < k; j++) {
-        size_t r = j + (size_t)(shots_mix(&st) % (n - j));
+        size_t r = j + (size_t)(uf_splitmix64(&st) % (n - j));
         size_t t = perm[j];
         perm[j] = perm[r];
         perm[r] = t;

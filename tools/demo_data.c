@@ -25,15 +25,9 @@
 
 /* ---- random numbers ------------------------------------------------------------------- */
 
-/* splitmix64 (Steele, Lea, Flood 2014): a full-period 64-bit generator, good enough for
- * pictures and trivially seedable from any 64-bit value. */
-static uint64_t demo_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* The library's splitmix64 (uf_splitmix64): good enough for pictures and trivially
+ * seedable from any 64-bit value. */
+#define demo_next uf_splitmix64
 
 /* Uniform in [0, 1) with 53 random bits. */
 static double demo_unif(uint64_t *s) { return (double)(demo_next(s) >> 11) * 0x1.0p-53; }

@@ -21,6 +21,11 @@
 #define UF__PRINTF(a, b)
 #endif
 
+/* ---- random numbers (random.c) ------------------------------------------------------- */
+
+/* Uniform in [0, 1) with 53 random bits of uf_splitmix64(state). */
+double uf__unif53(uint64_t *state);
+
 /* ---- errors (error.c) ---------------------------------------------------------------- */
 
 /* Record a failure for uf_errmsg() on this thread and return s, so callers can write

@@ -33,14 +33,8 @@ static sm64 sm64_stream(uint64_t seed, uint64_t stream)
     return r;
 }
 
-/* splitmix64 (Steele, Lea, Flood 2014). */
-static uint64_t sm64_next(sm64 *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+/* splitmix64 (core/random.c). */
+static uint64_t sm64_next(sm64 *r) { return uf_splitmix64(&r->s); }
 
 /* Uniform in [0, 1) with 53 random bits. */
 static double sm64_unif(sm64 *r) { return (double)(sm64_next(r) >> 11) * 0x1.0p-53; }

@@ -363,17 +363,9 @@ double uf_cluster_f1_macro(const int *truth, const int *pred, size_t n)
 /* K-means                                                                              */
 /* ==================================================================================== */
 
-/* splitmix64: the seeded stream of each restart. */
-static uint64_t sm_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double sm_unif(uint64_t *s) { return (double)(sm_next(s) >> 11) * 0x1.0p-53; }
+/* The seeded stream of each restart: splitmix64 (core/random.c), uniform in [0, 1). */
+#define sm_next uf_splitmix64
+#define sm_unif uf__unif53
 
 /* Squared distance of float point x[d] to double centre c[d], in double. */
 static inline double sqdist(const float *x, const double *c, int d)

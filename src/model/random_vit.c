@@ -14,16 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1). */
-static double unif(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+/* Uniform in (0, 1) (never 0, for Box-Muller's log), from splitmix64 (core/random.c). */
+static double unif(uint64_t *s) { return ((uf_splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
 /* Append tensor `name` of the given shape filled with N(0, std^2) (or `fill` if std == 0). */
 static uf_status add(uf__tensors *ts, uint64_t *rng, const char *name, int ndim,
