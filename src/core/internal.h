@@ -35,7 +35,7 @@ uf_status uf__err(uf_status s, const char *fmt, ...) UF__PRINTF(2, 3);
 /* Prefix the current thread's message with "prefix: " (e.g. a file name); returns s. */
 uf_status uf__err_prefix(uf_status s, const char *prefix);
 
-/* ---- overflow-safe size arithmetic (error.c) ----------------------------------------- */
+/* ---- overflow-safe size arithmetic (sizes.c), whole files (file.c) ----------------------------------------- */
 
 /* *r = a * b; returns false on overflow. */
 bool uf__mul_ok(size_t a, size_t b, size_t *r);
@@ -70,11 +70,11 @@ static inline uint64_t uf__le64(const uint8_t *p)
     return uf__le32(p) | ((uint64_t)uf__le32(p + 4) << 32);
 }
 
-/* ---- half-precision conversions (error.c) ------------------------------------------- */
+/* ---- half-precision conversions (io/tensors.c)---------------------------------------- */
 float uf__f16_to_f32(uint16_t h);
 float uf__bf16_to_f32(uint16_t h);
 
-/* ---- tensors from checkpoint files (pth.c, safetensors.c) ---------------------------- */
+/* ---- tensors from checkpoint files (io/tensors.c; filled by pth.c, safetensors.c) ---------------------------- */
 
 #define UF__MAX_DIMS 8
 
