@@ -119,6 +119,17 @@ size_t uf_get_max_pixels(void);
  * the path. Thread-safe. */
 uf_status uf_image_load(const char *path, uf_image **out);
 
+/* The file-name extensions taken as images when a folder is scanned (by the dataset
+ * readers below and by the CLI): "png", "jpg", "jpeg", "bmp", "ppm", "pgm", "pbm", "pnm",
+ * lower case, without the dot, NULL-terminated. Static storage: never freed. Thread-safe.
+ * (uf_image_load itself detects the format from the contents, not the name.) */
+const char *const *uf_image_extensions(void);
+
+/* 1 if the last component of name (a file name or path) ends in "." plus one of
+ * uf_image_extensions(), compared case-insensitively, and is not just that extension
+ * (".png"); 0 otherwise, also for NULL. Thread-safe. */
+int uf_is_image_name(const char *name);
+
 /* Same as uf_image_load on a memory buffer (buf is not retained). Thread-safe. */
 uf_status uf_image_decode(const void *buf, size_t len, uf_image **out);
 

@@ -585,7 +585,8 @@ static void test_broken(void)
         {UF_DATASET_MVTEC, "no_train", UF_ERR_FORMAT, "cat_x: no train/ folder"},
         {UF_DATASET_FOLDER, "no_test_images", UF_ERR_FORMAT, "no_test_images/test: no test"},
         {UF_DATASET_FOLDER, "test_direct", UF_ERR_FORMAT, "test: holds images directly"},
-        {UF_DATASET_FOLDER, "no_train_images", UF_ERR_FORMAT, "train/good: no training images"},
+        {UF_DATASET_FOLDER, "no_train_images", UF_ERR_FORMAT, "train/good: no training images "
+         "(.png, .jpg, .jpeg, .bmp, .ppm, .pgm, .pbm, .pnm)"},
         {UF_DATASET_LIST, "list_fields", UF_ERR_FORMAT, "test.txt:1: more than 3 fields"},
         {UF_DATASET_LIST, "list_missing", UF_ERR_IO, "test.txt:2:"},
         {UF_DATASET_LIST, "list_nolabel", UF_ERR_FORMAT, "test.txt:1: missing label"},

@@ -558,8 +558,28 @@ static void test_threads(void)
            bad[0] + bad[1] + bad[2] + bad[3]);
 }
 
+/* The one list of image extensions (folder scans of the library and the CLI use it). */
+static void test_image_names(void)
+{
+    const char *const *e = uf_image_extensions();
+    REQUIRE(e != NULL);
+    const char *want[] = {"png", "jpg", "jpeg", "bmp", "ppm", "pgm", "pbm", "pnm"};
+    size_t n = 0;
+    for (; e[n]; n++) CHECKF(n < 8 && !strcmp(e[n], want[n]), "extension %zu: %s", n, e[n]);
+    CHECK(n == 8);
+    const char *yes[] = {"a.png", "A.PNG", "x/y.z/b.JpEg", "dir.d/c.pnm", "..bmp", "a.b.ppm"};
+    const char *no[] = {"a.txt", "png", ".png", "dir/.png", "a.png/", "a.png.bak", "a.",
+                        "dir.png/file", "", "a.tif"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        CHECKF(uf_is_image_name(yes[i]) == 1, "%s not taken as an image", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        CHECKF(uf_is_image_name(no[i]) == 0, "%s taken as an image", no[i]);
+    CHECK(uf_is_image_name(NULL) == 0);
+}
+
 int main(void)
 {
+    RUN(test_image_names);
     RUN(test_fixtures);
     RUN(test_errors);
     RUN(test_pixel_limit);

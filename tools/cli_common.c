@@ -217,8 +217,6 @@ static bool has_ext(const char *name, const char *const *exts)
     return false;
 }
 
-static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "ppm", "pgm",
-                                         "pbm", "pnm", NULL};
 static const char *const list_exts[] = {"txt", "lst", NULL};
 
 static int cmp_str(const void *a, const void *b)
@@ -249,7 +247,7 @@ static bool scan_dir(const char *dir, cli_strings *out, int depth)
         struct stat st;
         if (stat(p, &st) == 0) {
             if (S_ISDIR(st.st_mode)) ok = scan_dir(p, out, depth + 1);
-            else if (S_ISREG(st.st_mode) && has_ext(e->d_name, image_exts))
+            else if (S_ISREG(st.st_mode) && uf_is_image_name(e->d_name))
                 ok = cli_strings_push(out, p);
         }
         free(p);

@@ -267,9 +267,15 @@ static int is_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Extensions uf_image_load decodes (compared case-insensitively). */
-static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "ppm", "pgm", "pbm", "pnm"};
-#define IMAGE_EXTS_TEXT ".png, .jpg, .jpeg, .bmp, .ppm, .pgm, .pbm, .pnm"
+/* ".png, .jpg, ..." from uf_image_extensions(), for messages about folders without images. */
+static const char *image_exts_text(char buf[static 96])
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (const char *const *e = uf_image_extensions(); *e && n < 96; e++)
+        n += (size_t)snprintf(buf + n, 96 - n, "%s.%s", n ? ", " : "", *e);
+    return buf;
+}
 
 /* Extension of name without the dot ("" if none). */
 static const char *ext_of(const char *name)
@@ -279,13 +285,6 @@ static const char *ext_of(const char *name)
 }
 
 static int ext_is(const char *name, const char *ext) { return !strcasecmp(ext_of(name), ext); }
-
-static int is_image_name(const char *name)
-{
-    for (size_t i = 0; i < sizeof image_exts / sizeof *image_exts; i++)
-        if (ext_is(name, image_exts[i])) return 1;
-    return 0;
-}
 
 enum { LIST_DIRS = 1, LIST_IMAGES = 2 };
 
@@ -300,7 +299,7 @@ static uf_status list_dir(const char *dir, int what, name_list *out)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
-        if (what == LIST_IMAGES && !is_image_name(e->d_name)) continue;
+        if (what == LIST_IMAGES && !uf_is_image_name(e->d_name)) continue;
         int ok;
         if (e->d_type == DT_DIR || e->d_type == DT_REG) { /* no stat needed (1.3 M files
                                                               for ImageNet) */
@@ -540,7 +539,9 @@ static uf_status scan_defect_category(uf_dataset *ds, const char *dir, const cha
     }
     if ((s = list_dir(train_imgs, LIST_IMAGES, &imgs)) != UF_OK) goto done;
     if (imgs.n == 0) {
-        s = uf__err(UF_ERR_FORMAT, "%s: no training images (%s)", train_imgs, IMAGE_EXTS_TEXT);
+        char exts[96];
+        s = uf__err(UF_ERR_FORMAT, "%s: no training images (%s)", train_imgs,
+                    image_exts_text(exts));
         goto done;
     }
     for (size_t i = 0; i < imgs.n; i++) {
@@ -623,8 +624,9 @@ static uf_status scan_defect_category(uf_dataset *ds, const char *dir, const cha
         }
     }
     if (te.n == 0) {
+        char exts[96];
         s = uf__err(UF_ERR_FORMAT, "%s: no test images in test/<type>/ folders (%s)", test,
-                    IMAGE_EXTS_TEXT);
+                    image_exts_text(exts));
         goto done;
     }
     set_splits(c, &tr, &te);
