@@ -217,10 +217,20 @@ uf_status uf__afile_open(uf__afile *a, const char *path);
 uf_status uf__afile_commit(uf__afile *a);
 void uf__afile_abort(uf__afile *a);
 
-/* ---- sha256 (sha256.c, OpenSSL's libcrypto) ------------------------------------------ */
+/* ---- sha256 (sha256.c, OpenSSL's libcrypto; no other file calls OpenSSL) ------------- */
 
-/* hex receives 64 lowercase hex digits and a NUL. */
+/* hex receives 64 lowercase hex digits and a NUL ("" if OpenSSL fails to allocate). */
 void uf__sha256_hex(const void *buf, size_t len, char hex[65]);
+/* md receives the 32-byte digest of buf[len]; false only if OpenSSL fails to allocate. */
+bool uf__sha256_raw(const void *buf, size_t len, uint8_t md[32]);
+
+/* Incremental SHA-256: _new (NULL on allocation failure), _update any number of times,
+ * _final once, _free (NULL is a no-op). _update and _final return false on failure. */
+typedef struct uf__sha256_ctx uf__sha256_ctx;
+uf__sha256_ctx *uf__sha256_new(void);
+bool uf__sha256_update(uf__sha256_ctx *c, const void *buf, size_t len);
+bool uf__sha256_final(uf__sha256_ctx *c, uint8_t md[32]);
+void uf__sha256_free(uf__sha256_ctx *c);
 
 /* ---- images (preprocess.c) ---------------------------------------------------------- */
 

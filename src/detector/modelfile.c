@@ -78,7 +78,6 @@
 #include "detector/kernels.h"
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 
 #include <errno.h>
 #include <float.h>
@@ -142,13 +141,6 @@ static void put_le64(uint8_t *p, uint64_t v)
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* Raw SHA-256 of buf[len] into md (32 bytes); false if OpenSSL fails (allocation). */
-static bool sha256_raw(const void *buf, size_t len, uint8_t md[32])
-{
-    unsigned int mdlen = 0;
-    return EVP_Digest(buf ? buf : "", len, md, &mdlen, EVP_sha256(), NULL) && mdlen == 32;
-}
-
 /* ======================================================================================= */
 /* Saving                                                                                  */
 /* ======================================================================================= */
@@ -156,7 +148,7 @@ static bool sha256_raw(const void *buf, size_t len, uint8_t md[32])
 /* Writer state: the temporary file, the running checksum and the first error. */
 typedef struct mf_writer {
     int fd;
-    EVP_MD_CTX *md; /* SHA-256 of every byte written so far */
+    uf__sha256_ctx *md; /* SHA-256 of every byte written so far */
     int err;        /* errno of the first failure, 0 if none */
 } mf_writer;
 
@@ -164,7 +156,7 @@ typedef struct mf_writer {
 static void w_bytes(mf_writer *w, const void *buf, size_t n)
 {
     if (w->err || n == 0) return;
-    if (!EVP_DigestUpdate(w->md, buf, n)) {
+    if (!uf__sha256_update(w->md, buf, n)) {
         w->err = ENOMEM;
         return;
     }
@@ -451,9 +443,8 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     align64(MF_PREAMBLE + hlen, &data_start); /* hlen is a few KB: cannot overflow */
 
     /* an invisible file in path's folder, made visible by uf__afile_commit (atomic.c) */
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        EVP_MD_CTX_free(md);
+    uf__sha256_ctx *md = uf__sha256_new();
+    if (!md) {
         cJSON_free(hdr);
         uf__unmap_file(map_buf, map_len, mapped);
         return uf__err(UF_ERR_NOMEM, "%s: out of memory", path);
@@ -461,7 +452,7 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     uf__afile af;
     s = uf__afile_open(&af, path);
     if (s != UF_OK) {
-        EVP_MD_CTX_free(md);
+        uf__sha256_free(md);
         cJSON_free(hdr);
         uf__unmap_file(map_buf, map_len, mapped);
         return s;
@@ -487,9 +478,8 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
 
     /* trailer: checksum of everything so far, then the end marker (not hashed) */
     uint8_t trailer[MF_TRAILER];
-    unsigned int mdlen = 0;
-    if (!w.err && (!EVP_DigestFinal_ex(md, trailer, &mdlen) || mdlen != 32)) w.err = ENOMEM;
-    EVP_MD_CTX_free(md);
+    if (!w.err && !uf__sha256_final(md, trailer)) w.err = ENOMEM;
+    uf__sha256_free(md);
     memcpy(trailer + 32, mf_end, 8);
     /* the trailer is not hashed: written directly */
     if (!w.err && !uf__write_all(w.fd, trailer, sizeof trailer)) w.err = errno;
@@ -907,7 +897,7 @@ uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_mode
     const bool has_end = memcmp(buf + len - 8, mf_end, 8) == 0;
     if (has_end) {
         uint8_t md[32];
-        if (!sha256_raw(buf, len - MF_TRAILER, md)) {
+        if (!uf__sha256_raw(buf, len - MF_TRAILER, md)) {
             s = uf__err(UF_ERR_NOMEM, "%s: out of memory for the checksum", path);
             goto fail;
         }
