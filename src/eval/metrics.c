@@ -453,24 +453,19 @@ static void pm_sort_slice(uint64_t *a, uint64_t *tmp, size_t n)
     for (size_t i = 0; i < n; i++) a[cnt[1][(tmp[i] >> 40) & 255]++] = tmp[i];
 }
 
-uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks,
-                           const int *heights, const int *widths, int n_images,
-                           double max_fpr, size_t max_bytes, uf_pixel_result *out)
+/* Check the arguments of uf_pixel_metrics; *total receives the pixels of all images (below
+ * 2^32, so every count fits uint32) and *max_hw those of the largest masked image. */
+static uf_status pm_check(const float *const *maps, const uint8_t *const *masks,
+                          const int *heights, const int *widths, int n_images, double max_fpr,
+                          size_t *total, size_t *max_hw)
 {
-    if (!out) return uf__err(UF_ERR_ARG, "uf_pixel_metrics: NULL result");
-    out->auroc = out->aupro = out->f1_max = out->f1_threshold = NAN;
-    out->auroc_err = out->aupro_err = out->f1_err = 0;
-    out->exact = 1;
-    out->n_pixels = out->n_anomalous = out->n_regions = 0;
     if (!maps || !heights || !widths)
         return uf__err(UF_ERR_ARG, "uf_pixel_metrics: NULL maps, heights or widths");
     if (n_images <= 0)
         return uf__err(UF_ERR_ARG, "uf_pixel_metrics: %d images", n_images);
     if (!(max_fpr > 0 && max_fpr <= 1))
         return uf__err(UF_ERR_ARG, "uf_pixel_metrics: max_fpr %g is not in (0, 1]", max_fpr);
-
-    /* sizes: every pixel count fits uint32 (total below 2^32) */
-    size_t total = 0, max_hw = 0; /* pixels in all images; of the largest masked image */
+    *total = *max_hw = 0;
     for (int i = 0; i < n_images; i++) {
         size_t hw;
         if (!maps[i]) return uf__err(UF_ERR_ARG, "uf_pixel_metrics: map %d is NULL", i);
@@ -478,26 +473,27 @@ uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks
             return uf__err(UF_ERR_ARG, "uf_pixel_metrics: map %d has size %d x %d", i,
                            heights[i], widths[i]);
         if (!uf__mul_ok((size_t)heights[i], (size_t)widths[i], &hw) ||
-            !uf__add_ok(total, hw, &total) || (uint64_t)total >= ((uint64_t)1 << 32))
+            !uf__add_ok(*total, hw, total) || (uint64_t)*total >= ((uint64_t)1 << 32))
             return uf__err(UF_ERR_LIMIT, "uf_pixel_metrics: 2^32 pixels or more (at map %d)",
                            i);
-        if (masks && masks[i] && hw > max_hw) max_hw = hw;
+        if (masks && masks[i] && hw > *max_hw) *max_hw = hw;
     }
+    return UF_OK;
+}
 
-    pm_bucket *bk = calloc(PM_BUCKETS, sizeof *bk); /* [65536] level-1 buckets */
-    if (!bk) return uf__err(UF_ERR_NOMEM, "uf_pixel_metrics: cannot allocate the histogram");
-
-    /* ---- pass 1: level-1 counts per class; refuse NaN ---- */
+/* Pass 1: level-1 counts per class and each bucket's smallest key, into bk[PM_BUCKETS]
+ * (zeroed by the caller); refuses NaN. */
+static uf_status pm_count(pm_bucket *bk, const float *const *maps, const uint8_t *const *masks,
+                          const int *heights, const int *widths, int n_images)
+{
     for (int i = 0; i < n_images; i++) {
         const float *m = maps[i];                      /* [h][w] */
         const uint8_t *mk = masks ? masks[i] : NULL;   /* [h][w] or NULL */
         size_t hw = (size_t)heights[i] * (size_t)widths[i];
         for (size_t p = 0; p < hw; p++) {
-            if (isnan(m[p])) {
-                free(bk);
+            if (isnan(m[p]))
                 return uf__err(UF_ERR_NONFINITE, "uf_pixel_metrics: map %d pixel (%zu, %zu) is NaN",
                                i, p / (size_t)widths[i], p % (size_t)widths[i]);
-            }
             uint32_t key = float_key(m[p]);
             pm_bucket *q = &bk[key >> 16];
             if ((q->pos | q->neg) == 0 || key < q->kmin) q->kmin = key;
@@ -505,26 +501,39 @@ uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks
             else q->neg++;
         }
     }
+    return UF_OK;
+}
 
-    /* ---- plan the level-2 resolution of each bucket ---- */
-    uint64_t P = 0, N = 0, n_mixed = 0;
+/* The level-2 plan: the sizes of the buffers pass 2 fills. */
+typedef struct pm_plan {
+    uint64_t P, N;    /* anomalous / normal pixels                           */
+    size_t n_slots;   /* pm_slot entries (pure and dense buckets)            */
+    size_t n_entries; /* sparse entries, one per pixel of a sparse bucket    */
+    size_t max_slice; /* largest sparse bucket (the sort's scratch)          */
+    int exact;        /* no dense bucket has fewer than 16 bits              */
+} pm_plan;
+
+/* Choose each bucket's mode (PURE, DENSE with its bits, SPARSE) and offset within a memory
+ * budget of max_bytes (0: PM_DEFAULT_BYTES), as described above. */
+static pm_plan pm_plan_buckets(pm_bucket *bk, size_t max_bytes)
+{
+    pm_plan pl = {0, 0, 0, 0, 0, 1};
+    uint64_t n_mixed = 0;
     for (size_t b = 0; b < PM_BUCKETS; b++) {
-        P += bk[b].pos;
-        N += bk[b].neg;
+        pl.P += bk[b].pos;
+        pl.N += bk[b].neg;
         if (bk[b].pos && bk[b].neg) n_mixed += (uint64_t)bk[b].pos + bk[b].neg;
     }
     size_t budget = max_bytes ? max_bytes : PM_DEFAULT_BYTES;
     int all_sparse = n_mixed <= budget / 8;
     double target = (double)(budget / 32); /* dense slots to share among mixed pixels */
-    size_t n_slots = 0, n_entries = 0, max_slice = 0;
-    int exact = 1;
     for (size_t b = 0; b < PM_BUCKETS; b++) {
         pm_bucket *q = &bk[b];
         uint32_t c = q->pos + q->neg;
         if (c == 0) continue;
         if (!q->pos || !q->neg) {
             q->mode = PM_PURE;
-            q->off = n_slots++;
+            q->off = pl.n_slots++;
             continue;
         }
         int bits = 16;
@@ -536,37 +545,28 @@ uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks
         int sparse = all_sparse ? c < PM_DENSE_MIN : (uint64_t)c * 8 <= ((uint64_t)16 << bits);
         if (sparse) {
             q->mode = PM_SPARSE;
-            q->off = n_entries;
-            n_entries += c;
-            if (c > max_slice) max_slice = c;
+            q->off = pl.n_entries;
+            pl.n_entries += c;
+            if (c > pl.max_slice) pl.max_slice = c;
         } else {
             q->mode = PM_DENSE;
             q->bits = (uint8_t)bits;
-            q->off = n_slots;
-            n_slots += (size_t)1 << bits;
-            if (bits < 16) exact = 0;
+            q->off = pl.n_slots;
+            pl.n_slots += (size_t)1 << bits;
+            if (bits < 16) pl.exact = 0;
         }
     }
+    return pl;
+}
 
-    /* ---- buffers ---- */
-    /* slots [n_slots]; ent [n_entries] key << 32 | region size; tmp [max_slice] scratch */
-    pm_slot *slots = calloc(n_slots ? n_slots : 1, sizeof *slots);
-    uint64_t *ent = malloc((n_entries ? n_entries : 1) * sizeof *ent);
-    uint64_t *tmp = malloc((max_slice ? max_slice : 1) * sizeof *tmp);
-    uint32_t *lab = NULL, *rsize = NULL, *stack = NULL; /* [max_hw], [max_hw + 1], [max_hw] */
-    if (max_hw) {
-        lab = malloc(max_hw * sizeof *lab);
-        rsize = malloc((max_hw + 1) * sizeof *rsize);
-        stack = malloc(max_hw * sizeof *stack);
-    }
-    uf_status st = UF_OK;
-    if (!slots || !ent || !tmp || (max_hw && (!lab || !rsize || !stack))) {
-        st = uf__err(UF_ERR_NOMEM, "uf_pixel_metrics: cannot allocate %zu slots, %zu entries",
-                     n_slots, n_entries);
-        goto done;
-    }
-
-    /* ---- pass 2: regions, then every pixel into its slot or sparse list ---- */
+/* Pass 2: label each mask's regions (lab [max_hw], rsize [max_hw + 1], stack [max_hw]
+ * scratch), then put every pixel into its slot (counts, weight) or its bucket's sparse list
+ * ent (key << 32 | region size, 0 for normal pixels). Returns the number of regions. */
+static uint64_t pm_distribute(pm_bucket *bk, pm_slot *slots, uint64_t *ent,
+                              const float *const *maps, const uint8_t *const *masks,
+                              const int *heights, const int *widths, int n_images,
+                              uint32_t *lab, uint32_t *rsize, uint32_t *stack)
+{
     uint64_t R = 0;
     for (int i = 0; i < n_images; i++) {
         const float *m = maps[i];
@@ -591,69 +591,126 @@ uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks
             }
         }
     }
+    return R;
+}
 
-    /* ---- sweep from the highest score down ---- */
-    pm_sweep s;
-    memset(&s, 0, sizeof s);
-    s.P = P;
-    s.N = N;
-    s.R = (double)R;
-    s.max_fpr = max_fpr;
-    s.f1_thr = NAN;
+/* Sweep one sparse bucket's entries a[c] from the highest key down, one group per distinct
+ * key (exact); tmp [c] is the sort's scratch. */
+static void pm_sweep_sparse(pm_sweep *s, uint64_t *a, size_t c, uint64_t *tmp)
+{
+    pm_sort_slice(a, tmp, c);
+    for (size_t i = c; i > 0;) {
+        uint32_t key = (uint32_t)(a[i - 1] >> 32);
+        uint32_t neg = 0, pos = 0;
+        double w = 0;
+        while (i > 0 && (uint32_t)(a[i - 1] >> 32) == key) {
+            uint32_t sz = (uint32_t)a[--i];
+            if (sz) {
+                pos++;
+                w += 1.0 / (double)sz;
+            } else {
+                neg++;
+            }
+        }
+        pm_add(s, neg, pos, w, key, 0);
+    }
+}
+
+/* Sweep every bucket from the highest score down into s. */
+static void pm_sweep_buckets(pm_sweep *s, pm_bucket *bk, pm_slot *slots, uint64_t *ent,
+                             uint64_t *tmp)
+{
     for (size_t b = PM_BUCKETS; b-- > 0;) {
         pm_bucket *q = &bk[b];
         uint32_t base = (uint32_t)b << 16; /* lowest key of the bucket */
         if (q->mode == PM_PURE) {
             pm_slot *sl = slots + q->off;
-            pm_add(&s, sl->neg, sl->pos, sl->w, q->kmin, 0);
+            pm_add(s, sl->neg, sl->pos, sl->w, q->kmin, 0);
         } else if (q->mode == PM_DENSE) {
             int bits = q->bits;
             for (size_t j = (size_t)1 << bits; j-- > 0;) {
                 pm_slot *sl = slots + q->off + j;
                 uint32_t lo = base | (uint32_t)(j << (16 - bits)); /* slot's lowest key */
-                pm_add(&s, sl->neg, sl->pos, sl->w, lo > q->kmin ? lo : q->kmin, bits < 16);
+                pm_add(s, sl->neg, sl->pos, sl->w, lo > q->kmin ? lo : q->kmin, bits < 16);
             }
         } else if (q->mode == PM_SPARSE) {
-            uint64_t *a = ent + q->off; /* [c] */
-            size_t c = q->fill;
-            pm_sort_slice(a, tmp, c);
-            for (size_t i = c; i > 0;) {
-                uint32_t key = (uint32_t)(a[i - 1] >> 32);
-                uint32_t neg = 0, pos = 0;
-                double w = 0;
-                while (i > 0 && (uint32_t)(a[i - 1] >> 32) == key) {
-                    uint32_t sz = (uint32_t)a[--i];
-                    if (sz) {
-                        pos++;
-                        w += 1.0 / (double)sz;
-                    } else {
-                        neg++;
-                    }
-                }
-                pm_add(&s, neg, pos, w, key, 0);
-            }
+            pm_sweep_sparse(s, ent + q->off, q->fill, tmp);
         }
     }
+}
 
+/* The figures of a finished sweep (NaN where a class or the regions are missing). */
+static void pm_results(const pm_sweep *s, const pm_plan *pl, uint64_t R, size_t total,
+                       double max_fpr, uf_pixel_result *out)
+{
+    const uint64_t P = pl->P, N = pl->N;
     out->n_pixels = total;
     out->n_anomalous = P;
     out->n_regions = R;
-    out->exact = exact;
+    out->exact = pl->exact;
     if (P && N) {
         double pn2 = 2.0 * (double)P * (double)N;
-        out->auroc = (double)((long double)s.auc2 / (2.0L * (long double)P * (long double)N));
-        out->auroc_err = s.tie_pairs / pn2;
+        out->auroc = (double)((long double)s->auc2 / (2.0L * (long double)P * (long double)N));
+        out->auroc_err = s->tie_pairs / pn2;
     }
     if (N && R) {
-        out->aupro = s.area / max_fpr;
-        out->aupro_err = s.pro_err / max_fpr;
+        out->aupro = s->area / max_fpr;
+        out->aupro_err = s->pro_err / max_fpr;
     }
     if (P) {
-        out->f1_max = s.f1;
-        out->f1_threshold = s.f1_thr;
-        out->f1_err = s.f1_hi > s.f1 ? s.f1_hi - s.f1 : 0;
+        out->f1_max = s->f1;
+        out->f1_threshold = s->f1_thr;
+        out->f1_err = s->f1_hi > s->f1 ? s->f1_hi - s->f1 : 0;
     }
-done:
+}
+
+uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks,
+                           const int *heights, const int *widths, int n_images,
+                           double max_fpr, size_t max_bytes, uf_pixel_result *out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_pixel_metrics: NULL result");
+    out->auroc = out->aupro = out->f1_max = out->f1_threshold = NAN;
+    out->auroc_err = out->aupro_err = out->f1_err = 0;
+    out->exact = 1;
+    out->n_pixels = out->n_anomalous = out->n_regions = 0;
+    size_t total = 0, max_hw = 0; /* pixels in all images; of the largest masked image */
+    uf_status st = pm_check(maps, masks, heights, widths, n_images, max_fpr, &total, &max_hw);
+    if (st != UF_OK) return st;
+
+    pm_bucket *bk = calloc(PM_BUCKETS, sizeof *bk); /* [65536] level-1 buckets */
+    if (!bk) return uf__err(UF_ERR_NOMEM, "uf_pixel_metrics: cannot allocate the histogram");
+    if ((st = pm_count(bk, maps, masks, heights, widths, n_images)) != UF_OK) {
+        free(bk);
+        return st;
+    }
+    const pm_plan pl = pm_plan_buckets(bk, max_bytes);
+
+    /* slots [n_slots]; ent [n_entries] key << 32 | region size; tmp [max_slice] scratch */
+    pm_slot *slots = calloc(pl.n_slots ? pl.n_slots : 1, sizeof *slots);
+    uint64_t *ent = malloc((pl.n_entries ? pl.n_entries : 1) * sizeof *ent);
+    uint64_t *tmp = malloc((pl.max_slice ? pl.max_slice : 1) * sizeof *tmp);
+    uint32_t *lab = NULL, *rsize = NULL, *stack = NULL; /* [max_hw], [max_hw + 1], [max_hw] */
+    if (max_hw) {
+        lab = malloc(max_hw * sizeof *lab);
+        rsize = malloc((max_hw + 1) * sizeof *rsize);
+        stack = malloc(max_hw * sizeof *stack);
+    }
+    if (!slots || !ent || !tmp || (max_hw && (!lab || !rsize || !stack))) {
+        st = uf__err(UF_ERR_NOMEM, "uf_pixel_metrics: cannot allocate %zu slots, %zu entries",
+                     pl.n_slots, pl.n_entries);
+    } else {
+        uint64_t R = pm_distribute(bk, slots, ent, maps, masks, heights, widths, n_images, lab,
+                                   rsize, stack);
+        pm_sweep s;
+        memset(&s, 0, sizeof s);
+        s.P = pl.P;
+        s.N = pl.N;
+        s.R = (double)R;
+        s.max_fpr = max_fpr;
+        s.f1_thr = NAN;
+        pm_sweep_buckets(&s, bk, slots, ent, tmp);
+        pm_results(&s, &pl, R, total, max_fpr, out);
+    }
     free(bk);
     free(slots);
     free(ent);
