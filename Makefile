@@ -26,7 +26,13 @@ BUILD   ?= build
 SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 LIB      = $(BUILD)/libuniformaly.a
-TOOL_SRC = $(sort $(wildcard tools/*.c))
+# The CLI: main() in tools/main.c; everything else (the verbs, option parsing, image lists,
+# the demo dataset) goes into an internal archive that the program, the CLI fuzz harness and
+# the tests link, so no test or harness compiles a tools/ source into itself.
+CLI_SRC  = $(filter-out tools/main.c,$(sort $(wildcard tools/*.c)))
+CLI_OBJ  = $(CLI_SRC:tools/%.c=$(BUILD)/cliobj/%.o)
+CLILIB   = $(BUILD)/libufcli.a
+CLI_HDRS = $(wildcard tools/*.h)
 TESTS_SRC = $(sort $(wildcard tests/test_*.c))
 TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_*.sh))
 BIN     ?= uniformaly
@@ -43,12 +49,23 @@ $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(TOOL_SRC) $(LIB) $(HDRS) $(wildcard tools/*.h)
-	$(CC) $(TOOLFLAGS) $(TOOL_SRC) $(LIB) $(LDLIBS) -o $@
-
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(LIB) $(HDRS)
+# CLI objects see the public header only (TOOLFLAGS)
+$(BUILD)/cliobj/%.o: tools/%.c include/uniformaly.h $(CLI_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	$(CC) $(TOOLFLAGS) -c $< -o $@
+
+$(CLILIB): $(CLI_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): tools/main.c $(CLILIB) $(LIB) include/uniformaly.h $(CLI_HDRS)
+	$(CC) $(TOOLFLAGS) $< $(CLILIB) $(LIB) $(LDLIBS) -o $@
+
+# tests link the CLI archive too (test_imgout uses the demo dataset, test_fuzz_regress the
+# CLI's list reader); a test that uses neither pulls nothing from it
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(CLILIB) $(LIB) $(HDRS) $(CLI_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $< $(CLILIB) $(LIB) $(LDLIBS) -o $@
 
 # OMP_WAIT_POLICY=passive: see tools/main.c (spinning OpenMP threads starve the workers
 # whenever the machine is shared); the CLI sets it itself, test binaries get it here.
@@ -127,15 +144,18 @@ FUZZ_BINS     = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 .PHONY: fuzz fuzz-build
 # the corpus replay test compiles the harnesses in (see tests/test_fuzz_regress.c)
-$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/fuzz_*.c fuzz/*.h) tools/cli_common.c tools/cli.h
+$(BUILD)/tests/test_fuzz_regress: $(wildcard fuzz/fuzz_*.c fuzz/*.h)
 
 fuzz: fuzz-build
 	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh $(FUZZ_TARGETS)
 
 fuzz-build:
-	$(MAKE) $(FUZZ_BUILD)/libuniformaly.a BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="$(FUZZ_OPT)"
+	$(MAKE) $(FUZZ_BUILD)/libuniformaly.a $(FUZZ_BUILD)/libufcli.a BUILD=$(FUZZ_BUILD) \
+	  CC=$(FUZZ_CC) OPT="$(FUZZ_OPT)"
 	$(MAKE) $(FUZZ_BINS)
 
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_tensors.h $(FUZZ_BUILD)/libuniformaly.a $(HDRS) tools/cli_common.c
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_tensors.h $(FUZZ_BUILD)/libuniformaly.a \
+                      $(FUZZ_BUILD)/libufcli.a $(HDRS) $(CLI_HDRS)
 	$(FUZZ_CC) -std=c11 $(WARN) -fopenmp -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \
-	  -fsanitize=fuzzer $(CPPFLAGS) $< $(FUZZ_BUILD)/libuniformaly.a $(LDLIBS) -o $@
+	  -fsanitize=fuzzer $(CPPFLAGS) $< $(FUZZ_BUILD)/libufcli.a $(FUZZ_BUILD)/libuniformaly.a \
+	  $(LDLIBS) -o $@

@@ -3,14 +3,19 @@
  * tools/cli_common.c given a list file (.txt: one path per line, '#' comments, blank
  * lines, labels after the path ignored; relative paths taken against the list's folder).
  *
- * The CLI source is included whole (it is not part of the library). The input is written
- * as list.txt in a private temporary folder made once per process. cli_error prints to
- * stderr, which is only noise here. Replayed over fuzz/corpus/cli and fuzz/regress/cli by
- * tests/test_fuzz_regress.c.
+ * The CLI is not part of the library: this harness links the CLI's internal archive
+ * (build-fuzz/libufcli.a, see the Makefile) and declares what it calls through tools/cli.h.
+ * The input is written as list.txt in a private temporary folder made once per process.
+ * cli_error prints to stderr, which is only noise here. Replayed over fuzz/corpus/cli and
+ * fuzz/regress/cli by tests/test_fuzz_regress.c.
  */
-#include "../tools/cli_common.c"
+#include "../tools/cli.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

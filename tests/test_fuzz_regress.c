@@ -42,7 +42,7 @@
 #include "../fuzz/fuzz_dataset.c"
 #undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_one_cli
-#include "../fuzz/fuzz_cli.c" /* includes tools/cli_common.c */
+#include "../fuzz/fuzz_cli.c" /* links the CLI archive (build/libufcli.a) */
 #undef LLVMFuzzerTestOneInput
 
 typedef int (*fuzz_fn)(const uint8_t *data, size_t size);

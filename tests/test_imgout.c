@@ -8,11 +8,11 @@
  * Overlay: exact comparison with golden outputs made by matplotlib (cm.jet) in
  * scripts/gen_imgout_golden.py, plus the documented special cases (auto range, constant
  * map, NaN, alpha 0 and 1).
- * Demo data: the dataset generator is compiled into this test by including its source, so
- * the Makefile needs no extra rule; checks determinism, sizes, names and masks.
+ * Demo data: the dataset generator of the CLI, linked from its internal archive
+ * (build/libufcli.a); checks determinism, sizes, names and masks.
  */
-#include "../tools/demo_data.c"
-
+#include "../tools/demo_data.h"
+#include "core/internal.h"
 #include "harness.h"
 #include "uniformaly.h"
 
@@ -73,7 +73,7 @@ static uf_image *random_image(int w, int h, uint64_t seed)
 {
     uf_image *img = NULL;
     if (uf_image_new(w, h, &img) != UF_OK) return NULL;
-    for (size_t i = 0; i < (size_t)w * h * 3; i++) img->rgb[i] = (uint8_t)(demo_next(&seed) >> 56);
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) img->rgb[i] = (uint8_t)(uf_splitmix64(&seed) >> 56);
     return img;
 }
 
@@ -337,7 +337,7 @@ static void test_overlay_auto_range(void)
     uint64_t s = 77;
     float mn = INFINITY, mx = -INFINITY;
     for (int i = 0; i < W * H; i++) {
-        map[i] = (float)(demo_unif(&s) * 7.0 - 2.0);
+        map[i] = (float)(uf__unif53(&s) * 7.0 - 2.0);
         if (map[i] < mn) mn = map[i];
         if (map[i] > mx) mx = map[i];
     }
@@ -436,7 +436,7 @@ static void test_overlay_alpha_ends(void)
     REQUIRE(a && b);
     float map[W * H];
     uint64_t s = 5;
-    for (int i = 0; i < W * H; i++) map[i] = (float)demo_unif(&s);
+    for (int i = 0; i < W * H; i++) map[i] = (float)uf__unif53(&s);
     REQUIRE_OK(uf_heatmap_overlay(a, map, 0, 1, 0.0f, &o));
     CHECK(same_image(o, a));
     CHECK(o->rgb != a->rgb); /* a new image */
@@ -594,7 +594,7 @@ static void demo_check_set(const char *cat, int S, int ntr, int ngood, int nper)
                         n++;
                     }
                 }
-            double cx = sx / n, cy = sy / n, r = sqrt(n / DEMO_PI);
+            double cx = sx / n, cy = sy / n, r = sqrt(n / M_PI);
             CHECKF(fabs(cx - S / 2.0) < 0.05 * S && fabs(cy - S / 2.0) < 0.05 * S &&
                        r > 0.3 * S && r < 0.42 * S,
                    "%s: object at (%.1f, %.1f) radius %.1f", it->name, cx, cy, r);

@@ -81,8 +81,7 @@ static uint8_t demo_u8(double v)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Rec. 601 luma of an RGB pixel, 0..255. */
-static double demo_luma(const uint8_t *p) { return 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]; }
+double demo_luma(const uint8_t *p) { return 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]; }
 
 /* ---- texture --------------------------------------------------------------------------- */
 

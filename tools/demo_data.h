@@ -52,4 +52,7 @@ int demo_make(const char *category, uint64_t seed, int size, int n_train, int n_
 /* Release everything demo_make allocated and zero *s; NULL or an empty set is fine. */
 void demo_free(demo_set *s);
 
+/* Rec. 601 luma of an RGB pixel p[3], 0..255. */
+double demo_luma(const uint8_t *p);
+
 #endif
