@@ -69,7 +69,7 @@
  * Fitting
  *  bank <= 2^31 patches                                 LIMIT     unreachable in a test (needs
  *                                                                 2^31 patches; guard only)
- * Size arithmetic (src/core/error.c)
+ * Size arithmetic (src/core/sizes.c)
  *  uf__mul_ok / uf__add_ok at the edges                 -         here: test_size_arithmetic
  */
 #include "bytebuf.h"

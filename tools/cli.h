@@ -59,14 +59,16 @@ bool cli_strings_push(cli_strings *l, const char *s);
 void cli_strings_free(cli_strings *l);
 
 /* Expand command-line image arguments into files: a directory is searched recursively for
- * files with image extensions (png jpg jpeg bmp ppm pgm pbm pnm tif? no), sorted bytewise; a
- * file ending in .txt/.lst is read as a list of paths (one per line, '#' comments, relative
- * paths resolved against the list's folder); anything else is taken as an image path.
+ * files whose names uf_is_image_name accepts (png jpg jpeg bmp ppm pgm pbm pnm), sorted
+ * bytewise; a file ending in .txt/.lst is read as a list of paths (one per line, '#'
+ * comments, relative paths resolved against the list's folder); anything else is taken as
+ * an image path.
  * Returns false after printing an error (missing path, unreadable list). */
 bool cli_expand_images(int n, char **args, cli_strings *out);
 
-/* Progress line on stderr ("\r<label> i/n"), only when stderr is a terminal or always when
- * force; finished with a newline when i == n. */
+/* Progress on stderr, nothing with --quiet: on a terminal one line "\r<label> i/n" rewritten
+ * in place and finished with a newline when i == n; otherwise (a log, a pipe) a full line
+ * at most every 15 s. Main thread only. */
 void cli_progress(const cli_common *c, const char *label, size_t i, size_t n);
 
 /* Load the backbone given by --backbone (error printed on failure). */

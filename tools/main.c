@@ -1,5 +1,8 @@
 /*
- * main.c - entry point of the `uniformaly` program: dispatches to one verb per file.
+ * main.c - entry point of the `uniformaly` program: sets up the process (OpenMP wait
+ * policy, SIGXFSZ) and dispatches to the verbs, cmd_<verb> in tools/cmd_*.c (`info` is
+ * cmd_inspect in cmd_features.c, which hands model files to cmd_model_info in
+ * cmd_predict.c).
  */
 #include "cli.h"
 

@@ -1,9 +1,12 @@
 /*
  * internal.h - declarations shared between the library's source files; not installed.
  *
- * Holds the error helpers, the flat tensor list that checkpoint readers produce, and the
- * in-memory layout of ViT weights that the forward pass consumes. Private symbols use the
- * `uf__` prefix (double underscore) so they never collide with the public `uf_` API.
+ * Sections name the file(s) that implement them: core/ helpers (random numbers, errors,
+ * overflow-safe sizes, whole-file reads, threads, atomic writes, SHA-256), the flat tensor
+ * list that the checkpoint readers produce (io/), the in-memory layout of ViT weights that
+ * the loader fills and the forward pass consumes (model/). The detector's kernels have
+ * their own header, detector/kernels.h. Private symbols use the `uf__` prefix (double
+ * underscore) so they never collide with the public `uf_` API.
  */
 #ifndef UF_INTERNAL_H
 #define UF_INTERNAL_H
@@ -35,7 +38,7 @@ uf_status uf__err(uf_status s, const char *fmt, ...) UF__PRINTF(2, 3);
 /* Prefix the current thread's message with "prefix: " (e.g. a file name); returns s. */
 uf_status uf__err_prefix(uf_status s, const char *prefix);
 
-/* ---- overflow-safe size arithmetic (sizes.c), whole files (file.c) ----------------------------------------- */
+/* ---- overflow-safe size arithmetic (core/sizes.c), whole files (core/file.c) --------- */
 
 /* *r = a * b; returns false on overflow. */
 bool uf__mul_ok(size_t a, size_t b, size_t *r);
@@ -74,7 +77,7 @@ static inline uint64_t uf__le64(const uint8_t *p)
 float uf__f16_to_f32(uint16_t h);
 float uf__bf16_to_f32(uint16_t h);
 
-/* ---- tensors from checkpoint files (io/tensors.c; filled by pth.c, safetensors.c) ---------------------------- */
+/* ---- tensors from checkpoint files (io/tensors.c; filled by io/pth.c, io/safetensors.c) */
 
 #define UF__MAX_DIMS 8
 
@@ -177,8 +180,8 @@ typedef struct uf__vit_weights {
 } uf__vit_weights;
 
 /* Build ViT weights from a tensor list (names already normalised to timm/DINO names by
- * uf__normalize_names). Copies into one allocation; does not modify ts. The message of a
- * failure names the missing or mis-shaped tensor. */
+ * the checkpoint loader, model/checkpoint.c). Copies into one allocation; does not modify
+ * ts. The message of a failure names the missing or mis-shaped tensor. */
 uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_params *p,
                                        uf__vit_weights *w);
 void uf__vit_weights_free(uf__vit_weights *w);
