@@ -241,11 +241,7 @@ uf_status uf__safetensors_load(const char *path, uf__tensors *out)
     bool mapped;
     uf_status s = uf__map_file(path, SIZE_MAX, &buf, &len, &mapped);
     if (s != UF_OK) return s;
-    /* an empty or tiny file cannot be a safetensors file */
-    if (len < 8)
-        s = uf__err(UF_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, len);
-    else
-        s = st_parse(buf, len, path, out);
+    s = uf__safetensors_load_mem_ex(buf, len, path, out);
     uf__unmap_file(buf, len, mapped);
     return s;
 }
