@@ -25,8 +25,8 @@
  * BPM with another lambda, kernel, block, count_include_pad = False or without rollout
  * changes 20-45 mask cells; a hard mask instead of the soft one moves image scores by 3e-1.
  *
- * Unit tests then cover, through the public API: K = 1, K = N and half-to-even rounding of
- * K; everything masked (fit refuses, scoring gives 0); invariance to the batch size (n = 1,
+ * Unit tests then cover, through the public API: uf_model_map_to_image on two hand-computed
+ * geometries; K = 1, K = N and half-to-even rounding of K; everything masked (fit refuses, scoring gives 0); invariance to the batch size (n = 1,
  * n = 3 and n = 10 > the internal chunk of 8) and to the thread count (1 vs 2), within
  * float rounding (bit-identical on the AVX-512 path; see INVARIANCE_TOL).
  */
@@ -833,9 +833,66 @@ static void test_thread_invariance(void)
     fixture_free(&fx);
 }
 
+/* uf_model_map_to_image: the map goes back where the crop came from (torchvision's
+ * geometry), the cut-away parts get the map's minimum, and the resized image is brought to
+ * the original size bilinearly (align_corners false). Two geometries whose expected
+ * values follow by hand: a 64 x 32 image with resize 32 (no resampling: the map lands at
+ * left 24, top 8, values unchanged) and a 20 x 10 image with resize 20 (resized to 40 x 20,
+ * crop at left 12, top 2, then halved: each output pixel is the mean of a 2 x 2 block). */
+static void test_map_to_image(void)
+{
+    uf_vit_config cfg = {16, 1, 2, 8, 32, 2, 0, 1};
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_random(&cfg, &bb));
+    uf_detector_params p = uf_detector_default_params();
+    p.layer_first = p.layer_last = 1;
+    p.pre.resize = 32;
+    p.pre.crop = 16; /* S = 16 */
+    float *bank = calloc(16, sizeof(float));
+    uf_model *m = NULL;
+    if (!bank || uf__model_new(bb, &p, bank, 1, 1, 1, &m) != UF_OK) {
+        uf_backbone_free(bb);
+        REQUIRE(0);
+    }
+    enum { S = 16 };
+    float map[S * S];
+    for (int i = 0; i < S * S; i++) map[i] = 100.0f + (float)i; /* minimum 100 at (0, 0) */
+    /* resized r [rh][rw] as the geometry puts it: the map at (left, top), else 100 */
+#define R_AT(x, y, left, top)                                                            \
+    ((x) >= (left) && (x) < (left) + S && (y) >= (top) && (y) < (top) + S                 \
+         ? map[((y) - (top)) * S + ((x) - (left))]                                         \
+         : 100.0f)
+    float out1[32 * 64];
+    REQUIRE_OK(uf_model_map_to_image(m, map, 64, 32, out1));
+    double e1 = 0;
+    for (int y = 0; y < 32; y++)
+        for (int x = 0; x < 64; x++) e1 = fmax(e1, fabs(out1[y * 64 + x] - R_AT(x, y, 24, 8)));
+    CHECKF(e1 == 0, "64 x 32: max |error| %g", e1);
+
+    m->params.pre.resize = 20; /* white box: the 20 x 10 image becomes 40 x 20 */
+    float out2[10 * 20];
+    REQUIRE_OK(uf_model_map_to_image(m, map, 20, 10, out2));
+    double e2 = 0;
+    for (int y = 0; y < 10; y++)
+        for (int x = 0; x < 20; x++) {
+            double want = 0.25 * ((double)R_AT(2 * x, 2 * y, 12, 2) +
+                                  R_AT(2 * x + 1, 2 * y, 12, 2) +
+                                  R_AT(2 * x, 2 * y + 1, 12, 2) +
+                                  R_AT(2 * x + 1, 2 * y + 1, 12, 2));
+            e2 = fmax(e2, fabs(out2[y * 20 + x] - want));
+        }
+#undef R_AT
+    CHECKF(e2 <= 1e-4, "20 x 10: max |error| %g", e2);
+    CHECK(uf_model_map_to_image(m, map, 0, 10, out2) == UF_ERR_ARG);
+    CHECK(uf_model_map_to_image(m, NULL, 20, 10, out2) == UF_ERR_ARG);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
 int main(void)
 {
     RUN(test_defaults);
+    RUN(test_map_to_image);
     RUN(test_golden_synthetic);
     RUN(test_golden_real);
     RUN(test_topk_edges);
