@@ -26,9 +26,10 @@
  * changes 20-45 mask cells; a hard mask instead of the soft one moves image scores by 3e-1.
  *
  * Unit tests then cover, through the public API: uf_model_map_to_image on two hand-computed
- * geometries; K = 1, K = N and half-to-even rounding of K; everything masked (fit refuses, scoring gives 0); invariance to the batch size (n = 1,
- * n = 3 and n = 10 > the internal chunk of 8) and to the thread count (1 vs 2), within
- * float rounding (bit-identical on the AVX-512 path; see INVARIANCE_TOL).
+ * geometries; K = 1, K = N and half-to-even rounding of K; everything masked (fit refuses,
+ * scoring gives 0); invariance to the batch size (n = 1, n = 3 and n = 10 > the internal
+ * chunk of 8) and to the thread count (1 vs 2), within float rounding (bit-identical on the
+ * AVX-512 path; see INVARIANCE_TOL).
  */
 #include "harness.h"
 #include "detector/detector.h" /* white box: struct uf_model (the all-masked scoring test) */
