@@ -452,10 +452,6 @@ static void test_knn_errors(void)
     REQUIRE_OK(uf__knn_bank_norms(B, 2, 7, bn));
     CHECK(uf__knn(Q, 1, B, bn, 2, 7, 1, out) == UF_ERR_NONFINITE);
     CHECK(strstr(uf_errmsg(), "bank row 1") != NULL);
-    /* faiss-style normalisation: unit rows, zero rows untouched */
-    float x[6] = {3, 4, 0, 0, 0, 0};
-    uf__l2_normalize_rows(x, 2, 3);
-    CHECK(fabsf(x[0] - 0.6f) < 1e-7f && fabsf(x[1] - 0.8f) < 1e-7f && x[3] == 0);
 }
 
 /* ==== coreset ============================================================================ */

@@ -37,13 +37,6 @@
  * Errors: UF_ERR_ARG (NULL, D < 1, size overflow). Thread-safe. */
 uf_status uf__knn_bank_norms(const float *B, size_t nb, int D, float *bnorm /* [nb] */);
 
-/* Scale each row of X [n][D] in place to unit L2 norm, as faiss.normalize_L2 does
- * (x *= 1 / sqrtf(||x||^2) when ||x||^2 > 0; zero rows stay zero). The detector does NOT
- * call it: bank and query features are the raw patch features (mean of the chosen blocks),
- * and distances are taken on them, as in the PyTorch reference (scripts/ref_detector.py).
- * Thread-safe on distinct X. */
-void uf__l2_normalize_rows(float *X, size_t n, int D);
-
 /* Nearest-neighbour score of each query against a memory bank, faiss IndexFlatL2 style:
  *   out[i] = mean of the k smallest squared L2 distances ||Q[i] - B[j]||^2 over j
  * (k = 1: the nearest one).

@@ -2,7 +2,9 @@
  * knn.c - exact k-nearest-neighbour scoring of query features against a memory bank.
  *
  * The detector scores every test patch by its squared L2 distance to the nearest
- * patch(es) of the memory bank, as faiss.IndexFlatL2 does in the reference. Like faiss we
+ * patch(es) of the memory bank, as faiss.IndexFlatL2 does in the reference; queries and bank
+ * rows are the raw patch features (mean of the chosen blocks' tokens), not L2-normalised,
+ * as in the PyTorch reference (scripts/ref_detector.py). Like faiss we
  * rank with the expansion ||q||^2 + ||b||^2 - 2 q.b, whose q.b part is a matrix product
  * (cblas_sgemm) on fixed tiles, keeping a running top list per query and never an
  * nq x nb matrix. Unlike faiss we then recompute the winners' distances directly, so the
@@ -66,20 +68,6 @@ uf_status uf__knn_bank_norms(const float *B, size_t nb, int D, float *bnorm)
         bnorm[j] = (float)s;
     }
     return UF_OK;
-}
-
-void uf__l2_normalize_rows(float *X, size_t n, int D)
-{
-    if (!X || D < 1) return;
-    for (size_t r = 0; r < n; r++) {
-        float *x = X + r * (size_t)D; /* [D] */
-        float s = 0;
-        for (int c = 0; c < D; c++) s += x[c] * x[c];
-        if (s > 0) {
-            float inv = 1.0f / sqrtf(s);
-            for (int c = 0; c < D; c++) x[c] *= inv;
-        }
-    }
 }
 
 /* Scan one row of a tile: v = t[j] + bn[j] for j < mb (bank rows b0 + j) into the list L.
