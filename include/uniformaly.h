@@ -575,7 +575,9 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
  * score of extra memory (4.2 million scores in about 0.1 s). Thread-safe. */
 double uf_auroc(const float *scores, const uint8_t *labels, size_t n);
 
-/* @@ evaluation metrics (metrics.c, cluster.c) @@ */
+/* ------------------------------------------------------------------------------------ */
+/* Pixel metrics and clustering (src/eval/metrics.c, src/eval/cluster.c)                */
+/* ------------------------------------------------------------------------------------ */
 
 /* Pixel-level results of uf_pixel_metrics. */
 typedef struct uf_pixel_result {
@@ -675,7 +677,9 @@ double uf_cluster_f1_macro(const int *truth, const int *pred, size_t n);
 uf_status uf_kmeans(const float *X, size_t n, int d, int k, int restarts, uint64_t seed,
                     int max_iter, int *labels, double *inertia);
 
-/* @@ datasets (dataset.c) @@ */
+/* ------------------------------------------------------------------------------------ */
+/* Datasets (src/eval/dataset.c)                                                        */
+/* ------------------------------------------------------------------------------------ */
 
 /* Datasets: readers for the layouts anomaly-detection data comes in on disk, so `uniformaly
  * eval` (and any caller) can run every task of the paper on published datasets.
