@@ -16,8 +16,8 @@
  *   "missing" a region 8-15% of the side across, painted with a wrong texture ("texture")
  *             or with background, as if broken off ("object").
  * On "object" every defect lies on the object. Everything is deterministic given the seed
- * (own splitmix64 generator; each image has its own stream, so image k of a split does not
- * depend on how many images were requested).
+ * (the library's uf_splitmix64; each image has its own stream, so image k of a split does
+ * not depend on how many images were requested).
  */
 #ifndef UF_DEMO_DATA_H
 #define UF_DEMO_DATA_H
