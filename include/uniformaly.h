@@ -191,6 +191,17 @@ uf_preprocess uf_preprocess_default(void);
 void uf_preprocess_geometry(const uf_preprocess *p, int width, int height, int *rw, int *rh,
                             int *left, int *top);
 
+/* Load an image file and shrink it at once to the size p's Resize step gives (never
+ * larger than the file's own size), so a batch holds network-sized images, not full-size
+ * ones: the detector and uf_preprocess_image then find no resizing left to do, and their
+ * results equal those on uf_image_load's full image exactly. *width and *height receive
+ * the decoded (original) size, e.g. for uf_model_map_to_image. Full-size pixels being
+ * decoded are bounded across all threads calling this function (about 192 MB; one larger
+ * image is decoded alone). p may be NULL for the defaults. Errors as uf_image_load.
+ * Thread-safe. */
+uf_status uf_image_load_shrunk(const char *path, const uf_preprocess *p, uf_image **out,
+                               int *width, int *height);
+
 /* Side of the square network input produced by uf_preprocess_image:
  * pad_to if > 0, else crop (0 when both are 0: an invalid combination). */
 int uf_preprocess_size(const uf_preprocess *p);
@@ -345,8 +356,38 @@ uf_status uf_image_write_png(const uf_image *img, const char *path);
 /* Write len bytes to path atomically: into an unnamed file in the same folder (a named
  * "<path>.tmp.XXXXXX" where the file system lacks O_TMPFILE), fsync'ed and then renamed
  * over path. path is either the complete new file or untouched, even if the process is
- * killed meanwhile. Mode 0644. Errors: UF_ERR_ARG, UF_ERR_IO (naming path). Thread-safe. */
+ * killed meanwhile. Every file the library writes (models, PNGs, safetensors) follows the
+ * same rules for an existing target:
+ *  - a regular file is replaced and keeps its permission bits (a 0600 model stays 0600);
+ *    a new file gets mode 0644;
+ *  - a symbolic link is written through: the file it points to is replaced (in that file's
+ *    folder) and the link stays; a link to a missing file is refused;
+ *  - anything else (a directory, FIFO, socket or device) is refused, as is a regular file
+ *    with more than one hard link (replacing it would split the links; writing in place
+ *    would lose atomicity).
+ * Errors: UF_ERR_ARG, UF_ERR_IO (naming path and the cause). Thread-safe. */
 uf_status uf_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Open an input file for reading without ever blocking: a FIFO, device, socket or
+ * directory is refused ("PATH: not a regular file (a FIFO)") instead of waiting forever in
+ * open() or read(). *fd is a blocking O_RDONLY|O_CLOEXEC descriptor owned by the caller
+ * (close it). Every file the library reads comes through here. Errors: UF_ERR_ARG,
+ * UF_ERR_IO (naming path). Thread-safe. */
+uf_status uf_open_input(const char *path, int *fd);
+
+/* The identities (device and inode) of the files a run reads, so that no output replaces
+ * one of them (`fit --backbone W --out W`, an output named like a training image). */
+typedef struct uf_inputs uf_inputs;
+uf_status uf_inputs_new(uf_inputs **out);
+/* Record path's identity (following symbolic links). A path that does not exist (yet) is
+ * ignored: reading it will report it. Errors: UF_ERR_ARG, UF_ERR_NOMEM. */
+uf_status uf_inputs_add(uf_inputs *s, const char *path);
+void uf_inputs_free(uf_inputs *s);
+/* Check an output target before any work is done, by the rules of uf_write_file_atomic,
+ * and that it is not the same file as any of inputs (may be NULL): UF_ERR_IO with one
+ * line naming the target and the cause. A target that does not exist passes. inputs is
+ * read only: thread-safe once filled. */
+uf_status uf_output_check(const char *path, const uf_inputs *inputs);
 
 /* Colour a map and blend it over an image: map is [img->height][img->width] floats;
  * each value v becomes t = (v - lo) / (hi - lo) clipped to [0, 1], coloured with the

@@ -55,6 +55,8 @@ uf_status uf__read_file(const char *path, size_t max_bytes, uint8_t **buf, size_
 uf_status uf__map_file(const char *path, size_t max_bytes, const uint8_t **buf, size_t *len,
                        bool *mapped);
 void uf__unmap_file(const uint8_t *buf, size_t len, bool mapped);
+/* "a directory", "a FIFO", ... for a st_mode that is not a regular file (messages). */
+const char *uf__file_kind(unsigned mode);
 
 /* ---- threads (threads.c) ------------------------------------------------------------- */
 
@@ -121,7 +123,9 @@ typedef struct uf__pth_limits {
     size_t max_marks;      /* MARKs open at once in the pickle                (256)     */
     size_t max_stack;      /* pickle stack entries                            (1<<20)   */
     size_t max_memo;       /* memo indices are < this                         (1<<20)   */
-    size_t max_vm_bytes;   /* memory held by unpickled objects                (1 GiB)   */
+    size_t max_vm_bytes;   /* memory held by unpickled objects (1 GiB), at most
+                            * 32 MiB + 64 x the input's length, so a small file
+                            * cannot ask for much                                      */
     size_t max_depth;      /* nesting of dicts walked for tensors             (64)      */
     size_t max_visits;     /* objects visited by that walk                    (1<<24)   */
     size_t max_tensors;    /* tensors output                                  (1<<18)   */
