@@ -19,11 +19,18 @@
  * pixels, never reads past the input buffer, and reports corrupt or truncated data as
  * UF_ERR_FORMAT. libpng and libjpeg report errors through longjmp; the handlers here never
  * print and never exit.
+ *
+ * Memory: uf_image_load_shrunk decodes and at once shrinks to the network's resize size,
+ * and every decoder reserves the full image's bytes from one process-wide budget
+ * (DECODE_BUDGET) as soon as its header is read, so threads decoding a batch in parallel
+ * hold at most that much of full-size pixels at once (one image larger than the budget
+ * is decoded alone).
  */
 #include "core/internal.h"
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -62,6 +69,52 @@ static uf_status check_dims(const char *fmt, uint64_t w, uint64_t h)
         return uf__err(UF_ERR_LIMIT, "%s: image of %llux%llu pixels exceeds the limit of %zu",
                        fmt, (unsigned long long)w, (unsigned long long)h, maxp);
     return UF_OK;
+}
+
+/* ---- the budget of full-size decoded pixels (uf_image_load_shrunk) ------------------ */
+
+#define DECODE_BUDGET ((size_t)192 << 20) /* bytes of full-size images decoded at once */
+
+static pthread_mutex_t g_budget_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_budget_cv = PTHREAD_COND_INITIALIZER;
+static size_t g_budget_held; /* bytes reserved by all threads */
+/* This thread's reservation; active only inside uf_image_load_shrunk, whose caller never
+ * sees the full image (uf_image_load's callers keep theirs as long as they like). */
+static _Thread_local struct { bool active; size_t held; } tl_budget;
+
+static void budget_release(void)
+{
+    if (!tl_budget.held) return;
+    pthread_mutex_lock(&g_budget_mu);
+    g_budget_held -= tl_budget.held;
+    tl_budget.held = 0;
+    pthread_cond_broadcast(&g_budget_cv);
+    pthread_mutex_unlock(&g_budget_mu);
+}
+
+/* Wait until bytes fit in the budget (or nobody else holds any), then hold them. A thread
+ * wanting more gives back what it holds first, so two threads never wait for each other. */
+static void budget_reserve(size_t bytes)
+{
+    if (!tl_budget.active || bytes <= tl_budget.held) return;
+    budget_release();
+    pthread_mutex_lock(&g_budget_mu);
+    while (g_budget_held > 0 && bytes > DECODE_BUDGET - (g_budget_held < DECODE_BUDGET
+                                                          ? g_budget_held : DECODE_BUDGET))
+        pthread_cond_wait(&g_budget_cv, &g_budget_mu);
+    g_budget_held += bytes;
+    tl_budget.held = bytes;
+    pthread_mutex_unlock(&g_budget_mu);
+}
+
+/* check_dims for the size a file's header declares, before the decoder allocates: also
+ * reserves the decoded image (bytes_per_px per pixel, temporaries included) from the
+ * budget. */
+static uf_status header_dims(const char *fmt, uint64_t w, uint64_t h, unsigned bytes_per_px)
+{
+    uf_status st = check_dims(fmt, w, h);
+    if (st == UF_OK) budget_reserve((size_t)(w * h) * bytes_per_px);
+    return st;
 }
 
 uf_status uf_image_new(int width, int height, uf_image **out)
@@ -136,6 +189,33 @@ static void png_on_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
+/* Every chunk up to the end of the image data must fit in the bytes that follow its
+ * header: a length beyond them is a truncated or hostile file, refused before libpng
+ * allocates for it (with benign errors on, libpng only warns about a huge ancillary chunk,
+ * then allocates it: a 51-byte file declaring a 2 GB tEXt took 2.1 GB). Chunks after the
+ * image data are never read, so they are not checked (Pillow ignores them too). */
+static uf_status png_check_chunks(const uint8_t *buf, size_t len)
+{
+    size_t pos = 8;
+    bool idat = false;
+    while (len - pos >= 8) {
+        const uint8_t *c = buf + pos;
+        uint32_t n = (uint32_t)c[0] << 24 | (uint32_t)c[1] << 16 | (uint32_t)c[2] << 8 | c[3];
+        char name[5];
+        for (int k = 0; k < 4; k++) name[k] = (c[4 + k] >= 32 && c[4 + k] < 127) ? (char)c[4 + k] : '?';
+        name[4] = '\0';
+        bool is_idat = memcmp(c + 4, "IDAT", 4) == 0;
+        if (idat && !is_idat) return UF_OK; /* past the image data */
+        idat = is_idat;
+        if ((uint64_t)n + 12 > len - pos)
+            return uf__err(UF_ERR_FORMAT, "PNG: chunk %s declares %lu bytes but only %zu "
+                           "remain (truncated or corrupt file)", name, (unsigned long)n,
+                           len - pos - 8);
+        pos += (size_t)n + 12;
+    }
+    return UF_OK; /* a file cut between chunks: libpng reports it */
+}
+
 static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
 {
     /* Check the IHDR size first, so that a bare header claiming a huge image is refused as
@@ -144,10 +224,12 @@ static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
         uint32_t w = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
         uint32_t h = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
         if (w && h) { /* zero sizes are reported by libpng */
-            uf_status st0 = check_dims("PNG", w, h);
+            uf_status st0 = header_dims("PNG", w, h, 7); /* RGB + RGBA rows */
             if (st0) return st0;
         }
     }
+    uf_status chk = png_check_chunks(buf, len);
+    if (chk) return chk;
     png_mem m = {buf, len, 0, "unknown error"};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &m, png_on_error,
                                              png_on_warning);
@@ -172,14 +254,19 @@ static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
     /* libpng's own limits; the pixel limit is checked below with the exact product. */
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
     png_set_chunk_cache_max(png, 1000);
-    png_set_chunk_malloc_max(png, (png_alloc_size_t)64 << 20);
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20); /* e.g. a decompressed iCCP */
     png_set_benign_errors(png, 1); /* lenient like Pillow on harmless oddities */
+    /* Chunks that cannot change the decoded pixels (Pillow's convert("RGB") applies no
+     * gamma, colour profile or background) are skipped unread: no text is inflated. */
+    static const png_byte skip[] = "bKGD\0cHRM\0eXIf\0gAMA\0hIST\0iCCP\0iTXt\0oFFs\0pCAL\0"
+                                   "pHYs\0sBIT\0sCAL\0sPLT\0sRGB\0sTER\0tEXt\0tIME\0zTXt";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skip, (int)(sizeof skip / 5));
 
     png_read_info(png, info);
     png_uint_32 w = 0, h = 0;
     int depth = 0, ctype = 0, interlace = 0;
     png_get_IHDR(png, info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
-    uf_status st = check_dims("PNG", w, h);
+    uf_status st = header_dims("PNG", w, h, 7);
     if (st) goto fail;
     {
         /* Deflate cannot expand by more than 1032:1, so the raw scanlines must fit in
@@ -288,6 +375,31 @@ static void jpeg_on_message(j_common_ptr c, int level)
 
 static void jpeg_on_output(j_common_ptr c) { (void)c; /* never print */ }
 
+#define JPEG_MAX_MEMORY ((long)256 << 20) /* libjpeg's working memory, coefficients included */
+
+/* Before anything big is allocated: every 8x8 block of every component costs at least one
+ * bit of entropy-coded data (a Huffman code has at least one bit; baseline needs two, a
+ * DC symbol and an end-of-block), so a file smaller than blocks / 8 bytes cannot hold the
+ * size its header declares (Pillow refuses such files as truncated); and a progressive
+ * image keeps all its coefficients (2 bytes each) in memory until the last scan. */
+static uf_status jpeg_check_size(const struct jpeg_decompress_struct *ci, size_t len)
+{
+    uint64_t blocks = 0;
+    for (int c = 0; c < ci->num_components; c++)
+        blocks += (uint64_t)ci->comp_info[c].width_in_blocks * ci->comp_info[c].height_in_blocks;
+    if (blocks / 8 > (uint64_t)len)
+        return uf__err(UF_ERR_FORMAT, "JPEG: %zu bytes cannot hold a %ux%u image (at least "
+                       "%llu bytes of data; truncated or corrupt header)", len,
+                       (unsigned)ci->image_width, (unsigned)ci->image_height,
+                       (unsigned long long)(blocks / 8));
+    if (ci->progressive_mode && blocks * 128 > (uint64_t)JPEG_MAX_MEMORY)
+        return uf__err(UF_ERR_LIMIT, "JPEG: a progressive %ux%u image needs %llu MB of "
+                       "coefficients, over the limit of %ld MB", (unsigned)ci->image_width,
+                       (unsigned)ci->image_height, (unsigned long long)(blocks * 128 >> 20),
+                       JPEG_MAX_MEMORY >> 20);
+    return UF_OK;
+}
+
 static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
 {
     struct jpeg_decompress_struct cinfo;
@@ -313,9 +425,13 @@ static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
         goto done;
     }
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+    /* libjpeg's own bound: a progressive image's coefficients would need backing store
+     * above it, which this build refuses (checked below first, to say so plainly) */
+    cinfo.mem->max_memory_to_use = JPEG_MAX_MEMORY;
     jpeg_read_header(&cinfo, TRUE);
-    st = check_dims("JPEG", cinfo.image_width, cinfo.image_height);
+    st = header_dims("JPEG", cinfo.image_width, cinfo.image_height, 3);
     if (st) goto done;
+    if ((st = jpeg_check_size(&cinfo, len))) goto done;
     /* Output space by component count, like Pillow's modes L / RGB / CMYK. */
     int ncomp = cinfo.num_components;
     if (ncomp == 1) cinfo.out_color_space = JCS_GRAYSCALE;
@@ -413,8 +529,10 @@ static uint8_t bmp_field_get(const bmp_field *f, uint32_t px)
 }
 
 /* RLE8 / RLE4 into an index plane [h][w] (file row order). Pixels not written stay 0.
- * Runs longer than the row are clipped; running out of data before the end of the bitmap
- * is an error (Pillow reports "not enough image data"). */
+ * Runs longer than the row are clipped; data that ends, or an end-of-bitmap code, before
+ * every row is reached is an error (Pillow reports "not enough image data"). With idx
+ * NULL nothing is written: the data is only checked, before the plane is allocated, so a
+ * few bytes cannot claim a huge bitmap. */
 static uf_status bmp_rle(const uint8_t *p, size_t n, int w, int h, int rle4, uint8_t *idx)
 {
     size_t i = 0;
@@ -424,13 +542,17 @@ static uf_status bmp_rle(const uint8_t *p, size_t n, int w, int h, int rle4, uin
         int cnt = p[i], c = p[i + 1];
         i += 2;
         if (cnt) { /* encoded run */
-            for (int k = 0; k < cnt; k++, x++)
-                if (x < w) idx[(size_t)y * w + x] = (uint8_t)(rle4 ? (k & 1 ? c & 15 : c >> 4) : c);
+            for (int k = 0; idx && k < cnt && x + k < w; k++)
+                idx[(size_t)y * w + x + k] = (uint8_t)(rle4 ? (k & 1 ? c & 15 : c >> 4) : c);
+            x += cnt;
             if (x > w) x = w;
         } else if (c == 0) { /* end of line */
             x = 0;
             y++;
         } else if (c == 1) { /* end of bitmap */
+            if (y < h - 1 || x < w)
+                return uf__err(UF_ERR_FORMAT, "BMP: RLE data ends at row %d of %d (not enough "
+                               "image data)", y + 1, h);
             break;
         } else if (c == 2) { /* delta */
             if (n - i < 2) return uf__err(UF_ERR_FORMAT, "BMP: truncated RLE delta");
@@ -441,10 +563,11 @@ static uf_status bmp_rle(const uint8_t *p, size_t n, int w, int h, int rle4, uin
         } else { /* absolute run of c pixels, padded to 16 bits */
             size_t nb = rle4 ? (size_t)(c + 1) / 2 : (size_t)c;
             if (n - i < nb) return uf__err(UF_ERR_FORMAT, "BMP: truncated RLE run");
-            for (int k = 0; k < c; k++, x++) {
+            for (int k = 0; idx && k < c && x + k < w; k++) {
                 int v = rle4 ? (k & 1 ? p[i + k / 2] & 15 : p[i + k / 2] >> 4) : p[i + k];
-                if (x < w) idx[(size_t)y * w + x] = (uint8_t)v;
+                idx[(size_t)y * w + x + k] = (uint8_t)v;
             }
+            x += c;
             i += nb + (nb & 1);
             if (i > n) i = n;
             if (x > w) x = w;
@@ -494,7 +617,7 @@ static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
         }
     }
     if (w <= 0) return uf__err(UF_ERR_FORMAT, "BMP: invalid width %lld", (long long)w);
-    uf_status st = check_dims("BMP", (uint64_t)w, (uint64_t)h);
+    uf_status st = header_dims("BMP", (uint64_t)w, (uint64_t)h, 4); /* RGB + RLE indices */
     if (st) return st;
     if (bits != 1 && bits != 4 && bits != 8 && bits != 16 && bits != 24 && bits != 32)
         return uf__err(UF_ERR_UNSUPPORTED, "BMP: unsupported bit depth %d", bits);
@@ -549,6 +672,7 @@ static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
     size_t avail = len - off;
     uf_image *img = NULL;
     if (comp == 1 || comp == 2) {
+        if ((st = bmp_rle(data, avail, W, H, comp == 2, NULL))) return st; /* enough data? */
         uint8_t *idx = calloc((size_t)W * H, 1); /* [H][W] palette indices, file row order */
         if (!idx) return uf__err(UF_ERR_NOMEM, "BMP: out of memory");
         st = bmp_rle(data, avail, W, H, comp == 2, idx);
@@ -657,7 +781,7 @@ static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
         if (maxval < 1 || maxval > 65535)
             return uf__err(UF_ERR_FORMAT, "PNM: maxval %ld outside 1..65535", maxval);
     }
-    uf_status st = check_dims("PNM", (uint64_t)w, (uint64_t)h);
+    uf_status st = header_dims("PNM", (uint64_t)w, (uint64_t)h, 3);
     if (st) return st;
     int chans = (kind == 3 || kind == 6) ? 3 : 1;
     size_t npx = (size_t)w * (size_t)h;
@@ -764,5 +888,40 @@ uf_status uf_image_load(const char *path, uf_image **out)
     st = uf_image_decode(buf, len, out);
     free(buf);
     if (st) return uf__err_prefix(st, path);
+    return UF_OK;
+}
+
+uf_status uf_image_load_shrunk(const char *path, const uf_preprocess *p, uf_image **out,
+                               int *width, int *height)
+{
+    if (!out || !width || !height) return uf__err(UF_ERR_ARG, "uf_image_load_shrunk: NULL argument");
+    *out = NULL;
+    *width = *height = 0;
+    uf_preprocess d = uf_preprocess_default();
+    if (!p) p = &d;
+    uf_image *img = NULL;
+    tl_budget.active = true;
+    uf_status st = uf_image_load(path, &img);
+    if (st == UF_OK) {
+        *width = img->width;
+        *height = img->height;
+        int rw, rh;
+        uf_preprocess_geometry(p, img->width, img->height, &rw, &rh, NULL, NULL);
+        /* the resize preprocessing would do anyway, done now; only ever smaller */
+        if (rw > 0 && rh > 0 && (int64_t)rw * rh < (int64_t)img->width * img->height) {
+            uf_image *small = NULL;
+            st = uf_image_resize(img, rw, rh, p->interp, &small);
+            uf_image_free(img);
+            img = small;
+            if (st) st = uf__err_prefix(st, path);
+        }
+    }
+    tl_budget.active = false;
+    budget_release();
+    if (st) {
+        uf_image_free(img);
+        return st;
+    }
+    *out = img;
     return UF_OK;
 }

@@ -431,7 +431,8 @@ typedef struct vm {
 static void *vm_malloc(vm *m, size_t n)
 {
     if (n > m->lim->max_vm_bytes - m->bytes) {
-        m->err = uf__err(UF_ERR_LIMIT, "pickle objects need more than %zu bytes", m->lim->max_vm_bytes);
+        m->err = uf__err(UF_ERR_LIMIT, "pickle objects need more than %zu bytes (the limit "
+                         "for this file's size)", m->lim->max_vm_bytes);
         return NULL;
     }
     void *q = malloc(n ? n : 1);
@@ -454,8 +455,8 @@ static uf_status vm_grow(vm *m, void **arr, size_t *cap, size_t need, size_t el,
     while (nc < need) nc = nc > cap_max / 2 ? cap_max : nc * 2;
     size_t nb, ob = *cap * el;
     if (!uf__mul_ok(nc, el, &nb) || nb - ob > m->lim->max_vm_bytes - m->bytes)
-        return uf__err(UF_ERR_LIMIT, "pickle objects need more than %zu bytes",
-                       m->lim->max_vm_bytes);
+        return uf__err(UF_ERR_LIMIT, "pickle objects need more than %zu bytes (the limit "
+                       "for this file's size)", m->lim->max_vm_bytes);
     void *q = realloc(*arr, nb);
     if (!q) return uf__err(UF_ERR_NOMEM, "out of memory unpickling");
     m->bytes += nb - ob;
@@ -1493,7 +1494,14 @@ static uf_status load_zip(const uint8_t *buf, size_t len, const uf__pth_limits *
     }
     if ((s = zip_data(&z, pk, &w.budget, &pkl))) goto done;
 
-    m.lim = lim;
+    /* Objects may take 64 bytes per byte of the file: a real checkpoint's pickle is a
+     * few KB of names beside megabytes of tensors, while a pickle of millions of tiny
+     * opcodes deflates to almost nothing (a 58 KB file holding 30 M opcodes). */
+    uf__pth_limits vml = *lim;
+    size_t scaled = len > (SIZE_MAX - ((size_t)32 << 20)) / 64 ? SIZE_MAX
+                                                                : ((size_t)32 << 20) + 64 * len;
+    if (scaled < vml.max_vm_bytes) vml.max_vm_bytes = scaled;
+    m.lim = &vml;
     m.z = &z;
     m.start = m.p = pkl;
     m.end = pkl + pk->usize;
