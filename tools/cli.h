@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define CLI_EXIT_RUNTIME 1
 #define CLI_EXIT_USAGE 2
@@ -71,6 +72,19 @@ bool cli_expand_images(int n, char **args, cli_strings *out);
  * at most every 15 s. Main thread only. */
 void cli_progress(const cli_common *c, const char *label, size_t i, size_t n);
 
+/* Open an input text file (a list, a labels file) with uf_open_input, so a FIFO or a
+ * device is refused instead of blocking; NULL after printing one line naming it. */
+FILE *cli_open_input(const char *path);
+
+/* The files a run reads (uf_inputs): each of paths[0..n-1] that exists. NULL after printing
+ * an error (out of memory). Free with uf_inputs_free. */
+uf_inputs *cli_inputs(char *const *paths, size_t n);
+bool cli_inputs_add(uf_inputs *in, const char *path);
+
+/* uf_output_check(path, in), printing its one-line error; false when path must not be
+ * written. */
+bool cli_check_output(const char *path, const uf_inputs *in);
+
 /* Load the backbone given by --backbone (error printed on failure). */
 uf_backbone *cli_load_backbone(const cli_common *c);
 
@@ -94,8 +108,12 @@ struct cJSON *cli_params_json(const uf_detector_params *p);
 bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out);
 
 /* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
- * is printed as one line naming the file). Returns the number decoded. */
-int cli_load_images(char *const *paths, int n, uf_image **imgs);
+ * is printed as one line naming the file). With shrink, each is shrunk to that
+ * preprocessing's resize size right after decoding (uf_image_load_shrunk), so the batch
+ * holds network-sized images. sizes (may be NULL) receives each file's own width and
+ * height [n][2]. Returns the number decoded. */
+int cli_load_images(char *const *paths, int n, const uf_preprocess *shrink, uf_image **imgs,
+                    int (*sizes)[2]);
 
 /* Verbs. */
 int cmd_classify(int argc, char **argv);

@@ -256,14 +256,55 @@ static bool scan_dir(const char *dir, cli_strings *out, int depth)
     return ok;
 }
 
+FILE *cli_open_input(const char *path)
+{
+    int fd;
+    if (uf_open_input(path, &fd) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        cli_error("%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
+bool cli_inputs_add(uf_inputs *in, const char *path)
+{
+    if (uf_inputs_add(in, path) == UF_OK) return true;
+    cli_error("%s", uf_errmsg());
+    return false;
+}
+
+uf_inputs *cli_inputs(char *const *paths, size_t n)
+{
+    uf_inputs *in = NULL;
+    if (uf_inputs_new(&in) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (paths[i] && !cli_inputs_add(in, paths[i])) {
+            uf_inputs_free(in);
+            return NULL;
+        }
+    return in;
+}
+
+bool cli_check_output(const char *path, const uf_inputs *in)
+{
+    if (uf_output_check(path, in) == UF_OK) return true;
+    cli_error("%s", uf_errmsg());
+    return false;
+}
+
 /* Read a list file: one path per line; blank lines and '#' comments skipped. */
 static bool read_list(const char *path, cli_strings *out)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_error("%s: cannot open list: %s", path, strerror(errno));
-        return false;
-    }
+    FILE *f = cli_open_input(path);
+    if (!f) return false;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -361,7 +402,8 @@ uf_backbone *cli_load_backbone(const cli_common *c)
 bool cli_load_image(const cli_common *c, const char *path, float *out)
 {
     uf_image *img = NULL;
-    uf_status s = uf_image_load(path, &img);
+    int w, h;
+    uf_status s = uf_image_load_shrunk(path, &c->pre, &img, &w, &h);
     if (s == UF_OK) s = uf_preprocess_image(img, &c->pre, out);
     uf_image_free(img);
     if (s != UF_OK) {

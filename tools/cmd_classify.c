@@ -30,11 +30,8 @@ static const char *const help =
 /* Read one label per line; returns the count, or -1 after printing an error. */
 static int read_labels(const char *path, cli_strings *out)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_error("%s: cannot open labels file: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = cli_open_input(path);
+    if (!f) return -1;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;

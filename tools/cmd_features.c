@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const help =
     "Usage: uniformaly features --backbone W --out FILE.safetensors [options] IMAGE|DIR|LIST.txt...\n"
@@ -26,7 +27,8 @@ static const char *const help =
     "If any image cannot be read, nothing is written and the exit status is 1.\n"
     "\n"
     "Options:\n"
-    "  --out FILE           output file (written atomically)\n"
+    "  --out FILE           output file (written atomically; not one of the inputs; a\n"
+    "                       symbolic link is written through)\n"
     "  --layers SPEC        blocks to save, e.g. 3-10 (default) or 1,4,7-9; 'none' for none\n"
     "  --attn-block L       block whose CLS attention to save (default: the last of --layers;\n"
     "                       0 = none)\n"
@@ -125,7 +127,13 @@ int cmd_features(int argc, char **argv)
     uf_session *ses = NULL;
     float *pix = NULL, *bout = NULL;
     float *all_blocks = NULL, *all_attn = NULL, *all_cls = NULL, *all_logits = NULL;
+    uf_inputs *inputs = NULL;
     if (!cli_expand_images(npos, pos, &images)) goto done;
+    if (!(inputs = cli_inputs(images.v, images.n)) || !cli_inputs_add(inputs, c.backbone))
+        goto done;
+    for (int i = 0; i < npos; i++)
+        if (!cli_inputs_add(inputs, pos[i])) goto done;
+    if (!cli_check_output(out_path, inputs)) goto done;
     if (!(bb = cli_load_backbone(&c))) goto done;
     uf_backbone_info info;
     uf_backbone_get_info(bb, &info);
@@ -278,6 +286,7 @@ done:
     free(all_logits);
     uf_session_free(ses);
     uf_backbone_free(bb);
+    uf_inputs_free(inputs);
     cli_strings_free(&images);
     free(pos);
     return rc;
@@ -295,8 +304,13 @@ static const char *const info_help =
 static bool is_model_file(const char *path)
 {
     char h[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
+    int fd;
+    if (uf_open_input(path, &fd) != UF_OK) return false; /* loading will say why */
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return false;
+    }
     size_t n = fread(h, 1, sizeof h, f);
     fclose(f);
     return n == 8 && !memcmp(h, "UFMODEL", 8);

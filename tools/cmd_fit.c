@@ -20,7 +20,9 @@ static const char *const help =
     "An unreadable training image stops the fit (exit status 1): training data should be\n"
     "exactly what you meant. Progress goes to stderr on a terminal; the model file is\n"
     "written under a temporary name and renamed, so an interrupted fit leaves any previous\n"
-    "model file intact.\n"
+    "model file intact. --out must not be one of the inputs (backbone, images, lists); a\n"
+    "symbolic link is written through (the file it points to is replaced, keeping its\n"
+    "mode); a directory, FIFO, device or a file with several hard links is refused.\n"
     "\n"
     "Options:\n"
     "  --out PATH           model file to write (required)\n"
@@ -126,6 +128,7 @@ int cmd_fit(int argc, char **argv)
     uf_fitter *fit = NULL;
     uf_model *model = NULL;
     uf_image **batch = NULL;
+    uf_inputs *inputs = NULL;
     double t0 = now();
     if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (shots > 0 && !pick_shots(&images, (size_t)shots, dp.seed)) {
@@ -133,6 +136,14 @@ int cmd_fit(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    /* refuse an --out that is not replaceable or is one of the inputs before any work */
+    if (!(inputs = cli_inputs(images.v, images.n)) || !cli_inputs_add(inputs, c.backbone)) {
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
+    for (int i = 0; i < npos; i++)
+        if (!cli_inputs_add(inputs, pos[i])) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (!cli_check_output(out_path, inputs)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (uf_fitter_new(bb, &dp, &fit) != UF_OK) {
         cli_error("%s: %s", c.backbone, uf_errmsg());
@@ -143,7 +154,7 @@ int cmd_fit(int argc, char **argv)
     if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
-        int ok = cli_load_images(images.v + b0, nb, batch);
+        int ok = cli_load_images(images.v + b0, nb, &dp.pre, batch, NULL);
         uf_status s = UF_OK;
         int bad = 0; /* the image at fault within the batch */
         if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)batch, nb);
@@ -188,6 +199,7 @@ int cmd_fit(int argc, char **argv)
                 images.n, t1 - t0, (double)images.n / (t1 - t0), full, mi.bank_size, mi.dim,
                 (double)mi.bank_bytes / 1e6, now() - t1, out_path);
 done:
+    uf_inputs_free(inputs);
     free(batch);
     uf_model_free(model);
     uf_fitter_free(fit);

@@ -29,7 +29,10 @@ static const char *const help =
     "                       \"heatmap\": PNG|null, \"map\": NPY|null}\n"
     "  --threshold T        decision threshold on the score (default: the model's, if any)\n"
     "  --heatmap-dir D      write D/NAME.png: the pixel map as a jet colormap over the image\n"
-    "                       (NAME is the image path with '/' turned into '_')\n"
+    "                       (NAME is the image path with '/' turned into '_', extension kept:\n"
+    "                       a/x.jpg -> D/a_x.jpg.png; when two images would get one NAME,\n"
+    "                       the later ones get '-' and 8 hex digits of a hash of their path\n"
+    "                       added; an output that is one of the inputs is refused)\n"
     "  --heatmap-range L,H  colour scale of the overlays (default: each map's min..max)\n"
     "  --raw-maps           also write D/NAME.npy: the pixel map as float32 [height][width]\n"
     "                       in the original image's geometry (needs --heatmap-dir)\n"
@@ -40,18 +43,80 @@ static const char *const help =
     "  --threads N          total compute threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --quiet              no progress output on stderr\n";
 
-/* "a/b/c.png" -> "a_b_c" (leading "./" and "../" dropped), into out[n]. */
-static void map_name(const char *path, char *out, size_t n)
+/* "a/b/c.png" -> "a_b_c.png" (leading "./", "../" and "/" dropped), malloc'd. */
+static char *map_name(const char *path)
 {
     while (!strncmp(path, "./", 2) || !strncmp(path, "../", 3)) path += path[1] == '/' ? 2 : 3;
     while (*path == '/') path++;
-    size_t j = 0;
-    const char *dot = strrchr(path, '.');
-    for (const char *p = path; *p && j + 1 < n; p++) {
-        if (dot && p == dot && !strchr(p, '/')) break;
-        out[j++] = *p == '/' ? '_' : *p;
+    char *out = strdup(path);
+    for (char *p = out; p && *p; p++)
+        if (*p == '/') *p = '_';
+    return out;
+}
+
+/* 32 bits of FNV-1a 64 of s, salted. */
+static uint32_t name_hash(const char *s, uint64_t salt)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ salt;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    return (uint32_t)(h ^ h >> 32);
+}
+
+typedef struct named {
+    char *name;
+    size_t i; /* index of the image */
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* One output name per image, unique within the run (map_name, and for every image after the
+ * first with a given name "-XXXXXXXX" from its path's hash). *out is [n], malloc'd names;
+ * false after printing an error (out of memory, or two names that stay equal). */
+static bool unique_names(char *const *paths, size_t n, char ***out)
+{
+    named *v = calloc(n ? n : 1, sizeof *v);
+    char **names = calloc(n ? n : 1, sizeof *names);
+    bool ok = v && names;
+    for (size_t i = 0; ok && i < n; i++) ok = (v[i].name = map_name(paths[i])) != NULL, v[i].i = i;
+    for (int pass = 0; ok && pass < 3; pass++) { /* rehash with a new salt if still equal */
+        qsort(v, n, sizeof *v, cmp_named);
+        bool clash = false;
+        for (size_t k = 1; ok && k < n; k++) {
+            if (strcmp(v[k].name, v[k - 1].name) != 0) continue;
+            if (pass == 2) {
+                cli_error("%s and %s: cannot give their heatmaps distinct names", paths[v[k - 1].i],
+                          paths[v[k].i]);
+                ok = false;
+                break;
+            }
+            clash = true;
+            char *base = map_name(paths[v[k].i]);
+            size_t len = base ? strlen(base) + 10 : 0;
+            char *nm = base ? malloc(len) : NULL;
+            if (nm) snprintf(nm, len, "%s-%08x", base, (unsigned)name_hash(paths[v[k].i], (uint64_t)pass));
+            free(base);
+            if (!nm) { cli_error("out of memory"); ok = false; break; }
+            free(v[k].name);
+            v[k].name = nm;
+        }
+        if (!clash) break;
     }
-    out[j] = '\0';
+    for (size_t k = 0; k < n && v; k++) {
+        if (ok) names[v[k].i] = v[k].name;
+        else free(v[k].name);
+    }
+    free(v);
+    if (!ok) {
+        free(names);
+        names = NULL;
+    }
+    *out = names;
+    return ok;
 }
 
 /* Write a float32 .npy [h][w] atomically (uf_write_file_atomic). */
@@ -79,15 +144,21 @@ static bool write_npy(const char *path, const float *a, int h, int w)
     return ok;
 }
 
-/* Heatmap overlay (and raw map) of one scored image; names written into png/npy. */
-static bool write_maps(const uf_model *m, const uf_image *img, const float *pmap,
-                       const char *dir, const char *img_path, const float range[2], bool raw,
-                       char *png, char *npy, size_t n)
+/* Heatmap overlay (and raw map) of one scored image, named name.png / name.npy in dir
+ * (paths written into png/npy). The batch holds shrunk images, so the original is decoded
+ * again here, one at a time, and released at once. Outputs that are inputs are refused. */
+static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
+                       const char *img_path, const char *name, const float range[2], bool raw,
+                       const uf_inputs *inputs, char *png, char *npy, size_t n)
 {
-    char name[2048];
-    map_name(img_path, name, sizeof name);
     snprintf(png, n, "%s/%s.png", dir, name);
     snprintf(npy, n, "%s/%s.npy", dir, name);
+    if (!cli_check_output(png, inputs) || (raw && !cli_check_output(npy, inputs))) return false;
+    uf_image *img = NULL;
+    if (uf_image_load(img_path, &img) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        return false;
+    }
     float *full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
     uf_image *ov = NULL;
     bool ok = full && uf_model_map_to_image(m, pmap, img->width, img->height, full) == UF_OK &&
@@ -96,6 +167,7 @@ static bool write_maps(const uf_model *m, const uf_image *img, const float *pmap
     if (!ok) cli_error("%s: %s", png, full ? uf_errmsg() : "out of memory");
     if (ok && raw) ok = write_npy(npy, full, img->height, img->width);
     uf_image_free(ov);
+    uf_image_free(img);
     free(full);
     return ok;
 }
@@ -169,175 +241,255 @@ int cmd_model_info(const char *path, bool json)
     return 0;
 }
 
-int cmd_predict(int argc, char **argv)
+/* Everything `predict` was asked to do. */
+typedef struct predict_opts {
+    cli_common c;
+    uf_model_load_params lp;
+    bool json, raw;
+    double thr;       /* NAN: the model's */
+    float range[2];   /* --heatmap-range (0, 0: each map's own) */
+    const char *heat_dir, *model_path;
+    int npos;
+    char **pos;       /* [npos] image, folder and list arguments */
+} predict_opts;
+
+/* Parse argv into o (o->pos allocated here). Returns -1 to go on, else the exit status
+ * (0 after --help; usage errors printed). */
+static int parse_predict_args(int argc, char **argv, predict_opts *o)
 {
     const char *verb = "predict";
-    cli_common c;
-    cli_common_init(&c);
-    uf_model_load_params lp = uf_model_load_default_params();
-    bool json = false, raw = false;
-    double thr = NAN;
-    float range[2] = {0, 0};
-    const char *heat_dir = NULL, *model_path = NULL;
-    int npos = 0, rc = 0;
-    char **pos = calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos) return CLI_EXIT_RUNTIME;
+    memset(o, 0, sizeof *o);
+    cli_common_init(&o->c);
+    o->lp = uf_model_load_default_params();
+    o->thr = NAN;
+    if (!(o->pos = calloc((size_t)argc + 1, sizeof *o->pos))) return CLI_EXIT_RUNTIME;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long n;
         bool has = i + 1 < argc;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(help, stdout);
-            goto out;
+            return 0;
         } else if (!strcmp(a, "--json")) {
-            json = true;
+            o->json = true;
         } else if (!strcmp(a, "--raw-maps")) {
-            raw = true;
+            o->raw = true;
         } else if (!strcmp(a, "--quiet")) {
-            c.quiet = true;
+            o->c.quiet = true;
         } else if (!strcmp(a, "--allow-other-backbone")) {
-            lp.allow_other_backbone = 1;
+            o->lp.allow_other_backbone = 1;
         } else if (!strcmp(a, "--threshold")) {
-            if (!has || !cli_parse_float(argv[i + 1], -1e30, 1e30, &thr)) {
-                rc = cli_usage_error(verb, "--threshold: expected a number");
-                goto out;
-            }
+            if (!has || !cli_parse_float(argv[i + 1], -1e30, 1e30, &o->thr))
+                return cli_usage_error(verb, "--threshold: expected a number");
             i++;
         } else if (!strcmp(a, "--heatmap-dir") || !strcmp(a, "--backbone")) {
-            if (!has) { rc = cli_usage_error(verb, "option %s needs a value", a); goto out; }
-            if (a[2] == 'h') heat_dir = argv[++i];
-            else lp.backbone_path = argv[++i];
+            if (!has) return cli_usage_error(verb, "option %s needs a value", a);
+            if (a[2] == 'h') o->heat_dir = argv[++i];
+            else o->lp.backbone_path = argv[++i];
         } else if (!strcmp(a, "--heatmap-range")) {
-            if (!has || !cli_parse_floats(argv[i + 1], 2, range) || !(range[1] > range[0])) {
-                rc = cli_usage_error(verb, "--heatmap-range: expected L,H with L < H");
-                goto out;
-            }
+            if (!has || !cli_parse_floats(argv[i + 1], 2, o->range) || !(o->range[1] > o->range[0]))
+                return cli_usage_error(verb, "--heatmap-range: expected L,H with L < H");
             i++;
         } else if (!strcmp(a, "--batch") || !strcmp(a, "--threads")) {
             long hi = a[2] == 'b' ? 256 : 1024, lo = a[2] == 'b' ? 1 : 0;
-            if (!has || !cli_parse_int(argv[i + 1], lo, hi, &n)) {
-                rc = cli_usage_error(verb, "%s: expected an integer in %ld..%ld", a, lo, hi);
-                goto out;
-            }
-            if (a[2] == 'b') c.batch = (int)n;
-            else c.threads = (int)n;
+            if (!has || !cli_parse_int(argv[i + 1], lo, hi, &n))
+                return cli_usage_error(verb, "%s: expected an integer in %ld..%ld", a, lo, hi);
+            if (a[2] == 'b') o->c.batch = (int)n;
+            else o->c.threads = (int)n;
             i++;
         } else if (a[0] == '-' && a[1]) {
-            rc = cli_usage_error(verb, "unknown option '%s'", a);
-            goto out;
-        } else if (!model_path) {
-            model_path = a;
+            return cli_usage_error(verb, "unknown option '%s'", a);
+        } else if (!o->model_path) {
+            o->model_path = a;
         } else {
-            pos[npos++] = argv[i];
+            o->pos[o->npos++] = argv[i];
         }
     }
-    if (!model_path) { rc = cli_usage_error(verb, "no model file given"); goto out; }
-    if (npos == 0) { rc = cli_usage_error(verb, "no images given"); goto out; }
-    if (raw && !heat_dir) { rc = cli_usage_error(verb, "--raw-maps needs --heatmap-dir"); goto out; }
-    uf_set_threads(c.threads);
+    if (!o->model_path) return cli_usage_error(verb, "no model file given");
+    if (o->npos == 0) return cli_usage_error(verb, "no images given");
+    if (o->raw && !o->heat_dir) return cli_usage_error(verb, "--raw-maps needs --heatmap-dir");
+    return -1;
+}
 
-    cli_strings images = {0};
-    uf_model *m = NULL;
-    uf_scorer *sc = NULL;
-    uf_image **batch = NULL;
-    uf_score *res = NULL;
-    float *maps = NULL;
-    if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
-    if (heat_dir) {
+/* One predict run: the images, the model and the batch buffers. */
+typedef struct predict_run {
+    cli_strings images;
+    char **names;       /* [images.n] heatmap names (with --heatmap-dir), else NULL */
+    uf_inputs *inputs;  /* every file read, so no output replaces one */
+    uf_model *m;
+    uf_scorer *sc;
+    uf_preprocess pre;  /* the model's: images are shrunk to its resize size */
+    double thr;
+    uf_image **batch;   /* [batch] */
+    uf_score *res;      /* [batch] */
+    float *maps;        /* [batch][S][S] pixel maps (with --heatmap-dir) */
+    size_t plane;       /* S * S */
+} predict_run;
+
+static void predict_run_free(predict_run *r, int batch)
+{
+    if (r->batch)
+        for (int j = 0; j < batch; j++) uf_image_free(r->batch[j]);
+    for (size_t i = 0; r->names && i < r->images.n; i++) free(r->names[i]);
+    free(r->names);
+    free(r->batch);
+    free(r->res);
+    free(r->maps);
+    uf_scorer_free(r->sc);
+    uf_model_free(r->m);
+    uf_inputs_free(r->inputs);
+    cli_strings_free(&r->images);
+}
+
+/* The inputs of the run: images, their arguments, the model and its backbone. */
+static bool collect_inputs(const predict_opts *o, predict_run *r)
+{
+    if (!(r->inputs = cli_inputs(r->images.v, r->images.n))) return false;
+    uf_model_info mi;
+    uf_model_get_info(r->m, &mi);
+    bool ok = cli_inputs_add(r->inputs, o->model_path) &&
+              (!o->lp.backbone_path || cli_inputs_add(r->inputs, o->lp.backbone_path)) &&
+              (!mi.backbone_path[0] || cli_inputs_add(r->inputs, mi.backbone_path));
+    for (int i = 0; ok && i < o->npos; i++) ok = cli_inputs_add(r->inputs, o->pos[i]);
+    return ok;
+}
+
+/* Expand the images, name their heatmaps, load the model, allocate the batch. */
+static bool predict_setup(const predict_opts *o, predict_run *r)
+{
+    if (!cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (o->heat_dir) {
+        if (!unique_names(r->images.v, r->images.n, &r->names)) return false;
         struct stat st;
-        if (stat(heat_dir, &st) != 0 && mkdir(heat_dir, 0777) != 0) {
-            cli_error("%s: cannot create directory: %s", heat_dir, strerror(errno));
-            rc = CLI_EXIT_RUNTIME;
-            goto done;
+        if (stat(o->heat_dir, &st) != 0 && mkdir(o->heat_dir, 0777) != 0) {
+            cli_error("%s: cannot create directory: %s", o->heat_dir, strerror(errno));
+            return false;
         }
     }
-    if (uf_model_load(model_path, &lp, &m) != UF_OK || uf_scorer_new(m, &sc) != UF_OK) {
+    if (uf_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
+        uf_scorer_new(r->m, &r->sc) != UF_OK) {
         cli_error("%s", uf_errmsg());
-        rc = CLI_EXIT_RUNTIME;
-        goto done;
+        return false;
     }
-    if (!isfinite(thr)) {
-        uf_model_info mi;
-        uf_model_get_info(m, &mi);
-        thr = mi.threshold;
-    }
+    if (!collect_inputs(o, r)) return false;
+    uf_model_info mi;
+    uf_model_get_info(r->m, &mi);
+    r->pre = mi.params.pre;
+    r->thr = isfinite(o->thr) ? o->thr : mi.threshold;
     int S;
-    uf_model_output_size(m, NULL, NULL, &S, NULL);
-    size_t plane = (size_t)S * (size_t)S;
-    batch = calloc((size_t)c.batch, sizeof *batch);
-    res = calloc((size_t)c.batch, sizeof *res);
-    maps = heat_dir ? malloc(plane * (size_t)c.batch * sizeof(float)) : NULL; /* [batch][S][S] */
-    if (!batch || !res || (heat_dir && !maps)) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
-    for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
-        int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
-        if (cli_load_images(images.v + b0, nb, batch) != nb) rc = CLI_EXIT_RUNTIME;
-        /* score the decoded ones as one batch */
-        const uf_image *ok[256];
-        int idx[256], nok = 0;
-        for (int j = 0; j < nb; j++)
-            if (batch[j]) {
-                memset(&res[nok], 0, sizeof res[nok]);
-                res[nok].pixel_map = maps ? maps + plane * (size_t)nok : NULL;
-                idx[nok] = j;
-                ok[nok++] = batch[j];
-            }
-        uf_status s = nok ? uf_score_images(sc, ok, nok, res) : UF_OK;
-        if (s != UF_OK) { /* e.g. NaN features: retry one by one to name the image */
-            for (int k = 0; k < nok; k++) {
-                if (uf_score_images(sc, &ok[k], 1, &res[k]) != UF_OK) {
-                    cli_error("%s: %s", images.v[b0 + (size_t)idx[k]], uf_errmsg());
-                    rc = CLI_EXIT_RUNTIME;
-                    res[k].score = NAN;
-                }
-            }
-        }
-        for (int k = 0; k < nok; k++) {
-            const char *path = images.v[b0 + (size_t)idx[k]];
-            if (isnan(res[k].score)) continue;
-            char png[4200] = "", npy[4200] = "";
-            bool wrote = false;
-            if (heat_dir) {
-                wrote = write_maps(m, ok[k], res[k].pixel_map, heat_dir, path, range, raw, png,
-                                   npy, sizeof png);
-                if (!wrote) rc = CLI_EXIT_RUNTIME;
-            }
-            int anom = isfinite(thr) ? res[k].score > thr : -1;
-            if (json) {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "image", path);
-                cJSON_AddNumberToObject(o, "score", res[k].score);
-                if (anom < 0) cJSON_AddNullToObject(o, "anomalous");
-                else cJSON_AddBoolToObject(o, "anomalous", anom);
-                if (isfinite(thr)) cJSON_AddNumberToObject(o, "threshold", thr);
-                else cJSON_AddNullToObject(o, "threshold");
-                if (wrote) cJSON_AddStringToObject(o, "heatmap", png);
-                else cJSON_AddNullToObject(o, "heatmap");
-                if (wrote && raw) cJSON_AddStringToObject(o, "map", npy);
-                else cJSON_AddNullToObject(o, "map");
-                char *str = cJSON_PrintUnformatted(o);
-                if (str) puts(str);
-                free(str);
-                cJSON_Delete(o);
-            } else {
-                printf("%s\t%.6g\t%s\n", path, res[k].score,
-                       anom < 0 ? "-" : anom ? "anomalous" : "normal");
-            }
-        }
-        fflush(stdout);
-        for (int j = 0; j < nb; j++) uf_image_free(batch[j]);
-        memset(batch, 0, (size_t)nb * sizeof *batch);
-        cli_progress(&c, "predict", b0 + (size_t)nb, images.n);
+    uf_model_output_size(r->m, NULL, NULL, &S, NULL);
+    r->plane = (size_t)S * (size_t)S;
+    size_t nb = (size_t)o->c.batch;
+    r->batch = calloc(nb, sizeof *r->batch);
+    r->res = calloc(nb, sizeof *r->res);
+    r->maps = o->heat_dir ? malloc(r->plane * nb * sizeof(float)) : NULL;
+    if (!r->batch || !r->res || (o->heat_dir && !r->maps)) {
+        cli_error("out of memory");
+        return false;
     }
-done:
-    if (batch)
-        for (int j = 0; j < c.batch; j++) uf_image_free(batch[j]);
-    free(batch);
-    free(res);
-    free(maps);
-    uf_scorer_free(sc);
-    uf_model_free(m);
-    cli_strings_free(&images);
-out:
-    free(pos);
+    return true;
+}
+
+/* Score the decoded images of one batch (r->batch[0..nb-1], NULL = unreadable): their
+ * indices go to idx[0..*nok-1], their results to r->res. An image that cannot be scored
+ * gets a NaN score and its message; returns false if any failed. */
+static bool score_batch(predict_run *r, size_t b0, int nb, int *idx, int *nok)
+{
+    const uf_image *ok[256];
+    int n = 0;
+    bool all = true;
+    for (int j = 0; j < nb; j++)
+        if (r->batch[j]) {
+            memset(&r->res[n], 0, sizeof r->res[n]);
+            r->res[n].pixel_map = r->maps ? r->maps + r->plane * (size_t)n : NULL;
+            idx[n] = j;
+            ok[n++] = r->batch[j];
+        }
+    *nok = n;
+    if (!n || uf_score_images(r->sc, ok, n, r->res) == UF_OK) return true;
+    for (int k = 0; k < n; k++) { /* e.g. NaN features: one by one to name the image */
+        if (uf_score_images(r->sc, &ok[k], 1, &r->res[k]) != UF_OK) {
+            cli_error("%s: %s", r->images.v[b0 + (size_t)idx[k]], uf_errmsg());
+            r->res[k].score = NAN;
+            all = false;
+        }
+    }
+    return all;
+}
+
+/* The result line of one image (text or JSON); png/npy are NULL when not written. */
+static void print_result(const predict_opts *o, const char *path, float score, double thr,
+                         const char *png, const char *npy)
+{
+    int anom = isfinite(thr) ? score > thr : -1;
+    if (!o->json) {
+        printf("%s\t%.6g\t%s\n", path, score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
+        return;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "image", path);
+    cJSON_AddNumberToObject(obj, "score", score);
+    if (anom < 0) cJSON_AddNullToObject(obj, "anomalous");
+    else cJSON_AddBoolToObject(obj, "anomalous", anom);
+    if (isfinite(thr)) cJSON_AddNumberToObject(obj, "threshold", thr);
+    else cJSON_AddNullToObject(obj, "threshold");
+    if (png) cJSON_AddStringToObject(obj, "heatmap", png);
+    else cJSON_AddNullToObject(obj, "heatmap");
+    if (npy) cJSON_AddStringToObject(obj, "map", npy);
+    else cJSON_AddNullToObject(obj, "map");
+    char *str = cJSON_PrintUnformatted(obj);
+    if (str) puts(str);
+    free(str);
+    cJSON_Delete(obj);
+}
+
+/* Decode, score and report one batch of images starting at b0; false if any failed. */
+static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int nb)
+{
+    bool ok = cli_load_images(r->images.v + b0, nb, &r->pre, r->batch, NULL) == nb;
+    int idx[256], nok;
+    ok = score_batch(r, b0, nb, idx, &nok) && ok;
+    for (int k = 0; k < nok; k++) {
+        size_t i = b0 + (size_t)idx[k];
+        if (isnan(r->res[k].score)) continue;
+        char png[4200] = "", npy[4200] = "";
+        bool wrote = false;
+        if (o->heat_dir) {
+            wrote = write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
+                               r->names[i], o->range, o->raw, r->inputs, png, npy, sizeof png);
+            ok = ok && wrote;
+        }
+        print_result(o, r->images.v[i], r->res[k].score, r->thr, wrote ? png : NULL,
+                     wrote && o->raw ? npy : NULL);
+    }
+    fflush(stdout);
+    for (int j = 0; j < nb; j++) {
+        uf_image_free(r->batch[j]);
+        r->batch[j] = NULL;
+    }
+    return ok;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    predict_opts o;
+    int rc = parse_predict_args(argc, argv, &o);
+    if (rc >= 0) {
+        free(o.pos);
+        return rc;
+    }
+    rc = 0;
+    uf_set_threads(o.c.threads);
+    predict_run r;
+    memset(&r, 0, sizeof r);
+    bool ready = predict_setup(&o, &r);
+    if (!ready) rc = CLI_EXIT_RUNTIME;
+    for (size_t b0 = 0; ready && b0 < r.images.n; b0 += (size_t)o.c.batch) {
+        int nb = (int)((r.images.n - b0) < (size_t)o.c.batch ? r.images.n - b0 : (size_t)o.c.batch);
+        if (!predict_batch(&o, &r, b0, nb)) rc = CLI_EXIT_RUNTIME;
+        cli_progress(&o.c, "predict", b0 + (size_t)nb, r.images.n);
+    }
+    predict_run_free(&r, o.c.batch);
+    free(o.pos);
     return rc;
 }
