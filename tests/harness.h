@@ -31,6 +31,18 @@
 #ifndef TH_TSAN
 #define TH_TSAN 0
 #endif
+/* TH_ASAN: 1 under AddressSanitizer, whose shadow memory and quarantine make peak-memory
+ * figures meaningless; memory bounds are then not asserted. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TH_ASAN 1
+#endif
+#endif
+#ifndef TH_ASAN
+#define TH_ASAN 0
+#endif
 
 static int th_pass, th_fail, th_skip; /* tests */
 static int th_cur_failed, th_cur_skipped;

@@ -18,6 +18,7 @@
 #include "core/internal.h"
 
 #include <stdint.h>
+#include <sys/resource.h>
 #include <zlib.h>
 
 #define DIR "tests/data/pth/"
@@ -38,29 +39,60 @@ typedef struct {
     size_t len;
 } zin;
 
-/* A STORED zip of the entries; zip64 != 0 writes ZIP64 extra fields, record and locator
- * with the classic fields saturated, as large torch checkpoints do. */
-static uint8_t *make_zip(const zin *e, int n, int zip64, size_t *len)
+/* Raw deflate of e->data (malloc'd, *clen bytes), or a copy when compress is 0. */
+static uint8_t *zip_payload(const zin *e, int compress, size_t *clen)
+{
+    uLong cap = compressBound((uLong)e->len) + 64;
+    uint8_t *out = malloc(cap);
+    if (!out) abort();
+    if (!compress) {
+        memcpy(out, e->data, e->len);
+        *clen = e->len;
+        return out;
+    }
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) != Z_OK) abort();
+    z.next_in = (Bytef *)e->data;
+    z.avail_in = (uInt)e->len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END) abort();
+    *clen = z.total_out;
+    deflateEnd(&z);
+    return out;
+}
+
+/* A zip of the entries, STORED as torch.save writes them except entry i when bit i of
+ * deflated is set (method 8, as any zip tool may write); zip64 != 0 writes ZIP64 extra
+ * fields, record and locator with the classic fields saturated, as large torch
+ * checkpoints do. */
+static uint8_t *make_zip_ex(const zin *e, int n, int zip64, unsigned deflated, size_t *len)
 {
     buf_t b = {0};
     uint64_t off[64];
+    size_t clen[64];
     for (int i = 0; i < n; i++) {
         off[i] = b.n;
         uint32_t crc = (uint32_t)crc32(0L, e[i].data, (uInt)e[i].len);
+        int dfl = (int)(deflated >> i & 1);
+        uint8_t *pay = zip_payload(&e[i], dfl, &clen[i]);
         b_u32(&b, 0x04034b50u);
-        b_u16(&b, 45); b_u16(&b, 0); b_u16(&b, 0); b_u16(&b, 0); b_u16(&b, 0);
-        b_u32(&b, crc); b_u32(&b, (uint32_t)e[i].len); b_u32(&b, (uint32_t)e[i].len);
+        b_u16(&b, 45); b_u16(&b, 0); b_u16(&b, dfl ? 8 : 0); b_u16(&b, 0); b_u16(&b, 0);
+        b_u32(&b, crc); b_u32(&b, (uint32_t)clen[i]); b_u32(&b, (uint32_t)e[i].len);
         b_u16(&b, (unsigned)strlen(e[i].name)); b_u16(&b, 0);
         b_str(&b, e[i].name);
-        b_put(&b, e[i].data, e[i].len);
+        b_put(&b, pay, clen[i]);
+        free(pay);
     }
     uint64_t cd = b.n;
     for (int i = 0; i < n; i++) {
         uint32_t crc = (uint32_t)crc32(0L, e[i].data, (uInt)e[i].len);
         b_u32(&b, 0x02014b50u);
-        b_u16(&b, 45); b_u16(&b, 45); b_u16(&b, 0); b_u16(&b, 0); b_u16(&b, 0); b_u16(&b, 0);
+        b_u16(&b, 45); b_u16(&b, 45); b_u16(&b, 0); b_u16(&b, (deflated >> i & 1) ? 8 : 0);
+        b_u16(&b, 0); b_u16(&b, 0);
         b_u32(&b, crc);
-        b_u32(&b, zip64 ? 0xFFFFFFFFu : (uint32_t)e[i].len);
+        b_u32(&b, zip64 ? 0xFFFFFFFFu : (uint32_t)clen[i]);
         b_u32(&b, zip64 ? 0xFFFFFFFFu : (uint32_t)e[i].len);
         b_u16(&b, (unsigned)strlen(e[i].name)); b_u16(&b, zip64 ? 28 : 0); b_u16(&b, 0);
         b_u16(&b, 0); b_u16(&b, 0); b_u32(&b, 0);
@@ -68,7 +100,7 @@ static uint8_t *make_zip(const zin *e, int n, int zip64, size_t *len)
         b_str(&b, e[i].name);
         if (zip64) {
             b_u16(&b, 1); b_u16(&b, 24);
-            b_u64(&b, e[i].len); b_u64(&b, e[i].len); b_u64(&b, off[i]);
+            b_u64(&b, e[i].len); b_u64(&b, clen[i]); b_u64(&b, off[i]);
         }
     }
     uint64_t cdsize = b.n - cd;
@@ -86,6 +118,11 @@ static uint8_t *make_zip(const zin *e, int n, int zip64, size_t *len)
     b_u16(&b, 0);
     *len = b.n;
     return b.p;
+}
+
+static uint8_t *make_zip(const zin *e, int n, int zip64, size_t *len)
+{
+    return make_zip_ex(e, n, zip64, 0, len);
 }
 
 /* Pickle pieces, written the way CPython's protocol-2 pickler does (BINUNICODE strings,
@@ -788,6 +825,38 @@ static void test_limit_vm_bytes(void)
     free(pk.p);
 }
 
+/* A pickle bomb: 15 M throw-away dicts ("}0") deflate to a file of a few tens of KB but
+ * would take about a gigabyte of objects under the fixed 1 GiB limit. The object memory
+ * allowed scales with the file's size (32 MiB + 64 x its length), so it stops early: the
+ * message says so, and (outside sanitizer builds) the process grows by far less than
+ * 300 MB. Fails if the limit does not scale. */
+static void test_limit_vm_scaled(void)
+{
+    buf_t pk = {0};
+    b_u8(&pk, 0x80); b_u8(&pk, 2);
+    for (int i = 0; i < 15000000; i++) b_put(&pk, "}0", 2);
+    b_str(&pk, "}.");
+    zin e[2] = {{"archive/data.pkl", pk.p, pk.n}, {"archive/version", "3\n", 2}};
+    size_t len;
+    uint8_t *z = make_zip_ex(e, 2, 0, 1u, &len);
+    free(pk.p);
+    CHECKF(len < 100000, "the bomb is %zu bytes", len);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    uf__tensors ts = {0};
+    uf_status s = uf__pth_load_mem_ex(z, len, "bomb.pth", NULL, &ts);
+    getrusage(RUSAGE_SELF, &r1);
+    CHECKF(s == UF_ERR_LIMIT && msg_has("limit for this file's size"), "got %s: %s",
+           uf_status_str(s), uf_errmsg());
+    long grew_mb = (r1.ru_maxrss - r0.ru_maxrss) / 1024;
+    printf("    pickle bomb: %zu-byte file, peak memory grew by %ld MB\n", len, grew_mb);
+#if !TH_ASAN
+    CHECKF(grew_mb < 300, "peak memory grew by %ld MB", grew_mb);
+#endif
+    uf__tensors_free(&ts);
+    free(z);
+}
+
 /* Deep, cyclic and exponentially shared dict structures stop the walk, not the stack. */
 static void test_limit_nesting(void)
 {
@@ -998,6 +1067,7 @@ int main(void)
     RUN(test_limit_marks_stack);
     RUN(test_limit_memo);
     RUN(test_limit_vm_bytes);
+    RUN(test_limit_vm_scaled);
     RUN(test_limit_nesting);
     RUN(test_limit_tensors);
     RUN(test_limit_strings);
