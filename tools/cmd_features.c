@@ -61,235 +61,305 @@ static bool parse_layers(const char *s, uint64_t *mask)
     return *mask != 0;
 }
 
-int cmd_features(int argc, char **argv)
+/* What `features` was asked for. */
+typedef struct features_opts {
+    cli_common c;
+    const char *out_path;
+    uint64_t blocks; /* bit b-1: save block b */
+    long attn_block; /* 0: none */
+    bool rollout, want_cls, want_logits;
+    int npos;
+    char **pos;      /* [npos] image, folder and list arguments */
+} features_opts;
+
+/* Parse argv into o (o->pos allocated here). Returns -1 to go on, else the exit status
+ * (0 after --help; usage errors printed). */
+static int parse_features_args(int argc, char **argv, features_opts *o)
 {
     const char *verb = "features";
-    cli_common c;
-    cli_common_init(&c);
-    const char *out_path = NULL;
-    uint64_t blocks = 0;
-    bool layers_given = false, rollout = false, want_cls = false, want_logits = false;
-    long attn_block = -1;
-    int npos = 0;
-    char **pos = calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos) return CLI_EXIT_RUNTIME;
-#define USAGE(...) do { free(pos); return cli_usage_error(verb, __VA_ARGS__); } while (0)
+    memset(o, 0, sizeof *o);
+    cli_common_init(&o->c);
+    o->attn_block = -1;
+    bool layers_given = false;
+    if (!(o->pos = calloc((size_t)argc + 1, sizeof *o->pos))) return CLI_EXIT_RUNTIME;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = cli_common_option(&c, verb, argc, argv, &i);
-        if (r < 0) { free(pos); return CLI_EXIT_USAGE; }
+        int r = cli_common_option(&o->c, verb, argc, argv, &i);
+        if (r < 0) return CLI_EXIT_USAGE;
         if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("%s\n%s", help, cli_common_help);
-            free(pos);
             return 0;
         } else if (!strcmp(a, "--out")) {
-            if (i + 1 >= argc) USAGE("option --out needs a value");
-            out_path = argv[++i];
+            if (i + 1 >= argc) return cli_usage_error(verb, "option --out needs a value");
+            o->out_path = argv[++i];
         } else if (!strcmp(a, "--layers")) {
-            if (i + 1 >= argc || !parse_layers(argv[i + 1], &blocks))
-                USAGE("--layers: expected e.g. 3-10, 1,4,7-9 or none (blocks 1..64)");
+            if (i + 1 >= argc || !parse_layers(argv[i + 1], &o->blocks))
+                return cli_usage_error(verb, "--layers: expected e.g. 3-10, 1,4,7-9 or none (blocks 1..64)");
             layers_given = true;
             i++;
         } else if (!strcmp(a, "--attn-block")) {
-            if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 0, 64, &attn_block))
-                USAGE("--attn-block: expected an integer in 0..64");
+            if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 0, 64, &o->attn_block))
+                return cli_usage_error(verb, "--attn-block: expected an integer in 0..64");
             i++;
         } else if (!strcmp(a, "--rollout")) {
-            rollout = true;
+            o->rollout = true;
         } else if (!strcmp(a, "--cls")) {
-            want_cls = true;
+            o->want_cls = true;
         } else if (!strcmp(a, "--logits")) {
-            want_logits = true;
+            o->want_logits = true;
         } else if (a[0] == '-' && a[1]) {
-            USAGE("unknown option '%s'", a);
+            return cli_usage_error(verb, "unknown option '%s'", a);
         } else {
-            pos[npos++] = argv[i];
+            o->pos[o->npos++] = argv[i];
         }
     }
-    if (!c.backbone) USAGE("--backbone is required");
-    if (!out_path) USAGE("--out is required");
-    if (npos == 0) USAGE("no images given");
-    if (!layers_given) blocks = 0x3FCull; /* blocks 3..10 */
-    if (attn_block < 0) { /* default: last selected block */
-        attn_block = 0;
+    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!o->out_path) return cli_usage_error(verb, "--out is required");
+    if (o->npos == 0) return cli_usage_error(verb, "no images given");
+    if (!layers_given) o->blocks = 0x3FCull; /* blocks 3..10 */
+    if (o->attn_block < 0) { /* default: last selected block */
+        o->attn_block = 0;
         for (int b = 64; b >= 1; b--)
-            if (blocks >> (b - 1) & 1) { attn_block = b; break; }
+            if (o->blocks >> (b - 1) & 1) { o->attn_block = b; break; }
     }
-    if (rollout && attn_block == 0) USAGE("--rollout needs an attention block (--attn-block L)");
-    if (!blocks && !attn_block && !want_cls && !want_logits) USAGE("nothing to compute");
-#undef USAGE
-    uf_set_threads(c.threads);
+    if (o->rollout && o->attn_block == 0)
+        return cli_usage_error(verb, "--rollout needs an attention block (--attn-block L)");
+    if (!o->blocks && !o->attn_block && !o->want_cls && !o->want_logits)
+        return cli_usage_error(verb, "nothing to compute");
+    return -1;
+}
 
-    int rc = CLI_EXIT_RUNTIME;
-    cli_strings images = {0};
-    uf_backbone *bb = NULL;
-    uf_session *ses = NULL;
-    float *pix = NULL, *bout = NULL;
-    float *all_blocks = NULL, *all_attn = NULL, *all_cls = NULL, *all_logits = NULL;
-    uf_inputs *inputs = NULL;
-    if (!cli_expand_images(npos, pos, &images)) goto done;
-    if (!(inputs = cli_inputs(images.v, images.n)) || !cli_inputs_add(inputs, c.backbone))
-        goto done;
-    for (int i = 0; i < npos; i++)
-        if (!cli_inputs_add(inputs, pos[i])) goto done;
-    if (!cli_check_output(out_path, inputs)) goto done;
-    if (!(bb = cli_load_backbone(&c))) goto done;
+/* One features run: the images, the network and every output, for all images. */
+typedef struct features_run {
+    cli_strings images;
+    uf_inputs *inputs;
+    uf_backbone *bb;
+    uf_session *ses;
     uf_backbone_info info;
-    uf_backbone_get_info(bb, &info);
-    if (want_logits && info.n_classes <= 0) {
-        cli_error("%s: checkpoint has no classification head; drop --logits", c.backbone);
-        goto done;
+    int nsel, S, gh, gw;
+    size_t N, Np, D, C;
+    float *pix;        /* [batch][3][S][S] network inputs */
+    float *bout;       /* [nsel][batch][Np][D] block outputs of one batch */
+    float *all_blocks; /* [nsel][N][Np][D] */
+    float *all_attn;   /* [N][Np] */
+    float *all_cls;    /* [N][D] */
+    float *all_logits; /* [N][C] */
+} features_run;
+
+static void features_run_free(features_run *r)
+{
+    free(r->pix);
+    free(r->bout);
+    free(r->all_blocks);
+    free(r->all_attn);
+    free(r->all_cls);
+    free(r->all_logits);
+    uf_session_free(r->ses);
+    uf_backbone_free(r->bb);
+    uf_inputs_free(r->inputs);
+    cli_strings_free(&r->images);
+}
+
+/* Expand the images, check --out against them, load the backbone, check the request
+ * against it and allocate every output; false after printing an error. */
+static bool features_setup(const features_opts *o, features_run *r)
+{
+    const cli_common *c = &o->c;
+    if (!cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (!(r->inputs = cli_inputs(r->images.v, r->images.n)) || !cli_inputs_add(r->inputs, c->backbone))
+        return false;
+    for (int i = 0; i < o->npos; i++)
+        if (!cli_inputs_add(r->inputs, o->pos[i])) return false;
+    if (!cli_check_output(o->out_path, r->inputs)) return false;
+    if (!(r->bb = cli_load_backbone(c))) return false;
+    uf_backbone_get_info(r->bb, &r->info);
+    if (o->want_logits && r->info.n_classes <= 0) {
+        cli_error("%s: checkpoint has no classification head; drop --logits", c->backbone);
+        return false;
     }
-    int nsel = 0, maxb = 0;
+    int maxb = 0;
     for (int b = 1; b <= 64; b++)
-        if (blocks >> (b - 1) & 1) { nsel++; maxb = b; }
-    if (maxb > info.depth || attn_block > info.depth) {
-        cli_error("%s has %d blocks; requested block %ld", c.backbone, info.depth,
-                  maxb > attn_block ? (long)maxb : attn_block);
-        goto done;
+        if (o->blocks >> (b - 1) & 1) { r->nsel++; maxb = b; }
+    if (maxb > r->info.depth || o->attn_block > r->info.depth) {
+        cli_error("%s has %d blocks; requested block %ld", c->backbone, r->info.depth,
+                  maxb > o->attn_block ? (long)maxb : o->attn_block);
+        return false;
     }
-    if (uf_session_new(bb, &ses) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
-
-    int S = uf_preprocess_size(&c.pre), gh = S / info.patch, gw = S / info.patch;
-    size_t N = images.n, Np = (size_t)gh * gw, D = (size_t)info.dim, C = (size_t)info.n_classes;
-    size_t per = (size_t)3 * S * S;
-    pix = malloc(sizeof(float) * per * (size_t)c.batch);                   /* [batch][3][S][S] */
-    bout = nsel ? malloc(sizeof(float) * (size_t)nsel * c.batch * Np * D) : NULL; /* [nsel][batch][Np][D] */
-    all_blocks = nsel ? malloc(sizeof(float) * (size_t)nsel * N * Np * D) : NULL; /* [nsel][N][Np][D] */
-    all_attn = attn_block ? malloc(sizeof(float) * N * Np) : NULL;             /* [N][Np] */
-    all_cls = want_cls ? malloc(sizeof(float) * N * D) : NULL;                 /* [N][D] */
-    all_logits = want_logits ? malloc(sizeof(float) * N * C) : NULL;           /* [N][C] */
-    if (!pix || (nsel && (!bout || !all_blocks)) || (attn_block && !all_attn) ||
-        (want_cls && !all_cls) || (want_logits && !all_logits)) {
+    if (uf_session_new(r->bb, &r->ses) != UF_OK) { cli_error("%s", uf_errmsg()); return false; }
+    r->S = uf_preprocess_size(&c->pre);
+    r->gh = r->gw = r->S / r->info.patch;
+    r->N = r->images.n;
+    r->Np = (size_t)r->gh * r->gw;
+    r->D = (size_t)r->info.dim;
+    r->C = (size_t)r->info.n_classes;
+    size_t N = r->N, Np = r->Np, D = r->D, per = (size_t)3 * r->S * r->S, nsel = (size_t)r->nsel;
+    r->pix = malloc(sizeof(float) * per * (size_t)c->batch);
+    r->bout = nsel ? malloc(sizeof(float) * nsel * c->batch * Np * D) : NULL;
+    r->all_blocks = nsel ? malloc(sizeof(float) * nsel * N * Np * D) : NULL;
+    r->all_attn = o->attn_block ? malloc(sizeof(float) * N * Np) : NULL;
+    r->all_cls = o->want_cls ? malloc(sizeof(float) * N * D) : NULL;
+    r->all_logits = o->want_logits ? malloc(sizeof(float) * N * r->C) : NULL;
+    if (!r->pix || (nsel && (!r->bout || !r->all_blocks)) || (o->attn_block && !r->all_attn) ||
+        (o->want_cls && !r->all_cls) || (o->want_logits && !r->all_logits)) {
         cli_error("out of memory for %zu images (try fewer images or layers)", N);
-        goto done;
+        return false;
     }
-    for (size_t b0 = 0; b0 < N; b0 += (size_t)c.batch) {
-        int nb = (int)((N - b0) < (size_t)c.batch ? N - b0 : (size_t)c.batch);
-        int bad = 0;
+    return true;
+}
+
+/* True if every output of image j (of nb in the batch) is finite. */
+static bool outputs_finite(const features_run *r, const uf_forward_output *out, int nb, int j)
+{
+    size_t Np = r->Np, D = r->D, C = r->C;
+    for (int k = 0; k < r->nsel; k++) {
+        const float *v = r->bout + ((size_t)k * nb + j) * Np * D; /* [Np][D] */
+        for (size_t q = 0; q < Np * D; q++)
+            if (!isfinite(v[q])) return false;
+    }
+    for (size_t q = 0; out->attn && q < Np; q++)
+        if (!isfinite(out->attn[j * Np + q])) return false;
+    for (size_t q = 0; out->cls && q < D; q++)
+        if (!isfinite(out->cls[j * D + q])) return false;
+    for (size_t q = 0; out->logits && q < C; q++)
+        if (!isfinite(out->logits[j * C + q])) return false;
+    return true;
+}
+
+/* Decode and run one batch of nb images starting at b0 into the outputs; false after
+ * printing an error (an unreadable image, NaN/Inf outputs). */
+static bool features_batch(const features_opts *o, features_run *r, size_t b0, int nb)
+{
+    size_t per = (size_t)3 * r->S * r->S, Np = r->Np, D = r->D, N = r->N;
+    int bad = 0;
 #pragma omp parallel for schedule(dynamic) reduction(+ : bad)
-        for (int j = 0; j < nb; j++)
-            if (!cli_load_image(&c, images.v[b0 + j], pix + per * (size_t)j)) bad++;
-        if (bad) goto done; /* errors printed; write nothing */
-        uf_forward_request req = {0};
-        req.blocks = blocks;
-        req.attn_block = (int)attn_block;
-        req.rollout = rollout;
-        req.want_cls = want_cls;
-        req.want_logits = want_logits;
-        uf_forward_output out = {0};
-        out.blocks = bout;
-        out.attn = all_attn ? all_attn + b0 * Np : NULL;
-        out.cls = all_cls ? all_cls + b0 * D : NULL;
-        out.logits = all_logits ? all_logits + b0 * C : NULL;
-        if (uf_forward(ses, pix, nb, S, S, &req, &out) != UF_OK) {
-            cli_error("forward pass failed: %s", uf_errmsg());
-            goto done;
-        }
-        /* NaN/Inf outputs (an overflow in the network) are reported, naming the image, and
-         * nothing is written */
-        for (int j = 0; j < nb; j++) {
-            bool fin = true;
-            for (int k = 0; k < nsel && fin; k++) {
-                const float *v = bout + ((size_t)k * nb + j) * Np * D; /* [Np][D] */
-                for (size_t q = 0; q < Np * D && fin; q++) fin = isfinite(v[q]);
-            }
-            for (size_t q = 0; out.attn && q < Np && fin; q++) fin = isfinite(out.attn[j * Np + q]);
-            for (size_t q = 0; out.cls && q < D && fin; q++) fin = isfinite(out.cls[j * D + q]);
-            for (size_t q = 0; out.logits && q < C && fin; q++) fin = isfinite(out.logits[j * C + q]);
-            if (!fin) {
-                cli_error("%s: the backbone produced NaN or Inf outputs (overflow in the network)",
-                          images.v[b0 + (size_t)j]);
-                goto done;
-            }
-        }
-        /* scatter [nsel][nb][Np][D] into [nsel][N][Np][D] */
-        for (int k = 0; k < nsel; k++)
-            memcpy(all_blocks + ((size_t)k * N + b0) * Np * D, bout + (size_t)k * nb * Np * D,
-                   sizeof(float) * (size_t)nb * Np * D);
-        cli_progress(&c, "features", b0 + (size_t)nb, N);
+    for (int j = 0; j < nb; j++)
+        if (!cli_load_image(&o->c, r->images.v[b0 + j], r->pix + per * (size_t)j)) bad++;
+    if (bad) return false; /* errors printed; write nothing */
+    uf_forward_request req = {0};
+    req.blocks = o->blocks;
+    req.attn_block = (int)o->attn_block;
+    req.rollout = o->rollout;
+    req.want_cls = o->want_cls;
+    req.want_logits = o->want_logits;
+    uf_forward_output out = {0};
+    out.blocks = r->bout;
+    out.attn = r->all_attn ? r->all_attn + b0 * Np : NULL;
+    out.cls = r->all_cls ? r->all_cls + b0 * D : NULL;
+    out.logits = r->all_logits ? r->all_logits + b0 * r->C : NULL;
+    if (uf_forward(r->ses, r->pix, nb, r->S, r->S, &req, &out) != UF_OK) {
+        cli_error("forward pass failed: %s", uf_errmsg());
+        return false;
     }
+    /* NaN/Inf outputs (an overflow in the network) are reported, naming the image, and
+     * nothing is written */
+    for (int j = 0; j < nb; j++)
+        if (!outputs_finite(r, &out, nb, j)) {
+            cli_error("%s: the backbone produced NaN or Inf outputs (overflow in the network)",
+                      r->images.v[b0 + (size_t)j]);
+            return false;
+        }
+    /* scatter [nsel][nb][Np][D] into [nsel][N][Np][D] */
+    for (int k = 0; k < r->nsel; k++)
+        memcpy(r->all_blocks + ((size_t)k * N + b0) * Np * D, r->bout + (size_t)k * nb * Np * D,
+               sizeof(float) * (size_t)nb * Np * D);
+    return true;
+}
 
-    /* assemble the tensor list and metadata */
-    {
-        int nt = 0;
-        const char *names[70];
-        char namebuf[64][24]; /* "block64" needs 8; room silences -Wformat-truncation */
-        int ndims[70];
-        int64_t shapes[70][3];
-        const int64_t *shp[70];
-        const float *data[70];
-        for (int b = 1, k = 0; b <= 64; b++) {
-            if (!(blocks >> (b - 1) & 1)) continue;
-            snprintf(namebuf[k], sizeof namebuf[k], "block%d", b);
-            names[nt] = namebuf[k];
-            ndims[nt] = 3;
-            shapes[nt][0] = (int64_t)N; shapes[nt][1] = (int64_t)Np; shapes[nt][2] = (int64_t)D;
-            data[nt++] = all_blocks + (size_t)k * N * Np * D;
-            k++;
-        }
-        if (attn_block) {
-            names[nt] = rollout ? "rollout" : "attn";
-            ndims[nt] = 2;
-            shapes[nt][0] = (int64_t)N; shapes[nt][1] = (int64_t)Np;
-            data[nt++] = all_attn;
-        }
-        if (want_cls) {
-            names[nt] = "cls";
-            ndims[nt] = 2;
-            shapes[nt][0] = (int64_t)N; shapes[nt][1] = (int64_t)D;
-            data[nt++] = all_cls;
-        }
-        if (want_logits) {
-            names[nt] = "logits";
-            ndims[nt] = 2;
-            shapes[nt][0] = (int64_t)N; shapes[nt][1] = (int64_t)C;
-            data[nt++] = all_logits;
-        }
-        for (int t = 0; t < nt; t++) shp[t] = shapes[t];
+/* The metadata of the file: image paths (in order), grid, attention block, preprocessing
+ * and backbone, as a JSON string (malloc'd; NULL when out of memory). */
+static char *features_metadata(const features_opts *o, const features_run *r)
+{
+    const uf_preprocess *pre = &o->c.pre;
+    cJSON *meta = cJSON_CreateObject(), *imgs = cJSON_CreateArray();
+    for (size_t i = 0; i < r->N; i++) cJSON_AddItemToArray(imgs, cJSON_CreateString(r->images.v[i]));
+    char *imgs_s = cJSON_PrintUnformatted(imgs);
+    cJSON_Delete(imgs);
+    char buf[512];
+    cJSON_AddStringToObject(meta, "images", imgs_s ? imgs_s : "[]");
+    free(imgs_s);
+    snprintf(buf, sizeof buf, "%d,%d", r->gh, r->gw);
+    cJSON_AddStringToObject(meta, "grid", buf);
+    snprintf(buf, sizeof buf, "%ld", o->attn_block);
+    cJSON_AddStringToObject(meta, "attn_block", buf);
+    static const char *const interp_names[] = {"bilinear", "bicubic", "lanczos", "nearest"};
+    snprintf(buf, sizeof buf, "resize=%d crop=%d interp=%s mean=%g,%g,%g std=%g,%g,%g",
+             pre->resize, pre->crop, interp_names[pre->interp], pre->mean[0], pre->mean[1],
+             pre->mean[2], pre->std[0], pre->std[1], pre->std[2]);
+    cJSON_AddStringToObject(meta, "preprocess", buf);
+    cJSON_AddStringToObject(meta, "backbone", o->c.backbone);
+    char *meta_s = cJSON_PrintUnformatted(meta);
+    cJSON_Delete(meta);
+    return meta_s;
+}
 
-        cJSON *meta = cJSON_CreateObject(), *imgs = cJSON_CreateArray();
-        for (size_t i = 0; i < N; i++) cJSON_AddItemToArray(imgs, cJSON_CreateString(images.v[i]));
-        char *imgs_s = cJSON_PrintUnformatted(imgs);
-        cJSON_Delete(imgs);
-        char buf[512];
-        cJSON_AddStringToObject(meta, "images", imgs_s ? imgs_s : "[]");
-        free(imgs_s);
-        snprintf(buf, sizeof buf, "%d,%d", gh, gw);
-        cJSON_AddStringToObject(meta, "grid", buf);
-        snprintf(buf, sizeof buf, "%ld", attn_block);
-        cJSON_AddStringToObject(meta, "attn_block", buf);
-        static const char *const interp_names[] = {"bilinear", "bicubic", "lanczos", "nearest"};
-        snprintf(buf, sizeof buf,
-                 "resize=%d crop=%d interp=%s mean=%g,%g,%g std=%g,%g,%g", c.pre.resize,
-                 c.pre.crop, interp_names[c.pre.interp], c.pre.mean[0], c.pre.mean[1],
-                 c.pre.mean[2], c.pre.std[0], c.pre.std[1], c.pre.std[2]);
-        cJSON_AddStringToObject(meta, "preprocess", buf);
-        cJSON_AddStringToObject(meta, "backbone", c.backbone);
-        char *meta_s = cJSON_PrintUnformatted(meta);
-        cJSON_Delete(meta);
-        uf_status s = uf_safetensors_write(out_path, nt, names, ndims, shp, data, meta_s);
-        free(meta_s);
-        if (s != UF_OK) {
-            cli_error("%s", uf_errmsg());
-            goto done;
-        }
+/* Write every requested output as one .safetensors file; false after printing an error. */
+static bool write_features(const features_opts *o, const features_run *r)
+{
+    int nt = 0;
+    const char *names[70];
+    char namebuf[64][24]; /* "block64" needs 8; room silences -Wformat-truncation */
+    int ndims[70];
+    int64_t shapes[70][3];
+    const int64_t *shp[70];
+    const float *data[70];
+    int64_t N = (int64_t)r->N, Np = (int64_t)r->Np, D = (int64_t)r->D, C = (int64_t)r->C;
+    for (int b = 1, k = 0; b <= 64; b++) {
+        if (!(o->blocks >> (b - 1) & 1)) continue;
+        snprintf(namebuf[k], sizeof namebuf[k], "block%d", b);
+        names[nt] = namebuf[k];
+        ndims[nt] = 3;
+        shapes[nt][0] = N; shapes[nt][1] = Np; shapes[nt][2] = D;
+        data[nt++] = r->all_blocks + (size_t)k * r->N * r->Np * r->D;
+        k++;
     }
-    rc = 0;
-done:
-    free(pix);
-    free(bout);
-    free(all_blocks);
-    free(all_attn);
-    free(all_cls);
-    free(all_logits);
-    uf_session_free(ses);
-    uf_backbone_free(bb);
-    uf_inputs_free(inputs);
-    cli_strings_free(&images);
-    free(pos);
-    return rc;
+    if (o->attn_block) {
+        names[nt] = o->rollout ? "rollout" : "attn";
+        ndims[nt] = 2;
+        shapes[nt][0] = N; shapes[nt][1] = Np;
+        data[nt++] = r->all_attn;
+    }
+    if (o->want_cls) {
+        names[nt] = "cls";
+        ndims[nt] = 2;
+        shapes[nt][0] = N; shapes[nt][1] = D;
+        data[nt++] = r->all_cls;
+    }
+    if (o->want_logits) {
+        names[nt] = "logits";
+        ndims[nt] = 2;
+        shapes[nt][0] = N; shapes[nt][1] = C;
+        data[nt++] = r->all_logits;
+    }
+    for (int t = 0; t < nt; t++) shp[t] = shapes[t];
+    char *meta_s = features_metadata(o, r);
+    uf_status s = uf_safetensors_write(o->out_path, nt, names, ndims, shp, data, meta_s);
+    free(meta_s);
+    if (s != UF_OK) cli_error("%s", uf_errmsg());
+    return s == UF_OK;
+}
+
+int cmd_features(int argc, char **argv)
+{
+    features_opts o;
+    int rc = parse_features_args(argc, argv, &o);
+    if (rc >= 0) {
+        free(o.pos);
+        return rc;
+    }
+    uf_set_threads(o.c.threads);
+    features_run r;
+    memset(&r, 0, sizeof r);
+    bool ok = features_setup(&o, &r);
+    for (size_t b0 = 0; ok && b0 < r.N; b0 += (size_t)o.c.batch) {
+        int nb = (int)((r.N - b0) < (size_t)o.c.batch ? r.N - b0 : (size_t)o.c.batch);
+        ok = features_batch(&o, &r, b0, nb);
+        if (ok) cli_progress(&o.c, "features", b0 + (size_t)nb, r.N);
+    }
+    ok = ok && write_features(&o, &r);
+    features_run_free(&r);
+    free(o.pos);
+    return ok ? 0 : CLI_EXIT_RUNTIME;
 }
 
 static const char *const info_help =
