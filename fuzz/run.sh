@@ -23,8 +23,10 @@ for t in "$@"; do
   [ -d fuzz/regress/$t ] && seeds+=(fuzz/regress/$t)
   log=$B/logs/$t.log
   start=$(date +%s)
-  "$bin" "$B/corpus/$t" "${seeds[@]}" -max_len="${MAXLEN[$t]:-65536}" -rss_limit_mb=2048 \
-    -timeout=10 -max_total_time="$SECS" -print_final_stats=1 \
+  # memory bounds low enough that a memory bomb (a small input that makes the library
+  # allocate or touch hundreds of MB) is a finding, not a slow success
+  "$bin" "$B/corpus/$t" "${seeds[@]}" -max_len="${MAXLEN[$t]:-65536}" \
+    -rss_limit_mb="${FUZZ_RSS_MB:-512}" -malloc_limit_mb="${FUZZ_MALLOC_MB:-256}" -timeout=10 -max_total_time="$SECS" -print_final_stats=1 \
     -artifact_prefix="$B/artifacts/$t/" >"$log" 2>&1
   st=$?
   secs=$(( $(date +%s) - start ))
