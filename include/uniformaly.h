@@ -115,8 +115,14 @@ size_t uf_get_max_pixels(void);
  * (corrupt, truncated - including JPEGs that end early -, zero size, or
  * "unrecognised image format"), UF_ERR_UNSUPPORTED (a valid variant not handled, e.g.
  * BMP with embedded JPEG), UF_ERR_LIMIT (width*height above uf_get_max_pixels(),
- * refused before any pixel buffer is allocated). Messages of uf_image_load start with
- * the path. Thread-safe. */
+ * refused before any pixel buffer is allocated). Files whose data cannot hold the size
+ * their header declares are refused before anything big is allocated (UF_ERR_FORMAT): a
+ * PNG chunk longer than the bytes left, a JPEG with fewer than one bit per 8x8 block, an
+ * RLE BMP whose codes end before its last row (Pillow: "not enough image data"). A
+ * progressive JPEG keeps all its coefficients in memory until the last scan: above 256 MB
+ * of them (about 85 Mpx of 4:2:0 colour) it is refused (UF_ERR_LIMIT). PNG text, colour
+ * profile and other chunks that cannot change the pixels are skipped unread. Messages of
+ * uf_image_load start with the path. Thread-safe. */
 uf_status uf_image_load(const char *path, uf_image **out);
 
 /* The file-name extensions taken as images when a folder is scanned (by the dataset
@@ -191,14 +197,16 @@ uf_preprocess uf_preprocess_default(void);
 void uf_preprocess_geometry(const uf_preprocess *p, int width, int height, int *rw, int *rh,
                             int *left, int *top);
 
-/* Load an image file and shrink it at once to the size p's Resize step gives (never
- * larger than the file's own size), so a batch holds network-sized images, not full-size
- * ones: the detector and uf_preprocess_image then find no resizing left to do, and their
- * results equal those on uf_image_load's full image exactly. *width and *height receive
- * the decoded (original) size, e.g. for uf_model_map_to_image. Full-size pixels being
- * decoded are bounded across all threads calling this function (about 192 MB; one larger
- * image is decoded alone). p may be NULL for the defaults. Errors as uf_image_load.
- * Thread-safe. */
+/* Load an image file shrunk to the size p's Resize step gives (never larger than the
+ * file's own size), so a batch holds network-sized images, not full-size ones: the
+ * detector and uf_preprocess_image then find no resizing left to do, and their results
+ * equal those on uf_image_load's full image bit for bit. The image is shrunk while it is
+ * decoded, row by row, so a full-size image is never held (a 16384 x 16384 PNG takes
+ * about 15 MB, not 805 MB), except for interlaced PNGs and RLE BMPs, whose decoders need
+ * the whole plane; those full-size buffers are bounded across all threads calling this
+ * function (about 192 MB at once; one larger image is decoded alone). *width and *height
+ * receive the file's own size, e.g. for uf_model_map_to_image. p may be NULL for the
+ * defaults. Errors as uf_image_load. Thread-safe. */
 uf_status uf_image_load_shrunk(const char *path, const uf_preprocess *p, uf_image **out,
                                int *width, int *height);
 

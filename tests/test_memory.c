@@ -8,7 +8,8 @@
  *    and a 120-byte RLE4 BMP of 16000x16000: refused because the data cannot hold what
  *    the header declares (both used to be decoded and scored, as 0.8-1.5 GB);
  *  - four threads loading a legitimate 6144x6144 PNG (about 120 KB, 113 MB decoded) with
- *    uf_image_load_shrunk at once: the budget lets them decode one at a time, so the
+ *    uf_image_load_shrunk at once: rows are shrunk as they are decoded (and full-size
+ *    buffers, where a decoder needs them, come from a budget shared by the threads), so the
  *    process grows by far less than the 453 MB four full images take;
  *  - uf_image_load_shrunk + preprocessing equals uf_image_load + preprocessing exactly.
  * Peak-memory bounds are asserted outside sanitizer builds (ru_maxrss growth).
@@ -265,7 +266,7 @@ static void *shrink_thread(void *arg)
     return NULL;
 }
 
-/* Four threads shrink a 6144 x 6144 PNG (113 MB decoded; two exceed the budget) at once. */
+/* Four threads shrink a 6144 x 6144 PNG (113 MB decoded) at once. */
 static void test_budget_across_threads(void)
 {
     char path[128];
@@ -299,10 +300,58 @@ static void test_budget_across_threads(void)
     unlink(path);
 }
 
-/* Shrinking first changes nothing: preprocessing gives bit-identical network inputs. */
+/* Preprocessing img-from-path loaded whole and shrunk while decoding gives the same
+ * network input, bit for bit; returns false (after a CHECK failure) when not. */
+static bool same_input(const char *path, const uf_preprocess *p, bool must_shrink)
+{
+    uf_image *full = NULL, *small = NULL;
+    int w, h;
+    if (uf_image_load(path, &full) != UF_OK) return true; /* fixtures that fail on purpose */
+    CHECKF(uf_image_load_shrunk(path, p, &small, &w, &h) == UF_OK, "%s: %s", path, uf_errmsg());
+    bool ok = small && w == full->width && h == full->height;
+    CHECKF(ok, "%s: sizes", path);
+    if (ok && must_shrink)
+        CHECKF((int64_t)small->width * small->height < (int64_t)w * h, "%s: not shrunk", path);
+    int S = uf_preprocess_size(p);
+    float *a = malloc(sizeof(float) * 3 * S * S), *b = malloc(sizeof(float) * 3 * S * S);
+    if (ok) ok = uf_preprocess_image(full, p, a) == UF_OK && uf_preprocess_image(small, p, b) == UF_OK &&
+                 memcmp(a, b, sizeof(float) * 3 * S * S) == 0;
+    CHECKF(ok, "%s: resize %d crop %d pad %d interp %d differs", path, p->resize, p->crop,
+           p->pad_to, (int)p->interp);
+    free(a);
+    free(b);
+    uf_image_free(full);
+    uf_image_free(small);
+    return ok;
+}
+
+/* Shrinking while decoding changes nothing: every decoder (PNG plain and interlaced, every
+ * colour type; JPEG grey, colour, CMYK; BMP of every depth, RLE; PNM plain and binary) and
+ * every filter gives bit-identical network inputs. */
 static void test_shrunk_equals_full(void)
 {
-    /* a 666 x 500 image with detail in every channel */
+    uf_preprocess ps[4] = {uf_preprocess_default(), uf_preprocess_default(),
+                           uf_preprocess_default(), uf_preprocess_default()};
+    ps[0].resize = 4, ps[0].crop = 4;
+    ps[1].resize = 5, ps[1].crop = 3, ps[1].interp = UF_INTERP_NEAREST;
+    ps[2].resize = 3, ps[2].crop = 0, ps[2].pad_to = 8, ps[2].interp = UF_INTERP_LANCZOS;
+    ps[3].resize = 6, ps[3].crop = 6, ps[3].interp = UF_INTERP_BICUBIC;
+    const char *dir = "tests/data/image/fixtures";
+    DIR *d = opendir(dir);
+    REQUIRE(d != NULL);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d))) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (e->d_name[0] == '.' || !dot || !strcmp(dot, ".rgb")) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        for (int k = 0; k < 4; k++) same_input(path, &ps[k], false);
+        files++;
+    }
+    closedir(d);
+    CHECK(files >= 60);
+    /* a 666 x 500 image with detail in every channel, where every setting shrinks */
     char path[128];
     snprintf(path, sizeof path, "%s/detail.png", g_dir);
     uf_image *src = NULL;
@@ -311,26 +360,10 @@ static void test_shrunk_equals_full(void)
     for (size_t i = 0; i < (size_t)666 * 500 * 3; i++) src->rgb[i] = (uint8_t)(uf_splitmix64(&r) >> 56);
     REQUIRE_OK(uf_image_write_png(src, path));
     uf_image_free(src);
-    uf_preprocess ps[3] = {uf_preprocess_default(), uf_preprocess_default(), uf_preprocess_default()};
-    ps[1].resize = 72, ps[1].crop = 64, ps[1].interp = UF_INTERP_BICUBIC;
-    ps[2].resize = 112, ps[2].crop = 0, ps[2].pad_to = 224, ps[2].interp = UF_INTERP_LANCZOS;
-    for (int k = 0; k < 3; k++) {
-        uf_image *full = NULL, *small = NULL;
-        int w, h;
-        REQUIRE_OK(uf_image_load(path, &full));
-        REQUIRE_OK(uf_image_load_shrunk(path, &ps[k], &small, &w, &h));
-        CHECK(w == full->width && h == full->height);
-        CHECK((int64_t)small->width * small->height < (int64_t)w * h);
-        int S = uf_preprocess_size(&ps[k]);
-        float *a = malloc(sizeof(float) * 3 * S * S), *b = malloc(sizeof(float) * 3 * S * S);
-        REQUIRE_OK(uf_preprocess_image(full, &ps[k], a));
-        REQUIRE_OK(uf_preprocess_image(small, &ps[k], b));
-        CHECKF(memcmp(a, b, sizeof(float) * 3 * S * S) == 0, "setting %d differs", k);
-        free(a);
-        free(b);
-        uf_image_free(full);
-        uf_image_free(small);
-    }
+    uf_preprocess big[3] = {uf_preprocess_default(), uf_preprocess_default(), uf_preprocess_default()};
+    big[1].resize = 72, big[1].crop = 64, big[1].interp = UF_INTERP_BICUBIC;
+    big[2].resize = 112, big[2].crop = 0, big[2].pad_to = 224, big[2].interp = UF_INTERP_NEAREST;
+    for (int k = 0; k < 3; k++) same_input(path, &big[k], true);
     unlink(path);
 }
 

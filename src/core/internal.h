@@ -224,6 +224,22 @@ uf_status uf__afile_open(uf__afile *a, const char *path);
 uf_status uf__afile_commit(uf__afile *a);
 void uf__afile_abort(uf__afile *a);
 
+/* ---- resizing rows as a decoder delivers them (resize.c) ------------------------------ */
+
+/* A Pillow-exact resize of an sw x sh image to W x H whose source rows arrive one at a time,
+ * in any order: write row y ([sw][3]) into uf__rowresize_row(r), then call
+ * uf__rowresize_push(r, y). Only the rows the result needs are kept, after their horizontal
+ * pass, so the result of uf__rowresize_finish (after every row was pushed; frees r) equals
+ * uf_image_resize of the whole image bit for bit. uf__rowresize_bytes bounds the memory.
+ * Errors: UF_ERR_ARG, UF_ERR_LIMIT, UF_ERR_NOMEM. */
+typedef struct uf__rowresize uf__rowresize;
+uf_status uf__rowresize_new(int sw, int sh, int W, int H, uf_interp interp, uf__rowresize **out);
+uint8_t *uf__rowresize_row(uf__rowresize *r);
+void uf__rowresize_push(uf__rowresize *r, int y);
+uf_status uf__rowresize_finish(uf__rowresize *r, uf_image **out);
+void uf__rowresize_free(uf__rowresize *r);
+size_t uf__rowresize_bytes(int sw, int sh, int W, int H);
+
 /* ---- sha256 (sha256.c, OpenSSL's libcrypto; no other file calls OpenSSL) ------------- */
 
 /* hex receives 64 lowercase hex digits and a NUL ("" if OpenSSL fails to allocate). */

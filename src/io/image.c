@@ -20,11 +20,13 @@
  * UF_ERR_FORMAT. libpng and libjpeg report errors through longjmp; the handlers here never
  * print and never exit.
  *
- * Memory: uf_image_load_shrunk decodes and at once shrinks to the network's resize size,
- * and every decoder reserves the full image's bytes from one process-wide budget
- * (DECODE_BUDGET) as soon as its header is read, so threads decoding a batch in parallel
- * hold at most that much of full-size pixels at once (one image larger than the budget
- * is decoded alone).
+ * Memory: every decoder writes its rows into a sink: the whole image (uf_image_decode,
+ * uf_image_load), or for uf_image_load_shrunk a row resize (resize.c) to the network's
+ * resize size, so only one row of the full-size image exists at a time. Full-size buffers
+ * that remain (the image when it is not shrunk, an interlaced PNG's plane, an RLE BMP's
+ * index plane) are reserved from one process-wide budget (DECODE_BUDGET) first, so threads
+ * decoding a batch in parallel hold at most that much at once (one larger image is decoded
+ * alone).
  */
 #include "core/internal.h"
 
@@ -71,7 +73,7 @@ static uf_status check_dims(const char *fmt, uint64_t w, uint64_t h)
     return UF_OK;
 }
 
-/* ---- the budget of full-size decoded pixels (uf_image_load_shrunk) ------------------ */
+/* ---- the budget of full-size buffers in uf_image_load_shrunk --------------------------- */
 
 #define DECODE_BUDGET ((size_t)192 << 20) /* bytes of full-size images decoded at once */
 
@@ -92,28 +94,89 @@ static void budget_release(void)
     pthread_mutex_unlock(&g_budget_mu);
 }
 
-/* Wait until bytes fit in the budget (or nobody else holds any), then hold them. A thread
- * wanting more gives back what it holds first, so two threads never wait for each other. */
-static void budget_reserve(size_t bytes)
+/* Wait until bytes more fit in the budget (or nobody else holds any), then hold them. A
+ * thread wanting more gives back what it holds first and waits for the sum, so two threads
+ * never wait for each other. */
+static void budget_add(size_t bytes)
 {
-    if (!tl_budget.active || bytes <= tl_budget.held) return;
+    if (!tl_budget.active || !bytes) return;
+    size_t want = tl_budget.held + bytes;
     budget_release();
     pthread_mutex_lock(&g_budget_mu);
-    while (g_budget_held > 0 && bytes > DECODE_BUDGET - (g_budget_held < DECODE_BUDGET
-                                                          ? g_budget_held : DECODE_BUDGET))
+    while (g_budget_held > 0 && want > DECODE_BUDGET - (g_budget_held < DECODE_BUDGET
+                                                         ? g_budget_held : DECODE_BUDGET))
         pthread_cond_wait(&g_budget_cv, &g_budget_mu);
-    g_budget_held += bytes;
-    tl_budget.held = bytes;
+    g_budget_held += want;
+    tl_budget.held = want;
     pthread_mutex_unlock(&g_budget_mu);
 }
 
-/* check_dims for the size a file's header declares, before the decoder allocates: also
- * reserves the decoded image (bytes_per_px per pixel, temporaries included) from the
- * budget. */
-static uf_status header_dims(const char *fmt, uint64_t w, uint64_t h, unsigned bytes_per_px)
+/* ---- where a decoder puts its rows ------------------------------------------------------ */
+
+/* The whole image, or, when a preprocessing is given and would shrink the image, a row
+ * resize (uf__rowresize) that keeps only what the network-size image needs: the decoders
+ * never hold a full-size image then, only one row of it. Heap-allocated so that decoders
+ * using setjmp keep a pointer that never changes. */
+typedef struct target {
+    const uf_preprocess *pre; /* shrink to its resize size (NULL: keep the whole image) */
+    int w, h;                 /* out: the size the file declares */
+} target;
+
+typedef struct sink {
+    int w, h;
+    uf_image *img;       /* the whole image (NULL while shrinking) */
+    uf__rowresize *rr;   /* shrinking */
+} sink;
+
+static void sink_free(sink *k)
 {
-    uf_status st = check_dims(fmt, w, h);
-    if (st == UF_OK) budget_reserve((size_t)(w * h) * bytes_per_px);
+    if (!k) return;
+    uf_image_free(k->img);
+    uf__rowresize_free(k->rr);
+    free(k);
+}
+
+/* Allocate where a w x h image goes (t->pre: shrink to its resize size if that is
+ * smaller); records the size in t. */
+static uf_status sink_open(sink *k, target *t, int w, int h)
+{
+    k->w = w;
+    k->h = h;
+    const uf_preprocess *pre = t ? t->pre : NULL;
+    if (t) t->w = w, t->h = h;
+    int rw = 0, rh = 0;
+    if (pre) uf_preprocess_geometry(pre, w, h, &rw, &rh, NULL, NULL);
+    if (rw > 0 && rh > 0 && (int64_t)rw * rh < (int64_t)w * h) {
+        budget_add(uf__rowresize_bytes(w, h, rw, rh));
+        return uf__rowresize_new(w, h, rw, rh, pre->interp, &k->rr);
+    }
+    budget_add((size_t)w * (size_t)h * 3);
+    return uf_image_new(w, h, &k->img);
+}
+
+/* Where row y ([w][3]) is to be written; sink_push(k, y) once it is complete. */
+static uint8_t *sink_row(sink *k, int y)
+{
+    return k->rr ? uf__rowresize_row(k->rr) : k->img->rgb + (size_t)y * k->w * 3;
+}
+
+static void sink_push(sink *k, int y)
+{
+    if (k->rr) uf__rowresize_push(k->rr, y);
+}
+
+/* The decoded (or shrunk) image, once every row was pushed; frees k. */
+static uf_status sink_finish(sink *k, uf_image **out)
+{
+    uf_status st = UF_OK;
+    if (k->rr) {
+        st = uf__rowresize_finish(k->rr, out);
+        k->rr = NULL;
+    } else {
+        *out = k->img;
+        k->img = NULL;
+    }
+    sink_free(k);
     return st;
 }
 
@@ -216,7 +279,26 @@ static uf_status png_check_chunks(const uint8_t *buf, size_t len)
     return UF_OK; /* a file cut between chunks: libpng reports it */
 }
 
-static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
+/* One decoded row of ch 8-bit channels to RGB: grey is replicated, alpha dropped. */
+static void png_row_to_rgb(const uint8_t *src, int ch, int w, uint8_t *dst)
+{
+    if (ch == 3) {
+        memcpy(dst, src, (size_t)w * 3);
+        return;
+    }
+    for (int i = 0; i < w; i++) {
+        if (ch <= 2) {
+            dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[ch * i];
+        } else {
+            dst[3 * i] = src[4 * i];
+            dst[3 * i + 1] = src[4 * i + 1];
+            dst[3 * i + 2] = src[4 * i + 2];
+        }
+    }
+}
+
+static uf_status decode_png(const uint8_t *buf, size_t len, target *t,
+                            uf_image **out)
 {
     /* Check the IHDR size first, so that a bare header claiming a huge image is refused as
      * too large rather than as truncated (libpng would read on to the first IDAT). */
@@ -224,29 +306,30 @@ static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
         uint32_t w = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
         uint32_t h = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
         if (w && h) { /* zero sizes are reported by libpng */
-            uf_status st0 = header_dims("PNG", w, h, 7); /* RGB + RGBA rows */
+            uf_status st0 = check_dims("PNG", w, h);
             if (st0) return st0;
         }
     }
     uf_status chk = png_check_chunks(buf, len);
     if (chk) return chk;
+    sink *const k = calloc(1, sizeof *k);
+    if (!k) return uf__err(UF_ERR_NOMEM, "PNG: out of memory");
     png_mem m = {buf, len, 0, "unknown error"};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &m, png_on_error,
                                              png_on_warning);
-    if (!png) return uf__err(UF_ERR_NOMEM, "PNG: cannot create libpng reader");
-    png_infop info = png_create_info_struct(png);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return uf__err(UF_ERR_NOMEM, "PNG: cannot create libpng info");
+        free(k);
+        return uf__err(UF_ERR_NOMEM, "PNG: cannot create libpng reader");
     }
     /* Everything allocated after setjmp is volatile so the handler sees current values. */
-    uf_image *volatile img = NULL;
-    uint8_t *volatile tmp = NULL;     /* [h][w][channels] when channels != 3 */
-    png_bytep *volatile rows = NULL;  /* [h] row pointers                     */
+    uint8_t *volatile tmp = NULL;     /* [h][w][ch] interlaced images, else one row [w][ch] */
+    png_bytep *volatile rows = NULL;  /* [h] row pointers (interlaced)                  */
     if (setjmp(png_jmpbuf(png))) {
         free(rows);
         free(tmp);
-        uf_image_free(img);
+        sink_free(k);
         png_destroy_read_struct(&png, &info, NULL);
         return uf__err(UF_ERR_FORMAT, "PNG: %s", m.msg);
     }
@@ -266,7 +349,7 @@ static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
     png_uint_32 w = 0, h = 0;
     int depth = 0, ctype = 0, interlace = 0;
     png_get_IHDR(png, info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
-    uf_status st = header_dims("PNG", w, h, 7);
+    uf_status st = check_dims("PNG", w, h);
     if (st) goto fail;
     {
         /* Deflate cannot expand by more than 1032:1, so the raw scanlines must fit in
@@ -294,55 +377,41 @@ static uf_status decode_png(const uint8_t *buf, size_t len, uf_image **out)
                      ch);
         goto fail;
     }
-    {
-        uf_image *im = NULL;
-        st = uf_image_new((int)w, (int)h, &im);
-        if (st) goto fail;
-        img = im;
-    }
-    uint8_t *dst = img->rgb; /* [h][w][3] */
-    uint8_t *src = dst;      /* [h][w][ch] */
-    if (ch != 3) {
-        tmp = malloc((size_t)h * rowbytes);
-        if (!tmp) {
-            st = uf__err(UF_ERR_NOMEM, "PNG: out of memory for %ux%u", (unsigned)w,
-                         (unsigned)h);
+    if ((st = sink_open(k, t, (int)w, (int)h))) goto fail;
+    if (interlace == PNG_INTERLACE_NONE) { /* row by row: only one row is ever held */
+        if (!(tmp = malloc(rowbytes))) {
+            st = uf__err(UF_ERR_NOMEM, "PNG: out of memory");
             goto fail;
         }
-        src = tmp;
-    }
-    rows = malloc((size_t)h * sizeof *rows);
-    if (!rows) {
-        st = uf__err(UF_ERR_NOMEM, "PNG: out of memory for row table");
-        goto fail;
-    }
-    for (size_t y = 0; y < h; y++) rows[y] = src + y * rowbytes;
-    png_read_image(png, rows);
-
-    /* Grey -> replicate; grey+alpha, RGBA -> drop alpha. */
-    size_t npx = (size_t)w * h;
-    if (ch == 1) {
-        for (size_t i = 0; i < npx; i++) dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[i];
-    } else if (ch == 2) {
-        for (size_t i = 0; i < npx; i++)
-            dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[2 * i];
-    } else if (ch == 4) {
-        for (size_t i = 0; i < npx; i++) {
-            dst[3 * i] = src[4 * i];
-            dst[3 * i + 1] = src[4 * i + 1];
-            dst[3 * i + 2] = src[4 * i + 2];
+        for (int y = 0; y < (int)h; y++) {
+            png_read_row(png, tmp, NULL);
+            png_row_to_rgb(tmp, ch, (int)w, sink_row(k, y));
+            sink_push(k, y);
+        }
+    } else { /* Adam7 fills rows over seven passes: the whole image is needed */
+        budget_add((size_t)h * rowbytes);
+        tmp = malloc((size_t)h * rowbytes);
+        rows = malloc((size_t)h * sizeof *rows);
+        if (!tmp || !rows) {
+            st = uf__err(UF_ERR_NOMEM, "PNG: out of memory for %ux%u", (unsigned)w, (unsigned)h);
+            goto fail;
+        }
+        for (size_t y = 0; y < h; y++) rows[y] = tmp + y * rowbytes;
+        png_read_image(png, rows);
+        for (int y = 0; y < (int)h; y++) {
+            png_row_to_rgb(rows[y], ch, (int)w, sink_row(k, y));
+            sink_push(k, y);
         }
     }
     free(rows);
     free(tmp);
     png_destroy_read_struct(&png, &info, NULL);
-    *out = img;
-    return UF_OK;
+    return sink_finish(k, out);
 
 fail:
     free(rows);
     free(tmp);
-    uf_image_free(img);
+    sink_free(k);
     png_destroy_read_struct(&png, &info, NULL);
     return st;
 }
@@ -400,11 +469,13 @@ static uf_status jpeg_check_size(const struct jpeg_decompress_struct *ci, size_t
     return UF_OK;
 }
 
-static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
+static uf_status decode_jpeg(const uint8_t *buf, size_t len, target *t,
+                             uf_image **out)
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
-    uf_image *volatile img = NULL;
+    sink *const k = calloc(1, sizeof *k);
+    if (!k) return uf__err(UF_ERR_NOMEM, "JPEG: out of memory");
     uint8_t *volatile row = NULL; /* [w][components] one scanline */
     volatile uf_status st = UF_OK;
     memset(&cinfo, 0, sizeof cinfo);
@@ -416,7 +487,7 @@ static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
     if (setjmp(jerr.jb)) {
         jpeg_destroy_decompress(&cinfo);
         free(row);
-        uf_image_free(img);
+        sink_free(k);
         return uf__err(UF_ERR_FORMAT, "JPEG: %s", jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
@@ -429,7 +500,7 @@ static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
      * above it, which this build refuses (checked below first, to say so plainly) */
     cinfo.mem->max_memory_to_use = JPEG_MAX_MEMORY;
     jpeg_read_header(&cinfo, TRUE);
-    st = header_dims("JPEG", cinfo.image_width, cinfo.image_height, 3);
+    st = check_dims("JPEG", cinfo.image_width, cinfo.image_height);
     if (st) goto done;
     if ((st = jpeg_check_size(&cinfo, len))) goto done;
     /* Output space by component count, like Pillow's modes L / RGB / CMYK. */
@@ -448,19 +519,15 @@ static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
         st = uf__err(UF_ERR_INTERNAL, "JPEG: unexpected output layout");
         goto done;
     }
-    {
-        uf_image *im = NULL;
-        st = uf_image_new(w, h, &im);
-        if (st) goto done;
-        img = im;
-    }
+    if ((st = sink_open(k, t, w, h))) goto done;
     row = malloc((size_t)w * oc);
     if (!row) {
         st = uf__err(UF_ERR_NOMEM, "JPEG: out of memory");
         goto done;
     }
     while ((int)cinfo.output_scanline < h) {
-        uint8_t *dst = img->rgb + (size_t)cinfo.output_scanline * w * 3; /* [w][3] */
+        int y = (int)cinfo.output_scanline;
+        uint8_t *dst = sink_row(k, y); /* [w][3] */
         JSAMPROW rp = row;
         if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1) {
             st = uf__err(UF_ERR_FORMAT, "JPEG: decoder stalled");
@@ -478,23 +545,23 @@ static uf_status decode_jpeg(const uint8_t *buf, size_t len, uf_image **out)
                 int nk = p[3]; /* 255 - (255 - raw k) */
                 for (int c = 0; c < 3; c++) {
                     int cv = 255 - p[c];
-                    int t = cv * nk + 128;
-                    int v = nk - (((t >> 8) + t) >> 8);
+                    int q = cv * nk + 128;
+                    int v = nk - (((q >> 8) + q) >> 8);
                     dst[3 * x + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
                 }
             }
         }
+        sink_push(k, y);
     }
 done:
     /* jpeg_finish_decompress is skipped on purpose: trailing garbage is not an error. */
     jpeg_destroy_decompress(&cinfo);
     free(row);
     if (st) {
-        uf_image_free(img);
+        sink_free(k);
         return st;
     }
-    *out = img;
-    return UF_OK;
+    return sink_finish(k, out);
 }
 
 /* ---- BMP (own parser) ---------------------------------------------------------------- */
@@ -576,7 +643,8 @@ static uf_status bmp_rle(const uint8_t *p, size_t n, int w, int h, int rle4, uin
     return UF_OK;
 }
 
-static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
+static uf_status decode_bmp(const uint8_t *b, size_t len, target *t,
+                            uf_image **out)
 {
     if (len < 18) return uf__err(UF_ERR_FORMAT, "BMP: truncated header");
     uint32_t off = rd_le32(b + 10);
@@ -617,7 +685,7 @@ static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
         }
     }
     if (w <= 0) return uf__err(UF_ERR_FORMAT, "BMP: invalid width %lld", (long long)w);
-    uf_status st = header_dims("BMP", (uint64_t)w, (uint64_t)h, 4); /* RGB + RLE indices */
+    uf_status st = check_dims("BMP", (uint64_t)w, (uint64_t)h);
     if (st) return st;
     if (bits != 1 && bits != 4 && bits != 8 && bits != 16 && bits != 24 && bits != 32)
         return uf__err(UF_ERR_UNSUPPORTED, "BMP: unsupported bit depth %d", bits);
@@ -670,38 +738,52 @@ static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
     int W = (int)w, H = (int)h;
     const uint8_t *data = b + off;
     size_t avail = len - off;
-    uf_image *img = NULL;
+    sink *k = calloc(1, sizeof *k);
+    if (!k) return uf__err(UF_ERR_NOMEM, "BMP: out of memory");
     if (comp == 1 || comp == 2) {
-        if ((st = bmp_rle(data, avail, W, H, comp == 2, NULL))) return st; /* enough data? */
+        if ((st = bmp_rle(data, avail, W, H, comp == 2, NULL))) { /* enough data? */
+            free(k);
+            return st;
+        }
+        budget_add((size_t)W * H);
         uint8_t *idx = calloc((size_t)W * H, 1); /* [H][W] palette indices, file row order */
-        if (!idx) return uf__err(UF_ERR_NOMEM, "BMP: out of memory");
+        if (!idx) {
+            free(k);
+            return uf__err(UF_ERR_NOMEM, "BMP: out of memory");
+        }
         st = bmp_rle(data, avail, W, H, comp == 2, idx);
-        if (!st) st = uf_image_new(W, H, &img);
+        if (!st) st = sink_open(k, t, W, H);
         if (st) {
             free(idx);
+            sink_free(k);
             return st;
         }
         for (int y = 0; y < H; y++) {
             const uint8_t *ir = idx + (size_t)y * W;
-            uint8_t *dst = img->rgb + (size_t)(H - 1 - y) * W * 3; /* bottom-up */
+            uint8_t *dst = sink_row(k, H - 1 - y); /* bottom-up */
             for (int x = 0; x < W; x++) memcpy(dst + 3 * x, pal[ir[x]], 3);
+            sink_push(k, H - 1 - y);
         }
         free(idx);
-        *out = img;
-        return UF_OK;
+        return sink_finish(k, out);
     }
     /* Uncompressed: rows padded to 4 bytes. */
     size_t stride = (((size_t)W * (size_t)bits + 31) / 32) * 4;
     size_t need;
-    if (!uf__mul_ok(stride, (size_t)H, &need) || need > avail)
+    if (!uf__mul_ok(stride, (size_t)H, &need) || need > avail) {
+        free(k);
         return uf__err(UF_ERR_FORMAT, "BMP: truncated pixel data (%zu of %zu bytes)", avail,
                        stride * (size_t)H);
-    st = uf_image_new(W, H, &img);
-    if (st) return st;
+    }
+    if ((st = sink_open(k, t, W, H))) {
+        sink_free(k);
+        return st;
+    }
     int bpp = bits / 8;
     for (int y = 0; y < H; y++) {
         const uint8_t *s = data + (size_t)y * stride;
-        uint8_t *dst = img->rgb + (size_t)(topdown ? y : H - 1 - y) * W * 3; /* [W][3] */
+        int oy = topdown ? y : H - 1 - y;
+        uint8_t *dst = sink_row(k, oy); /* [W][3] */
         for (int x = 0; x < W; x++, dst += 3) {
             if (bits <= 8) {
                 int per = 8 / bits; /* pixels per byte, most significant first */
@@ -717,9 +799,9 @@ static uf_status decode_bmp(const uint8_t *b, size_t len, uf_image **out)
                 dst[2] = bmp_field_get(&fb, px);
             }
         }
+        sink_push(k, oy);
     }
-    *out = img;
-    return UF_OK;
+    return sink_finish(k, out);
 }
 
 /* ---- PNM (own parser) ---------------------------------------------------------------- */
@@ -770,7 +852,8 @@ static uint8_t pnm_scale(long v, long maxval)
     return (uint8_t)(t > 255.0 ? 255 : t);
 }
 
-static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
+static uf_status decode_pnm(const uint8_t *b, size_t len, target *t,
+                            uf_image **out)
 {
     int kind = b[1] - '0'; /* 1..6 checked by the caller */
     pnm_rd r = {b, len, 2};
@@ -781,11 +864,10 @@ static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
         if (maxval < 1 || maxval > 65535)
             return uf__err(UF_ERR_FORMAT, "PNM: maxval %ld outside 1..65535", maxval);
     }
-    uf_status st = header_dims("PNM", (uint64_t)w, (uint64_t)h, 3);
+    uf_status st = check_dims("PNM", (uint64_t)w, (uint64_t)h);
     if (st) return st;
     int chans = (kind == 3 || kind == 6) ? 3 : 1;
     size_t npx = (size_t)w * (size_t)h;
-    uf_image *img = NULL;
 
     if (kind >= 4) { /* binary: exactly one whitespace byte ends the header */
         if (r.pos >= len || !pnm_space(b[r.pos]))
@@ -797,12 +879,16 @@ static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
         if (!uf__mul_ok(rowb, (size_t)h, &need) || need > avail)
             return uf__err(UF_ERR_FORMAT, "PNM: truncated pixel data (%zu of %zu bytes)",
                            avail, rowb * (size_t)h);
-        st = uf_image_new((int)w, (int)h, &img);
-        if (st) return st;
+        sink *k = calloc(1, sizeof *k);
+        if (!k) return uf__err(UF_ERR_NOMEM, "PNM: out of memory");
+        if ((st = sink_open(k, t, (int)w, (int)h))) {
+            sink_free(k);
+            return st;
+        }
         const uint8_t *d = b + r.pos;
         for (long y = 0; y < h; y++) {
             const uint8_t *s = d + (size_t)y * rowb;
-            uint8_t *dst = img->rgb + (size_t)y * w * 3; /* [w][3] */
+            uint8_t *dst = sink_row(k, (int)y); /* [w][3] */
             for (long x = 0; x < w; x++) {
                 if (kind == 4) { /* 1 = black */
                     uint8_t v = (s[x / 8] >> (7 - x % 8) & 1) ? 0 : 255;
@@ -810,16 +896,16 @@ static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
                     continue;
                 }
                 for (int c = 0; c < chans; c++) {
-                    size_t k = ((size_t)x * chans + c) * bps;
-                    long v = bps == 2 ? (long)s[k] << 8 | s[k + 1] : s[k];
+                    size_t o8 = ((size_t)x * chans + c) * bps;
+                    long v = bps == 2 ? (long)s[o8] << 8 | s[o8 + 1] : s[o8];
                     uint8_t o = pnm_scale(v, maxval);
                     if (chans == 1) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = o;
                     else dst[3 * x + c] = o;
                 }
             }
+            sink_push(k, (int)y);
         }
-        *out = img;
-        return UF_OK;
+        return sink_finish(k, out);
     }
 
     /* Plain (ASCII) formats; samples must not exceed maxval (as in Pillow). Every sample
@@ -829,51 +915,73 @@ static uf_status decode_pnm(const uint8_t *b, size_t len, uf_image **out)
     if ((kind == 1 && nsamp > rest) || (kind != 1 && nsamp > rest / 2 + 1))
         return uf__err(UF_ERR_FORMAT, "PNM: truncated (%zu samples cannot fit in %zu bytes)",
                        nsamp, rest);
-    st = uf_image_new((int)w, (int)h, &img);
-    if (st) return st;
+    sink *k = calloc(1, sizeof *k);
+    if (!k) return uf__err(UF_ERR_NOMEM, "PNM: out of memory");
+    if ((st = sink_open(k, t, (int)w, (int)h))) {
+        sink_free(k);
+        return st;
+    }
     for (size_t i = 0; i < npx; i++) {
-        uint8_t *dst = img->rgb + 3 * i;
+        int y = (int)(i / (size_t)w), x = (int)(i % (size_t)w);
+        uint8_t *dst = sink_row(k, y) + 3 * (size_t)x;
         if (kind == 1) { /* single-character tokens, whitespace optional */
             pnm_skip(&r);
             if (r.pos >= len || (b[r.pos] != '0' && b[r.pos] != '1')) {
-                uf_image_free(img);
+                sink_free(k);
                 return uf__err(UF_ERR_FORMAT, "PNM: %s at pixel %zu",
                                r.pos >= len ? "truncated data" : "invalid P1 token", i);
             }
             dst[0] = dst[1] = dst[2] = b[r.pos++] == '1' ? 0 : 255;
-            continue;
-        }
-        for (int c = 0; c < chans; c++) {
-            long v = pnm_uint(&r);
-            if (v < 0 || v > maxval) {
-                uf_image_free(img);
-                return uf__err(UF_ERR_FORMAT, "PNM: %s at pixel %zu",
-                               v < 0 ? "missing or bad sample" : "sample above maxval", i);
+        } else {
+            for (int c = 0; c < chans; c++) {
+                long v = pnm_uint(&r);
+                if (v < 0 || v > maxval) {
+                    sink_free(k);
+                    return uf__err(UF_ERR_FORMAT, "PNM: %s at pixel %zu",
+                                   v < 0 ? "missing or bad sample" : "sample above maxval", i);
+                }
+                uint8_t o = pnm_scale(v, maxval);
+                if (chans == 1) dst[0] = dst[1] = dst[2] = o;
+                else dst[c] = o;
             }
-            uint8_t o = pnm_scale(v, maxval);
-            if (chans == 1) dst[0] = dst[1] = dst[2] = o;
-            else dst[c] = o;
         }
+        if (x == (int)w - 1) sink_push(k, y);
     }
-    *out = img;
-    return UF_OK;
+    return sink_finish(k, out);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------- */
+
+/* Decode buf by its magic bytes (t: see target). */
+static uf_status decode_any(const uint8_t *b, size_t len, target *t, uf_image **out)
+{
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+    if (len >= 8 && memcmp(b, png_sig, 8) == 0) return decode_png(b, len, t, out);
+    if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return decode_jpeg(b, len, t, out);
+    if (len >= 2 && b[0] == 'B' && b[1] == 'M') return decode_bmp(b, len, t, out);
+    if (len >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && (pnm_space(b[2]) || b[2] == '#'))
+        return decode_pnm(b, len, t, out);
+    return uf__err(UF_ERR_FORMAT, "unrecognised image format");
+}
 
 uf_status uf_image_decode(const void *buf, size_t len, uf_image **out)
 {
     if (!out) return uf__err(UF_ERR_ARG, "uf_image_decode: out is NULL");
     *out = NULL;
     if (!buf && len) return uf__err(UF_ERR_ARG, "uf_image_decode: buf is NULL");
-    const uint8_t *b = buf;
-    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-    if (len >= 8 && memcmp(b, png_sig, 8) == 0) return decode_png(b, len, out);
-    if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return decode_jpeg(b, len, out);
-    if (len >= 2 && b[0] == 'B' && b[1] == 'M') return decode_bmp(b, len, out);
-    if (len >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && (pnm_space(b[2]) || b[2] == '#'))
-        return decode_pnm(b, len, out);
-    return uf__err(UF_ERR_FORMAT, "unrecognised image format");
+    return decode_any(buf, len, NULL, out);
+}
+
+/* Read path and decode it (t: see target); errors name the path. */
+static uf_status load(const char *path, target *t, uf_image **out)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uf_status st = uf__read_file(path, (size_t)1 << 31, &buf, &len); /* names the path */
+    if (st) return st;
+    st = decode_any(buf, len, t, out);
+    free(buf);
+    return st ? uf__err_prefix(st, path) : UF_OK;
 }
 
 uf_status uf_image_load(const char *path, uf_image **out)
@@ -881,47 +989,24 @@ uf_status uf_image_load(const char *path, uf_image **out)
     if (!out) return uf__err(UF_ERR_ARG, "uf_image_load: out is NULL");
     *out = NULL;
     if (!path) return uf__err(UF_ERR_ARG, "uf_image_load: path is NULL");
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    uf_status st = uf__read_file(path, (size_t)1 << 31, &buf, &len); /* names the path */
-    if (st) return st;
-    st = uf_image_decode(buf, len, out);
-    free(buf);
-    if (st) return uf__err_prefix(st, path);
-    return UF_OK;
+    return load(path, NULL, out);
 }
 
 uf_status uf_image_load_shrunk(const char *path, const uf_preprocess *p, uf_image **out,
                                int *width, int *height)
 {
-    if (!out || !width || !height) return uf__err(UF_ERR_ARG, "uf_image_load_shrunk: NULL argument");
+    if (!out || !width || !height || !path)
+        return uf__err(UF_ERR_ARG, "uf_image_load_shrunk: NULL argument");
     *out = NULL;
     *width = *height = 0;
     uf_preprocess d = uf_preprocess_default();
-    if (!p) p = &d;
-    uf_image *img = NULL;
+    target t = {p ? p : &d, 0, 0};
     tl_budget.active = true;
-    uf_status st = uf_image_load(path, &img);
-    if (st == UF_OK) {
-        *width = img->width;
-        *height = img->height;
-        int rw, rh;
-        uf_preprocess_geometry(p, img->width, img->height, &rw, &rh, NULL, NULL);
-        /* the resize preprocessing would do anyway, done now; only ever smaller */
-        if (rw > 0 && rh > 0 && (int64_t)rw * rh < (int64_t)img->width * img->height) {
-            uf_image *small = NULL;
-            st = uf_image_resize(img, rw, rh, p->interp, &small);
-            uf_image_free(img);
-            img = small;
-            if (st) st = uf__err_prefix(st, path);
-        }
-    }
+    uf_status st = load(path, &t, out);
     tl_budget.active = false;
     budget_release();
-    if (st) {
-        uf_image_free(img);
-        return st;
-    }
-    *out = img;
+    if (st) return st;
+    *width = t.w;
+    *height = t.h;
     return UF_OK;
 }
