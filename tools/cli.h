@@ -76,10 +76,12 @@ void cli_progress(const cli_common *c, const char *label, size_t i, size_t n);
  * device is refused instead of blocking; NULL after printing one line naming it. */
 FILE *cli_open_input(const char *path);
 
-/* The files a run reads (uf_inputs): each of paths[0..n-1] that exists. NULL after printing
- * an error (out of memory). Free with uf_inputs_free. */
-uf_inputs *cli_inputs(char *const *paths, size_t n);
-bool cli_inputs_add(uf_inputs *in, const char *path);
+/* The files a run reads (uf_inputs), so no output replaces one: the expanded images, the
+ * arguments that named them (list files) and more[0..nmore-1] (checkpoints, models; NULL
+ * entries skipped). NULL after printing an error (out of memory). Free with
+ * uf_inputs_free. */
+uf_inputs *cli_run_inputs(const cli_strings *images, int npos, char *const *pos,
+                          const char *const *more, int nmore);
 
 /* uf_output_check(path, in), printing its one-line error; false when path must not be
  * written. */

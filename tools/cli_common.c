@@ -271,26 +271,18 @@ FILE *cli_open_input(const char *path)
     return f;
 }
 
-bool cli_inputs_add(uf_inputs *in, const char *path)
-{
-    if (uf_inputs_add(in, path) == UF_OK) return true;
-    cli_error("%s", uf_errmsg());
-    return false;
-}
-
-uf_inputs *cli_inputs(char *const *paths, size_t n)
+uf_inputs *cli_run_inputs(const cli_strings *images, int npos, char *const *pos,
+                          const char *const *more, int nmore)
 {
     uf_inputs *in = NULL;
-    if (uf_inputs_new(&in) != UF_OK) {
-        cli_error("%s", uf_errmsg());
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (paths[i] && !cli_inputs_add(in, paths[i])) {
-            uf_inputs_free(in);
-            return NULL;
-        }
-    return in;
+    bool ok = uf_inputs_new(&in) == UF_OK;
+    for (size_t i = 0; ok && i < images->n; i++) ok = uf_inputs_add(in, images->v[i]) == UF_OK;
+    for (int i = 0; ok && i < npos; i++) ok = uf_inputs_add(in, pos[i]) == UF_OK;
+    for (int i = 0; ok && i < nmore; i++) ok = !more[i] || uf_inputs_add(in, more[i]) == UF_OK;
+    if (ok) return in;
+    cli_error("%s", uf_errmsg());
+    uf_inputs_free(in);
+    return NULL;
 }
 
 bool cli_check_output(const char *path, const uf_inputs *in)

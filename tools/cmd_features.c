@@ -167,11 +167,10 @@ static bool features_setup(const features_opts *o, features_run *r)
 {
     const cli_common *c = &o->c;
     if (!cli_expand_images(o->npos, o->pos, &r->images)) return false;
-    if (!(r->inputs = cli_inputs(r->images.v, r->images.n)) || !cli_inputs_add(r->inputs, c->backbone))
+    const char *more[1] = {c->backbone};
+    if (!(r->inputs = cli_run_inputs(&r->images, o->npos, o->pos, more, 1)) ||
+        !cli_check_output(o->out_path, r->inputs))
         return false;
-    for (int i = 0; i < o->npos; i++)
-        if (!cli_inputs_add(r->inputs, o->pos[i])) return false;
-    if (!cli_check_output(o->out_path, r->inputs)) return false;
     if (!(r->bb = cli_load_backbone(c))) return false;
     uf_backbone_get_info(r->bb, &r->info);
     if (o->want_logits && r->info.n_classes <= 0) {

@@ -137,13 +137,12 @@ int cmd_fit(int argc, char **argv)
         goto done;
     }
     /* refuse an --out that is not replaceable or is one of the inputs before any work */
-    if (!(inputs = cli_inputs(images.v, images.n)) || !cli_inputs_add(inputs, c.backbone)) {
+    const char *more[1] = {c.backbone};
+    if (!(inputs = cli_run_inputs(&images, npos, pos, more, 1)) ||
+        !cli_check_output(out_path, inputs)) {
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
-    for (int i = 0; i < npos; i++)
-        if (!cli_inputs_add(inputs, pos[i])) { rc = CLI_EXIT_RUNTIME; goto done; }
-    if (!cli_check_output(out_path, inputs)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (uf_fitter_new(bb, &dp, &fit) != UF_OK) {
         cli_error("%s: %s", c.backbone, uf_errmsg());

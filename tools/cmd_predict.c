@@ -341,19 +341,6 @@ static void predict_run_free(predict_run *r, int batch)
     cli_strings_free(&r->images);
 }
 
-/* The inputs of the run: images, their arguments, the model and its backbone. */
-static bool collect_inputs(const predict_opts *o, predict_run *r)
-{
-    if (!(r->inputs = cli_inputs(r->images.v, r->images.n))) return false;
-    uf_model_info mi;
-    uf_model_get_info(r->m, &mi);
-    bool ok = cli_inputs_add(r->inputs, o->model_path) &&
-              (!o->lp.backbone_path || cli_inputs_add(r->inputs, o->lp.backbone_path)) &&
-              (!mi.backbone_path[0] || cli_inputs_add(r->inputs, mi.backbone_path));
-    for (int i = 0; ok && i < o->npos; i++) ok = cli_inputs_add(r->inputs, o->pos[i]);
-    return ok;
-}
-
 /* Expand the images, name their heatmaps, load the model, allocate the batch. */
 static bool predict_setup(const predict_opts *o, predict_run *r)
 {
@@ -371,9 +358,12 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
         cli_error("%s", uf_errmsg());
         return false;
     }
-    if (!collect_inputs(o, r)) return false;
     uf_model_info mi;
     uf_model_get_info(r->m, &mi);
+    /* the inputs of the run: images, their arguments, the model and its backbone */
+    const char *more[3] = {o->model_path, o->lp.backbone_path,
+                           mi.backbone_path[0] ? mi.backbone_path : NULL};
+    if (!(r->inputs = cli_run_inputs(&r->images, o->npos, o->pos, more, 3))) return false;
     r->pre = mi.params.pre;
     r->thr = isfinite(o->thr) ? o->thr : mi.threshold;
     int S;

@@ -11,10 +11,10 @@
  * NEAREST takes Pillow's other path (Geometry.c ImagingScaleAffine): source coordinate
  * (x + 0.5) * scale accumulated in double and truncated.
  *
- * uf__rowresize does the same while a decoder delivers rows one at a time: each row gets
- * its horizontal pass at once and only the rows the vertical pass reads are kept (Pillow's
- * own intermediate image), so a 16384 x 16384 image shrinks to 256 x 256 holding about
- * 12 MB instead of 805 MB, with the same bytes as uf_image_resize.
+ * Both run row by row (uf__rowresize): each source row gets its horizontal pass as it
+ * arrives and only the rows the vertical pass reads are kept (Pillow's own intermediate
+ * image). uf_image_resize feeds it a whole image; the decoders feed it rows as they decode
+ * them, so a 16384 x 16384 image shrinks to 256 x 256 holding about 12 MB, not 805 MB.
  *
  * Floating-point expressions must not be contracted into FMAs, or a few weights would differ
  * from Pillow's in the last bit; gcc does not contract in ISO C mode (-std=c11), clang needs
@@ -182,113 +182,6 @@ static void resample_v(const uint8_t *src, int w, uint8_t *dst, int dh, int ksiz
     }
 }
 
-/* Pillow's ImagingResampleInner for the convolution filters. */
-static uf_status resample(const uf_image *img, int W, int H, const filter *f, uf_image *out)
-{
-    int sw = img->width, sh = img->height;
-    int need_h = W != sw, need_v = H != sh;
-    int *bv = NULL, *bh = NULL;
-    int32_t *kv = NULL, *kh = NULL;
-    uint8_t *tmp = NULL; /* [ylast - yfirst][W][3] after the horizontal pass */
-    uf_status st = UF_OK;
-
-    int ksv = 0, ksh = 0;
-    st = precompute_coeffs(sh, H, f, &bv, &kv, &ksv);
-    if (st) return st;
-    /* rows of the source that the vertical pass reads */
-    int yfirst = bv[0], ylast = bv[H * 2 - 2] + bv[H * 2 - 1];
-    const uint8_t *cur = img->rgb;
-    if (need_h) {
-        st = precompute_coeffs(sw, W, f, &bh, &kh, &ksh);
-        if (st) goto done;
-        if (!need_v) {
-            /* only the horizontal pass: all rows, straight into the output */
-            resample_h(img->rgb, sw, 0, sh, out->rgb, W, ksh, bh, kh);
-            goto done;
-        }
-        for (int i = 0; i < H; i++) bv[i * 2] -= yfirst;
-        tmp = malloc((size_t)(ylast - yfirst) * W * 3);
-        if (!tmp) {
-            st = uf__err(UF_ERR_NOMEM, "resize: out of memory");
-            goto done;
-        }
-        resample_h(img->rgb, sw, yfirst, ylast - yfirst, tmp, W, ksh, bh, kh);
-        cur = tmp;
-    }
-    if (need_v) resample_v(cur, W, out->rgb, H, ksv, bv, kv);
-done:
-    free(bv);
-    free(kv);
-    free(bh);
-    free(kh);
-    free(tmp);
-    return st;
-}
-
-/* Pillow's NEAREST: ImagingScaleAffine with a = (sw/W, 0, 0, 0, sh/H, 0). */
-static uf_status nearest(const uf_image *img, int W, int H, uf_image *out)
-{
-    int sw = img->width, sh = img->height;
-    int *xintab = calloc((size_t)W, sizeof *xintab); /* [W] source column per output */
-    if (!xintab) return uf__err(UF_ERR_NOMEM, "resize: out of memory");
-    double a0 = (double)((float)sw - 0.0f) / W, a4 = (double)((float)sh - 0.0f) / H;
-    double xo = 0.0 + a0 * 0.5, yo = 0.0 + a4 * 0.5;
-    int xmin = W, xmax = 0;
-    for (int x = 0; x < W; x++) {
-        int xin = xo < 0.0 ? -1 : (int)xo;
-        if (xin >= 0 && xin < sw) {
-            xmax = x + 1;
-            if (x < xmin) xmin = x;
-            xintab[x] = xin;
-        }
-        xo += a0;
-    }
-    for (int y = 0; y < H; y++) {
-        int yi = yo < 0.0 ? -1 : (int)yo;
-        uint8_t *o = out->rgb + (size_t)y * W * 3; /* [W][3], zero-filled by uf_image_new */
-        if (yi >= 0 && yi < sh) {
-            const uint8_t *in = img->rgb + (size_t)yi * sw * 3;
-            for (int x = xmin; x < xmax; x++) memcpy(o + 3 * x, in + 3 * (size_t)xintab[x], 3);
-        }
-        yo += a4;
-    }
-    free(xintab);
-    return UF_OK;
-}
-
-uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp interp,
-                          uf_image **out)
-{
-    if (!out) return uf__err(UF_ERR_ARG, "uf_image_resize: out is NULL");
-    *out = NULL;
-    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
-        return uf__err(UF_ERR_ARG, "uf_image_resize: invalid input image");
-    if (width <= 0 || height <= 0)
-        return uf__err(UF_ERR_ARG, "uf_image_resize: invalid target size %dx%d", width, height);
-    const filter *f = NULL;
-    switch (interp) {
-    case UF_INTERP_BILINEAR: f = &F_BILINEAR; break;
-    case UF_INTERP_BICUBIC: f = &F_BICUBIC; break;
-    case UF_INTERP_LANCZOS: f = &F_LANCZOS; break;
-    case UF_INTERP_NEAREST: break;
-    default: return uf__err(UF_ERR_ARG, "uf_image_resize: unknown filter %d", (int)interp);
-    }
-    uf_image *o = NULL;
-    uf_status st = uf_image_new(width, height, &o);
-    if (st) return st;
-    if (width == img->width && height == img->height) { /* Pillow returns a copy */
-        memcpy(o->rgb, img->rgb, (size_t)width * height * 3);
-    } else {
-        st = f ? resample(img, width, height, f, o) : nearest(img, width, height, o);
-        if (st) {
-            uf_image_free(o);
-            return st;
-        }
-    }
-    *out = o;
-    return UF_OK;
-}
-
 /* ---- resizing rows as a decoder delivers them ----------------------------------------- */
 
 struct uf__rowresize {
@@ -321,7 +214,8 @@ void uf__rowresize_free(uf__rowresize *r)
     free(r);
 }
 
-/* Nearest: the source column of each output column and row, as nearest() computes them. */
+/* Pillow's NEAREST (ImagingScaleAffine with a = (sw/W, 0, 0, 0, sh/H, 0)): the source
+ * column of each output column and the source row of each output row. */
 static uf_status rowresize_nearest(uf__rowresize *r)
 {
     r->xin = calloc((size_t)r->W, sizeof *r->xin);
@@ -358,7 +252,7 @@ uf_status uf__rowresize_new(int sw, int sh, int W, int H, uf_interp interp, uf__
     case UF_INTERP_BILINEAR: f = &F_BILINEAR; break;
     case UF_INTERP_BICUBIC: f = &F_BICUBIC; break;
     case UF_INTERP_LANCZOS: f = &F_LANCZOS; break;
-    case UF_INTERP_NEAREST: break;
+    case UF_INTERP_NEAREST: break; /* Pillow's other path: no filter */
     default: return uf__err(UF_ERR_ARG, "resize: unknown filter %d", (int)interp);
     }
     uf__rowresize *r = calloc(1, sizeof *r);
@@ -390,14 +284,15 @@ uf_status uf__rowresize_new(int sw, int sh, int W, int H, uf_interp interp, uf__
 
 uint8_t *uf__rowresize_row(uf__rowresize *r) { return r->row; }
 
-void uf__rowresize_push(uf__rowresize *r, int y)
+/* Source row y ([sw][3] at src) goes into the result. */
+static void rowresize_feed(uf__rowresize *r, int y, const uint8_t *src)
 {
     if (y < 0 || y >= r->sh) return;
     if (!r->f) { /* nearest: every output row showing source row y */
         for (int yy = 0; yy < r->H; yy++) {
             if (r->yin[yy] != y) continue;
             uint8_t *o = r->out->rgb + (size_t)yy * r->W * 3;
-            for (int x = r->xmin; x < r->xmax; x++) memcpy(o + 3 * x, r->row + 3 * (size_t)r->xin[x], 3);
+            for (int x = r->xmin; x < r->xmax; x++) memcpy(o + 3 * x, src + 3 * (size_t)r->xin[x], 3);
         }
         return;
     }
@@ -408,9 +303,11 @@ void uf__rowresize_push(uf__rowresize *r, int y)
     } else {
         dst = r->out->rgb + (size_t)y * r->W * 3;
     }
-    if (r->need_h) resample_h(r->row, r->sw, 0, 1, dst, r->W, r->ksh, r->bh, r->kh);
-    else memcpy(dst, r->row, (size_t)r->sw * 3);
+    if (r->need_h) resample_h(src, r->sw, 0, 1, dst, r->W, r->ksh, r->bh, r->kh);
+    else memcpy(dst, src, (size_t)r->sw * 3);
 }
+
+void uf__rowresize_push(uf__rowresize *r, int y) { rowresize_feed(r, y, r->row); }
 
 uf_status uf__rowresize_finish(uf__rowresize *r, uf_image **out)
 {
@@ -427,3 +324,26 @@ size_t uf__rowresize_bytes(int sw, int sh, int W, int H)
     /* the output, the kept rows (at most every source row, W wide) and one source row */
     return (size_t)W * H * 3 + (size_t)W * sh * 3 + (size_t)sw * 3;
 }
+
+uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp interp,
+                          uf_image **out)
+{
+    if (!out) return uf__err(UF_ERR_ARG, "uf_image_resize: out is NULL");
+    *out = NULL;
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
+        return uf__err(UF_ERR_ARG, "uf_image_resize: invalid input image");
+    if (width <= 0 || height <= 0)
+        return uf__err(UF_ERR_ARG, "uf_image_resize: invalid target size %dx%d", width, height);
+    if (width == img->width && height == img->height) { /* Pillow returns a copy */
+        uf_status st = uf_image_new(width, height, out);
+        if (st == UF_OK) memcpy((*out)->rgb, img->rgb, (size_t)width * height * 3);
+        return st;
+    }
+    uf__rowresize *r = NULL;
+    uf_status st = uf__rowresize_new(img->width, img->height, width, height, interp, &r);
+    if (st) return st;
+    for (int y = 0; y < img->height; y++)
+        rowresize_feed(r, y, img->rgb + (size_t)y * img->width * 3);
+    return uf__rowresize_finish(r, out);
+}
+
