@@ -195,7 +195,7 @@ struct uf__rowresize {
     uint8_t *tmp;          /* [ylast - yfirst][W][3] after the horizontal pass */
     uint8_t *row;          /* [sw][3] the row being delivered */
     int *xin, xmin, xmax;  /* nearest: [W] source column per output column, used range */
-    int *yin;              /* nearest: [H] source row per output row (-1: none) */
+    int *yin;              /* nearest: [H] source row per output row (-1, sh: none) */
     uf_image *out;         /* [H][W][3] */
 };
 
@@ -236,7 +236,7 @@ static uf_status rowresize_nearest(uf__rowresize *r)
     }
     for (int y = 0; y < r->H; y++) {
         int yi = yo < 0.0 ? -1 : (int)yo;
-        r->yin[y] = yi >= 0 && yi < r->sh ? yi : -1;
+        r->yin[y] = yi < 0 ? -1 : yi < r->sh ? yi : r->sh; /* nondecreasing; -1, sh: none */
         yo += a4;
     }
     return UF_OK;
@@ -289,8 +289,13 @@ static void rowresize_feed(uf__rowresize *r, int y, const uint8_t *src)
 {
     if (y < 0 || y >= r->sh) return;
     if (!r->f) { /* nearest: every output row showing source row y */
-        for (int yy = 0; yy < r->H; yy++) {
-            if (r->yin[yy] != y) continue;
+        int lo = 0, hi = r->H; /* first output row showing y or a later row */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (r->yin[mid] < y) lo = mid + 1;
+            else hi = mid;
+        }
+        for (int yy = lo; yy < r->H && r->yin[yy] == y; yy++) {
             uint8_t *o = r->out->rgb + (size_t)yy * r->W * 3;
             for (int x = r->xmin; x < r->xmax; x++) memcpy(o + 3 * x, src + 3 * (size_t)r->xin[x], 3);
         }
