@@ -367,7 +367,7 @@ uf_status uf_image_write_png(const uf_image *img, const char *path);
  * killed meanwhile. Every file the library writes (models, PNGs, safetensors) follows the
  * same rules for an existing target:
  *  - a regular file is replaced and keeps its permission bits (a 0600 model stays 0600);
- *    a new file gets mode 0644;
+ *    a new file gets mode 0644 less the umask;
  *  - a symbolic link is written through: the file it points to is replaced (in that file's
  *    folder) and the link stays; a link to a missing file is refused;
  *  - anything else (a directory, FIFO, socket or device) is refused, as is a regular file

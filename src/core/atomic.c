@@ -9,8 +9,9 @@
  * a temporary name with linkat() and renames that over the target, then fsyncs the
  * directory; so readers see the old file or the complete new one. Where O_TMPFILE is not
  * supported (some file systems, old kernels) a named "<path>.tmp.XXXXXX" from mkstemp is
- * used instead and removed on failure. New files get mode 0644 (reading the umask is not
- * thread-safe, so the common default is used); a replaced file keeps its mode.
+ * used instead and removed on failure. New files get mode 0644 less the umask (mkstemp's
+ * fallback: 0644, since reading the umask is not thread-safe); a replaced file keeps its
+ * mode.
  *
  * What may be replaced is decided here too (check_target), so no caller can get it wrong:
  * only a regular file with one link. A symbolic link is written through (its target is
@@ -118,11 +119,12 @@ static uf_status check_target(const char *path, char **real, struct stat *st, bo
     return UF_OK;
 }
 
-/* Give the new file the mode (and, for root, the owner) of the file it replaces. */
+/* Give the new file the mode (and, for root, the owner) of the file it replaces, if any;
+ * else mode (0644 for mkstemp's 0600; an O_TMPFILE file already has 0644 less the umask). */
 static void keep_mode(int fd, const struct stat *old, mode_t mode)
 {
     if (old && geteuid() == 0) (void)fchown(fd, old->st_uid, old->st_gid);
-    (void)fchmod(fd, mode); /* after fchown, which may clear set-id bits */
+    if (old || mode) (void)fchmod(fd, old ? old->st_mode & 07777 : mode); /* after fchown */
 }
 
 uf_status uf__afile_open(uf__afile *a, const char *path)
@@ -134,7 +136,6 @@ uf_status uf__afile_open(uf__afile *a, const char *path)
     bool exists;
     uf_status s = check_target(path, &a->path, &old, &exists);
     if (s != UF_OK) return s;
-    mode_t mode = exists ? (old.st_mode & 07777) : 0644;
     char *dir = dir_of(a->path); /* through a symbolic link: its target's folder */
     if (!dir) {
         free(a->path);
@@ -147,7 +148,7 @@ uf_status uf__afile_open(uf__afile *a, const char *path)
     int e = errno;
     free(dir);
     if (a->fd >= 0) {
-        keep_mode(a->fd, exists ? &old : NULL, mode);
+        keep_mode(a->fd, exists ? &old : NULL, 0);
         return UF_OK;
     }
     if (e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS) { /* no use trying mkstemp */
@@ -167,7 +168,7 @@ uf_status uf__afile_open(uf__afile *a, const char *path)
         uf__afile_abort(a);
         return uf__err(UF_ERR_IO, "%s: cannot create: %s", path, strerror(e));
     }
-    keep_mode(a->fd, exists ? &old : NULL, mode); /* mkstemp creates 0600 */
+    keep_mode(a->fd, exists ? &old : NULL, 0644); /* mkstemp creates 0600 */
     return UF_OK;
 }
 
