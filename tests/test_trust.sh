@@ -48,6 +48,10 @@ cmp -s $M1 "$T/w.safetensors" && ok "the backbone is still unchanged" || bad "fe
 mkfifo "$T/out.fifo"; mkdir "$T/out.dir"
 F "fit --out a FIFO" "a FIFO" "$BIN" fit --backbone "$T/w.safetensors" $PRE --out "$T/out.fifo" "$T/t0.png"
 [ -p "$T/out.fifo" ] && ok "the FIFO is still a FIFO" || bad "the FIFO was replaced"
+if mknod "$T/null" c 1 3 2>/dev/null; then   # root only: a copy of /dev/null's device node
+  F "fit --out a device node" "a character device" "$BIN" fit --backbone "$T/w.safetensors" $PRE --out "$T/null" "$T/t0.png"
+  [ -c "$T/null" ] && ok "the device node is still a device node" || bad "the device node was replaced"
+fi
 F "fit --out a directory" "a directory" "$BIN" fit --backbone "$T/w.safetensors" $PRE --out "$T/out.dir" "$T/t0.png"
 [ -d "$T/out.dir" ] && ok "the directory is still a directory" || bad "the directory was replaced"
 # predict: an output named like an input (NAME = the image path with '/' -> '_', + .png)
