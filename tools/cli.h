@@ -110,12 +110,10 @@ struct cJSON *cli_params_json(const uf_detector_params *p);
 bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out);
 
 /* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
- * is printed as one line naming the file). With shrink, each is shrunk to that
- * preprocessing's resize size right after decoding (uf_image_load_shrunk), so the batch
- * holds network-sized images. sizes (may be NULL) receives each file's own width and
- * height [n][2]. Returns the number decoded. */
-int cli_load_images(char *const *paths, int n, const uf_preprocess *shrink, uf_image **imgs,
-                    int (*sizes)[2]);
+ * is printed as one line naming the file), each shrunk to pre's resize size while it is
+ * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
+ * number decoded. */
+int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
 
 /* Verbs. */
 int cmd_classify(int argc, char **argv);

@@ -125,20 +125,16 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
     return 1;
 }
 
-int cli_load_images(char *const *paths, int n, const uf_preprocess *shrink, uf_image **imgs,
-                    int (*sizes)[2])
+int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
 {
     int ok = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
     for (int j = 0; j < n; j++) {
         imgs[j] = NULL;
-        int w = 0, h = 0;
-        uf_status s = shrink ? uf_image_load_shrunk(paths[j], shrink, &imgs[j], &w, &h)
-                             : uf_image_load(paths[j], &imgs[j]);
-        if (!shrink && s == UF_OK) w = imgs[j]->width, h = imgs[j]->height;
-        if (sizes) sizes[j][0] = w, sizes[j][1] = h;
-        if (s == UF_OK) ok++;
-        else {
+        int w, h; /* the file's own size: not needed here */
+        if (uf_image_load_shrunk(paths[j], pre, &imgs[j], &w, &h) == UF_OK) {
+            ok++;
+        } else {
             const char *m = uf_errmsg();
             /* uf_image_load's messages start with the path */
             if (strncmp(m, paths[j], strlen(paths[j])) == 0) cli_error("%s", m);

@@ -1,7 +1,8 @@
 /*
  * cmd_fit.c - `uniformaly fit`: build a detector from normal (good) images and write it to
  * one self-describing model file. Images are decoded in parallel batches and streamed into
- * the library's fitter, so memory holds one batch of images plus the growing bank.
+ * the library's fitter, so memory holds one batch of images (each shrunk to the network's
+ * resize size while it is decoded) plus the growing bank.
  */
 #include "cli.h"
 
@@ -153,7 +154,7 @@ int cmd_fit(int argc, char **argv)
     if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
-        int ok = cli_load_images(images.v + b0, nb, &dp.pre, batch, NULL);
+        int ok = cli_load_images(images.v + b0, nb, &dp.pre, batch);
         uf_status s = UF_OK;
         int bad = 0; /* the image at fault within the batch */
         if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)batch, nb);

@@ -1,7 +1,9 @@
 /*
  * cmd_predict.c - `uniformaly predict`: score images with a fitted model, one result line
  * per image (text or JSON), optional heatmap overlays (PNG) and raw float maps (.npy) in
- * the original image geometry; and `uniformaly info` on a model file.
+ * the original image geometry; and `uniformaly info` on a model file. Batches hold images
+ * shrunk while decoded; an overlay decodes its image again, alone. Heatmap names are made
+ * unique for the whole run before anything is written, and no output may be an input.
  */
 #include "cli.h"
 
@@ -436,7 +438,7 @@ static void print_result(const predict_opts *o, const char *path, float score, d
 /* Decode, score and report one batch of images starting at b0; false if any failed. */
 static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int nb)
 {
-    bool ok = cli_load_images(r->images.v + b0, nb, &r->pre, r->batch, NULL) == nb;
+    bool ok = cli_load_images(r->images.v + b0, nb, &r->pre, r->batch) == nb;
     int idx[256], nok;
     ok = score_batch(r, b0, nb, idx, &nok) && ok;
     for (int k = 0; k < nok; k++) {

@@ -325,7 +325,6 @@ uf_status uf__rowresize_finish(uf__rowresize *r, uf_image **out)
 
 size_t uf__rowresize_bytes(int sw, int sh, int W, int H)
 {
-    (void)sh;
     /* the output, the kept rows (at most every source row, W wide) and one source row */
     return (size_t)W * H * 3 + (size_t)W * sh * 3 + (size_t)sw * 3;
 }
