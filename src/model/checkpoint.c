@@ -7,8 +7,12 @@
  * MAE and DeiT release them), strip "module." / "backbone." prefixes, map Hugging Face
  * transformers names onto timm/DINO names (merging separate q/k/v into qkv), then read
  * the architecture from tensor shapes and copy every weight into one 64-byte aligned
- * allocation laid out as uf__vit_weights. Extra tensors (DINO projection head, MAE decoder,
- * mask tokens, poolers) are ignored; missing or mis-shaped ones give an error naming them.
+ * allocation laid out as uf__vit_weights. Tensors known to stay outside the forward pass
+ * (classifier and projection heads, MAE decoders, mask tokens, poolers) are ignored; any
+ * other tensor the plain ViT does not use (LayerScale, register tokens, a SwiGLU MLP, ...)
+ * is refused, naming it and the architecture it suggests, because dropping it would load a
+ * network that computes something else; missing or mis-shaped ones give an error naming
+ * them.
  */
 #include "core/internal.h"
 
@@ -357,6 +361,88 @@ static int default_heads(int D)
     }
 }
 
+/* ---- tensors the forward pass does not use ------------------------------------------ */
+
+/* Tensors a checkpoint may hold beside the backbone that never enter its forward pass:
+ * classifier and projection heads (DINO/iBOT "head.*"), MAE decoders ("decoder_*"), mask
+ * tokens (MAE/BEiT "mask_token", iBOT "masked_embed", Hugging Face "embeddings.mask_token")
+ * and Hugging Face poolers ("pooler.*", "vit.pooler.*"). head.weight/head.bias, when they
+ * are a classifier, are used, not ignored. */
+static bool outside_forward(const char *name)
+{
+    static const char *const prefixes[] = {"head.", "decoder", "pooler."};
+    static const char *const exact[] = {"mask_token", "masked_embed", "embeddings.mask_token"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (starts(name, prefixes[i])) return true;
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (!strcmp(name, exact[i])) return true;
+    const char *dot = strchr(name, '.'); /* a Hugging Face model prefix: "vit.pooler.dense" */
+    return dot && starts(dot + 1, "pooler.");
+}
+
+/* Which architecture an unknown tensor name suggests (NULL: none known). */
+static const char *suggested_arch(const char *name)
+{
+    static const char *const hint[][2] = {
+        {".ls1.", "DINOv2 (LayerScale)"},
+        {".ls2.", "DINOv2 (LayerScale)"},
+        {"register_tokens", "DINOv2 with registers (register tokens)"},
+        {".mlp.w12.", "DINOv2 giant (SwiGLU MLP)"},
+        {".mlp.w3.", "DINOv2 giant (SwiGLU MLP)"},
+        {"gamma_1", "BEiT / CaiT (LayerScale)"},
+        {"gamma_2", "BEiT / CaiT (LayerScale)"},
+        {"reg_token", "a ViT with register tokens"},
+        {"fc1_g", "a ViT with a gated (SwiGLU) MLP"},
+        {"dist_token", "DeiT distilled (distillation token)"},
+        {"head_dist", "DeiT distilled (distillation head)"},
+        {"q_norm", "a ViT with query/key normalisation"},
+        {"k_norm", "a ViT with query/key normalisation"},
+        {"relative_position", "BEiT (relative position bias)"},
+        {"q_bias", "BEiT (separate query/value biases)"},
+        {"pre_logits", "a ViT with a pre-logits layer (ImageNet-21k)"},
+        {"fc_norm", "a ViT with global average pooling (fc_norm)"},
+        {"norm_pre", "a CLIP-style ViT (pre-norm)"},
+        {"attn_pool", "a ViT with attention pooling"},
+    };
+    for (size_t i = 0; i < sizeof hint / sizeof hint[0]; i++)
+        if (strstr(name, hint[i][0])) return hint[i][1];
+    return NULL;
+}
+
+/* Every tensor of ts must be in one of the ns slots or known to be outside the forward
+ * pass: anything else (LayerScale, register tokens, a gated MLP, ...) changes what the
+ * network computes, so loading without it would silently compute something else. The
+ * message names the first such tensor, preferring one whose architecture is known. */
+static uf_status check_all_used(const uf__tensors *ts, const slot *sl, size_t ns)
+{
+    unsigned char *used = calloc(ts->n ? ts->n : 1, 1); /* [ts->n] */
+    if (!used) return uf__err(UF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ns; i++) used[sl[i].src - ts->v] = 1;
+    const char *first = NULL, *arch = NULL, *named = NULL;
+    size_t n_unknown = 0;
+    for (size_t i = 0; i < ts->n; i++) {
+        const char *nm = ts->v[i].name;
+        if (used[i] || outside_forward(nm)) continue;
+        n_unknown++;
+        if (!first) first = nm;
+        if (!arch && (arch = suggested_arch(nm))) named = nm;
+    }
+    free(used);
+    if (!n_unknown) return UF_OK;
+    char more[64] = "";
+    if (n_unknown > 1) snprintf(more, sizeof more, " (and %zu more unknown tensors)", n_unknown - 1);
+    if (arch)
+        return uf__err(UF_ERR_UNSUPPORTED,
+                       "tensor '%s'%s: %s is not supported yet (a plain ViT without it would "
+                       "compute something else)",
+                       named, more, arch);
+    return uf__err(UF_ERR_UNSUPPORTED,
+                   "unknown tensor '%s'%s: not part of a plain ViT, so this is an architecture "
+                   "this build does not support (only classifier and projection heads, "
+                   "decoders and mask tokens are ignored)",
+                   first, more);
+}
+
 /* The architecture read from tensor shapes. */
 typedef struct vit_arch {
     int64_t D, P, M, g, C; /* embedding dim, patch side, MLP width, trained grid, classes */
@@ -632,6 +718,7 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
     size_t ns = 0, total = 0;
     s = !w->blocks || !sl ? uf__err(UF_ERR_NOMEM, "out of memory") : UF_OK;
     if (s == UF_OK) s = list_slots(ts, &a, w, sl, &ns);
+    if (s == UF_OK) s = check_all_used(ts, sl, ns);
     if (s == UF_OK) s = copy_slots(w, sl, ns, &total);
     free(sl);
     if (s != UF_OK) {
