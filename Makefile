@@ -70,7 +70,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(CLILIB) $(LIB) $(H
 # OMP_WAIT_POLICY=passive: see tools/main.c (spinning OpenMP threads starve the workers
 # whenever the machine is shared); the CLI sets it itself, test binaries get it here.
 test: $(TESTS) $(BIN)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) ./tests/run_tests.sh $(TESTS)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) \
+	  ./tests/run_tests.sh $(TESTS)
 
 # Sanitizer build in its own tree; leaks are reported too (LeakSanitizer).
 asan:
