@@ -224,18 +224,31 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Append image files under dir (recursively, depth-limited) to out, unsorted. */
-static bool scan_dir(const char *dir, cli_strings *out, int depth)
+/* The folders from the scanned root down to the one being read, by identity, so a
+ * symlink back to one of them is recognised as a loop. */
+#define SCAN_MAX_DEPTH 32
+typedef struct scan_chain {
+    dev_t dev[SCAN_MAX_DEPTH + 1];
+    ino_t ino[SCAN_MAX_DEPTH + 1];
+} scan_chain;
+
+/* Append image files under dir (recursively, unsorted) to out. A subfolder that cannot be
+ * read, that loops back to a folder above it (a symlink), or that lies deeper than
+ * SCAN_MAX_DEPTH is skipped with a warning naming it: one bad corner of a tree does not
+ * stop a run over the rest. Only the top folder's failure is an error. */
+static bool scan_dir(const char *dir, cli_strings *out, int depth, scan_chain *chain)
 {
-    if (depth > 32) {
-        cli_error("%s: directories nested too deeply", dir);
-        return false;
-    }
     DIR *d = opendir(dir);
-    if (!d) {
-        cli_error("%s: cannot open directory: %s", dir, strerror(errno));
-        return false;
+    struct stat st;
+    if (!d || fstat(dirfd(d), &st) != 0) {
+        if (depth == 0) cli_error("%s: cannot open directory: %s", dir, strerror(errno));
+        else fprintf(stderr, "uniformaly: warning: %s: cannot open directory (%s); skipped\n",
+                     dir, strerror(errno));
+        if (d) closedir(d);
+        return depth > 0;
     }
+    chain->dev[depth] = st.st_dev;
+    chain->ino[depth] = st.st_ino;
     struct dirent *e;
     bool ok = true;
     while (ok && (e = readdir(d))) {
@@ -244,11 +257,21 @@ static bool scan_dir(const char *dir, cli_strings *out, int depth)
         char *p = malloc(len);
         if (!p) { ok = false; break; }
         snprintf(p, len, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0) {
-            if (S_ISDIR(st.st_mode)) ok = scan_dir(p, out, depth + 1);
-            else if (S_ISREG(st.st_mode) && uf_is_image_name(e->d_name))
-                ok = cli_strings_push(out, p);
+        const bool exists = stat(p, &st) == 0;
+        if (exists && S_ISDIR(st.st_mode)) {
+            int up = -1;
+            for (int k = 0; k <= depth && up < 0; k++)
+                if (chain->dev[k] == st.st_dev && chain->ino[k] == st.st_ino) up = k;
+            if (up >= 0)
+                fprintf(stderr, "uniformaly: warning: %s: loops back to the folder %d level%s "
+                                "above (a symlink); skipped\n",
+                        p, depth + 1 - up, depth + 1 - up == 1 ? "" : "s");
+            else if (depth + 1 > SCAN_MAX_DEPTH)
+                fprintf(stderr, "uniformaly: warning: %s: folders nested deeper than %d levels; "
+                                "skipped\n", p, SCAN_MAX_DEPTH);
+            else ok = scan_dir(p, out, depth + 1, chain);
+        } else if (exists && S_ISREG(st.st_mode) && uf_is_image_name(e->d_name)) {
+            ok = cli_strings_push(out, p);
         }
         free(p);
     }
@@ -270,7 +293,14 @@ static bool read_list(const char *path, cli_strings *out)
     bool ok = true;
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) : 0;
+    size_t lineno = 0;
     while (ok && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (memchr(line, '\0', (size_t)len)) { /* C strings would end there: a.jpg<NUL>b.jpg */
+            cli_error("%s: line %zu contains a NUL byte", path, lineno);
+            ok = false;
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
                            line[len - 1] == ' ' || line[len - 1] == '\t'))
             line[--len] = '\0';
@@ -306,7 +336,8 @@ bool cli_expand_images(int n, char **args, cli_strings *out)
         }
         if (S_ISDIR(st.st_mode)) {
             size_t first = out->n;
-            if (!scan_dir(args[i], out, 0)) return false;
+            scan_chain chain;
+            if (!scan_dir(args[i], out, 0, &chain)) return false;
             if (out->n > first) /* (out->v may still be NULL: qsort must not see it) */
                 qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
             if (out->n == first) {

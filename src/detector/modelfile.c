@@ -52,13 +52,13 @@
  * A random backbone is always stored as its configuration (a few numbers rebuild the
  * same weights on any machine); "embedded" then just records what the caller asked.
  *
- * Loading validates before it trusts: magic, version, checksum (when the end marker is
- * present), header length against the file, the JSON, every field's type and range, and
- * the section layout against the file size, all before anything sized by the file is
- * allocated. Corrupt or hostile bytes give UF_ERR_FORMAT with a message naming the field;
- * the parser never reads outside the buffer. A random backbone, the one thing whose size
- * the file size does not bound, is limited to MF_MAX_RANDOM_PARAMS parameters
- * (UF_ERR_LIMIT on load, UF_ERR_ARG on save).
+ * Loading validates before it trusts: magic, checksum (when the end marker is present, so
+ * a damaged version field reads as damage), version, header length against the file, the
+ * JSON, every field's type and range, and the section layout against the file size, all
+ * before anything sized by the file is allocated. Corrupt or hostile bytes give
+ * UF_ERR_FORMAT with a message naming the field; the parser never reads outside the
+ * buffer. A random backbone, the one thing whose size the file size does not bound, is
+ * limited to MF_MAX_RANDOM_PARAMS parameters (UF_ERR_LIMIT on load, UF_ERR_ARG on save).
  *
  * Which backbone a loaded model runs, in order: the caller's checkpoint
  * (uf_model_load_params.backbone_path), the embedded bytes, the random configuration, the
@@ -780,8 +780,13 @@ static uf_status parse_backbone(const char *path, const cJSON *root, mf_header *
     NEED(jget_num(B, "ln_eps", 0, 1, &v) && v > 0 && (float)v > 0, "backbone.ln_eps");
     h->bb_params.ln_eps = (float)v;
     NEED(jget_int(B, "dim", h->dim, h->dim, &v), "backbone.dim");
-    NEED(jget_int(B, "depth", h->params.layer_last, 64, &v), "backbone.depth");
+    NEED(jget_int(B, "depth", 1, 64, &v), "backbone.depth");
     h->bb_depth = (int)v;
+    if (h->params.layer_last > h->bb_depth)
+        return uf__err(UF_ERR_FORMAT,
+                       "%s: header params.layer_last %d is beyond the backbone's %d blocks "
+                       "(backbone.depth)",
+                       path, h->params.layer_last, h->bb_depth);
     NEED(jget_int(B, "patch", 1, 1024, &v), "backbone.patch");
     NEED(jget_int(B, "mlp_dim", 1, 1 << 20, &v), "backbone.mlp_dim");
     NEED(jget_int(B, "grid_h", 1, 1 << 16, &v), "backbone.grid_h");
@@ -899,13 +904,8 @@ static uf_status check_frame(const char *path, const uint8_t *buf, size_t len, s
         return uf__err(UF_ERR_FORMAT, "%s: not a uniformaly model file", path);
     if (len < MF_PREAMBLE + MF_TRAILER)
         return uf__err(UF_ERR_FORMAT, "%s: truncated (%zu bytes)", path, len);
-    const uint32_t version = uf__le32(buf + 8);
-    if (version > MF_VERSION)
-        return uf__err(UF_ERR_UNSUPPORTED,
-                       "%s: format version %u is newer than this build supports (%u)", path,
-                       version, MF_VERSION);
-    if (version == 0) return uf__err(UF_ERR_FORMAT, "%s: invalid format version 0", path);
-    /* the checksum first when the end marker is there: damage anywhere reads as damage */
+    /* the checksum before any field is trusted, the version included, when the end marker
+     * is there: damage anywhere (a flipped bit in the version too) reads as damage */
     *has_end = memcmp(buf + len - 8, mf_end, 8) == 0;
     if (*has_end) {
         uint8_t md[32];
@@ -914,6 +914,12 @@ static uf_status check_frame(const char *path, const uint8_t *buf, size_t len, s
         if (memcmp(md, buf + len - MF_TRAILER, 32) != 0)
             return uf__err(UF_ERR_FORMAT, "%s: checksum mismatch (file damaged)", path);
     }
+    const uint32_t version = uf__le32(buf + 8);
+    if (version > MF_VERSION)
+        return uf__err(UF_ERR_UNSUPPORTED,
+                       "%s: format version %u is newer than this build supports (%u)", path,
+                       version, MF_VERSION);
+    if (version == 0) return uf__err(UF_ERR_FORMAT, "%s: invalid format version 0", path);
     if (uf__le32(buf + 12) != 0)
         return uf__err(UF_ERR_FORMAT, "%s: reserved field is not zero", path);
     const uint64_t hlen64 = uf__le64(buf + 16);
