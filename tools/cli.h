@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #define CLI_EXIT_RUNTIME 1
 #define CLI_EXIT_USAGE 2
@@ -96,6 +97,22 @@ bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out);
 /* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
  * is printed as one line naming the file). Returns the number decoded. */
 int cli_load_images(char *const *paths, int n, uf_image **imgs);
+
+/* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies
+ * whatever it is given), so every JSON document the program writes goes through
+ * cli_utf8_valid: each byte that is not part of valid UTF-8 becomes U+FFFD, the Unicode
+ * replacement character (the name stays readable but is no longer exact; the plain-text
+ * outputs keep the bytes). Plain tab-separated output escapes its fields with
+ * cli_tsv_field: backslash, tab, newline and carriage return are written as \\, \t, \n
+ * and \r, so one line is one record whatever the names hold. */
+
+/* s[0..n) with invalid UTF-8 bytes replaced by U+FFFD, NUL-terminated, malloc'd (NULL when
+ * out of memory); *out_n (if not NULL) receives its length. */
+char *cli_utf8_valid(const char *s, size_t n, size_t *out_n);
+/* cJSON_PrintUnformatted(o) through cli_utf8_valid; free() the result (NULL: out of memory). */
+char *cli_json_print(const struct cJSON *o);
+/* Write s to f with \, tab, newline and CR escaped as \\ \t \n \r. */
+void cli_tsv_field(FILE *f, const char *s);
 
 /* Verbs. */
 int cmd_classify(int argc, char **argv);

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -403,4 +404,72 @@ bool cli_load_image(const cli_common *c, const char *path, float *out)
         return false;
     }
     return true;
+}
+
+/* ---- text outputs: names are bytes, JSON is UTF-8 ---------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 if none starts there
+ * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || len > n) return 0;
+    /* the second byte's range depends on the first; the others are 80..BF */
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    else if (c == 0xED) hi = 0x9F;
+    else if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+char *cli_utf8_valid(const char *s, size_t n, size_t *out_n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t need = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(u + i, n - i);
+        need += k ? k : 3;
+        i += k ? k : 1;
+    }
+    char *o = malloc(need + 1);
+    if (!o) return NULL;
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(u + i, n - i);
+        if (k) memcpy(o + w, s + i, k);
+        else memcpy(o + w, "\xEF\xBF\xBD", 3); /* U+FFFD REPLACEMENT CHARACTER */
+        w += k ? k : 3;
+        i += k ? k : 1;
+    }
+    o[w] = '\0';
+    if (out_n) *out_n = w;
+    return o;
+}
+
+char *cli_json_print(const cJSON *o)
+{
+    char *raw = cJSON_PrintUnformatted(o);
+    if (!raw) return NULL;
+    char *t = cli_utf8_valid(raw, strlen(raw), NULL);
+    cJSON_free(raw);
+    return t;
+}
+
+void cli_tsv_field(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '\\': fputs("\\\\", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        default: fputc(*s, f);
+        }
+    }
 }

@@ -259,7 +259,7 @@ int cmd_features(int argc, char **argv)
                  c.pre.mean[2], c.pre.std[0], c.pre.std[1], c.pre.std[2]);
         cJSON_AddStringToObject(meta, "preprocess", buf);
         cJSON_AddStringToObject(meta, "backbone", c.backbone);
-        char *meta_s = cJSON_PrintUnformatted(meta);
+        char *meta_s = cli_json_print(meta);
         cJSON_Delete(meta);
         uf_status s = uf_safetensors_write(out_path, nt, names, ndims, shp, data, meta_s);
         free(meta_s);

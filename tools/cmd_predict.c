@@ -21,7 +21,9 @@ static const char *const help =
     "Score images with a model written by 'uniformaly fit'. One line per image on stdout:\n"
     "  PATH<TAB>SCORE<TAB>anomalous|normal|-     ('-' when no threshold is known)\n"
     "Higher scores are more anomalous. Unreadable images are reported on stderr and\n"
-    "skipped (exit status 1 at the end).\n"
+    "skipped (exit status 1 at the end). In PATH a backslash, tab, newline or carriage\n"
+    "return is written as \\\\, \\t, \\n, \\r; in JSON output every byte of a name that is\n"
+    "not valid UTF-8 is replaced by U+FFFD (the JSON stays valid, the name inexact).\n"
     "\n"
     "Options:\n"
     "  --json               one JSON object per line instead: {\"image\": PATH, \"score\": S,\n"
@@ -134,7 +136,7 @@ int cmd_model_info(const char *path, bool json)
         cJSON_AddNumberToObject(b, "heads", in.backbone.heads);
         cJSON_AddNumberToObject(b, "patch", in.backbone.patch);
         cJSON_AddNumberToObject(b, "n_params", (double)in.backbone.n_params);
-        char *s = cJSON_PrintUnformatted(o);
+        char *s = cli_json_print(o);
         if (s) puts(s);
         free(s);
         cJSON_Delete(o);
@@ -314,12 +316,13 @@ int cmd_predict(int argc, char **argv)
                 else cJSON_AddNullToObject(o, "heatmap");
                 if (wrote && raw) cJSON_AddStringToObject(o, "map", npy);
                 else cJSON_AddNullToObject(o, "map");
-                char *str = cJSON_PrintUnformatted(o);
+                char *str = cli_json_print(o);
                 if (str) puts(str);
                 free(str);
                 cJSON_Delete(o);
             } else {
-                printf("%s\t%.6g\t%s\n", path, res[k].score,
+                cli_tsv_field(stdout, path);
+                printf("\t%.6g\t%s\n", res[k].score,
                        anom < 0 ? "-" : anom ? "anomalous" : "normal");
             }
         }
