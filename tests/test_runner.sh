@@ -63,4 +63,20 @@ if [ -x "$CT" ]; then
 else
   bad "no $CT to check th_shared_dir with (set UF_TEST_DIR)"
 fi
+
+# --- make golden regenerates every kind of committed golden file --------------------------
+# each entry of tests/data (a folder of one kind, or a file) must be written by a
+# generator that `make golden` runs (the generator names its output path)
+gens=$(make -s --no-print-directory golden-list 2>/dev/null)
+if [ -z "$gens" ]; then
+  bad "make golden-list printed nothing"
+else
+  missing=
+  for e in tests/data/*; do
+    k=$(basename "$e"); found=
+    for g in $gens; do grep -qE "tests/data/$k|\"data\", \"$k\"" "scripts/$g.py" 2>/dev/null && found=1; done
+    [ -n "$found" ] || missing="$missing $k"
+  done
+  check "make golden covers every kind of tests/data ($(ls tests/data | wc -l) kinds)" '[ -z "$missing" ] || { echo "  no generator for:$missing" >&2; false; }'
+fi
 finish
