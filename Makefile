@@ -5,7 +5,8 @@
 #   make tsan       the multi-threaded tests under ThreadSanitizer
 #   make bench      speed figures beside PyTorch and ONNX Runtime (see bench/README.md)
 #   make bench-detector  only the detector part of make bench (kNN, coreset, fit, predict)
-#   make golden     regenerate the committed golden files (needs python3-torch)
+#   make golden     regenerate every committed golden file (needs python3-torch,
+#                   -torchvision, -scipy, -sklearn, -pil, -matplotlib and ../shared)
 
 CC      ?= cc
 OPT     ?= -O2 -march=native
@@ -38,7 +39,7 @@ TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_
 BIN     ?= uniformaly
 HDRS     = include/uniformaly.h $(wildcard src/*/*.h)
 
-.PHONY: all test asan tsan bench bench-detector golden clean
+.PHONY: all test asan tsan bench bench-detector golden golden-list clean
 all: $(BIN)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
@@ -70,7 +71,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(CLILIB) $(LIB) $(H
 # OMP_WAIT_POLICY=passive: see tools/main.c (spinning OpenMP threads starve the workers
 # whenever the machine is shared); the CLI sets it itself, test binaries get it here.
 test: $(TESTS) $(BIN)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) ./tests/run_tests.sh $(TESTS)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) \
+	  ./tests/run_tests.sh $(TESTS)
 
 # Sanitizer build in its own tree; leaks are reported too (LeakSanitizer).
 asan:
@@ -113,13 +115,16 @@ $(BUILD)/bench_detector: bench/bench_detector.c $(LIB) $(HDRS)
 $(BUILD)/bench_vit: bench/bench_vit.c $(LIB) $(HDRS)
 	$(CC) $(ALLCFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
+# Every committed golden file, one generator per kind (tests/data/<kind>); run from the
+# project root. The imagenet reference and the real-bottle detector cases read ../shared
+# (UF_SHARED); legacy.pth is the one file that differs on each run (see gen_pth_fixtures.py).
+GOLDEN_GEN = gen_golden gen_image_golden gen_metrics_golden gen_imgout_golden \
+             gen_detector_golden gen_dataset_fixtures gen_kernel_golden gen_pth_fixtures \
+             gen_imagenet_golden
 golden:
-	/usr/bin/python3 scripts/gen_golden.py
-	/usr/bin/python3 scripts/gen_image_golden.py
-	/usr/bin/python3 scripts/gen_metrics_golden.py
-	/usr/bin/python3 scripts/gen_imgout_golden.py
-	/usr/bin/python3 scripts/gen_detector_golden.py
-	/usr/bin/python3 scripts/gen_dataset_fixtures.py
+	set -e; for g in $(GOLDEN_GEN); do echo "== $$g"; /usr/bin/python3 scripts/$$g.py; done
+golden-list: # for tests/test_runner.sh: every kind of golden file has its generator here
+	@echo $(GOLDEN_GEN)
 
 clean:
 	rm -rf build build-asan build-tsan $(BIN)

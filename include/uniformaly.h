@@ -449,7 +449,8 @@ typedef struct uf_detector_params {
 /* The defaults in brackets above. */
 uf_detector_params uf_detector_default_params(void);
 
-/* Check params against a backbone (layers within its depth, ranges, preprocessing);
+/* Check params against a backbone (layers within its depth, ranges, preprocessing: resize
+ * and the input side, crop or pad_to, at most 8192 pixels, as the CLI accepts);
  * bb may be NULL to check only what does not depend on it. Errors: UF_ERR_ARG with a
  * message naming the field. Thread-safe. */
 uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbone *bb);

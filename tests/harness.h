@@ -112,8 +112,10 @@ static const char *th_cur_name;
 #define TEST_DONE() \
     (printf("#SUMMARY %d %d %d\n", th_pass, th_fail, th_skip), th_fail ? 1 : 0)
 
-/* Directory holding the shared real data (../shared relative to the project root), or
- * NULL when absent. The test runner exports UF_SHARED; default "../shared". */
+/* Directory holding the shared real data (UF_SHARED, default ../shared relative to the
+ * project root), or NULL when absent: the caller then SKIPs. With UF_REQUIRE_SHARED=1 (CI,
+ * where the data must be there) an absent folder also fails the current test, so the skip
+ * counts as a failure. */
 static inline const char *th_shared_dir(void)
 {
     const char *d = getenv("UF_SHARED");
@@ -121,7 +123,15 @@ static inline const char *th_shared_dir(void)
     char probe[4096];
     snprintf(probe, sizeof probe, "%s/README.md", d);
     FILE *f = fopen(probe, "rb");
-    if (!f) return NULL;
+    if (!f) {
+        const char *req = getenv("UF_REQUIRE_SHARED");
+        if (req && !strcmp(req, "1")) {
+            th_cur_failed = 1;
+            fprintf(stderr, "FAIL %s: %s not found, and UF_REQUIRE_SHARED=1 says the shared "
+                            "data must be there\n", th_cur_name, probe);
+        }
+        return NULL;
+    }
     fclose(f);
     return d;
 }

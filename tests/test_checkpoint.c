@@ -344,6 +344,74 @@ static void test_containers_simulated(void)
     uf__tensors_free(&ts);
 }
 
+/* Only tensors known to stay outside the forward pass may be ignored (issue 12): a tiny
+ * file in the official DINOv2 layout (register_tokens, mask_token, LayerScale
+ * blocks.N.ls1.gamma / ls2.gamma, patch 14) is refused naming DINOv2 and the tensor, as is
+ * each other architecture's marker alone and an unknown name; heads, decoders, mask
+ * tokens and poolers still load. */
+static void test_unknown_tensors(void)
+{
+    uf_backbone_params p = uf_backbone_default_params();
+    p.heads = 2;
+    const int64_t D = 8;
+    uf__tensors ts = {0};
+    tiny_vit(&ts, D, 2, 16, 14, 2, 0);
+    add_t(&ts, "register_tokens", 3, (int64_t[]){1, 4, D}, 0.1f);
+    add_t(&ts, "mask_token", 2, (int64_t[]){1, D}, 0.1f);
+    for (int b = 0; b < 2; b++) {
+        char nm[64];
+        snprintf(nm, sizeof nm, "blocks.%d.ls1.gamma", b);
+        add_t(&ts, nm, 1, (int64_t[]){D}, 1e-5f);
+        snprintf(nm, sizeof nm, "blocks.%d.ls2.gamma", b);
+        add_t(&ts, nm, 1, (int64_t[]){D}, 1e-5f);
+    }
+    REQUIRE_OK(save_list(tpath("dinov2.safetensors"), &ts));
+    uf__tensors_free(&ts);
+    expect_fail(tpath("dinov2.safetensors"), &p, UF_ERR_UNSUPPORTED, "DINOv2");
+    expect_fail(tpath("dinov2.safetensors"), &p, UF_ERR_UNSUPPORTED, "dinov2.safetensors: tensor '");
+    expect_fail(tpath("dinov2.safetensors"), &p, UF_ERR_UNSUPPORTED, "is not supported yet");
+
+    /* one marker at a time: (name, shape length, needle in the message) */
+    static const struct { const char *name, *needle; } bad[] = {
+        {"blocks.1.ls1.gamma", "DINOv2 (LayerScale)"},
+        {"register_tokens", "register tokens"},
+        {"blocks.0.mlp.w12.weight", "SwiGLU"},
+        {"blocks.0.mlp.w3.bias", "SwiGLU"},
+        {"blocks.0.gamma_1", "LayerScale"},
+        {"dist_token", "DeiT distilled"},
+        {"blocks.0.attn.q_norm.weight", "normalisation"},
+        {"fc_norm.weight", "fc_norm"},
+        {"blocks.0.attn.frobnicate", "unknown tensor 'blocks.0.attn.frobnicate'"},
+        {"something_else", "unknown tensor 'something_else'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uf__tensors t1 = {0};
+        tiny_vit(&t1, D, 2, 16, 14, 2, 0);
+        add_t(&t1, bad[i].name, 1, (int64_t[]){D}, 0.5f);
+        REQUIRE_OK(save_list(tpath("marker.safetensors"), &t1));
+        uf__tensors_free(&t1);
+        expect_fail(tpath("marker.safetensors"), &p, UF_ERR_UNSUPPORTED, bad[i].needle);
+    }
+    /* what may be ignored still loads, and the classifier is still used */
+    static const char *const fine[] = {"head.mlp.0.weight", "head.last_layer.weight_g",
+                                       "decoder_blocks.0.attn.qkv.weight", "decoder_pred.bias",
+                                       "mask_token", "masked_embed", "pooler.dense.weight",
+                                       "vit.pooler.dense.bias"};
+    uf__tensors t2 = {0};
+    tiny_vit(&t2, D, 2, 16, 14, 2, 3);
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
+        add_t(&t2, fine[i], 1, (int64_t[]){D}, 0.5f);
+    REQUIRE_OK(save_list(tpath("extras.safetensors"), &t2));
+    uf__tensors_free(&t2);
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_load(tpath("extras.safetensors"), &p, &bb));
+    CHECK(bb->w.n_classes == 3 && bb->w.patch == 14 && bb->w.depth == 2);
+    uf_backbone_free(bb);
+    unlink(tpath("dinov2.safetensors"));
+    unlink(tpath("marker.safetensors"));
+    unlink(tpath("extras.safetensors"));
+}
+
 /* The golden forward outputs exist with the shapes the forward-pass tests rely on. */
 static void test_golden_outputs(void)
 {
@@ -861,6 +929,7 @@ int main(void)
     RUN(test_m1_model_pth);
     RUN(test_m1_renamed);
     RUN(test_containers_simulated);
+    RUN(test_unknown_tensors);
     RUN(test_golden_outputs);
     RUN(test_truncated);
     RUN(test_corrupted);

@@ -2,22 +2,7 @@
 # test_cli.sh - the `uniformaly` program as a user meets it: usage errors exit 2 with a
 # message, runtime errors exit 1 with one line naming the file, outputs are complete or
 # absent, classify/features work on real input. Needs UF_BIN (set by `make test`).
-set -u
-BIN=${UF_BIN:-./uniformaly}
-SHARED=${UF_SHARED:-../shared}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok()   { pass=$((pass+1)); echo "  ok   $1" >&2; }
-bad()  { fail=$((fail+1)); echo "  FAIL $1" >&2; }
-skp()  { skip=$((skip+1)); echo "  skip $1" >&2; }
-# expect STATUS NAME CMD...: run CMD, check exit status and (for errors) a one-line stderr
-expect() {
-  local want=$1 name=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ "$rc" -ne "$want" ]; then bad "$name (exit $rc, want $want): $(head -c 300 "$T/err")"; return; fi
-  if [ "$want" -ne 0 ] && ! grep -q "uniformaly" "$T/err"; then bad "$name: no message on stderr"; return; fi
-  ok "$name"
-}
+. "$(dirname "$0")/lib.sh"
 M1=tests/data/golden/m1.safetensors; H="--heads 3"
 IMG=$(ls tests/data/image/fixtures/*.png 2>/dev/null | head -n1)
 
@@ -55,7 +40,8 @@ else
   skp "features on a fixture image (no tests/data/image/*.png yet)"
 fi
 
-if [ -f "$SHARED/weights/vit_tiny_patch16_224.safetensors" ]; then
+if need_shared "classify on the shared imagenet samples" "$SHARED/weights/vit_tiny_patch16_224.safetensors" \
+     "$SHARED/data/imagenet_samples"; then
   W="$SHARED/weights/vit_tiny_patch16_224.safetensors"; D="$SHARED/data/imagenet_samples"
   expect 0 "classify --json on imagenet samples" "$BIN" classify --backbone "$W" --resize 248 --interp bicubic \
      --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --labels "$D/imagenet1k_classes.txt" --json --threads 2 "$D"
@@ -71,8 +57,5 @@ if [ -f "$SHARED/weights/vit_tiny_patch16_224.safetensors" ]; then
   done < "$D/expected.tsv"
   [ "$good" -eq 17 ] && ok "classify CLI top-1 17/17" || bad "classify CLI top-1 $good/17"
   expect 1 "labels count mismatch" "$BIN" classify --backbone "$W" --labels "$D/expected.tsv" "$D"
-else
-  skp "classify on ../shared imagenet samples (../shared not found)"
 fi
-echo "#SUMMARY $pass $fail $skip"
-[ "$fail" -eq 0 ]
+finish

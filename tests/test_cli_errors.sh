@@ -9,12 +9,7 @@
 #    and leave no output file behind.
 # Complements test_cli.sh, test_detector_cli.sh and test_eval.sh (which test the verbs'
 # successful runs). Uses the tiny golden ViT of tests/data/golden; needs UF_BIN.
-set -u
-BIN=${UF_BIN:-./uniformaly}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "  FAIL $1" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 # U VERB NAME ARGS...: a usage error of VERB whose message names what is wrong: the first
 # word of NAME (the option, e.g. "--mean", or the words of a missing-argument case)
@@ -23,6 +18,7 @@ U() {
   local needle=${name%% *}
   case $needle in no) needle=${name#no };; unknown|stray) needle="$1";; esac
   "$BIN" "$verb" "$@" >"$T/out" 2>"$T/err" </dev/null; local rc=$?
+  no_sanitizer_report "$verb: $name" "$T/err" || return
   if [ "$rc" -ne 2 ]; then bad "$verb: $name: exit $rc, want 2: $(head -c 300 "$T/err")"; return; fi
   if ! grep -q "^uniformaly $verb: " "$T/err" || ! grep -q "Try 'uniformaly $verb --help'" "$T/err"; then
     bad "$verb: $name: no usage message: $(head -c 300 "$T/err")"; return; fi
@@ -35,6 +31,7 @@ U() {
 R() {
   local verb=$1 name=$2 needle=$3; shift 3
   "$BIN" "$verb" "$@" >"$T/out" 2>"$T/err" </dev/null; local rc=$?
+  no_sanitizer_report "$verb: $name" "$T/err" || return
   if [ "$rc" -ne 1 ]; then bad "$verb: $name: exit $rc, want 1: $(head -c 300 "$T/err")"; return; fi
   local n; n=$(wc -l <"$T/err")
   if [ "$n" -ne 1 ]; then bad "$verb: $name: $n lines on stderr: $(head -c 500 "$T/err")"; return; fi
@@ -255,5 +252,4 @@ R features "unwritable --out" "$RO/f.st"         $BB --resize 64 --crop 64 --lay
 [ ! -e "$T/f.st" ] && ok || bad "features: a failed run left $T/f.st"
 
 echo "  $pass checks passed, $fail failed" >&2
-echo "#SUMMARY $pass $fail 0"
-[ "$fail" -eq 0 ]
+finish

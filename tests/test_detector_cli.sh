@@ -5,20 +5,7 @@
 # line naming the file, bad flags exit 2; a failed or interrupted fit leaves the previous
 # model intact; demo runs end to end. Uses the tiny golden ViT (4 blocks, dim 48) and the
 # small PNGs of tests/data/detector, so it needs nothing from ../shared. Needs UF_BIN.
-set -u
-BIN=${UF_BIN:-./uniformaly}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok()   { pass=$((pass+1)); echo "  ok   $1" >&2; }
-bad()  { fail=$((fail+1)); echo "  FAIL $1" >&2; }
-expect() {
-  local want=$1 name=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ "$rc" -ne "$want" ]; then bad "$name (exit $rc, want $want): $(head -c 300 "$T/err")"; return 1; fi
-  if [ "$want" -ne 0 ] && ! grep -q "uniformaly" "$T/err"; then bad "$name: no message on stderr"; return 1; fi
-  ok "$name"
-}
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 cp tests/data/golden/m1.safetensors "$T/m1.safetensors"
 M1="$T/m1.safetensors"
@@ -167,5 +154,4 @@ expect 0 "demo" "$BIN" demo --out "$T/demo" --train 8 --threads 2
 grep -q "texture" "$T/out" && grep -q "object" "$T/out" && ok "demo reports both datasets" || bad "demo output: $(cat "$T/out")"
 check "demo wrote overlays" '[ "$(ls "$T/demo/texture" | grep -c png)" -gt 10 ]'
 check "demo wrote models" '[ -s "$T/demo/texture.ufm" ] && [ -s "$T/demo/object.ufm" ]'
-echo "#SUMMARY $pass $fail $skip"
-[ "$fail" -eq 0 ]
+finish

@@ -11,23 +11,7 @@
 # category's results. With ../shared: MVTec bottle with the ViT-Tiny reaches image AUROC
 # >= 0.99 and pixel AUROC >= 0.98 (about 15 s). JSON is read with /usr/bin/python3's json
 # module (no third-party packages). Needs UF_BIN.
-set -u
-BIN=${UF_BIN:-./uniformaly}
-PY=/usr/bin/python3
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok()   { pass=$((pass+1)); echo "  ok   $1" >&2; }
-bad()  { fail=$((fail+1)); echo "  FAIL $1" >&2; }
-expect() {
-  local want=$1 name=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  if [ "$rc" -ne "$want" ]; then bad "$name (exit $rc, want $want): $(head -c 400 "$T/err")"; return 1; fi
-  if [ "$want" -ne 0 ] && ! grep -q "uniformaly" "$T/err"; then bad "$name: no message on stderr"; return 1; fi
-  # under make asan an error exit could hide a sanitizer report (ASan exits with 1 too)
-  if grep -q -e "Sanitizer" -e "runtime error:" "$T/err"; then bad "$name: $(grep -m1 -e Sanitizer -e "runtime error:" "$T/err")"; return 1; fi
-  ok "$name"
-}
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 # pycheck NAME FILE... <<'PY' ... PY: run a python snippet on the files (sys.argv[1:])
 pycheck() { local name=$1; shift; if "$PY" - "$@" >"$T/py" 2>&1; then ok "$name"; else bad "$name: $(tail -n 5 "$T/py")"; fi; }
 
@@ -298,8 +282,8 @@ PY
 echo "    (after the interrupt: $(cat "$T/py" 2>/dev/null))" >&2
 
 # --- real data: MVTec bottle with the shared ViT-Tiny ---
-SH=../shared
-if [ -f "$SH/weights/vit_tiny_patch16_224.safetensors" ] && [ -d "$SH/data/mvtec_ad/bottle" ]; then
+SH=$SHARED
+if need_shared "bottle eval" "$SH/weights/vit_tiny_patch16_224.safetensors" "$SH/data/mvtec_ad/bottle"; then
   OB="$T/bottle"
   expect 0 "eval mvtec bottle --cluster (ViT-Tiny)" "$BIN" eval --backbone "$SH/weights/vit_tiny_patch16_224.safetensors" \
     --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --quiet --dataset mvtec --root "$SH/data/mvtec_ad" --category bottle \
@@ -314,9 +298,5 @@ assert c["image_auroc"] >= 0.99 and c["pixel_auroc"] >= 0.98, c
 assert c["n_train"] == 209 and c["n_test"] == 83 and c["clustering"]["k"] == 3 and c["clustering"]["n"] == 63
 PY
   echo "    $(cat "$T/py")" >&2
-else
-  skip=$((skip+1)); echo "  SKIP bottle eval: ../shared (weights, data/mvtec_ad/bottle) not found" >&2
 fi
-
-echo "#SUMMARY $pass $fail $skip"
-[ "$fail" -eq 0 ]
+finish

@@ -484,8 +484,8 @@ static void test_input_size_limit(void)
     p.layer_first = 1, p.layer_last = 2;
     p.pre.resize = 0;
     uf_fitter *f = NULL;
-    p.pre.crop = 8194; /* (8194 / 2)^2 = 4097^2 patches > 2^24 */
-    EXPECT(uf_fitter_new(bb, &p, &f), UF_ERR_LIMIT, "input size 8194 is too large");
+    p.pre.crop = 8194; /* above the input side limit (and (8194 / 2)^2 patches > 2^24) */
+    EXPECT(uf_fitter_new(bb, &p, &f), UF_ERR_ARG, "crop 8194 is above the limit of 8192");
     CHECK(f == NULL);
     uf_fitter_free(f);
     p.pre.crop = 16; /* control */
@@ -604,6 +604,18 @@ static void test_image_limits(void)
     img = NULL;
     EXPECT(uf_image_new(10, 11, &img), UF_ERR_LIMIT, "10x11 pixels exceeds the limit of 100");
     uf_set_max_pixels(0);
+
+    /* a 1x10000 image resized by its shorter side to 256 would be 256x2560000: the message
+     * gives the real size and cause, not the resampler's internal allocation (issue 12) */
+    REQUIRE_OK(uf_image_new(1, 10000, &img));
+    float *px = malloc(3 * 224 * 224 * sizeof *px);
+    REQUIRE(px != NULL);
+    EXPECT(uf_preprocess_image(img, NULL, px), UF_ERR_LIMIT,
+           "image of 1x10000 pixels is too elongated: resizing its shorter side to 256 would "
+           "make it 256x2560000");
+    free(px);
+    uf_image_free(img);
+    img = NULL;
 
     /* a PNG claiming 16000 x 16000 RGB (256 Mpx, under the pixel limit) in 57 bytes: the
      * scanlines could never come out of so little deflate data, so it is refused as

@@ -593,8 +593,8 @@ static void test_corruption(void)
         b[k] ^= 0x5a;
         const char *msg = uf_errmsg();
         bool ok;
+        /* the checksum is verified before any field is trusted, the version included */
         if (k < 8) ok = s == UF_ERR_FORMAT && strstr(msg, "not a uniformaly model file");
-        else if (k < 12) ok = s == UF_ERR_UNSUPPORTED;
         else if (k < n - 8) ok = s == UF_ERR_FORMAT && strstr(msg, "checksum mismatch");
         else ok = s == UF_ERR_FORMAT;
         if (!ok || l) {
@@ -740,8 +740,9 @@ static void test_hostile_headers(void)
            "'params.layer_first'");
     mutate(&pt, "params", "layer_first", cJSON_CreateNumber(5), "layer_first > last",
            "header params invalid");
+    /* the real cause, not a missing field (issue 12) */
     mutate(&pt, "params", "layer_last", cJSON_CreateNumber(5), "layer_last > depth",
-           "'backbone.depth'");
+           "h.ufm: header params.layer_last 5 is beyond the backbone's 4 blocks");
     mutate(&pt, "params", "bpm_kernel", cJSON_CreateNumber(4), "even kernel", NULL);
     mutate(&pt, "params", "coreset", cJSON_CreateNumber(0), "coreset 0", "'params.coreset'");
     mutate(&pt, "params", "topk", cJSON_CreateNull(), "topk null", "'params.topk'");
@@ -760,6 +761,10 @@ static void test_hostile_headers(void)
     mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(-64), "crop -64",
            "'params.preprocess.crop'");
     mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(0), "crop 0", NULL);
+    mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(100000), "crop 100000",
+           "h.ufm: header params invalid: preprocessing: crop 100000 is above the limit");
+    mutate(&pt, "params.preprocess", "resize", cJSON_CreateNumber(20000), "resize 20000",
+           "h.ufm: header params invalid: preprocessing: resize 20000 is above the limit");
     mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(8), "crop < patch", NULL);
     mutate(&pt, "", "params", cJSON_CreateArray(), "params array", "'params'");
     mutate(&pt, "", "threshold", cJSON_CreateString("x"), "threshold string", "'threshold'");

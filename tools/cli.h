@@ -115,6 +115,22 @@ bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out);
  * number decoded. */
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
 
+/* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies
+ * whatever it is given), so every JSON document the program writes goes through
+ * cli_utf8_valid: each byte that is not part of valid UTF-8 becomes U+FFFD, the Unicode
+ * replacement character (the name stays readable but is no longer exact; the plain-text
+ * outputs keep the bytes). Plain tab-separated output escapes its fields with
+ * cli_tsv_field: backslash, tab, newline and carriage return are written as \\, \t, \n
+ * and \r, so one line is one record whatever the names hold. */
+
+/* s[0..n) with invalid UTF-8 bytes replaced by U+FFFD, NUL-terminated, malloc'd (NULL when
+ * out of memory); *out_n (if not NULL) receives its length. */
+char *cli_utf8_valid(const char *s, size_t n, size_t *out_n);
+/* cJSON_PrintUnformatted(o) through cli_utf8_valid; free() the result (NULL: out of memory). */
+char *cli_json_print(const struct cJSON *o);
+/* Write s to f with \, tab, newline and CR escaped as \\ \t \n \r. */
+void cli_tsv_field(FILE *f, const char *s);
+
 /* Verbs. */
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);

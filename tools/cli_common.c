@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -224,18 +225,31 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Append image files under dir (recursively, depth-limited) to out, unsorted. */
-static bool scan_dir(const char *dir, cli_strings *out, int depth)
+/* The folders from the scanned root down to the one being read, by identity, so a
+ * symlink back to one of them is recognised as a loop. */
+#define SCAN_MAX_DEPTH 32
+typedef struct scan_chain {
+    dev_t dev[SCAN_MAX_DEPTH + 1];
+    ino_t ino[SCAN_MAX_DEPTH + 1];
+} scan_chain;
+
+/* Append image files under dir (recursively, unsorted) to out. A subfolder that cannot be
+ * read, that loops back to a folder above it (a symlink), or that lies deeper than
+ * SCAN_MAX_DEPTH is skipped with a warning naming it: one bad corner of a tree does not
+ * stop a run over the rest. Only the top folder's failure is an error. */
+static bool scan_dir(const char *dir, cli_strings *out, int depth, scan_chain *chain)
 {
-    if (depth > 32) {
-        cli_error("%s: directories nested too deeply", dir);
-        return false;
-    }
     DIR *d = opendir(dir);
-    if (!d) {
-        cli_error("%s: cannot open directory: %s", dir, strerror(errno));
-        return false;
+    struct stat st;
+    if (!d || fstat(dirfd(d), &st) != 0) {
+        if (depth == 0) cli_error("%s: cannot open directory: %s", dir, strerror(errno));
+        else fprintf(stderr, "uniformaly: warning: %s: cannot open directory (%s); skipped\n",
+                     dir, strerror(errno));
+        if (d) closedir(d);
+        return depth > 0;
     }
+    chain->dev[depth] = st.st_dev;
+    chain->ino[depth] = st.st_ino;
     struct dirent *e;
     bool ok = true;
     while (ok && (e = readdir(d))) {
@@ -244,11 +258,21 @@ static bool scan_dir(const char *dir, cli_strings *out, int depth)
         char *p = malloc(len);
         if (!p) { ok = false; break; }
         snprintf(p, len, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0) {
-            if (S_ISDIR(st.st_mode)) ok = scan_dir(p, out, depth + 1);
-            else if (S_ISREG(st.st_mode) && uf_is_image_name(e->d_name))
-                ok = cli_strings_push(out, p);
+        const bool exists = stat(p, &st) == 0;
+        if (exists && S_ISDIR(st.st_mode)) {
+            int up = -1;
+            for (int k = 0; k <= depth && up < 0; k++)
+                if (chain->dev[k] == st.st_dev && chain->ino[k] == st.st_ino) up = k;
+            if (up >= 0)
+                fprintf(stderr, "uniformaly: warning: %s: loops back to the folder %d level%s "
+                                "above (a symlink); skipped\n",
+                        p, depth + 1 - up, depth + 1 - up == 1 ? "" : "s");
+            else if (depth + 1 > SCAN_MAX_DEPTH)
+                fprintf(stderr, "uniformaly: warning: %s: folders nested deeper than %d levels; "
+                                "skipped\n", p, SCAN_MAX_DEPTH);
+            else ok = scan_dir(p, out, depth + 1, chain);
+        } else if (exists && S_ISREG(st.st_mode) && uf_is_image_name(e->d_name)) {
+            ok = cli_strings_push(out, p);
         }
         free(p);
     }
@@ -303,7 +327,14 @@ static bool read_list(const char *path, cli_strings *out)
     bool ok = true;
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) : 0;
+    size_t lineno = 0;
     while (ok && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (memchr(line, '\0', (size_t)len)) { /* C strings would end there: a.jpg<NUL>b.jpg */
+            cli_error("%s: line %zu contains a NUL byte", path, lineno);
+            ok = false;
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
                            line[len - 1] == ' ' || line[len - 1] == '\t'))
             line[--len] = '\0';
@@ -339,7 +370,8 @@ bool cli_expand_images(int n, char **args, cli_strings *out)
         }
         if (S_ISDIR(st.st_mode)) {
             size_t first = out->n;
-            if (!scan_dir(args[i], out, 0)) return false;
+            scan_chain chain;
+            if (!scan_dir(args[i], out, 0, &chain)) return false;
             if (out->n > first) /* (out->v may still be NULL: qsort must not see it) */
                 qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
             if (out->n == first) {
@@ -406,4 +438,72 @@ bool cli_load_image(const cli_common *c, const char *path, float *out)
         return false;
     }
     return true;
+}
+
+/* ---- text outputs: names are bytes, JSON is UTF-8 ---------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 if none starts there
+ * (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || len > n) return 0;
+    /* the second byte's range depends on the first; the others are 80..BF */
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    else if (c == 0xED) hi = 0x9F;
+    else if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+char *cli_utf8_valid(const char *s, size_t n, size_t *out_n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t need = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(u + i, n - i);
+        need += k ? k : 3;
+        i += k ? k : 1;
+    }
+    char *o = malloc(need + 1);
+    if (!o) return NULL;
+    size_t w = 0;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(u + i, n - i);
+        if (k) memcpy(o + w, s + i, k);
+        else memcpy(o + w, "\xEF\xBF\xBD", 3); /* U+FFFD REPLACEMENT CHARACTER */
+        w += k ? k : 3;
+        i += k ? k : 1;
+    }
+    o[w] = '\0';
+    if (out_n) *out_n = w;
+    return o;
+}
+
+char *cli_json_print(const cJSON *o)
+{
+    char *raw = cJSON_PrintUnformatted(o);
+    if (!raw) return NULL;
+    char *t = cli_utf8_valid(raw, strlen(raw), NULL);
+    cJSON_free(raw);
+    return t;
+}
+
+void cli_tsv_field(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '\\': fputs("\\\\", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        default: fputc(*s, f);
+        }
+    }
 }

@@ -25,7 +25,10 @@ static const char *const help =
     "  --top K              number of classes to print (default 5)\n"
     "  --json               one JSON object per line:\n"
     "                       {\"image\": PATH, \"top5\": [{\"index\": I, \"name\": S, \"prob\": P}, ...]}\n"
-    "                       (\"name\" is null without --labels; the key is \"top<K>\")\n";
+    "                       (\"name\" is null without --labels; the key is \"top<K>\")\n"
+    "In the plain output a backslash, tab, newline or carriage return of PATH is written as\n"
+    "\\\\, \\t, \\n, \\r; in JSON every byte of a name that is not valid UTF-8 is replaced by\n"
+    "U+FFFD (the JSON stays valid, the name inexact).\n";
 
 /* Read one label per line; returns the count, or -1 after printing an error. */
 static int read_labels(const char *path, cli_strings *out)
@@ -89,12 +92,13 @@ static void print_result(const char *path, const float *logits, int C, int k,
             cJSON_AddItemToArray(arr, e);
         }
         cJSON_AddItemToObject(o, key, arr);
-        char *s = cJSON_PrintUnformatted(o);
+        char *s = cli_json_print(o);
         if (s) puts(s);
         free(s);
         cJSON_Delete(o);
     } else {
-        printf("%s\n", path);
+        cli_tsv_field(stdout, path); /* one line whatever the name holds */
+        putchar('\n');
         for (int j = 0; j < k; j++)
             printf("  %8.4f  %4d  %s\n", prob[j], idx[j],
                    labels->n ? labels->v[idx[j]] : "");

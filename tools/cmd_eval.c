@@ -252,8 +252,14 @@ static void nan_figs(figs *f)
 static bool write_atomic(const ctx *x, const char *path, const char *data, size_t len)
 {
     (void)x;
-    if (uf_write_file_atomic(path, data, len) == UF_OK) return true;
-    cli_error("%s", uf_errmsg());
+    size_t n = 0; /* names are bytes; JSON/CSV readers want UTF-8 (cli.h, issue 12) */
+    char *t = cli_utf8_valid(data, len, &n);
+    if (t && uf_write_file_atomic(path, t, n) == UF_OK) {
+        free(t);
+        return true;
+    }
+    cli_error("%s", t ? uf_errmsg() : "out of memory");
+    free(t);
     return false;
 }
 
@@ -618,10 +624,13 @@ static bool append_scores(const ctx *x, const char *cat, const uf_dataset_item *
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/scores.csv", x->dir);
-    FILE *f = b.oom ? NULL : fopen(path, "a");
-    bool ok = f && fwrite(b.s, 1, b.n, f) == b.n;
+    size_t tn = 0; /* names are bytes; CSV readers want UTF-8 (cli.h, issue 12) */
+    char *t = b.oom ? NULL : cli_utf8_valid(b.s, b.n, &tn);
+    FILE *f = t ? fopen(path, "a") : NULL;
+    bool ok = f && fwrite(t, 1, tn, f) == tn;
     if (f) ok = fclose(f) == 0 && ok;
-    if (!ok) cli_error("%s: cannot write: %s", path, b.oom ? "out of memory" : strerror(errno));
+    if (!ok) cli_error("%s: cannot write: %s", path, !t ? "out of memory" : strerror(errno));
+    free(t);
     free(b.s);
     return ok;
 }

@@ -287,7 +287,7 @@ static char *features_metadata(const features_opts *o, const features_run *r)
              pre->mean[2], pre->std[0], pre->std[1], pre->std[2]);
     cJSON_AddStringToObject(meta, "preprocess", buf);
     cJSON_AddStringToObject(meta, "backbone", o->c.backbone);
-    char *meta_s = cJSON_PrintUnformatted(meta);
+    char *meta_s = cli_json_print(meta);
     cJSON_Delete(meta);
     return meta_s;
 }
@@ -369,20 +369,27 @@ static const char *const info_help =
     "  --json      model files: print one JSON object\n"
     "  --heads N   checkpoints: attention heads when not inferable from the dim\n";
 
-/* True if path starts with the model file magic. */
-static bool is_model_file(const char *path)
+/* 1: a model file (its magic), 2: a damaged one (its end marker "UFMEND", or 6 of the 8
+ * magic bytes), 0: anything else (a checkpoint, or not ours at all). */
+static int model_file_kind(const char *path)
 {
-    char h[8] = {0};
+    static const char magic[8] = "UFMODEL", end[8] = "UFMEND";
+    char h[8] = {0}, t[8] = {0};
     int fd;
-    if (uf_open_input(path, &fd) != UF_OK) return false; /* loading will say why */
+    if (uf_open_input(path, &fd) != UF_OK) return 0; /* loading will say why */
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         close(fd);
-        return false;
+        return 0;
     }
     size_t n = fread(h, 1, sizeof h, f);
+    bool has_end = fseek(f, -8, SEEK_END) == 0 && fread(t, 1, sizeof t, f) == 8 &&
+                   !memcmp(t, end, 8);
     fclose(f);
-    return n == 8 && !memcmp(h, "UFMODEL", 8);
+    int same = 0;
+    for (size_t i = 0; i < n; i++) same += h[i] == magic[i];
+    if (same == 8) return 1;
+    return has_end || same >= 6 ? 2 : 0;
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -412,11 +419,22 @@ int cmd_inspect(int argc, char **argv)
         }
     }
     if (!path) return cli_usage_error(verb, "no file given");
-    if (is_model_file(path)) return cmd_model_info(path, json);
+    const int kind = model_file_kind(path);
+    if (kind == 1) return cmd_model_info(path, json);
+    if (kind == 2) {
+        cli_error("%s: damaged uniformaly model file (its first bytes are not the model "
+                  "magic \"UFMODEL\")", path);
+        return CLI_EXIT_RUNTIME;
+    }
     if (json) return cli_usage_error(verb, "--json is for model files");
     uf_backbone *bb = NULL;
     if (uf_backbone_load(path, &bp, &bb) != UF_OK) {
-        cli_error("%s", uf_errmsg());
+        /* info takes both kinds of file: say the file is neither */
+        const char *m = uf_errmsg(), *tail = strstr(m, ": not a .pth or .safetensors checkpoint");
+        if (tail && !tail[strlen(": not a .pth or .safetensors checkpoint")])
+            cli_error("%s: neither a uniformaly model file nor a .pth or .safetensors "
+                      "checkpoint", path);
+        else cli_error("%s", m);
         return CLI_EXIT_RUNTIME;
     }
     uf_backbone_info in;

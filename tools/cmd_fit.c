@@ -29,7 +29,8 @@ static const char *const help =
     "  --out PATH           model file to write (required)\n"
     "  --embed-backbone     store the checkpoint inside the model file (deployable alone);\n"
     "                       otherwise the file records the checkpoint's path and sha256\n"
-    "  --shots N            train on N images drawn at random (seeded by --seed)\n"
+    "  --shots N            train on N images drawn at random (seeded by --seed); fewer\n"
+    "                       than N training images is an error\n"
     "  --threshold T        store a decision threshold on the image score (predict marks\n"
     "                       images above it anomalous)\n";
 
@@ -132,6 +133,12 @@ int cmd_fit(int argc, char **argv)
     uf_inputs *inputs = NULL;
     double t0 = now();
     if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (shots > 0 && (size_t)shots > images.n) { /* fitting fewer than asked is refused */
+        cli_error("--shots %ld: only %zu training image%s found in %s%s", shots, images.n,
+                  images.n == 1 ? "" : "s", pos[0], npos > 1 ? " and the other inputs" : "");
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
     if (shots > 0 && !pick_shots(&images, (size_t)shots, dp.seed)) {
         cli_error("out of memory");
         rc = CLI_EXIT_RUNTIME;

@@ -23,7 +23,9 @@ static const char *const help =
     "Score images with a model written by 'uniformaly fit'. One line per image on stdout:\n"
     "  PATH<TAB>SCORE<TAB>anomalous|normal|-     ('-' when no threshold is known)\n"
     "Higher scores are more anomalous. Unreadable images are reported on stderr and\n"
-    "skipped (exit status 1 at the end).\n"
+    "skipped (exit status 1 at the end). In PATH a backslash, tab, newline or carriage\n"
+    "return is written as \\\\, \\t, \\n, \\r; in JSON output every byte of a name that is\n"
+    "not valid UTF-8 is replaced by U+FFFD (the JSON stays valid, the name inexact).\n"
     "\n"
     "Options:\n"
     "  --json               one JSON object per line instead: {\"image\": PATH, \"score\": S,\n"
@@ -208,7 +210,7 @@ int cmd_model_info(const char *path, bool json)
         cJSON_AddNumberToObject(b, "heads", in.backbone.heads);
         cJSON_AddNumberToObject(b, "patch", in.backbone.patch);
         cJSON_AddNumberToObject(b, "n_params", (double)in.backbone.n_params);
-        char *s = cJSON_PrintUnformatted(o);
+        char *s = cli_json_print(o);
         if (s) puts(s);
         free(s);
         cJSON_Delete(o);
@@ -415,7 +417,8 @@ static void print_result(const predict_opts *o, const char *path, float score, d
 {
     int anom = isfinite(thr) ? score > thr : -1;
     if (!o->json) {
-        printf("%s\t%.6g\t%s\n", path, score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
+        cli_tsv_field(stdout, path); /* one line whatever the name holds */
+        printf("\t%.6g\t%s\n", score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
         return;
     }
     cJSON *obj = cJSON_CreateObject();
@@ -429,7 +432,7 @@ static void print_result(const predict_opts *o, const char *path, float score, d
     else cJSON_AddNullToObject(obj, "heatmap");
     if (npy) cJSON_AddStringToObject(obj, "map", npy);
     else cJSON_AddNullToObject(obj, "map");
-    char *str = cJSON_PrintUnformatted(obj);
+    char *str = cli_json_print(obj);
     if (str) puts(str);
     free(str);
     cJSON_Delete(obj);

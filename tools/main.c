@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -29,8 +30,52 @@ static const char *const usage =
     "'uniformaly VERB --help' describes each verb. Exit status: 0 ok, 1 runtime error,\n"
     "2 usage error.\n";
 
+/* OMP_NUM_THREADS must be a positive integer or a comma-separated list of them (OpenMP's
+ * nested levels). libgomp parses it while the program loads, before main, and prints its
+ * own "Invalid value" line for anything else (twice here, once more after the re-exec
+ * below). So the check runs earlier still: a function in .preinit_array runs before any
+ * shared library's constructor, and there it removes an invalid value from the environment
+ * (libc is not initialised yet, so envp is edited directly). main then warns once, in our
+ * words, and the thread count falls back to the default (all cores). */
+static const char *g_bad_omp_threads; /* the value removed, or NULL */
+
+static bool valid_omp_threads(const char *v)
+{
+    const char *p = v;
+    for (;;) { /* one entry: blanks, 1..999999 (leading zeros allowed), blanks */
+        while (*p == ' ' || *p == '\t') p++;
+        const char *d = p;
+        while (*p == '0') p++;
+        const char *sig = p;
+        while (*p >= '0' && *p <= '9') p++;
+        if (p == d || p == sig || p - sig > 6) return false;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) return true;
+        if (*p++ != ',') return false;
+    }
+}
+
+static void drop_invalid_omp_threads(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    static const char key[] = "OMP_NUM_THREADS=";
+    for (char **e = envp; e && *e; e++) {
+        if (strncmp(*e, key, sizeof key - 1) || valid_omp_threads(*e + sizeof key - 1)) continue;
+        g_bad_omp_threads = *e + sizeof key - 1;
+        for (char **d = e; *d; d++) d[0] = d[1]; /* shift the rest down, NULL included */
+        e--;
+    }
+}
+__attribute__((section(".preinit_array"), used)) static void (*const uf_preinit)(
+    int, char **, char **) = drop_invalid_omp_threads;
+
 int main(int argc, char **argv)
 {
+    if (g_bad_omp_threads)
+        fprintf(stderr, "uniformaly: warning: ignoring OMP_NUM_THREADS='%s' (not a positive "
+                        "integer up to 999999); using the default thread count\n",
+                g_bad_omp_threads);
     if (argc < 2) {
         fputs(usage, stderr);
         return CLI_EXIT_USAGE;

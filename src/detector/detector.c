@@ -74,6 +74,15 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
     const int S = uf_preprocess_size(&p->pre);
     if (S < 1 || p->pre.resize < 0 || p->pre.crop < 0 || p->pre.pad_to < 0)
         return uf__err(UF_ERR_ARG, "preprocessing: need a crop (or pad_to) size > 0");
+    if (S > UF__MAX_INPUT_SIDE || p->pre.resize > UF__MAX_INPUT_SIDE)
+        return uf__err(UF_ERR_ARG,
+                       "preprocessing: %s %d is above the limit of %d pixels (the network "
+                       "input is S x S)",
+                       p->pre.resize > UF__MAX_INPUT_SIDE ? "resize"
+                       : p->pre.pad_to > 0                ? "pad_to"
+                                                          : "crop",
+                       p->pre.resize > UF__MAX_INPUT_SIDE ? p->pre.resize : S,
+                       UF__MAX_INPUT_SIDE);
     for (int c = 0; c < 3; c++)
         if (!isfinite(p->pre.mean[c]) || !isfinite(p->pre.std[c]) || p->pre.std[c] == 0)
             return uf__err(UF_ERR_ARG, "preprocessing: mean/std must be finite, std nonzero");

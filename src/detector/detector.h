@@ -7,6 +7,11 @@
 
 #include "core/internal.h"
 
+/* Largest network input side (crop or pad_to) and resize target, as the CLI accepts: a
+ * model header asking for more is refused on load, naming the field, instead of failing
+ * later at scoring time. */
+#define UF__MAX_INPUT_SIDE 8192
+
 /* A fitted model. Immutable after construction, hence shareable across threads. */
 struct uf_model {
     uf_detector_params params;

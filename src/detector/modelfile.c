@@ -52,13 +52,13 @@
  * A random backbone is always stored as its configuration (a few numbers rebuild the
  * same weights on any machine); "embedded" then just records what the caller asked.
  *
- * Loading validates before it trusts: magic, version, checksum (when the end marker is
- * present), header length against the file, the JSON, every field's type and range, and
- * the section layout against the file size, all before anything sized by the file is
- * allocated. Corrupt or hostile bytes give UF_ERR_FORMAT with a message naming the field;
- * the parser never reads outside the buffer. A random backbone, the one thing whose size
- * the file size does not bound, is limited to MF_MAX_RANDOM_PARAMS parameters
- * (UF_ERR_LIMIT on load, UF_ERR_ARG on save).
+ * Loading validates before it trusts: magic, checksum (when the end marker is present, so
+ * a damaged version field reads as damage), version, header length against the file, the
+ * JSON, every field's type and range, and the section layout against the file size, all
+ * before anything sized by the file is allocated. Corrupt or hostile bytes give
+ * UF_ERR_FORMAT with a message naming the field; the parser never reads outside the
+ * buffer. A random backbone, the one thing whose size the file size does not bound, is
+ * limited to MF_MAX_RANDOM_PARAMS parameters (UF_ERR_LIMIT on load, UF_ERR_ARG on save).
  *
  * Which backbone a loaded model runs, in order: the caller's checkpoint
  * (uf_model_load_params.backbone_path), the embedded bytes, the random configuration, the
@@ -595,26 +595,45 @@ typedef struct mf_header {
     uf_vit_config random_cfg;
 } mf_header;
 
-/* Parse the validated-length header text; on failure an error naming the field. */
-static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
-{
+/* In the header parsers below: leave with UF_ERR_FORMAT naming the field unless cond. */
 #define NEED(cond, field)                                                                 \
     do {                                                                                 \
         if (!(cond))                                                                     \
             return uf__err(UF_ERR_FORMAT, "%s: header field '%s' missing or invalid", path, \
                            field);                                                       \
     } while (0)
+
+/* params.preprocess into pre. */
+static uf_status parse_preprocess(const char *path, const cJSON *P, uf_preprocess *pre)
+{
     double v;
     const char *s;
-    memset(h, 0, sizeof *h);
-    NEED(cJSON_IsObject(root), "(root object)");
-    NEED(jget_str(root, "library_version", &s), "library_version");
-    NEED(jget_str(root, "created", &s), "created");
+    int k;
+    const cJSON *Q = cJSON_GetObjectItemCaseSensitive(P, "preprocess");
+    NEED(cJSON_IsObject(Q), "params.preprocess");
+    NEED(jget_int(Q, "resize", 0, INT_MAX, &v), "params.preprocess.resize");
+    pre->resize = (int)v;
+    NEED(jget_int(Q, "crop", 0, INT_MAX, &v), "params.preprocess.crop");
+    pre->crop = (int)v;
+    NEED(jget_int(Q, "pad_to", 0, INT_MAX, &v), "params.preprocess.pad_to");
+    pre->pad_to = (int)v;
+    NEED(jget_str(Q, "interp", &s) && (k = lookup(s, interp_names, 4)) >= 0,
+         "params.preprocess.interp");
+    pre->interp = (uf_interp)k;
+    NEED(jget_arr3(Q, "mean", pre->mean), "params.preprocess.mean");
+    NEED(jget_arr3(Q, "std", pre->std) && pre->std[0] != 0 && pre->std[1] != 0 &&
+             pre->std[2] != 0,
+         "params.preprocess.std");
+    return UF_OK;
+}
 
-    /* detector settings */
+/* The detector settings ("params") into p, each field and then their combination. */
+static uf_status parse_params(const char *path, const cJSON *root, uf_detector_params *p)
+{
+    double v;
+    const char *s;
     const cJSON *P = cJSON_GetObjectItemCaseSensitive(root, "params");
     NEED(cJSON_IsObject(P), "params");
-    uf_detector_params *p = &h->params;
     *p = uf_detector_default_params();
     NEED(jget_int(P, "layer_first", 1, 64, &v), "params.layer_first");
     p->layer_first = (int)v;
@@ -643,28 +662,21 @@ static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
     p->topk = v;
     NEED(jget_num(P, "sigma", 0, 1000, &v), "params.sigma");
     p->sigma = v;
-    const cJSON *Q = cJSON_GetObjectItemCaseSensitive(P, "preprocess");
-    NEED(cJSON_IsObject(Q), "params.preprocess");
-    NEED(jget_int(Q, "resize", 0, INT_MAX, &v), "params.preprocess.resize");
-    p->pre.resize = (int)v;
-    NEED(jget_int(Q, "crop", 0, INT_MAX, &v), "params.preprocess.crop");
-    p->pre.crop = (int)v;
-    NEED(jget_int(Q, "pad_to", 0, INT_MAX, &v), "params.preprocess.pad_to");
-    p->pre.pad_to = (int)v;
-    NEED(jget_str(Q, "interp", &s) && (k = lookup(s, interp_names, 4)) >= 0,
-         "params.preprocess.interp");
-    p->pre.interp = (uf_interp)k;
-    NEED(jget_arr3(Q, "mean", p->pre.mean), "params.preprocess.mean");
-    NEED(jget_arr3(Q, "std", p->pre.std) && p->pre.std[0] != 0 && p->pre.std[1] != 0 &&
-             p->pre.std[2] != 0,
-         "params.preprocess.std");
+    uf_status st = parse_preprocess(path, P, &p->pre);
+    if (st != UF_OK) return st;
     /* the combinations (layer order, crop or pad_to present) */
     if (uf_detector_params_check(p, NULL) != UF_OK) {
         char msg[256];
         snprintf(msg, sizeof msg, "%s", uf_errmsg());
         return uf__err(UF_ERR_FORMAT, "%s: header params invalid: %s", path, msg);
     }
+    return UF_OK;
+}
 
+/* The threshold, the counts and the bank section. */
+static uf_status parse_counts(const char *path, const cJSON *root, mf_header *h)
+{
+    double v;
     /* threshold: a float, or null for none */
     const cJSON *T = cJSON_GetObjectItemCaseSensitive(root, "threshold");
     if (cJSON_IsNull(T)) h->threshold = NAN;
@@ -672,8 +684,6 @@ static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
         NEED(jget_num(root, "threshold", -FLT_MAX, FLT_MAX, &v), "threshold");
         h->threshold = (float)v;
     }
-
-    /* counts and the bank section */
     NEED(jget_int(root, "dim", 1, MF_MAX_DIM, &v), "dim");
     h->dim = (int)v;
     NEED(jget_int(root, "n_bank", 1, (double)MF_MAX_ROWS, &v), "n_bank");
@@ -682,52 +692,32 @@ static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
     h->n_bank_full = (size_t)v;
     NEED(jget_int(root, "n_train", 0, MF_MAX_COUNT, &v), "n_train");
     h->n_train = (size_t)v;
-    if (h->n_bank < (size_t)p->knn)
+    if (h->n_bank < (size_t)h->params.knn)
         return uf__err(UF_ERR_FORMAT, "%s: the bank has %zu rows, fewer than knn = %d", path,
-                       h->n_bank, p->knn);
+                       h->n_bank, h->params.knn);
     const cJSON *S = cJSON_GetObjectItemCaseSensitive(root, "bank");
     NEED(cJSON_IsObject(S), "bank");
     NEED(jget_int(S, "offset", 0, MF_MAX_COUNT, &v), "bank.offset");
     h->bank_off = (size_t)v;
     NEED(jget_int(S, "length", 0, MF_MAX_COUNT, &v), "bank.length");
     h->bank_len = (size_t)v;
+    return UF_OK;
+}
 
-    /* the backbone */
-    const cJSON *B = cJSON_GetObjectItemCaseSensitive(root, "backbone");
-    NEED(cJSON_IsObject(B), "backbone");
-    static const char *const formats[] = {"pth", "safetensors", "random"};
-    NEED(jget_str(B, "format", &h->bb_format) && lookup(h->bb_format, formats, 3) >= 0,
-         "backbone.format");
-    h->is_random = !strcmp(h->bb_format, "random");
-    NEED(jget_str(B, "path", &h->bb_path) && strlen(h->bb_path) < MF_MAX_PATH,
-         "backbone.path");
-    NEED(jget_str(B, "sha256", &h->bb_sha256), "backbone.sha256");
-    {
-        size_t n = strlen(h->bb_sha256);
-        bool hex = n == 64;
-        for (size_t i = 0; i < n && hex; i++)
-            hex = (h->bb_sha256[i] >= '0' && h->bb_sha256[i] <= '9') ||
-                  (h->bb_sha256[i] >= 'a' && h->bb_sha256[i] <= 'f');
-        NEED(h->is_random ? n == 0 : hex, "backbone.sha256");
-    }
-    NEED(jget_int(B, "file_size", 0, (double)MF_MAX_FILE, &v), "backbone.file_size");
-    h->bb_file_size = (size_t)v;
-    NEED(jget_int(B, "heads", 1, MF_MAX_DIM, &v), "backbone.heads");
-    h->bb_params.heads = (int)v;
-    NEED(jget_num(B, "ln_eps", 0, 1, &v) && v > 0 && (float)v > 0, "backbone.ln_eps");
-    h->bb_params.ln_eps = (float)v;
-    NEED(jget_int(B, "dim", h->dim, h->dim, &v), "backbone.dim");
-    NEED(jget_int(B, "depth", p->layer_last, 64, &v), "backbone.depth");
-    h->bb_depth = (int)v;
-    NEED(jget_int(B, "patch", 1, 1024, &v), "backbone.patch");
-    NEED(jget_int(B, "mlp_dim", 1, 1 << 20, &v), "backbone.mlp_dim");
-    NEED(jget_int(B, "grid_h", 1, 1 << 16, &v), "backbone.grid_h");
-    NEED(jget_int(B, "grid_w", 1, 1 << 16, &v), "backbone.grid_w");
-    NEED(jget_int(B, "n_classes", 0, 1 << 24, &v), "backbone.n_classes");
-    const cJSON *E = cJSON_GetObjectItemCaseSensitive(B, "embedded");
-    NEED(cJSON_IsBool(E), "backbone.embedded");
-    h->embedded = cJSON_IsTrue(E) ? 1 : 0;
+/* True when s is 64 lowercase hex digits. */
+static bool is_sha256_hex(const char *s)
+{
+    size_t n = strlen(s);
+    bool hex = n == 64;
+    for (size_t i = 0; i < n && hex; i++)
+        hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
+    return hex;
+}
 
+/* backbone.data (embedded checkpoints only) and backbone.random (random backbones only). */
+static uf_status parse_backbone_sections(const char *path, const cJSON *B, mf_header *h)
+{
+    double v;
     const cJSON *D = cJSON_GetObjectItemCaseSensitive(B, "data");
     if (h->is_random || !h->embedded) {
         NEED(D == NULL, "backbone.data"); /* only embedded checkpoints have bytes */
@@ -745,29 +735,83 @@ static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
     const cJSON *R = cJSON_GetObjectItemCaseSensitive(B, "random");
     if (!h->is_random) {
         NEED(R == NULL, "backbone.random");
-    } else {
-        uf_vit_config *c = &h->random_cfg;
-        NEED(cJSON_IsObject(R), "backbone.random");
-        NEED(jget_int(R, "dim", h->dim, h->dim, &v), "backbone.random.dim");
-        c->dim = (int)v;
-        NEED(jget_int(R, "depth", h->bb_depth, h->bb_depth, &v), "backbone.random.depth");
-        c->depth = (int)v;
-        NEED(jget_int(R, "heads", h->bb_params.heads, h->bb_params.heads, &v),
-             "backbone.random.heads");
-        c->heads = (int)v;
-        NEED(jget_int(R, "patch", 1, 64, &v), "backbone.random.patch");
-        c->patch = (int)v;
-        NEED(jget_int(R, "mlp_dim", 1, 65536, &v), "backbone.random.mlp_dim");
-        c->mlp_dim = (int)v;
-        NEED(jget_int(R, "grid", 1, 256, &v), "backbone.random.grid");
-        c->grid = (int)v;
-        NEED(jget_int(R, "n_classes", 0, 100000, &v), "backbone.random.n_classes");
-        c->n_classes = (int)v;
-        NEED(jget_u64(R, "seed", &c->seed), "backbone.random.seed");
+        return UF_OK;
     }
+    uf_vit_config *c = &h->random_cfg;
+    NEED(cJSON_IsObject(R), "backbone.random");
+    NEED(jget_int(R, "dim", h->dim, h->dim, &v), "backbone.random.dim");
+    c->dim = (int)v;
+    NEED(jget_int(R, "depth", h->bb_depth, h->bb_depth, &v), "backbone.random.depth");
+    c->depth = (int)v;
+    NEED(jget_int(R, "heads", h->bb_params.heads, h->bb_params.heads, &v),
+         "backbone.random.heads");
+    c->heads = (int)v;
+    NEED(jget_int(R, "patch", 1, 64, &v), "backbone.random.patch");
+    c->patch = (int)v;
+    NEED(jget_int(R, "mlp_dim", 1, 65536, &v), "backbone.random.mlp_dim");
+    c->mlp_dim = (int)v;
+    NEED(jget_int(R, "grid", 1, 256, &v), "backbone.random.grid");
+    c->grid = (int)v;
+    NEED(jget_int(R, "n_classes", 0, 100000, &v), "backbone.random.n_classes");
+    c->n_classes = (int)v;
+    NEED(jget_u64(R, "seed", &c->seed), "backbone.random.seed");
     return UF_OK;
-#undef NEED
 }
+
+/* The backbone's record: identity, architecture, how it is stored. */
+static uf_status parse_backbone(const char *path, const cJSON *root, mf_header *h)
+{
+    double v;
+    const cJSON *B = cJSON_GetObjectItemCaseSensitive(root, "backbone");
+    NEED(cJSON_IsObject(B), "backbone");
+    static const char *const formats[] = {"pth", "safetensors", "random"};
+    NEED(jget_str(B, "format", &h->bb_format) && lookup(h->bb_format, formats, 3) >= 0,
+         "backbone.format");
+    h->is_random = !strcmp(h->bb_format, "random");
+    NEED(jget_str(B, "path", &h->bb_path) && strlen(h->bb_path) < MF_MAX_PATH,
+         "backbone.path");
+    NEED(jget_str(B, "sha256", &h->bb_sha256) &&
+             (h->is_random ? !h->bb_sha256[0] : is_sha256_hex(h->bb_sha256)),
+         "backbone.sha256");
+    NEED(jget_int(B, "file_size", 0, (double)MF_MAX_FILE, &v), "backbone.file_size");
+    h->bb_file_size = (size_t)v;
+    NEED(jget_int(B, "heads", 1, MF_MAX_DIM, &v), "backbone.heads");
+    h->bb_params.heads = (int)v;
+    NEED(jget_num(B, "ln_eps", 0, 1, &v) && v > 0 && (float)v > 0, "backbone.ln_eps");
+    h->bb_params.ln_eps = (float)v;
+    NEED(jget_int(B, "dim", h->dim, h->dim, &v), "backbone.dim");
+    NEED(jget_int(B, "depth", 1, 64, &v), "backbone.depth");
+    h->bb_depth = (int)v;
+    if (h->params.layer_last > h->bb_depth)
+        return uf__err(UF_ERR_FORMAT,
+                       "%s: header params.layer_last %d is beyond the backbone's %d blocks "
+                       "(backbone.depth)",
+                       path, h->params.layer_last, h->bb_depth);
+    NEED(jget_int(B, "patch", 1, 1024, &v), "backbone.patch");
+    NEED(jget_int(B, "mlp_dim", 1, 1 << 20, &v), "backbone.mlp_dim");
+    NEED(jget_int(B, "grid_h", 1, 1 << 16, &v), "backbone.grid_h");
+    NEED(jget_int(B, "grid_w", 1, 1 << 16, &v), "backbone.grid_w");
+    NEED(jget_int(B, "n_classes", 0, 1 << 24, &v), "backbone.n_classes");
+    const cJSON *E = cJSON_GetObjectItemCaseSensitive(B, "embedded");
+    NEED(cJSON_IsBool(E), "backbone.embedded");
+    h->embedded = cJSON_IsTrue(E) ? 1 : 0;
+    return parse_backbone_sections(path, B, h);
+}
+
+/* Parse the validated-length header text; on failure an error naming the field. */
+static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
+{
+    const char *s;
+    memset(h, 0, sizeof *h);
+    NEED(cJSON_IsObject(root), "(root object)");
+    NEED(jget_str(root, "library_version", &s), "library_version");
+    NEED(jget_str(root, "created", &s), "created");
+    uf_status st = parse_params(path, root, &h->params);
+    if (st == UF_OK) st = parse_counts(path, root, h);
+    if (st == UF_OK) st = parse_backbone(path, root, h);
+    return st;
+}
+#undef NEED
 
 /* Load the backbone the header describes (or the caller's override). *other is set when
  * the backbone is not the recorded one (its sha256 differs). */
@@ -846,6 +890,212 @@ static uf_status load_backbone(const char *path, const mf_header *h, const uint8
     return UF_OK;
 }
 
+/* The frame around the header: magic, version, checksum (when the end marker is there),
+ * reserved field, header length. Sets *hlen and *has_end. */
+static uf_status check_frame(const char *path, const uint8_t *buf, size_t len, size_t *hlen,
+                             bool *has_end)
+{
+    if (len < 8)
+        return len == 0 || memcmp(buf, mf_magic, len) != 0
+                   ? uf__err(UF_ERR_FORMAT, "%s: %s", path,
+                             len == 0 ? "empty file" : "not a uniformaly model file")
+                   : uf__err(UF_ERR_FORMAT, "%s: truncated (%zu bytes)", path, len);
+    if (memcmp(buf, mf_magic, 8) != 0)
+        return uf__err(UF_ERR_FORMAT, "%s: not a uniformaly model file", path);
+    if (len < MF_PREAMBLE + MF_TRAILER)
+        return uf__err(UF_ERR_FORMAT, "%s: truncated (%zu bytes)", path, len);
+    /* the checksum before any field is trusted, the version included, when the end marker
+     * is there: damage anywhere (a flipped bit in the version too) reads as damage */
+    *has_end = memcmp(buf + len - 8, mf_end, 8) == 0;
+    if (*has_end) {
+        uint8_t md[32];
+        if (!uf__sha256_raw(buf, len - MF_TRAILER, md))
+            return uf__err(UF_ERR_NOMEM, "%s: out of memory for the checksum", path);
+        if (memcmp(md, buf + len - MF_TRAILER, 32) != 0)
+            return uf__err(UF_ERR_FORMAT, "%s: checksum mismatch (file damaged)", path);
+    }
+    const uint32_t version = uf__le32(buf + 8);
+    if (version > MF_VERSION)
+        return uf__err(UF_ERR_UNSUPPORTED,
+                       "%s: format version %u is newer than this build supports (%u)", path,
+                       version, MF_VERSION);
+    if (version == 0) return uf__err(UF_ERR_FORMAT, "%s: invalid format version 0", path);
+    if (uf__le32(buf + 12) != 0)
+        return uf__err(UF_ERR_FORMAT, "%s: reserved field is not zero", path);
+    const uint64_t hlen64 = uf__le64(buf + 16);
+    if (hlen64 > len - MF_PREAMBLE)
+        return uf__err(UF_ERR_FORMAT,
+                       "%s: truncated: header needs %" PRIu64 " bytes, file has %zu", path,
+                       hlen64, len - MF_PREAMBLE);
+    if (hlen64 < 2 || hlen64 > MF_MAX_HEADER)
+        return uf__err(UF_ERR_FORMAT, "%s: header length %" PRIu64 " out of range", path,
+                       hlen64);
+    *hlen = (size_t)hlen64;
+    return UF_OK;
+}
+
+/* Parse the hlen header bytes at text into *root (owned by the caller): one JSON value,
+ * nothing but whitespace after it. */
+static uf_status read_json_header(const char *path, const uint8_t *text, size_t hlen,
+                                  cJSON **root)
+{
+    *root = NULL;
+    char *htext = malloc(hlen + 1); /* [hlen + 1] NUL-terminated copy of the header */
+    if (!htext) return uf__err(UF_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(htext, text, hlen);
+    htext[hlen] = '\0';
+    const char *end = NULL;
+    uf_status s = UF_OK;
+    cJSON *r = cJSON_ParseWithOpts(htext, &end, 0);
+    if (!r) {
+        size_t at = end && end >= htext && end <= htext + hlen ? (size_t)(end - htext) : 0;
+        s = uf__err(UF_ERR_FORMAT, "%s: header is not valid JSON (near byte %zu)", path,
+                    MF_PREAMBLE + at);
+    } else { /* an embedded NUL stops the parser early */
+        for (const char *q = end; q < htext + hlen && s == UF_OK; q++)
+            if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
+                s = uf__err(UF_ERR_FORMAT, "%s: unexpected bytes after the JSON header", path);
+    }
+    free(htext);
+    if (s != UF_OK) cJSON_Delete(r);
+    else *root = r;
+    return s;
+}
+
+/* Where the sections are, computed from the header and checked against the file. */
+typedef struct mf_layout {
+    size_t data_start; /* absolute offset of the data area             */
+    size_t bank_len;   /* bytes of the bank                            */
+    size_t emb_off;    /* embedded checkpoint, relative to data_start  */
+} mf_layout;
+
+/* Check the section layout the header records against the file (offsets, lengths,
+ * trailer, zero padding) and fill *L. */
+static uf_status check_layout(const char *path, const uint8_t *buf, size_t len, size_t hlen,
+                              bool has_end, const mf_header *h, mf_layout *L)
+{
+    size_t bank_end, data_end, need, emb_end = 0;
+    memset(L, 0, sizeof *L);
+    align64(MF_PREAMBLE + hlen, &L->data_start); /* hlen <= 1 MiB */
+    const size_t data_start = L->data_start;
+    if (!uf__mul_ok(h->n_bank, (size_t)h->dim, &L->bank_len) ||
+        !uf__mul_ok(L->bank_len, sizeof(float), &L->bank_len) || h->bank_off != 0 ||
+        h->bank_len != L->bank_len)
+        return uf__err(UF_ERR_FORMAT, "%s: header field 'bank' inconsistent with n_bank x dim",
+                       path);
+    if (!uf__add_ok(data_start, L->bank_len, &bank_end))
+        return uf__err(UF_ERR_FORMAT, "%s: bank too large", path);
+    data_end = bank_end;
+    if (h->has_data) {
+        if (!align64(L->bank_len, &L->emb_off) || h->data_off != L->emb_off ||
+            !uf__add_ok(data_start, L->emb_off, &emb_end) ||
+            !uf__add_ok(emb_end, h->data_len, &emb_end))
+            return uf__err(UF_ERR_FORMAT, "%s: header field 'backbone.data' offset invalid",
+                           path);
+        data_end = emb_end;
+    }
+    if (!uf__add_ok(data_end, MF_TRAILER, &need)) need = SIZE_MAX;
+    if (bank_end > len)
+        return uf__err(UF_ERR_FORMAT,
+                       "%s: truncated: bank needs %zu bytes at offset %zu, file has %zu", path,
+                       L->bank_len, data_start, len);
+    if (h->has_data && emb_end > len)
+        return uf__err(UF_ERR_FORMAT,
+                       "%s: truncated: embedded backbone needs %zu bytes at offset %zu, file "
+                       "has %zu",
+                       path, h->data_len, data_start + L->emb_off, len);
+    if (need > len) return uf__err(UF_ERR_FORMAT, "%s: truncated: checksum trailer missing", path);
+    if (!has_end) return uf__err(UF_ERR_FORMAT, "%s: end marker missing (file damaged)", path);
+    if (need < len)
+        return uf__err(UF_ERR_FORMAT, "%s: %zu unexpected bytes before the checksum trailer",
+                       path, len - need);
+    /* padding is zero (header to data area, bank to embedded checkpoint) */
+    bool zero = true;
+    for (size_t i = MF_PREAMBLE + hlen; i < data_start; i++) zero = zero && !buf[i];
+    if (h->has_data)
+        for (size_t i = bank_end; i < data_start + L->emb_off; i++) zero = zero && !buf[i];
+    return zero ? UF_OK : uf__err(UF_ERR_FORMAT, "%s: nonzero padding", path);
+}
+
+/* Copy the bank ([n_bank][dim] float32 LE at src, validated against the file size) into a
+ * new array *out (owned by the caller); every value must be finite. */
+static uf_status read_bank(const char *path, const uint8_t *src, const mf_header *h,
+                           size_t bank_len, float **out)
+{
+    float *bank = malloc(bank_len);
+    *out = NULL;
+    if (!bank)
+        return uf__err(UF_ERR_NOMEM, "%s: cannot allocate %zu bytes for the bank", path,
+                       bank_len);
+    const size_t n = h->n_bank * (size_t)h->dim;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = uf__le32(src + 4 * i);
+        memcpy(&bank[i], &u, 4);
+        if (!isfinite(bank[i])) {
+            free(bank);
+            return uf__err(UF_ERR_FORMAT, "%s: bank row %zu is not finite", path,
+                           i / (size_t)h->dim);
+        }
+    }
+    *out = bank;
+    return UF_OK;
+}
+
+/* The loaded backbone must fit the model (dim, layers, input size); a mismatch is the
+ * file's fault unless the caller chose the backbone. */
+static uf_status check_backbone_fits(const char *path, const mf_header *h, const uf_backbone *bb,
+                                     bool chosen)
+{
+    const uf_status mism = chosen ? UF_ERR_ARG : UF_ERR_FORMAT;
+    if (bb->w.dim != h->dim)
+        return uf__err(mism, "%s: the backbone has dim %d, the model's bank %d", path,
+                       bb->w.dim, h->dim);
+    if (uf_detector_params_check(&h->params, bb) != UF_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", uf_errmsg());
+        return uf__err(mism, "%s: %s", path, msg);
+    }
+    return UF_OK;
+}
+
+/* Build the model from its parts; bb and bank are taken over (freed on failure too). The
+ * model keeps the fit-time identity (sha256); a checkpoint given by the caller with the
+ * same bytes becomes the recorded path (it is where the checkpoint lives now). */
+static uf_status model_from_parts(const char *path, const mf_header *h,
+                                  const uf_model_load_params *lp, bool other, uf_backbone *bb,
+                                  float *bank, const mf_layout *L, uf_model **out)
+{
+    uf_model *m = NULL;
+    uf_status s = uf__model_new(bb, &h->params, bank, h->n_bank, h->n_bank_full, h->n_train, &m);
+    if (s != UF_OK) {
+        uf_backbone_free(bb);
+        return s;
+    }
+    m->bb_owned = bb;
+    m->threshold = h->threshold;
+    m->embedded = h->embedded;
+    const char *rec_path = lp->backbone_path && !other ? lp->backbone_path : h->bb_path;
+    char *pc = strdup(rec_path);
+    if (!pc) {
+        uf_model_free(m);
+        return uf__err(UF_ERR_NOMEM, "out of memory");
+    }
+    free(m->backbone_path);
+    m->backbone_path = pc;
+    snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", h->bb_sha256);
+    if (h->has_data) { /* where the checkpoint bytes are, so the model can be saved again
+                        * (re-read then, not held: they are as large as the weights) */
+        if (!(m->embedded_src = strdup(path))) {
+            uf_model_free(m);
+            return uf__err(UF_ERR_NOMEM, "out of memory");
+        }
+        m->embedded_off = L->data_start + L->emb_off;
+        m->embedded_len = h->data_len;
+    }
+    *out = m;
+    return UF_OK;
+}
+
 uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_model **out)
 {
     if (!out) return uf__err(UF_ERR_ARG, "uf_model_load: NULL output");
@@ -854,236 +1104,31 @@ uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_mode
     const uf_model_load_params lp = p ? *p : uf_model_load_default_params();
 
     const uint8_t *buf = NULL; /* [len] the whole file, mapped (or read if mmap fails) */
-    size_t len = 0;
-    bool mapped = false;
+    size_t len = 0, hlen = 0;
+    bool mapped = false, has_end = false, other = false;
     uf_status s = uf__map_file(path, MF_MAX_FILE, &buf, &len, &mapped);
     if (s != UF_OK) return s;
-
     cJSON *root = NULL;
-    char *htext = NULL;   /* [hlen + 1] NUL-terminated copy of the header */
-    float *bank = NULL;   /* [n_bank][dim] */
+    float *bank = NULL; /* [n_bank][dim] */
     uf_backbone *bb = NULL;
-    uf_model *m = NULL;
     mf_header h;
-
-    /* ---- frame: magic, version, checksum, header length -------------------------- */
-    if (len < 8) {
-        s = len == 0 || memcmp(buf, mf_magic, len) != 0
-                ? uf__err(UF_ERR_FORMAT, "%s: %s", path,
-                          len == 0 ? "empty file" : "not a uniformaly model file")
-                : uf__err(UF_ERR_FORMAT, "%s: truncated (%zu bytes)", path, len);
-        goto fail;
+    mf_layout L;
+    s = check_frame(path, buf, len, &hlen, &has_end);
+    if (s == UF_OK) s = read_json_header(path, buf + MF_PREAMBLE, hlen, &root);
+    if (s == UF_OK) s = parse_header(path, root, &h);
+    if (s == UF_OK) s = check_layout(path, buf, len, hlen, has_end, &h, &L);
+    if (s == UF_OK) s = read_bank(path, buf + L.data_start, &h, L.bank_len, &bank);
+    if (s == UF_OK)
+        s = load_backbone(path, &h, buf + L.data_start + L.emb_off, &lp, &bb, &other);
+    if (s == UF_OK) s = check_backbone_fits(path, &h, bb, other || lp.backbone_path);
+    if (s == UF_OK) {
+        s = model_from_parts(path, &h, &lp, other, bb, bank, &L, out);
+        bb = NULL; /* taken over, on failure too */
+        bank = NULL;
     }
-    if (memcmp(buf, mf_magic, 8) != 0) {
-        s = uf__err(UF_ERR_FORMAT, "%s: not a uniformaly model file", path);
-        goto fail;
-    }
-    if (len < MF_PREAMBLE + MF_TRAILER) {
-        s = uf__err(UF_ERR_FORMAT, "%s: truncated (%zu bytes)", path, len);
-        goto fail;
-    }
-    const uint32_t version = uf__le32(buf + 8);
-    if (version > MF_VERSION) {
-        s = uf__err(UF_ERR_UNSUPPORTED,
-                    "%s: format version %u is newer than this build supports (%u)", path,
-                    version, MF_VERSION);
-        goto fail;
-    }
-    if (version == 0) {
-        s = uf__err(UF_ERR_FORMAT, "%s: invalid format version 0", path);
-        goto fail;
-    }
-    /* the checksum first when the end marker is there: damage anywhere reads as damage */
-    const bool has_end = memcmp(buf + len - 8, mf_end, 8) == 0;
-    if (has_end) {
-        uint8_t md[32];
-        if (!uf__sha256_raw(buf, len - MF_TRAILER, md)) {
-            s = uf__err(UF_ERR_NOMEM, "%s: out of memory for the checksum", path);
-            goto fail;
-        }
-        if (memcmp(md, buf + len - MF_TRAILER, 32) != 0) {
-            s = uf__err(UF_ERR_FORMAT, "%s: checksum mismatch (file damaged)", path);
-            goto fail;
-        }
-    }
-    if (uf__le32(buf + 12) != 0) {
-        s = uf__err(UF_ERR_FORMAT, "%s: reserved field is not zero", path);
-        goto fail;
-    }
-    const uint64_t hlen64 = uf__le64(buf + 16);
-    if (hlen64 > len - MF_PREAMBLE) {
-        s = uf__err(UF_ERR_FORMAT, "%s: truncated: header needs %" PRIu64 " bytes, file has %zu",
-                    path, hlen64, len - MF_PREAMBLE);
-        goto fail;
-    }
-    if (hlen64 < 2 || hlen64 > MF_MAX_HEADER) {
-        s = uf__err(UF_ERR_FORMAT, "%s: header length %" PRIu64 " out of range", path, hlen64);
-        goto fail;
-    }
-    const size_t hlen = (size_t)hlen64;
-
-    /* ---- the JSON header ---------------------------------------------------------- */
-    htext = malloc(hlen + 1);
-    if (!htext) {
-        s = uf__err(UF_ERR_NOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    memcpy(htext, buf + MF_PREAMBLE, hlen);
-    htext[hlen] = '\0';
-    const char *end = NULL;
-    root = cJSON_ParseWithOpts(htext, &end, 0);
-    if (!root) {
-        size_t at = end && end >= htext && end <= htext + hlen ? (size_t)(end - htext) : 0;
-        s = uf__err(UF_ERR_FORMAT, "%s: header is not valid JSON (near byte %zu)", path,
-                    MF_PREAMBLE + at);
-        goto fail;
-    }
-    /* only whitespace may follow the JSON value (an embedded NUL stops the parser early) */
-    for (const char *q = end; q < htext + hlen; q++)
-        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
-            s = uf__err(UF_ERR_FORMAT, "%s: unexpected bytes after the JSON header", path);
-            goto fail;
-        }
-    s = parse_header(path, root, &h);
-    if (s != UF_OK) goto fail;
-
-    /* ---- section layout against the file ----------------------------------------- */
-    size_t data_start, bank_len, bank_end, data_end, need, emb_off = 0, emb_end = 0;
-    align64(MF_PREAMBLE + hlen, &data_start); /* hlen <= 1 MiB */
-    if (!uf__mul_ok(h.n_bank, (size_t)h.dim, &bank_len) ||
-        !uf__mul_ok(bank_len, sizeof(float), &bank_len) || h.bank_off != 0 ||
-        h.bank_len != bank_len) {
-        s = uf__err(UF_ERR_FORMAT, "%s: header field 'bank' inconsistent with n_bank x dim",
-                    path);
-        goto fail;
-    }
-    if (!uf__add_ok(data_start, bank_len, &bank_end)) {
-        s = uf__err(UF_ERR_FORMAT, "%s: bank too large", path);
-        goto fail;
-    }
-    data_end = bank_end;
-    if (h.has_data) {
-        if (!align64(bank_len, &emb_off) || h.data_off != emb_off ||
-            !uf__add_ok(data_start, emb_off, &emb_end) ||
-            !uf__add_ok(emb_end, h.data_len, &emb_end)) {
-            s = uf__err(UF_ERR_FORMAT, "%s: header field 'backbone.data' offset invalid", path);
-            goto fail;
-        }
-        data_end = emb_end;
-    }
-    if (!uf__add_ok(data_end, MF_TRAILER, &need)) need = SIZE_MAX;
-    if (bank_end > len) {
-        s = uf__err(UF_ERR_FORMAT,
-                    "%s: truncated: bank needs %zu bytes at offset %zu, file has %zu", path,
-                    bank_len, data_start, len);
-        goto fail;
-    }
-    if (h.has_data && emb_end > len) {
-        s = uf__err(UF_ERR_FORMAT,
-                    "%s: truncated: embedded backbone needs %zu bytes at offset %zu, file has %zu",
-                    path, h.data_len, data_start + emb_off, len);
-        goto fail;
-    }
-    if (need > len) {
-        s = uf__err(UF_ERR_FORMAT, "%s: truncated: checksum trailer missing", path);
-        goto fail;
-    }
-    if (!has_end) {
-        s = uf__err(UF_ERR_FORMAT, "%s: end marker missing (file damaged)", path);
-        goto fail;
-    }
-    if (need < len) {
-        s = uf__err(UF_ERR_FORMAT, "%s: %zu unexpected bytes before the checksum trailer", path,
-                    len - need);
-        goto fail;
-    }
-    /* padding is zero (header to data area, bank to embedded checkpoint) */
-    for (size_t i = MF_PREAMBLE + hlen; i < data_start; i++)
-        if (buf[i]) goto bad_pad;
-    if (h.has_data)
-        for (size_t i = bank_end; i < data_start + emb_off; i++)
-            if (buf[i]) goto bad_pad;
-
-    /* ---- the bank ------------------------------------------------------------------ */
-    bank = malloc(bank_len); /* validated against the file size above */
-    if (!bank) {
-        s = uf__err(UF_ERR_NOMEM, "%s: cannot allocate %zu bytes for the bank", path, bank_len);
-        goto fail;
-    }
-    {
-        const size_t n = h.n_bank * (size_t)h.dim;
-        const uint8_t *src = buf + data_start;
-        for (size_t i = 0; i < n; i++) {
-            uint32_t u = uf__le32(src + 4 * i);
-            memcpy(&bank[i], &u, 4);
-            if (!isfinite(bank[i])) {
-                s = uf__err(UF_ERR_FORMAT, "%s: bank row %zu is not finite", path,
-                            i / (size_t)h.dim);
-                goto fail;
-            }
-        }
-    }
-
-    /* ---- the backbone, checked against the model ---------------------------------- */
-    bool other = false;
-    s = load_backbone(path, &h, buf + data_start + emb_off, &lp, &bb, &other);
-    if (s != UF_OK) goto fail;
-    /* a mismatch is the file's fault unless the caller chose the backbone */
-    const uf_status mism = other || lp.backbone_path ? UF_ERR_ARG : UF_ERR_FORMAT;
-    if (bb->w.dim != h.dim) {
-        s = uf__err(mism, "%s: the backbone has dim %d, the model's bank %d", path, bb->w.dim,
-                    h.dim);
-        goto fail;
-    }
-    if (uf_detector_params_check(&h.params, bb) != UF_OK) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", uf_errmsg());
-        s = uf__err(mism, "%s: %s", path, msg);
-        goto fail;
-    }
-
-    /* ---- the model ------------------------------------------------------------------ */
-    s = uf__model_new(bb, &h.params, bank, h.n_bank, h.n_bank_full, h.n_train, &m);
-    bank = NULL; /* taken over, on failure too */
-    if (s != UF_OK) goto fail;
-    m->bb_owned = bb;
-    bb = NULL;
-    m->threshold = h.threshold;
-    m->embedded = h.embedded;
-    /* the identity recorded at fit time; a checkpoint given by the caller with the same
-     * bytes becomes the recorded path (it is where the checkpoint lives now) */
-    const char *rec_path = lp.backbone_path && !other ? lp.backbone_path : h.bb_path;
-    char *pc = strdup(rec_path);
-    if (!pc) {
-        s = uf__err(UF_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    free(m->backbone_path);
-    m->backbone_path = pc;
-    snprintf(m->backbone_sha256, sizeof m->backbone_sha256, "%s", h.bb_sha256);
-    if (h.has_data) { /* where the checkpoint bytes are, so the model can be saved again
-                         * (re-read then, not held: they are as large as the weights) */
-        if (!(m->embedded_src = strdup(path))) {
-            s = uf__err(UF_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        m->embedded_off = data_start + emb_off;
-        m->embedded_len = h.data_len;
-    }
-    uf__unmap_file(buf, len, mapped);
-    free(htext);
-    cJSON_Delete(root);
-    *out = m;
-    return UF_OK;
-
-bad_pad:
-    s = uf__err(UF_ERR_FORMAT, "%s: nonzero padding", path);
-fail:
-    uf_model_free(m);
     uf_backbone_free(bb);
     free(bank);
-    cJSON_Delete(root);
-    free(htext);
+    cJSON_Delete(root); /* h's strings point into it: used up by now */
     uf__unmap_file(buf, len, mapped);
     return s;
 }

@@ -7,8 +7,12 @@
  * MAE and DeiT release them), strip "module." / "backbone." prefixes, map Hugging Face
  * transformers names onto timm/DINO names (merging separate q/k/v into qkv), then read
  * the architecture from tensor shapes and copy every weight into one 64-byte aligned
- * allocation laid out as uf__vit_weights. Extra tensors (DINO projection head, MAE decoder,
- * mask tokens, poolers) are ignored; missing or mis-shaped ones give an error naming them.
+ * allocation laid out as uf__vit_weights. Tensors known to stay outside the forward pass
+ * (classifier and projection heads, MAE decoders, mask tokens, poolers) are ignored; any
+ * other tensor the plain ViT does not use (LayerScale, register tokens, a SwiGLU MLP, ...)
+ * is refused, naming it and the architecture it suggests, because dropping it would load a
+ * network that computes something else; missing or mis-shaped ones give an error naming
+ * them.
  */
 #include "core/internal.h"
 
@@ -357,19 +361,98 @@ static int default_heads(int D)
     }
 }
 
-uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_params *p,
-                                       uf__vit_weights *w)
-{
-    if (!ts || !w) return uf__err(UF_ERR_ARG, "uf__vit_weights_from_tensors: NULL argument");
-    memset(w, 0, sizeof *w);
-    uf_backbone_params par = p ? *p : uf_backbone_default_params();
-    /* a zero-initialised params struct means "defaults" rather than an eps of 0 */
-    if (par.ln_eps == 0.0f) par.ln_eps = 1e-6f;
-    if (!(par.ln_eps > 0.0f) || !isfinite(par.ln_eps) || par.heads < 0)
-        return uf__err(UF_ERR_ARG, "invalid backbone parameters (heads %d, ln_eps %g)",
-                       par.heads, (double)par.ln_eps);
+/* ---- tensors the forward pass does not use ------------------------------------------ */
 
-    /* patch embedding [D][3][P][P] gives D and P */
+/* Tensors a checkpoint may hold beside the backbone that never enter its forward pass:
+ * classifier and projection heads (DINO/iBOT "head.*"), MAE decoders ("decoder_*"), mask
+ * tokens (MAE/BEiT "mask_token", iBOT "masked_embed", Hugging Face "embeddings.mask_token")
+ * and Hugging Face poolers ("pooler.*", "vit.pooler.*"). head.weight/head.bias, when they
+ * are a classifier, are used, not ignored. */
+static bool outside_forward(const char *name)
+{
+    static const char *const prefixes[] = {"head.", "decoder", "pooler."};
+    static const char *const exact[] = {"mask_token", "masked_embed", "embeddings.mask_token"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (starts(name, prefixes[i])) return true;
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (!strcmp(name, exact[i])) return true;
+    const char *dot = strchr(name, '.'); /* a Hugging Face model prefix: "vit.pooler.dense" */
+    return dot && starts(dot + 1, "pooler.");
+}
+
+/* Which architecture an unknown tensor name suggests (NULL: none known). */
+static const char *suggested_arch(const char *name)
+{
+    static const char *const hint[][2] = {
+        {".ls1.", "DINOv2 (LayerScale)"},
+        {".ls2.", "DINOv2 (LayerScale)"},
+        {"register_tokens", "DINOv2 with registers (register tokens)"},
+        {".mlp.w12.", "DINOv2 giant (SwiGLU MLP)"},
+        {".mlp.w3.", "DINOv2 giant (SwiGLU MLP)"},
+        {"gamma_1", "BEiT / CaiT (LayerScale)"},
+        {"gamma_2", "BEiT / CaiT (LayerScale)"},
+        {"reg_token", "a ViT with register tokens"},
+        {"fc1_g", "a ViT with a gated (SwiGLU) MLP"},
+        {"dist_token", "DeiT distilled (distillation token)"},
+        {"head_dist", "DeiT distilled (distillation head)"},
+        {"q_norm", "a ViT with query/key normalisation"},
+        {"k_norm", "a ViT with query/key normalisation"},
+        {"relative_position", "BEiT (relative position bias)"},
+        {"q_bias", "BEiT (separate query/value biases)"},
+        {"pre_logits", "a ViT with a pre-logits layer (ImageNet-21k)"},
+        {"fc_norm", "a ViT with global average pooling (fc_norm)"},
+        {"norm_pre", "a CLIP-style ViT (pre-norm)"},
+        {"attn_pool", "a ViT with attention pooling"},
+    };
+    for (size_t i = 0; i < sizeof hint / sizeof hint[0]; i++)
+        if (strstr(name, hint[i][0])) return hint[i][1];
+    return NULL;
+}
+
+/* Every tensor of ts must be in one of the ns slots or known to be outside the forward
+ * pass: anything else (LayerScale, register tokens, a gated MLP, ...) changes what the
+ * network computes, so loading without it would silently compute something else. The
+ * message names the first such tensor, preferring one whose architecture is known. */
+static uf_status check_all_used(const uf__tensors *ts, const slot *sl, size_t ns)
+{
+    unsigned char *used = calloc(ts->n ? ts->n : 1, 1); /* [ts->n] */
+    if (!used) return uf__err(UF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ns; i++) used[sl[i].src - ts->v] = 1;
+    const char *first = NULL, *arch = NULL, *named = NULL;
+    size_t n_unknown = 0;
+    for (size_t i = 0; i < ts->n; i++) {
+        const char *nm = ts->v[i].name;
+        if (used[i] || outside_forward(nm)) continue;
+        n_unknown++;
+        if (!first) first = nm;
+        if (!arch && (arch = suggested_arch(nm))) named = nm;
+    }
+    free(used);
+    if (!n_unknown) return UF_OK;
+    char more[64] = "";
+    if (n_unknown > 1) snprintf(more, sizeof more, " (and %zu more unknown tensors)", n_unknown - 1);
+    if (arch)
+        return uf__err(UF_ERR_UNSUPPORTED,
+                       "tensor '%s'%s: %s is not supported yet (a plain ViT without it would "
+                       "compute something else)",
+                       named, more, arch);
+    return uf__err(UF_ERR_UNSUPPORTED,
+                   "unknown tensor '%s'%s: not part of a plain ViT, so this is an architecture "
+                   "this build does not support (only classifier and projection heads, "
+                   "decoders and mask tokens are ignored)",
+                   first, more);
+}
+
+/* The architecture read from tensor shapes. */
+typedef struct vit_arch {
+    int64_t D, P, M, g, C; /* embedding dim, patch side, MLP width, trained grid, classes */
+    int depth, heads;
+    const uf__tensor *pos; /* pos_embed */
+} vit_arch;
+
+/* Embedding dim D and patch side P from patch_embed.proj.weight [D][3][P][P]. */
+static uf_status read_patch_embed(const uf__tensors *ts, vit_arch *a)
+{
     const uf__tensor *pw = uf__tensors_find(ts, "patch_embed.proj.weight");
     char f[160];
     if (!pw) return uf__err(UF_ERR_FORMAT, "missing tensor 'patch_embed.proj.weight'");
@@ -384,9 +467,14 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
     if (pw->shape[0] > CK_MAX_DIM || pw->shape[2] > CK_MAX_PATCH)
         return uf__err(UF_ERR_LIMIT, "patch_embed.proj.weight: %s exceeds the size limits",
                        shape_str(f, sizeof f, pw->ndim, pw->shape));
-    const int64_t D = pw->shape[0], P = pw->shape[2];
+    a->D = pw->shape[0];
+    a->P = pw->shape[2];
+    return UF_OK;
+}
 
-    /* depth: blocks.0 .. blocks.(depth-1), no gaps */
+/* Depth: blocks.0 .. blocks.(depth-1), no gaps. */
+static uf_status read_depth(const uf__tensors *ts, vit_arch *a)
+{
     long maxb = -1;
     for (size_t i = 0; i < ts->n; i++) {
         long b = block_index(ts->v[i].name);
@@ -396,42 +484,49 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
     }
     if (maxb < 0) return uf__err(UF_ERR_FORMAT, "no transformer blocks (blocks.0.*) found");
     const int depth = (int)maxb + 1;
-    {
-        unsigned char *seen = calloc((size_t)depth, 1); /* [depth] */
-        if (!seen) return uf__err(UF_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < ts->n; i++) {
-            long b = block_index(ts->v[i].name);
-            if (b >= 0) seen[b] = 1;
-        }
-        for (int b = 0; b < depth; b++) {
-            if (!seen[b]) {
-                free(seen);
-                return uf__err(UF_ERR_FORMAT,
-                               "missing block %d: no 'blocks.%d.*' tensors, but blocks up to %d "
-                               "exist",
-                               b, b, depth - 1);
-            }
-        }
-        free(seen);
+    unsigned char *seen = calloc((size_t)depth, 1); /* [depth] */
+    if (!seen) return uf__err(UF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ts->n; i++) {
+        long b = block_index(ts->v[i].name);
+        if (b >= 0) seen[b] = 1;
     }
+    int missing = -1;
+    for (int b = 0; b < depth && missing < 0; b++)
+        if (!seen[b]) missing = b;
+    free(seen);
+    if (missing >= 0)
+        return uf__err(UF_ERR_FORMAT,
+                       "missing block %d: no 'blocks.%d.*' tensors, but blocks up to %d exist",
+                       missing, missing, depth - 1);
+    a->depth = depth;
+    return UF_OK;
+}
 
-    /* MLP width from the first block's fc1 [M][D] */
+/* MLP width M from the first block's fc1 [M][D]. */
+static uf_status read_mlp_width(const uf__tensors *ts, vit_arch *a)
+{
     const uf__tensor *fc1 = uf__tensors_find(ts, "blocks.0.mlp.fc1.weight");
+    char f[160];
     if (!fc1) return uf__err(UF_ERR_FORMAT, "missing tensor 'blocks.0.mlp.fc1.weight'");
-    if (fc1->ndim != 2 || fc1->shape[0] < 1 || fc1->shape[1] != D)
+    if (fc1->ndim != 2 || fc1->shape[0] < 1 || fc1->shape[1] != a->D)
         return uf__err(UF_ERR_FORMAT, "blocks.0.mlp.fc1.weight: expected [M,%lld], found %s",
-                       (long long)D, shape_str(f, sizeof f, fc1->ndim, fc1->shape));
+                       (long long)a->D, shape_str(f, sizeof f, fc1->ndim, fc1->shape));
     if (fc1->shape[0] > CK_MAX_MLP)
         return uf__err(UF_ERR_LIMIT, "blocks.0.mlp.fc1.weight: MLP width %lld too large",
                        (long long)fc1->shape[0]);
-    const int64_t M = fc1->shape[0];
+    a->M = fc1->shape[0];
+    return UF_OK;
+}
 
-    /* trained grid from pos_embed [1][1+g*g][D] ([1+g*g][D] also accepted) */
+/* Trained grid g from pos_embed [1][1+g*g][D] ([1+g*g][D] also accepted). */
+static uf_status read_grid(const uf__tensors *ts, vit_arch *a)
+{
     const uf__tensor *pe = uf__tensors_find(ts, "pos_embed");
+    char f[160];
     if (!pe) return uf__err(UF_ERR_FORMAT, "missing tensor 'pos_embed'");
     bool pe_ok = (pe->ndim == 3 && pe->shape[0] == 1) || pe->ndim == 2;
     int64_t T = pe_ok ? pe->shape[pe->ndim - 2] : 0;
-    pe_ok = pe_ok && pe->shape[pe->ndim - 1] == D && T >= 2;
+    pe_ok = pe_ok && pe->shape[pe->ndim - 1] == a->D && T >= 2;
     int64_t g = 0;
     if (pe_ok) {
         g = (int64_t)llround(sqrt((double)(T - 1)));
@@ -443,75 +538,90 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
         return uf__err(UF_ERR_FORMAT,
                        "pos_embed: expected [1,1+g*g,%lld] (a CLS row plus a square grid), "
                        "found %s",
-                       (long long)D, shape_str(f, sizeof f, pe->ndim, pe->shape));
+                       (long long)a->D, shape_str(f, sizeof f, pe->ndim, pe->shape));
+    a->g = g;
+    a->pos = pe;
+    return UF_OK;
+}
 
-    /* heads */
-    int heads = par.heads;
+/* Heads: the caller's (must divide D), else the default for D. */
+static uf_status resolve_heads(const uf_backbone_params *par, vit_arch *a)
+{
+    int heads = par->heads;
     if (heads > 0) {
-        if (D % heads)
+        if (a->D % heads)
             return uf__err(UF_ERR_ARG, "%d heads do not divide the embedding dim %lld", heads,
-                           (long long)D);
+                           (long long)a->D);
     } else {
-        heads = default_heads((int)D);
+        heads = default_heads((int)a->D);
         if (!heads)
             return uf__err(UF_ERR_UNSUPPORTED, "cannot infer heads for dim %lld; pass --heads",
-                           (long long)D);
+                           (long long)a->D);
     }
+    a->heads = heads;
+    return UF_OK;
+}
 
-    /* optional classifier: head.weight [C][D] + head.bias [C] */
-    int64_t C = 0;
+/* Optional classifier: head.weight [C][D] (+ head.bias [C]); C = 0 without one. */
+static uf_status read_classes(const uf__tensors *ts, vit_arch *a)
+{
     const uf__tensor *hw = uf__tensors_find(ts, "head.weight");
-    if (hw) {
-        if (hw->ndim != 2 || hw->shape[1] != D || hw->shape[0] < 1)
-            return uf__err(UF_ERR_FORMAT, "head.weight: expected [C,%lld], found %s",
-                           (long long)D, shape_str(f, sizeof f, hw->ndim, hw->shape));
-        if (hw->shape[0] > CK_MAX_CLASSES)
-            return uf__err(UF_ERR_LIMIT, "head.weight: %lld classes", (long long)hw->shape[0]);
-        C = hw->shape[0];
-    }
+    char f[160];
+    a->C = 0;
+    if (!hw) return UF_OK;
+    if (hw->ndim != 2 || hw->shape[1] != a->D || hw->shape[0] < 1)
+        return uf__err(UF_ERR_FORMAT, "head.weight: expected [C,%lld], found %s",
+                       (long long)a->D, shape_str(f, sizeof f, hw->ndim, hw->shape));
+    if (hw->shape[0] > CK_MAX_CLASSES)
+        return uf__err(UF_ERR_LIMIT, "head.weight: %lld classes", (long long)hw->shape[0]);
+    a->C = hw->shape[0];
+    return UF_OK;
+}
 
-    /* Every tensor that goes into the weight block becomes a slot (pointer to fill, source
-     * tensor); shapes are checked while the slots are listed, the copy comes after, so a
-     * bad file fails before the big allocation. 4 embedding + 12 per block + 2 norm + 2
-     * head slots at most. */
-    w->blocks = calloc((size_t)depth, sizeof *w->blocks); /* [depth] */
-    size_t nslots = 6 + 12 * (size_t)depth + 2;
-    slot *sl = calloc(nslots, sizeof *sl);
-    if (!w->blocks || !sl) {
-        free(sl);
-        uf__vit_weights_free(w);
-        return uf__err(UF_ERR_NOMEM, "out of memory");
-    }
-    size_t ns = 0;
+/* cls_token [1][1][D] (any leading singleton dims accepted). */
+static uf_status find_cls_token(const uf__tensors *ts, int64_t D, const uf__tensor **out)
+{
+    const uf__tensor *ct = uf__tensors_find(ts, "cls_token");
+    char f[160];
+    if (!ct)
+        return uf__err(UF_ERR_FORMAT, "missing tensor 'cls_token' (expected [1,1,%lld])",
+                       (long long)D);
+    if (ct->ndim < 1 || ct->shape[ct->ndim - 1] != D || ct->numel != (size_t)D)
+        return uf__err(UF_ERR_FORMAT, "cls_token: expected [1,1,%lld], found %s", (long long)D,
+                       shape_str(f, sizeof f, ct->ndim, ct->shape));
+    *out = ct;
+    return UF_OK;
+}
+
+/* List every tensor that goes into the weight block as a slot (pointer to fill in w,
+ * source tensor), checking its shape: the copy comes after, so a bad file fails before the
+ * big allocation. sl holds 6 + 12 * depth + 2 slots; *ns is set to the number used. */
+static uf_status list_slots(const uf__tensors *ts, const vit_arch *a, uf__vit_weights *w,
+                            slot *sl, size_t *ns)
+{
+    const int64_t D = a->D, P = a->P, M = a->M, C = a->C;
     uf_status s = UF_OK;
+    size_t n = 0;
 #define NEED(ptr, name, nd, ...)                                                       \
     do {                                                                               \
         const int64_t want_[] = {__VA_ARGS__};                                         \
         if (s == UF_OK) {                                                              \
-            s = need(ts, name, nd, want_, &sl[ns].src);                                \
-            sl[ns++].dst = (ptr);                                                      \
+            s = need(ts, name, nd, want_, &sl[n].src);                                 \
+            sl[n++].dst = (ptr);                                                       \
         }                                                                              \
     } while (0)
     NEED(&w->patch_w, "patch_embed.proj.weight", 4, D, 3, P, P);
     NEED(&w->patch_b, "patch_embed.proj.bias", 1, D);
-    /* cls_token [1][1][D] (any leading singleton dims accepted) */
     if (s == UF_OK) {
-        const uf__tensor *ct = uf__tensors_find(ts, "cls_token");
-        bool ok = ct && ct->ndim >= 1 && ct->shape[ct->ndim - 1] == D && ct->numel == (size_t)D;
-        if (!ct) s = uf__err(UF_ERR_FORMAT, "missing tensor 'cls_token' (expected [1,1,%lld])",
-                             (long long)D);
-        else if (!ok)
-            s = uf__err(UF_ERR_FORMAT, "cls_token: expected [1,1,%lld], found %s", (long long)D,
-                        shape_str(f, sizeof f, ct->ndim, ct->shape));
-        sl[ns].src = ct;
-        sl[ns++].dst = &w->cls;
+        s = find_cls_token(ts, D, &sl[n].src);
+        sl[n++].dst = &w->cls;
     }
     if (s == UF_OK) {
-        sl[ns].src = pe;
-        sl[ns++].dst = &w->pos;
+        sl[n].src = a->pos;
+        sl[n++].dst = &w->pos;
     }
     char nm[64];
-    for (int b = 0; b < depth && s == UF_OK; b++) {
+    for (int b = 0; b < a->depth && s == UF_OK; b++) {
         uf__block_weights *bw = &w->blocks[b];
 #define BNEED(ptr, suffix, nd, ...)                                                    \
     do {                                                                               \
@@ -539,53 +649,89 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
         NEED(&w->head_b, "head.bias", 1, C);
     }
 #undef NEED
+    *ns = n;
+    return s;
+}
 
-    /* total floats, each tensor starting on a 64-byte (16-float) boundary */
-    size_t total = 0;
-    for (size_t i = 0; i < ns && s == UF_OK; i++) {
+/* One 64-byte aligned allocation w->mem holding every slot's tensor, each starting on a
+ * 16-float boundary, padding zeroed; *total is its size in floats. A non-finite value in
+ * any used weight would poison every output, so it is refused here, naming the tensor. */
+static uf_status copy_slots(uf__vit_weights *w, const slot *sl, size_t ns, size_t *total)
+{
+    size_t nf = 0, bytes = 0;
+    for (size_t i = 0; i < ns; i++) {
         size_t r = (sl[i].src->numel + 15) / 16 * 16;
-        if (!uf__add_ok(total, r, &total)) s = uf__err(UF_ERR_LIMIT, "model too large");
+        if (!uf__add_ok(nf, r, &nf)) return uf__err(UF_ERR_LIMIT, "model too large");
     }
-    size_t bytes = 0;
-    if (s == UF_OK && !uf__mul_ok(total, sizeof(float), &bytes))
-        s = uf__err(UF_ERR_LIMIT, "model too large");
-    if (s == UF_OK) {
-        w->mem = aligned_alloc(64, bytes ? bytes : 64);
-        if (!w->mem) s = uf__err(UF_ERR_NOMEM, "cannot allocate %zu bytes for the weights", bytes);
-    }
-    if (s == UF_OK) {
-        memset(w->mem, 0, bytes); /* padding zeroed: the whole block is deterministic */
-        /* copy each tensor to its 64-byte aligned place, checking finiteness on the way
-         * (one pass over the data; a NaN anywhere in a used weight would poison every
-         * output, so it is refused here, with the tensor's name) */
-        size_t off = 0;
-        for (size_t i = 0; i < ns && s == UF_OK; i++) {
-            const uf__tensor *t = sl[i].src;
-            float *d = w->mem + off;
-            for (size_t j = 0; j < t->numel; j++) {
-                if (!isfinite(t->data[j])) {
-                    s = uf__err(UF_ERR_NONFINITE, "%s: non-finite value (%g) at element %zu",
-                                t->name, (double)t->data[j], j);
-                    break;
-                }
-                d[j] = t->data[j];
-            }
-            *sl[i].dst = d;
-            off += (t->numel + 15) / 16 * 16;
+    if (!uf__mul_ok(nf, sizeof(float), &bytes)) return uf__err(UF_ERR_LIMIT, "model too large");
+    w->mem = aligned_alloc(64, bytes ? bytes : 64);
+    if (!w->mem) return uf__err(UF_ERR_NOMEM, "cannot allocate %zu bytes for the weights", bytes);
+    memset(w->mem, 0, bytes); /* padding zeroed: the whole block is deterministic */
+    size_t off = 0;
+    for (size_t i = 0; i < ns; i++) {
+        const uf__tensor *t = sl[i].src;
+        float *d = w->mem + off;
+        for (size_t j = 0; j < t->numel; j++) {
+            if (!isfinite(t->data[j]))
+                return uf__err(UF_ERR_NONFINITE, "%s: non-finite value (%g) at element %zu",
+                               t->name, (double)t->data[j], j);
+            d[j] = t->data[j];
         }
+        *sl[i].dst = d;
+        off += (t->numel + 15) / 16 * 16;
     }
+    *total = nf;
+    return UF_OK;
+}
+
+/* The architecture from the tensor shapes and the caller's parameters. */
+static uf_status read_arch(const uf__tensors *ts, const uf_backbone_params *par, vit_arch *a)
+{
+    memset(a, 0, sizeof *a);
+    uf_status s = read_patch_embed(ts, a);
+    if (s == UF_OK) s = read_depth(ts, a);
+    if (s == UF_OK) s = read_mlp_width(ts, a);
+    if (s == UF_OK) s = read_grid(ts, a);
+    if (s == UF_OK) s = resolve_heads(par, a);
+    if (s == UF_OK) s = read_classes(ts, a);
+    return s;
+}
+
+uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_params *p,
+                                       uf__vit_weights *w)
+{
+    if (!ts || !w) return uf__err(UF_ERR_ARG, "uf__vit_weights_from_tensors: NULL argument");
+    memset(w, 0, sizeof *w);
+    uf_backbone_params par = p ? *p : uf_backbone_default_params();
+    /* a zero-initialised params struct means "defaults" rather than an eps of 0 */
+    if (par.ln_eps == 0.0f) par.ln_eps = 1e-6f;
+    if (!(par.ln_eps > 0.0f) || !isfinite(par.ln_eps) || par.heads < 0)
+        return uf__err(UF_ERR_ARG, "invalid backbone parameters (heads %d, ln_eps %g)",
+                       par.heads, (double)par.ln_eps);
+    vit_arch a;
+    uf_status s = read_arch(ts, &par, &a);
+    if (s != UF_OK) return s;
+
+    /* 4 embedding + 12 per block + 2 norm + 2 head slots at most */
+    w->blocks = calloc((size_t)a.depth, sizeof *w->blocks); /* [depth] */
+    slot *sl = calloc(6 + 12 * (size_t)a.depth + 2, sizeof *sl);
+    size_t ns = 0, total = 0;
+    s = !w->blocks || !sl ? uf__err(UF_ERR_NOMEM, "out of memory") : UF_OK;
+    if (s == UF_OK) s = list_slots(ts, &a, w, sl, &ns);
+    if (s == UF_OK) s = check_all_used(ts, sl, ns);
+    if (s == UF_OK) s = copy_slots(w, sl, ns, &total);
     free(sl);
     if (s != UF_OK) {
         uf__vit_weights_free(w);
         return s;
     }
-    w->dim = (int)D;
-    w->depth = depth;
-    w->heads = heads;
-    w->patch = (int)P;
-    w->mlp_dim = (int)M;
-    w->grid_h = w->grid_w = (int)g;
-    w->n_classes = (int)C;
+    w->dim = (int)a.D;
+    w->depth = a.depth;
+    w->heads = a.heads;
+    w->patch = (int)a.P;
+    w->mlp_dim = (int)a.M;
+    w->grid_h = w->grid_w = (int)a.g;
+    w->n_classes = (int)a.C;
     w->ln_eps = par.ln_eps;
     w->n_floats = total;
     return UF_OK;

@@ -116,6 +116,13 @@ static uf_status validate(const uf_preprocess *p, const uf_image *img, geom *g)
     if (g->rw <= 0 || g->rh <= 0 || g->rw >= 2147483647 || g->rh >= 2147483647)
         return uf__err(UF_ERR_ARG, "preprocess: resize %d of a %dx%d image gives %dx%d",
                        p->resize, img->width, img->height, g->rw, g->rh);
+    /* a thin image (1x10000) resized by its shorter side grows by its aspect ratio: say so
+     * here, in the user's terms, rather than let the resampler's allocation refuse it */
+    if ((uint64_t)g->rw * (uint64_t)g->rh > (uint64_t)uf_get_max_pixels())
+        return uf__err(UF_ERR_LIMIT,
+                       "image of %dx%d pixels is too elongated: resizing its shorter side to %d "
+                       "would make it %dx%d, above the limit of %zu pixels",
+                       img->width, img->height, p->resize, g->rw, g->rh, uf_get_max_pixels());
     if (g->S <= 0)
         return uf__err(UF_ERR_ARG, "preprocess: crop = 0 needs pad_to > 0 to fix the output size");
     if (p->pad_to > 0 && (g->cw > p->pad_to || g->ch > p->pad_to))
