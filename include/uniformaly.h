@@ -521,6 +521,42 @@ void uf_model_get_info(const uf_model *m, uf_model_info *info);
 /* Set the stored decision threshold (NaN clears it). Not thread-safe with scoring. */
 void uf_model_set_threshold(uf_model *m, float threshold);
 
+/* What calibration learnt about normal images (uf_calibration_compute), stored in the model
+ * file beside the threshold. Image statistics are over the image scores of n_images normal
+ * images; patch statistics over all their patch scores (uf_score.patch_scores), which is
+ * what the pixel maps show: patch_min..threshold is the default colour scale of the
+ * overlays. fpr_target is the false-positive rate the threshold was chosen for (NaN when
+ * another objective chose it), fpr the rate it gives on those images (anomalous = score >
+ * threshold). n_images == 0: no calibration. */
+typedef struct uf_calibration {
+    size_t n_images;
+    double fpr_target, fpr;
+    float image_min, image_mean, image_std, image_p50, image_p95, image_max;
+    float patch_min, patch_p50, patch_p99, patch_max;
+} uf_calibration;
+
+/* The image and patch statistics of normal scores: image_scores[n] (n >= 1) and
+ * patch_scores[n_patch] (n_patch >= 1), all finite. fpr_target and fpr are set to NaN.
+ * Errors: UF_ERR_ARG (NULL, empty, non-finite), UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_calibration_compute(const float *image_scores, size_t n, const float *patch_scores,
+                                 size_t n_patch, uf_calibration *out);
+
+/* The smallest threshold t among normal_scores[n] such that at most a fraction fpr of them
+ * is above it (anomalous = score > t): with the scores sorted ascending s[0..n-1] and
+ * k = floor(fpr * n) allowed false positives, t = s[n-1-k]. The achievable rates are
+ * multiples of 1/n (20 images: steps of 5%), so fpr < 1/n gives t = the largest score.
+ * *achieved (may be NULL) receives the fraction above t (ties at t count as normal).
+ * Returns NaN when n == 0, a score is not finite, fpr is outside [0, 1) or out of memory.
+ * Thread-safe. */
+double uf_threshold_at_fpr(const float *normal_scores, size_t n, double fpr, double *achieved);
+
+/* Store calibration statistics in the model (NULL or n_images == 0 clears them); saved by
+ * uf_model_save. Not thread-safe with scoring. */
+void uf_model_set_calibration(uf_model *m, const uf_calibration *c);
+
+/* Copy the model's calibration to *c; returns 1 if it has one, else 0 (*c zeroed). */
+int uf_model_get_calibration(const uf_model *m, uf_calibration *c);
+
 /* The memory bank, [bank_size][dim] floats, owned by the model (read-only). */
 const float *uf_model_bank(const uf_model *m);
 

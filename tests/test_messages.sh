@@ -54,7 +54,7 @@ R "header layer_last 13"      "deep.ufm: header params.layer_last 13 is beyond t
   "$BIN" predict "$T/deep.ufm" $D/test_good.png
 rehead "$T/m.ufm" "$T/same.ufm" layer_last 4
 expect 0 "a re-framed header with valid values loads" "$BIN" predict "$T/same.ufm" $D/test_good.png
-cp "$T/m.ufm" "$T/ver.ufm"; flip "$T/ver.ufm" 9 2   # version 1 -> 513
+cp "$T/m.ufm" "$T/ver.ufm"; flip "$T/ver.ufm" 9 2   # version 2 -> 514
 R "flipped version bit"       "ver.ufm: checksum mismatch (file damaged)" "$BIN" info "$T/ver.ufm"
 cp "$T/m.ufm" "$T/magic.ufm"; flip "$T/magic.ufm" 2 1
 R "flipped magic byte (info)" "magic.ufm: damaged uniformaly model file" "$BIN" info "$T/magic.ufm"

@@ -324,7 +324,7 @@ static void test_roundtrip_random(void)
     uint8_t *b = NULL;
     size_t n = 0;
     if (read_all(p2, &b, &n)) {
-        CHECK(n > 64 && !memcmp(b, "UFMODEL\0", 8) && b[8] == 1 && b[24] == '{');
+        CHECK(n > 64 && !memcmp(b, "UFMODEL\0", 8) && b[8] == 2 && b[24] == '{');
         CHECK(!memcmp(b + n - 8, "UFMEND\0\0", 8));
         CHECK(memmem(b, n, "\"seed\":\t\"18446744073709551557\"", 30) != NULL);
         CHECK(memmem(b, n, "\"threshold\":\tnull", 17) != NULL);
@@ -927,9 +927,9 @@ static void test_hostile_headers(void)
                 free(d2);
             }
             /* newer and zero versions, with valid checksums */
-            assemble(tpath("h.ufm"), j, jl, 2, 0, UINT64_MAX, pt.data, pt.n_data, 0);
-            expect_load("version 2", UF_ERR_UNSUPPORTED, "format version 2 is newer than this "
-                                                         "build supports (1)");
+            assemble(tpath("h.ufm"), j, jl, 3, 0, UINT64_MAX, pt.data, pt.n_data, 0);
+            expect_load("version 3", UF_ERR_UNSUPPORTED, "format version 3 is newer than this "
+                                                         "build supports (2)");
             assemble(tpath("h.ufm"), j, jl, 0, 0, UINT64_MAX, pt.data, pt.n_data, 0);
             expect_load("version 0", UF_ERR_FORMAT, "version 0");
             free(j);
@@ -1070,10 +1070,98 @@ static void test_magic_version(void)
     CHECK(write_all(tpath("e.ufm"), hdr, sizeof hdr));
     s = uf_model_load(tpath("e.ufm"), NULL, &m);
     CHECKF(s == UF_ERR_UNSUPPORTED &&
-               strstr(uf_errmsg(), "format version 7 is newer than this build supports (1)"),
+               strstr(uf_errmsg(), "format version 7 is newer than this build supports (2)"),
            "%s: %s", uf_status_str(s), uf_errmsg());
     CHECK(m == NULL);
     unlink(tpath("e.ufm"));
+}
+
+/* ---- 7. calibration: saved and loaded bit-exactly; version 1 files still load ---------- */
+
+static void test_calibration(void)
+{
+    uf_vit_config cfg = small_cfg();
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_random(&cfg, &bb));
+    uf_model *m = NULL, *l = NULL;
+    uf_status s = make_model(bb, 50, &m);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (s != UF_OK) goto done;
+    uf_calibration c = {0}, r;
+    CHECK(uf_model_get_calibration(m, &r) == 0 && r.n_images == 0);
+    const float img[5] = {3.5f, 1.25f, 2.0f, 9.75f, 4.0f}, pat[4] = {0.5f, 7.0f, 0.1f, 2.0f};
+    REQUIRE_OK(uf_calibration_compute(img, 5, pat, 4, &c));
+    CHECK(c.n_images == 5 && c.image_min == 1.25f && c.image_max == 9.75f);
+    CHECK(c.image_p50 == 3.5f && c.patch_min == 0.1f && c.patch_max == 7.0f);
+    CHECKF(fabsf(c.image_mean - 4.1f) < 1e-6f, "%g", c.image_mean);
+    c.fpr_target = 0.2;
+    c.fpr = 0.2;
+    uf_model_set_calibration(m, &c);
+    const char *p1 = tpath("cal.ufm");
+    s = uf_model_save(m, p1, 0);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    s = s == UF_OK ? uf_model_load(p1, NULL, &l) : s;
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (s == UF_OK) {
+        CHECK(uf_model_get_calibration(l, &r) == 1);
+        CHECK(memcmp(&r, &c, sizeof r) == 0);
+    }
+    uf_model_free(l);
+    l = NULL;
+    /* cleared again: saved as null, loads as none */
+    uf_model_set_calibration(m, NULL);
+    CHECK(uf_model_save(m, p1, 0) == UF_OK && uf_model_load(p1, NULL, &l) == UF_OK);
+    CHECK(l && uf_model_get_calibration(l, &r) == 0);
+    uf_model_free(l);
+    l = NULL;
+    /* a file written by the version-1 writer (before calibration existed) */
+    s = uf_model_load("tests/data/detector/model_v1.ufm", NULL, &l);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (l) {
+        uf_model_info li;
+        uf_model_get_info(l, &li);
+        CHECK(li.threshold == 5.0f && li.n_train == 4 && uf_model_get_calibration(l, &r) == 0);
+    }
+done:
+    uf_model_free(l);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
+/* uf_threshold_at_fpr against a brute-force count, and its edges. */
+static void test_threshold_at_fpr(void)
+{
+    uint64_t r = 11;
+    for (int trial = 0; trial < 200; trial++) {
+        size_t n = 1 + (size_t)(rng_next(&r) % 40);
+        float v[40];
+        for (size_t i = 0; i < n; i++) v[i] = (float)(rng_next(&r) % 10); /* many ties */
+        double fpr = (double)(rng_next(&r) % 100) / 100.0, got;
+        double t = uf_threshold_at_fpr(v, n, fpr, &got);
+        size_t above = 0, above_lower = 0;
+        for (size_t i = 0; i < n; i++) above += v[i] > t;
+        CHECK((double)above / (double)n == got);
+        CHECKF(got <= fpr + 1e-12, "n %zu fpr %g got %g", n, fpr, got);
+        /* the smallest such value among the scores: the next lower score breaks the rate */
+        float lower = -INFINITY;
+        for (size_t i = 0; i < n; i++) if (v[i] < t && v[i] > lower) lower = v[i];
+        if (isfinite(lower)) {
+            for (size_t i = 0; i < n; i++) above_lower += v[i] > lower;
+            CHECKF((double)above_lower / (double)n > fpr, "n %zu fpr %g t %g", n, fpr, t);
+        }
+    }
+    const float v[4] = {1, 2, 3, 4};
+    double got;
+    CHECK(uf_threshold_at_fpr(v, 4, 0.0, &got) == 4 && got == 0);
+    CHECK(uf_threshold_at_fpr(v, 4, 0.25, &got) == 3 && got == 0.25);
+    CHECK(uf_threshold_at_fpr(v, 4, 0.24, &got) == 4);
+    CHECK(isnan(uf_threshold_at_fpr(v, 0, 0.1, &got)) && isnan(got));
+    CHECK(isnan(uf_threshold_at_fpr(v, 4, 1.0, NULL)));
+    const float bad[2] = {1, NAN};
+    CHECK(isnan(uf_threshold_at_fpr(bad, 2, 0.1, NULL)));
+    uf_calibration c;
+    CHECK(uf_calibration_compute(bad, 2, v, 4, &c) == UF_ERR_ARG);
+    CHECK(uf_calibration_compute(v, 0, v, 4, &c) == UF_ERR_ARG);
 }
 
 int main(void)
@@ -1090,6 +1178,8 @@ int main(void)
     RUN(test_hostile_headers);
     RUN(test_atomic_save);
     RUN(test_magic_version);
+    RUN(test_calibration);
+    RUN(test_threshold_at_fpr);
     rm_tmpdir();
     return TEST_DONE();
 }

@@ -126,6 +126,20 @@ char *cli_json_print(const struct cJSON *o);
 /* Write s to f with \, tab, newline and CR escaped as \\ \t \n \r. */
 void cli_tsv_field(FILE *f, const char *s);
 
+/* Calibration (cli_calib.c). Score paths[n] with m (batches of c->batch, progress on
+ * stderr): scores[n] the image scores; with patches non-NULL, *patches (malloc'd) receives
+ * the foreground patch scores of all images, *n_patch their count. False after printing an
+ * error (an unreadable image, a scoring failure). */
+bool cli_score_paths(const cli_common *c, uf_model *m, char *const *paths, size_t n,
+                     float *scores, float **patches, size_t *n_patch);
+/* Calibrate m on the normal images paths[n]: threshold at false-positive rate fpr and the
+ * statistics (uf_calibration) stored in m; a summary line on stderr. */
+bool cli_calibrate_normal(const cli_common *c, uf_model *m, char *const *paths, size_t n,
+                          double fpr);
+/* On stderr: how few images (n) limit a false-positive-rate target fpr, when they do. */
+void cli_fpr_note(size_t n, double fpr);
+/* score / threshold (1.0 = at the threshold), NaN without a positive threshold. */
+double cli_normalised(float score, double threshold);
 /* Verbs. */
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);
@@ -134,6 +148,8 @@ int cmd_fit(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_update(int argc, char **argv);
 /* `info` on a model file (cmd_predict.c); cmd_inspect calls it for .ufm files. */
 int cmd_model_info(const char *path, bool json);
 

@@ -32,7 +32,29 @@ static const char *const help =
     "  --shots N            train on N images drawn at random (seeded by --seed); fewer\n"
     "                       than N training images is an error\n"
     "  --threshold T        store a decision threshold on the image score (predict marks\n"
-    "                       images above it anomalous)\n";
+    "                       images above it anomalous)\n"
+    "  --holdout F          keep a fraction F in (0, 1) of the normal images out of the bank\n"
+    "                       (evenly spaced in file order) and calibrate on them: the\n"
+    "                       threshold at --fpr and the normal score statistics (see\n"
+    "                       'uniformaly calibrate')\n"
+    "  --fpr F              false-positive rate the --holdout threshold targets (default 0.01)\n";
+
+/* Move an evenly spaced fraction f of imgs into held (image i when floor((i+1)f) >
+ * floor(if)), keeping file order in both; false when out of memory. */
+static bool split_holdout(cli_strings *imgs, double f, cli_strings *held)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < imgs->n; i++) {
+        if (floor((double)(i + 1) * f) > floor((double)i * f)) {
+            if (!cli_strings_push(held, imgs->v[i])) return false;
+            free(imgs->v[i]);
+        } else {
+            imgs->v[kept++] = imgs->v[i];
+        }
+    }
+    imgs->n = kept;
+    return true;
+}
 
 /* Keep `shots` of the images (uf_draw_shots, the draw of eval --shots), in file order. */
 static bool pick_shots(cli_strings *imgs, size_t shots, uint64_t seed)
@@ -77,7 +99,7 @@ int cmd_fit(int argc, char **argv)
     const char *out_path = NULL;
     bool embed = false;
     long shots = 0;
-    double threshold = NAN;
+    double threshold = NAN, holdout = 0, fpr = 0.01;
     int npos = 0;
     char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (!pos) return CLI_EXIT_RUNTIME;
@@ -102,6 +124,15 @@ int cmd_fit(int argc, char **argv)
                 goto out;
             }
             i++;
+        } else if (!strcmp(a, "--holdout") || !strcmp(a, "--fpr")) {
+            double *v = a[2] == 'h' ? &holdout : &fpr;
+            if (i + 1 >= argc || !cli_parse_float(argv[i + 1], 0, 1, v) || *v >= 1 ||
+                (v == &holdout && *v <= 0)) {
+                rc = cli_usage_error(verb, "%s: expected a fraction in %s", a,
+                                     v == &holdout ? "(0, 1)" : "[0, 1)");
+                goto out;
+            }
+            i++;
         } else if (!strcmp(a, "--threshold")) {
             if (i + 1 >= argc || !cli_parse_float(argv[i + 1], -1e30, 1e30, &threshold)) {
                 rc = cli_usage_error(verb, "--threshold: expected a number");
@@ -123,9 +154,13 @@ int cmd_fit(int argc, char **argv)
         rc = cli_usage_error(verb, "%s", uf_errmsg());
         goto out;
     }
+    if (holdout > 0 && isfinite(threshold)) {
+        rc = cli_usage_error(verb, "--threshold and --holdout both set the threshold");
+        goto out;
+    }
     uf_set_threads(c.threads);
 
-    cli_strings images = {0};
+    cli_strings images = {0}, held = {0};
     uf_backbone *bb = NULL;
     uf_fitter *fit = NULL;
     uf_model *model = NULL;
@@ -148,6 +183,12 @@ int cmd_fit(int argc, char **argv)
     const char *more[1] = {c.backbone};
     if (!(inputs = cli_run_inputs(&images, npos, pos, more, 1)) ||
         !cli_check_output(out_path, inputs)) {
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
+    if (holdout > 0 && (!split_holdout(&images, holdout, &held) || held.n == 0 || images.n == 0)) {
+        cli_error("--holdout %g: %zu images cannot be split into training and held-out "
+                  "images (held out %zu)", holdout, images.n + held.n, held.n);
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
@@ -192,6 +233,10 @@ int cmd_fit(int argc, char **argv)
         goto done;
     }
     uf_model_set_threshold(model, (float)threshold);
+    if (held.n && !cli_calibrate_normal(&c, model, held.v, held.n, fpr)) {
+        rc = CLI_EXIT_RUNTIME;
+        goto done;
+    }
     if (uf_model_save(model, out_path, embed) != UF_OK) {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;
@@ -212,6 +257,7 @@ done:
     uf_fitter_free(fit);
     uf_backbone_free(bb);
     cli_strings_free(&images);
+    cli_strings_free(&held);
 out:
     free(pos);
     return rc;

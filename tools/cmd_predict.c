@@ -21,7 +21,9 @@ static const char *const help =
     "Usage: uniformaly predict MODEL.ufm [options] IMAGE|DIR|LIST.txt...\n"
     "\n"
     "Score images with a model written by 'uniformaly fit'. One line per image on stdout:\n"
-    "  PATH<TAB>SCORE<TAB>anomalous|normal|-     ('-' when no threshold is known)\n"
+    "  PATH<TAB>SCORE<TAB>anomalous|normal|-<TAB>NORMALIZED|-   ('-': no threshold known)\n"
+    "NORMALIZED is SCORE / threshold: 1.0 is the threshold, above it is anomalous (a model\n"
+    "gets its threshold from 'uniformaly calibrate' or 'fit --holdout').\n"
     "Higher scores are more anomalous. Unreadable images are reported on stderr and\n"
     "skipped (exit status 1 at the end). In PATH a backslash, tab, newline or carriage\n"
     "return is written as \\\\, \\t, \\n, \\r; in JSON output every byte of a name that is\n"
@@ -29,7 +31,8 @@ static const char *const help =
     "\n"
     "Options:\n"
     "  --json               one JSON object per line instead: {\"image\": PATH, \"score\": S,\n"
-    "                       \"anomalous\": true|false|null, \"threshold\": T|null,\n"
+    "                       \"normalized\": S/T|null, \"anomalous\": true|false|null,\n"
+    "                       \"threshold\": T|null,\n"
     "                       \"heatmap\": PNG|null, \"map\": NPY|null}\n"
     "  --threshold T        decision threshold on the score (default: the model's, if any)\n"
     "  --heatmap-dir D      write D/NAME.png: the pixel map as a jet colormap over the image\n"
@@ -200,6 +203,22 @@ int cmd_model_info(const char *path, bool json)
         cJSON_AddNumberToObject(o, "bank_bytes", (double)in.bank_bytes);
         if (isfinite(in.threshold)) cJSON_AddNumberToObject(o, "threshold", in.threshold);
         else cJSON_AddNullToObject(o, "threshold");
+        uf_calibration cal;
+        if (uf_model_get_calibration(m, &cal)) {
+            cJSON *k = cJSON_AddObjectToObject(o, "calibration");
+            const struct { const char *name; double v; } f[] = {
+                {"n_images", (double)cal.n_images}, {"fpr_target", cal.fpr_target},
+                {"fpr", cal.fpr}, {"image_min", cal.image_min}, {"image_mean", cal.image_mean},
+                {"image_std", cal.image_std}, {"image_p50", cal.image_p50},
+                {"image_p95", cal.image_p95}, {"image_max", cal.image_max},
+                {"patch_min", cal.patch_min}, {"patch_p50", cal.patch_p50},
+                {"patch_p99", cal.patch_p99}, {"patch_max", cal.patch_max}};
+            for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+                if (isfinite(f[i].v)) cJSON_AddNumberToObject(k, f[i].name, f[i].v);
+                else cJSON_AddNullToObject(k, f[i].name);
+        } else {
+            cJSON_AddNullToObject(o, "calibration");
+        }
         cJSON *b = cJSON_AddObjectToObject(o, "backbone");
         cJSON_AddStringToObject(b, "format", in.backbone.format);
         cJSON_AddStringToObject(b, "path", in.backbone_path);
@@ -240,6 +259,15 @@ int cmd_model_info(const char *path, bool json)
         printf("bank:         %zu x %d (%.1f MB)\n", in.bank_size, in.dim, in.bank_bytes / 1e6);
         if (isfinite(in.threshold)) printf("threshold:    %g\n", in.threshold);
         else printf("threshold:    none\n");
+        uf_calibration cal;
+        if (uf_model_get_calibration(m, &cal))
+            printf("calibration:  %zu normal images, scores %g..%g (mean %g, sd %g), "
+                   "false-positive rate %.3g%% (target %s), patch scores %g..%g (p99 %g)\n",
+                   cal.n_images, cal.image_min, cal.image_max, cal.image_mean, cal.image_std,
+                   100 * cal.fpr, isfinite(cal.fpr_target) ? "set" : "F1", cal.patch_min,
+                   cal.patch_max, cal.patch_p99);
+        else
+            printf("calibration:  none\n");
     }
     uf_model_free(m);
     return 0;
@@ -416,14 +444,19 @@ static void print_result(const predict_opts *o, const char *path, float score, d
                          const char *png, const char *npy)
 {
     int anom = isfinite(thr) ? score > thr : -1;
+    const double norm = cli_normalised(score, thr);
     if (!o->json) {
         cli_tsv_field(stdout, path); /* one line whatever the name holds */
-        printf("\t%.6g\t%s\n", score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
+        printf("\t%.6g\t%s", score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
+        if (isfinite(norm)) printf("\t%.4f\n", norm);
+        else printf("\t-\n");
         return;
     }
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddStringToObject(obj, "image", path);
     cJSON_AddNumberToObject(obj, "score", score);
+    if (isfinite(norm)) cJSON_AddNumberToObject(obj, "normalized", norm);
+    else cJSON_AddNullToObject(obj, "normalized");
     if (anom < 0) cJSON_AddNullToObject(obj, "anomalous");
     else cJSON_AddBoolToObject(obj, "anomalous", anom);
     if (isfinite(thr)) cJSON_AddNumberToObject(obj, "threshold", thr);

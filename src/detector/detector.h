@@ -24,6 +24,7 @@ struct uf_model {
     float *bank;            /* [n_bank][D]                                              */
     float *bank_norm;       /* [n_bank] squared L2 norms of the bank rows (uf__knn)     */
     float threshold;        /* decision threshold on the image score, NaN if none      */
+    uf_calibration calib;   /* normal-score statistics, n_images == 0 if none          */
     char *backbone_path;    /* recorded checkpoint path ("" for a random backbone)     */
     char backbone_sha256[65]; /* recorded checkpoint sha256 ("" for random)            */
     int embedded;           /* loaded from a file that embeds the backbone             */

@@ -6,11 +6,12 @@
  * deployed as one file. The format is a small binary frame around a JSON header, so the
  * settings stay readable with `head -c 4096 model.ufm` while the bank is raw float32.
  *
- * Format version 1 (all integers little-endian):
+ * Format version 2 (all integers little-endian; version 1 is the same without the
+ * "calibration" key, and still loads):
  *
  *   offset  size  contents
  *   0       8     magic "UFMODEL\0"
- *   8       4     u32 format version (1)
+ *   8       4     u32 format version (2)
  *   12      4     u32 reserved, 0
  *   16      8     u64 H: length of the JSON header in bytes
  *   24      H     the JSON header (UTF-8, no NUL)
@@ -38,6 +39,10 @@
  *                                interp ("bilinear" | "bicubic" | "lanczos" | "nearest"),
  *                                mean [3], std [3]}
  *   threshold        number, or null when no threshold is set (NaN)
+ *   calibration      (version 2; optional) null, or {n_images, fpr_target (number or null),
+ *                    fpr (number or null), image_min, image_mean, image_std, image_p50,
+ *                    image_p95, image_max, patch_min, patch_p50, patch_p99, patch_max}:
+ *                    uf_calibration
  *   n_bank, n_bank_full, n_train, dim     counts (integers)
  *   bank             {offset, length}: the bank section
  *   backbone         {format ("pth" | "safetensors" | "random"), path, sha256 (64 hex
@@ -85,6 +90,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +98,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MF_VERSION 1u
+#define MF_VERSION 2u                        /* 2: adds "calibration"; 1 still loads      */
 #define MF_PREAMBLE 24                       /* magic + version + reserved + header length */
 #define MF_TRAILER 40                        /* sha256 + end marker                        */
 #define MF_ALIGN 64                          /* section alignment                          */
@@ -140,6 +146,24 @@ static void put_le64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
+
+/* The float fields of uf_calibration, as the header names them. */
+static const struct {
+    const char *key;
+    size_t off;
+} calib_floats[] = {
+    {"image_min", offsetof(uf_calibration, image_min)},
+    {"image_mean", offsetof(uf_calibration, image_mean)},
+    {"image_std", offsetof(uf_calibration, image_std)},
+    {"image_p50", offsetof(uf_calibration, image_p50)},
+    {"image_p95", offsetof(uf_calibration, image_p95)},
+    {"image_max", offsetof(uf_calibration, image_max)},
+    {"patch_min", offsetof(uf_calibration, patch_min)},
+    {"patch_p50", offsetof(uf_calibration, patch_p50)},
+    {"patch_p99", offsetof(uf_calibration, patch_p99)},
+    {"patch_max", offsetof(uf_calibration, patch_max)},
+};
+#define N_CALIB_FLOATS (sizeof calib_floats / sizeof calib_floats[0])
 
 /* ======================================================================================= */
 /* Saving                                                                                  */
@@ -284,6 +308,24 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
     }
     if (isfinite(m->threshold)) j_num(root, "threshold", (double)m->threshold, &ok);
     else if (!cJSON_AddNullToObject(root, "threshold")) ok = false;
+    if (m->calib.n_images == 0) {
+        if (!cJSON_AddNullToObject(root, "calibration")) ok = false;
+    } else {
+        cJSON *C = j_obj(root, "calibration", &ok);
+        if (C) {
+            const uf_calibration *c = &m->calib;
+            j_num(C, "n_images", (double)c->n_images, &ok);
+            const double rates[2] = {c->fpr_target, c->fpr};
+            for (int i = 0; i < 2; i++) {
+                const char *k = i ? "fpr" : "fpr_target";
+                if (isfinite(rates[i])) j_num(C, k, rates[i], &ok);
+                else if (!cJSON_AddNullToObject(C, k)) ok = false;
+            }
+            for (size_t i = 0; i < N_CALIB_FLOATS; i++)
+                j_num(C, calib_floats[i].key,
+                      (double)*(const float *)((const char *)c + calib_floats[i].off), &ok);
+        }
+    }
     j_num(root, "n_bank", (double)m->n_bank, &ok);
     j_num(root, "n_bank_full", (double)m->n_bank_full, &ok);
     j_num(root, "n_train", (double)m->n_train, &ok);
@@ -579,6 +621,7 @@ static int lookup(const char *s, const char *const *names, int n)
 typedef struct mf_header {
     uf_detector_params params;
     float threshold;
+    uf_calibration calib;           /* n_images == 0: none                              */
     size_t n_bank, n_bank_full, n_train;
     int dim;
     size_t bank_off, bank_len;      /* relative to the data area                        */
@@ -704,6 +747,29 @@ static uf_status parse_counts(const char *path, const cJSON *root, mf_header *h)
     return UF_OK;
 }
 
+/* "calibration": absent (version 1 files) or null for none, else every field. */
+static uf_status parse_calibration(const char *path, const cJSON *root, uf_calibration *c)
+{
+    double v;
+    memset(c, 0, sizeof *c);
+    const cJSON *C = cJSON_GetObjectItemCaseSensitive(root, "calibration");
+    if (!C || cJSON_IsNull(C)) return UF_OK;
+    NEED(cJSON_IsObject(C), "calibration");
+    NEED(jget_int(C, "n_images", 1, MF_MAX_COUNT, &v), "calibration.n_images");
+    c->n_images = (size_t)v;
+    double *rates[2] = {&c->fpr_target, &c->fpr};
+    for (int i = 0; i < 2; i++) {
+        const char *k = i ? "fpr" : "fpr_target";
+        if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(C, k))) *rates[i] = NAN;
+        else NEED(jget_num(C, k, 0, 1, rates[i]), i ? "calibration.fpr" : "calibration.fpr_target");
+    }
+    for (size_t i = 0; i < N_CALIB_FLOATS; i++) {
+        NEED(jget_num(C, calib_floats[i].key, -FLT_MAX, FLT_MAX, &v), calib_floats[i].key);
+        *(float *)((char *)c + calib_floats[i].off) = (float)v;
+    }
+    return UF_OK;
+}
+
 /* True when s is 64 lowercase hex digits. */
 static bool is_sha256_hex(const char *s)
 {
@@ -808,6 +874,7 @@ static uf_status parse_header(const char *path, const cJSON *root, mf_header *h)
     NEED(jget_str(root, "created", &s), "created");
     uf_status st = parse_params(path, root, &h->params);
     if (st == UF_OK) st = parse_counts(path, root, h);
+    if (st == UF_OK) st = parse_calibration(path, root, &h->calib);
     if (st == UF_OK) st = parse_backbone(path, root, h);
     return st;
 }
@@ -1073,6 +1140,7 @@ static uf_status model_from_parts(const char *path, const mf_header *h,
     }
     m->bb_owned = bb;
     m->threshold = h->threshold;
+    m->calib = h->calib;
     m->embedded = h->embedded;
     const char *rec_path = lp->backbone_path && !other ? lp->backbone_path : h->bb_path;
     char *pc = strdup(rec_path);

@@ -1,0 +1,122 @@
+/*
+ * cli_calib.c - calibration as the program does it, shared by `calibrate` and
+ * `fit --holdout`: score normal images with a model, keep their image scores and foreground
+ * patch scores, and store the threshold at a target false-positive rate with the statistics
+ * (uf_calibration) in the model. Also the small helpers predict needs to show a decision:
+ * the normalised score.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool cli_score_paths(const cli_common *c, uf_model *m, char *const *paths, size_t n,
+                     float *scores, float **patches, size_t *n_patch)
+{
+    int gh, gw;
+    uf_model_output_size(m, &gh, &gw, NULL, NULL);
+    const size_t G = (size_t)gh * (size_t)gw, nb = (size_t)c->batch;
+    uf_model_info mi;
+    uf_model_get_info(m, &mi);
+    uf_scorer *sc = NULL;
+    uf_image **batch = calloc(nb, sizeof *batch);
+    uf_score *res = calloc(nb, sizeof *res);
+    float *ps = patches ? malloc((n ? n : 1) * G * sizeof *ps) : NULL; /* [n][G] foreground */
+    uint8_t *mask = malloc(nb * G);                                     /* [nb][G]         */
+    float *pbuf = malloc(nb * G * sizeof *pbuf);                        /* [nb][G]         */
+    size_t np = 0;
+    bool ok = batch && res && mask && pbuf && (!patches || ps);
+    if (!ok) cli_error("out of memory");
+    if (ok && uf_scorer_new(m, &sc) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        ok = false;
+    }
+    for (size_t b0 = 0; ok && b0 < n; b0 += nb) {
+        int k = (int)(n - b0 < nb ? n - b0 : nb);
+        ok = cli_load_images(paths + b0, k, &mi.params.pre, batch) == k;
+        for (int j = 0; j < k; j++) {
+            memset(&res[j], 0, sizeof res[j]);
+            res[j].patch_scores = pbuf + G * (size_t)j;
+            res[j].mask = mask + G * (size_t)j;
+        }
+        if (ok && uf_score_images(sc, (const uf_image *const *)batch, k, res) != UF_OK) {
+            cli_error("%s: %s", paths[b0], uf_errmsg());
+            ok = false;
+        }
+        for (int j = 0; ok && j < k; j++) {
+            scores[b0 + (size_t)j] = res[j].score;
+            for (size_t g = 0; ps && g < G; g++)
+                if (res[j].mask[g]) ps[np++] = res[j].patch_scores[g];
+        }
+        for (int j = 0; j < k; j++) {
+            uf_image_free(batch[j]);
+            batch[j] = NULL;
+        }
+        cli_progress(c, "scoring", b0 + (size_t)k, n);
+    }
+    uf_scorer_free(sc);
+    free(batch);
+    free(res);
+    free(mask);
+    free(pbuf);
+    if (!ok) {
+        free(ps);
+        ps = NULL;
+    }
+    if (patches) *patches = ps;
+    if (n_patch) *n_patch = np;
+    return ok;
+}
+
+void cli_fpr_note(size_t n, double fpr)
+{
+    if (n == 0) return;
+    const double step = 1.0 / (double)n;
+    if (fpr < step)
+        fprintf(stderr,
+                "calibrate: note: with %zu normal images the smallest false-positive-rate step "
+                "is %.3g%%, so a target of %.3g%% means 'above every normal score'; use at "
+                "least %.0f images to resolve it\n",
+                n, 100 * step, 100 * fpr, fpr > 0 ? ceil(1 / fpr) : 100.0);
+}
+
+bool cli_calibrate_normal(const cli_common *c, uf_model *m, char *const *paths, size_t n,
+                          double fpr)
+{
+    float *scores = malloc((n ? n : 1) * sizeof *scores), *patches = NULL;
+    size_t np = 0;
+    bool ok = scores && cli_score_paths(c, m, paths, n, scores, &patches, &np);
+    if (!scores) cli_error("out of memory");
+    uf_calibration cal;
+    if (ok && np == 0) {
+        cli_error("calibrate: the normal images have no foreground patch");
+        ok = false;
+    }
+    if (ok && uf_calibration_compute(scores, n, patches, np, &cal) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        ok = false;
+    }
+    if (ok) {
+        double achieved;
+        const double t = uf_threshold_at_fpr(scores, n, fpr, &achieved);
+        cal.fpr_target = fpr;
+        cal.fpr = achieved;
+        uf_model_set_calibration(m, &cal);
+        uf_model_set_threshold(m, (float)t);
+        fprintf(stderr,
+                "calibrate: %zu normal images, scores %.4g..%.4g (median %.4g); threshold %.6g "
+                "(target false-positive rate %.3g%%, %.3g%% on these images)\n",
+                n, cal.image_min, cal.image_max, cal.image_p50, t, 100 * fpr, 100 * achieved);
+        cli_fpr_note(n, fpr);
+    }
+    free(scores);
+    free(patches);
+    return ok;
+}
+
+double cli_normalised(float score, double threshold)
+{
+    return isfinite(threshold) && threshold > 0 ? (double)score / threshold : NAN;
+}
