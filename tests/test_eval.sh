@@ -156,6 +156,29 @@ for cat in ("a_disc", "b_disc"):
     tp = sum(1 for v, l in s if f32(v) >= t and l); fp = sum(1 for v, l in s if f32(v) >= t and not l)
     assert abs(2 * tp / (tp + fp + len(pos)) - r["categories"][cat]["f1_max"]) < 1e-12, (cat, t)
 PY
+pycheck "thresholds: F1-optimal, 1% and 5% FPR with their recall, from scores.csv" "$O/results.json" "$O/scores.csv" "$O/results.md" <<'PY'
+import csv, json, math, struct, sys
+r = json.load(open(sys.argv[1]))
+rows = list(csv.DictReader(open(sys.argv[2])))
+f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+md = open(sys.argv[3]).read()
+assert "Decision thresholds" in md, md
+for cat in ("a_disc", "b_disc"):
+    s = [(f32(float(x["score"])), int(x["anomalous"])) for x in rows if x["category"] == cat]
+    neg = sorted(v for v, l in s if not l); npos = sum(l for _, l in s)
+    th = r["categories"][cat]["thresholds"]
+    for key, fpr in (("fpr_1pct", 0.01), ("fpr_5pct", 0.05)):
+        t = neg[len(neg) - 1 - math.floor(fpr * len(neg) + 1e-9)]
+        assert abs(th[key]["threshold"] - t) <= 1e-6 * abs(t), (cat, key, th[key], t)
+    for key in th:
+        t = f32(th[key]["threshold"])
+        assert th[key]["recall"] == sum(1 for v, l in s if l and v > t) / npos, (cat, key, th[key])
+        assert th[key]["fpr"] == sum(1 for v, l in s if not l and v > t) / len(neg), (cat, key)
+    tp = sum(1 for v, l in s if l and v > f32(th["f1"]["threshold"]))
+    fp = sum(1 for v, l in s if not l and v > f32(th["f1"]["threshold"]))
+    assert abs(2 * tp / (tp + fp + npos) - r["categories"][cat]["f1_max"]) < 1e-12, cat
+    assert ("| %s |" % cat) in md.split("Decision thresholds")[1], cat
+PY
 check "heatmaps: one PNG per test image" \
   '[ "$(ls "$O/heatmaps/a_disc" | grep -c "\.png$")" -eq 3 ] && [ -s "$O/heatmaps/b_disc/blob_000.png" ]'
 

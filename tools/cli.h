@@ -140,6 +140,17 @@ bool cli_calibrate_normal(const cli_common *c, uf_model *m, char *const *paths, 
 void cli_fpr_note(size_t n, double fpr);
 /* score / threshold (1.0 = at the threshold), NaN without a positive threshold. */
 double cli_normalised(float score, double threshold);
+/* Decision thresholds of labelled scores (anomalous = score > threshold): [0] the
+ * F1-optimal one, [1] and [2] the thresholds at 1% and 5% false-positive rate among the
+ * normal scores (uf_threshold_at_fpr), each with the recall and false-positive rate it
+ * gives. False (all NaN) without both normal and anomalous scores. */
+#define CLI_N_DECISIONS 3
+typedef struct cli_decision {
+    double threshold, recall, fpr;
+} cli_decision;
+extern const char *const cli_decision_names[CLI_N_DECISIONS]; /* f1, fpr_1pct, fpr_5pct */
+bool cli_decisions(const float *scores, const uint8_t *labels, size_t n,
+                   cli_decision d[CLI_N_DECISIONS]);
 /* Verbs. */
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);

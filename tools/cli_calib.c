@@ -120,3 +120,37 @@ double cli_normalised(float score, double threshold)
 {
     return isfinite(threshold) && threshold > 0 ? (double)score / threshold : NAN;
 }
+
+const char *const cli_decision_names[CLI_N_DECISIONS] = {"f1", "fpr_1pct", "fpr_5pct"};
+
+bool cli_decisions(const float *scores, const uint8_t *labels, size_t n,
+                   cli_decision d[CLI_N_DECISIONS])
+{
+    for (int k = 0; k < CLI_N_DECISIONS; k++) d[k].threshold = d[k].recall = d[k].fpr = NAN;
+    float *neg = malloc((n ? n : 1) * sizeof *neg);
+    size_t nn = 0, np = 0;
+    for (size_t i = 0; neg && i < n; i++) {
+        if (!labels[i]) neg[nn++] = scores[i];
+        np += labels[i] != 0;
+    }
+    if (!neg || nn == 0 || np == 0) {
+        free(neg);
+        return false;
+    }
+    double t1;
+    uf_f1_max_threshold(scores, labels, n, &t1);           /* anomalous when score >= t1 */
+    d[0].threshold = nextafterf((float)t1, -INFINITY);      /* the same rule as score > t */
+    d[1].threshold = uf_threshold_at_fpr(neg, nn, 0.01, NULL);
+    d[2].threshold = uf_threshold_at_fpr(neg, nn, 0.05, NULL);
+    for (int k = 0; k < CLI_N_DECISIONS; k++) {
+        size_t tp = 0, fp = 0;
+        for (size_t i = 0; i < n; i++) {
+            tp += labels[i] && scores[i] > d[k].threshold;
+            fp += !labels[i] && scores[i] > d[k].threshold;
+        }
+        d[k].recall = (double)tp / (double)np;
+        d[k].fpr = (double)fp / (double)nn;
+    }
+    free(neg);
+    return true;
+}

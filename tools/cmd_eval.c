@@ -29,10 +29,12 @@ static const char *const help =
     "  results.json   per category (\"categories\": {NAME: {...}}) image_auroc, f1_max and\n"
     "                 f1_threshold, pixel_auroc, aupro (FPR <= 0.3), pixel_f1_max and\n"
     "                 pixel_f1_threshold (null without masks), bank size, timings,\n"
-    "                 clustering; their \"mean\" and \"std\"; the settings with where the\n"
-    "                 task defaults come from\n"
+    "                 clustering, \"thresholds\": {f1, fpr_1pct, fpr_5pct: {threshold,\n"
+    "                 recall, fpr}} (anomalous when score > threshold; F1-optimal and at\n"
+    "                 1% / 5% false-positive rate on the test set); their \"mean\" and\n"
+    "                 \"std\"; the settings with where the task defaults come from\n"
     "  results.csv    one row per category, then the mean\n"
-    "  results.md     the same as a Markdown table\n"
+    "  results.md     the same as a Markdown table, and the thresholds per category\n"
     "  scores.csv     the score of every test image\n"
     "  heatmaps/      with --heatmaps: CATEGORY/NAME.png overlays (defect datasets)\n"
     "The files are rewritten as each category finishes, so an interrupted run keeps every\n"
@@ -276,6 +278,19 @@ static cJSON *row_json(const ctx *x, const uf_eval_row *r)
     figs_json(o, &r->mean, r, r->clustering, true);
     cJSON_AddNumberToObject(o, "n_test", (double)r->n_test);
     cJSON_AddNumberToObject(o, "n_test_anomalous", (double)r->n_test_anomalous);
+    cli_decision d[CLI_N_DECISIONS];
+    if (r->n_done > 0 && r->repeats[0].scores &&
+        cli_decisions(r->repeats[0].scores, r->labels, r->n_scored, d)) {
+        cJSON *t = cJSON_AddObjectToObject(o, "thresholds"); /* first repeat's test scores */
+        for (int k = 0; k < CLI_N_DECISIONS; k++) {
+            cJSON *e = cJSON_AddObjectToObject(t, cli_decision_names[k]);
+            json_num(e, "threshold", d[k].threshold);
+            json_num(e, "recall", d[k].recall);
+            json_num(e, "fpr", d[k].fpr);
+        }
+    } else {
+        cJSON_AddNullToObject(o, "thresholds");
+    }
     if (x->o->ep.shots > 0) {
         cJSON *s = cJSON_AddObjectToObject(o, "std");
         figs_json(s, &r->std, NULL, r->clustering, false);
@@ -438,6 +453,32 @@ static void table_line(const ctx *x, sbuf *cb, sbuf *mb, const char *name, const
     }
 }
 
+/* results.md: the thresholds a production line would pick per category (anomalous = score
+ * > threshold), from the first repeat's test scores: F1-optimal, 1% and 5% FPR. */
+static void decision_table(const ctx *x, sbuf *mb)
+{
+    const uf_eval_result *r = x->r;
+    bool head = false;
+    for (int i = 0; i < r->n_rows; i++) {
+        const uf_eval_row *row = &r->rows[i];
+        cli_decision d[CLI_N_DECISIONS];
+        if (!row_done(x, row) || !row->n_done || !row->repeats[0].scores ||
+            !cli_decisions(row->repeats[0].scores, row->labels, row->n_scored, d))
+            continue;
+        if (!head)
+            sb_printf(mb, "\nDecision thresholds on the image score (anomalous when score > "
+                          "threshold; measured on the test set, so optimistic):\n\n"
+                          "| category | F1-optimal | recall (FPR) | at 1%% FPR | recall (FPR) | "
+                          "at 5%% FPR | recall (FPR) |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        head = true;
+        sb_printf(mb, "| %s |", row->name);
+        for (int k = 0; k < CLI_N_DECISIONS; k++)
+            sb_printf(mb, " %.5g | %.1f%% (%.1f%%) |", d[k].threshold, 100 * d[k].recall,
+                      100 * d[k].fpr);
+        sb_printf(mb, "\n");
+    }
+}
+
 /* results.csv and results.md: one row per finished category, then mean and overall. */
 static bool write_tables(const ctx *x)
 {
@@ -472,6 +513,7 @@ static bool write_tables(const ctx *x)
         if (row_done(x, &r->rows[i])) table_line(x, &cb, &mb, r->rows[i].name, &r->rows[i], &r->rows[i].mean);
     if (r->n_finished > 0) table_line(x, &cb, &mb, "mean", NULL, &r->mean);
     if (r->overall && row_done(x, r->overall)) table_line(x, &cb, &mb, "overall", r->overall, &r->overall->mean);
+    decision_table(x, &mb);
     bool ok = false;
     if (!cb.oom && !mb.oom) {
         char path[PATH_MAX];
