@@ -406,6 +406,40 @@ uf_status uf_output_check(const char *path, const uf_inputs *inputs);
 uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, float hi,
                              float alpha, uf_image **out);
 
+/* What uf_heatmap_annotate draws over the overlay of uf_heatmap_overlay(img, map, lo, hi,
+ * alpha): the outline of the region where map > outline (NaN: none), a colour bar at the
+ * right edge (colorbar nonzero, lo < hi finite) with lo and hi written at its ends and a
+ * white tick at mark (NaN: none; e.g. the threshold), and label (ASCII; NULL: none) at the
+ * top left in a box coloured by decision (1 red, 0 green, -1 grey). Text uses a built-in
+ * 5x7 font scaled with the image. */
+typedef struct uf_annotation {
+    float lo, hi, alpha;
+    float outline;
+    int colorbar;
+    float mark;
+    const char *label;
+    int decision;
+} uf_annotation;
+
+/* The overlay of map ([img->height][img->width]) over img with the annotations of a; *out
+ * is new, owned by the caller. Errors: those of uf_heatmap_overlay, UF_ERR_ARG (a NULL).
+ * Thread-safe. */
+uf_status uf_heatmap_annotate(const uf_image *img, const float *map, const uf_annotation *a,
+                              uf_image **out);
+
+/* A connected region (4-neighbours) of a map above a level. */
+typedef struct uf_region {
+    int x, y, w, h; /* bounding box, pixels                                              */
+    size_t area;    /* pixels in the region                                              */
+    float peak;     /* largest map value in it                                           */
+} uf_region;
+
+/* The regions of map ([height][width]) where map > level: the max_regions with the highest
+ * peaks go to out[0..*n_out-1], highest first. Errors: UF_ERR_ARG, UF_ERR_NOMEM.
+ * Thread-safe. */
+uf_status uf_map_regions(const float *map, int width, int height, float level, int max_regions,
+                         uf_region *out, int *n_out);
+
 /* ------------------------------------------------------------------------------------ */
 /* The detector: Back Patch Masking, memory bank, nearest-neighbour scoring             */
 /* ------------------------------------------------------------------------------------ */

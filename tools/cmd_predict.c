@@ -40,7 +40,18 @@ static const char *const help =
     "                       a/x.jpg -> D/a_x.jpg.png; when two images would get one NAME,\n"
     "                       the later ones get '-' and 8 hex digits of a hash of their path\n"
     "                       added; an output that is one of the inputs is refused)\n"
-    "  --heatmap-range L,H  colour scale of the overlays (default: each map's min..max)\n"
+    "                       The overlay shows the decision and score at the top left, a\n"
+    "                       colour bar with its values at the right and, with a threshold,\n"
+    "                       the outline of the region above the pixel level (--masks)\n"
+    "  --heatmap-range L,H  colour scale of the overlays (default for a calibrated model,\n"
+    "                       the same for every image: its median normal patch score blue,\n"
+    "                       its largest normal patch score red, the image threshold ticked\n"
+    "                       on the bar; else each map's min..max)\n"
+    "  --masks              also write D/NAME.mask.png: white where the map is above the\n"
+    "                       pixel level (a calibrated model's largest normal patch score,\n"
+    "                       else the threshold; needs --heatmap-dir and a threshold); --json\n"
+    "                       \"regions\": [{\"bbox\": [x, y, w, h], \"area\": pixels, \"peak\":\n"
+    "                       score}] lists the regions above it (highest peak first, at most 8)\n"
     "  --raw-maps           also write D/NAME.npy: the pixel map as float32 [height][width]\n"
     "                       in the original image's geometry (needs --heatmap-dir)\n"
     "  --backbone W         load this checkpoint instead of the recorded/embedded one\n"
@@ -151,16 +162,52 @@ static bool write_npy(const char *path, const float *a, int h, int w)
     return ok;
 }
 
-/* Heatmap overlay (and raw map) of one scored image, named name.png / name.npy in dir
- * (paths written into png/npy). The batch holds shrunk images, so the original is decoded
- * again here, one at a time, and released at once. Outputs that are inputs are refused. */
-static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
-                       const char *img_path, const char *name, const float range[2], bool raw,
-                       const uf_inputs *inputs, char *png, char *npy, size_t n)
+/* How overlays look for one run: the colour scale and the pixel level of the outline,
+ * masks and regions (from --heatmap-range, else the model's calibration, else each map's
+ * own range), and the image threshold for the label. */
+typedef struct overlay_style {
+    float lo, hi;     /* lo >= hi: each map's own min..max            */
+    float level;      /* outline / mask / region level, NaN: none     */
+    double thr;       /* image threshold (NaN: none)                  */
+    bool masks;       /* --masks: NAME.mask.png                       */
+} overlay_style;
+
+#define MAX_REGIONS 8
+
+/* What one image's outputs gave: the regions above the level (for --json). */
+typedef struct map_out {
+    uf_region reg[MAX_REGIONS];
+    int n_reg;
+    bool wrote;
+    char png[4200], npy[4200], mask[4200];
+} map_out;
+
+/* A binary PNG (255 where map > level) of [h][w]. */
+static bool write_mask(const char *path, const float *map, int w, int h, float level)
 {
-    snprintf(png, n, "%s/%s.png", dir, name);
-    snprintf(npy, n, "%s/%s.npy", dir, name);
-    if (!cli_check_output(png, inputs) || (raw && !cli_check_output(npy, inputs))) return false;
+    uf_image *im = NULL;
+    if (uf_image_new(w, h, &im) != UF_OK) return false;
+    for (size_t i = 0; i < (size_t)w * (size_t)h; i++)
+        memset(im->rgb + 3 * i, map[i] > level ? 255 : 0, 3);
+    bool ok = uf_image_write_png(im, path) == UF_OK;
+    uf_image_free(im);
+    return ok;
+}
+
+/* Heatmap overlay (and raw map, mask) of one scored image, named name.png / name.npy /
+ * name.mask.png in dir. The batch holds shrunk images, so the original is decoded again
+ * here and released at once. Outputs that are inputs are refused. Called from several
+ * threads at once (one image each); errors are printed as one line each. */
+static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
+                       const char *img_path, const char *name, const overlay_style *st,
+                       float score, bool raw, const uf_inputs *inputs, map_out *mo)
+{
+    snprintf(mo->png, sizeof mo->png, "%s/%s.png", dir, name);
+    snprintf(mo->npy, sizeof mo->npy, "%s/%s.npy", dir, name);
+    snprintf(mo->mask, sizeof mo->mask, "%s/%s.mask.png", dir, name);
+    if (!cli_check_output(mo->png, inputs) || (raw && !cli_check_output(mo->npy, inputs)) ||
+        (st->masks && !cli_check_output(mo->mask, inputs)))
+        return false;
     uf_image *img = NULL;
     if (uf_image_load(img_path, &img) != UF_OK) {
         cli_error("%s", uf_errmsg());
@@ -168,17 +215,31 @@ static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
     }
     float *full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
     uf_image *ov = NULL;
+    char label[96];
+    const int anom = isfinite(st->thr) ? score > st->thr : -1;
+    const double norm = cli_normalised(score, st->thr);
+    if (anom < 0) snprintf(label, sizeof label, "SCORE %.4g", score);
+    else snprintf(label, sizeof label, "%s %.2f (SCORE %.4g)", anom ? "ANOMALOUS" : "NORMAL",
+                  norm, score);
+    uf_annotation a = {st->lo, st->hi, 0.5f, st->level, st->hi > st->lo, (float)st->thr, label, anom};
     bool ok = full && uf_model_map_to_image(m, pmap, img->width, img->height, full) == UF_OK &&
-              uf_heatmap_overlay(img, full, range[0], range[1], 0.5f, &ov) == UF_OK &&
-              uf_image_write_png(ov, png) == UF_OK;
-    if (!ok) cli_error("%s: %s", png, full ? uf_errmsg() : "out of memory");
-    if (ok && raw) ok = write_npy(npy, full, img->height, img->width);
+              uf_heatmap_annotate(img, full, &a, &ov) == UF_OK &&
+              uf_image_write_png(ov, mo->png) == UF_OK;
+    if (!ok) cli_error("%s: %s", mo->png, full ? uf_errmsg() : "out of memory");
+    if (ok && raw) ok = write_npy(mo->npy, full, img->height, img->width);
+    if (ok && st->masks && !(ok = write_mask(mo->mask, full, img->width, img->height, st->level)))
+        cli_error("%s: %s", mo->mask, uf_errmsg());
+    mo->n_reg = 0;
+    if (ok && isfinite(st->level) &&
+        uf_map_regions(full, img->width, img->height, st->level, MAX_REGIONS, mo->reg, &mo->n_reg) != UF_OK) {
+        cli_error("%s: %s", img_path, uf_errmsg());
+        ok = false;
+    }
     uf_image_free(ov);
     uf_image_free(img);
     free(full);
     return ok;
 }
-
 
 int cmd_model_info(const char *path, bool json)
 {
@@ -277,7 +338,7 @@ int cmd_model_info(const char *path, bool json)
 typedef struct predict_opts {
     cli_common c;
     uf_model_load_params lp;
-    bool json, raw;
+    bool json, raw, masks;
     double thr;       /* NAN: the model's */
     float range[2];   /* --heatmap-range (0, 0: each map's own) */
     const char *heat_dir, *model_path;
@@ -306,6 +367,8 @@ static int parse_predict_args(int argc, char **argv, predict_opts *o)
             o->json = true;
         } else if (!strcmp(a, "--raw-maps")) {
             o->raw = true;
+        } else if (!strcmp(a, "--masks")) {
+            o->masks = true;
         } else if (!strcmp(a, "--quiet")) {
             o->c.quiet = true;
         } else if (!strcmp(a, "--allow-other-backbone")) {
@@ -340,6 +403,7 @@ static int parse_predict_args(int argc, char **argv, predict_opts *o)
     if (!o->model_path) return cli_usage_error(verb, "no model file given");
     if (o->npos == 0) return cli_usage_error(verb, "no images given");
     if (o->raw && !o->heat_dir) return cli_usage_error(verb, "--raw-maps needs --heatmap-dir");
+    if (o->masks && !o->heat_dir) return cli_usage_error(verb, "--masks needs --heatmap-dir");
     return -1;
 }
 
@@ -352,6 +416,8 @@ typedef struct predict_run {
     uf_scorer *sc;
     uf_preprocess pre;  /* the model's: images are shrunk to its resize size */
     double thr;
+    overlay_style style;
+    map_out *mo;        /* [batch] (with --heatmap-dir) */
     uf_image **batch;   /* [batch] */
     uf_score *res;      /* [batch] */
     float *maps;        /* [batch][S][S] pixel maps (with --heatmap-dir) */
@@ -367,6 +433,7 @@ static void predict_run_free(predict_run *r, int batch)
     free(r->batch);
     free(r->res);
     free(r->maps);
+    free(r->mo);
     uf_scorer_free(r->sc);
     uf_model_free(r->m);
     uf_inputs_free(r->inputs);
@@ -405,7 +472,33 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
     r->batch = calloc(nb, sizeof *r->batch);
     r->res = calloc(nb, sizeof *r->res);
     r->maps = o->heat_dir ? malloc(r->plane * nb * sizeof(float)) : NULL;
-    if (!r->batch || !r->res || (o->heat_dir && !r->maps)) {
+    r->mo = o->heat_dir ? calloc(nb, sizeof *r->mo) : NULL;
+    overlay_style *st = &r->style;
+    uf_calibration cal;
+    st->thr = r->thr;
+    st->masks = o->masks;
+    st->lo = o->range[0];
+    st->hi = o->range[1];
+    st->level = NAN;
+    if (isfinite(r->thr)) st->level = (float)r->thr;
+    else if (o->masks) {
+        cli_error("%s: --masks needs a threshold (calibrate the model or pass --threshold)",
+                  o->model_path);
+        return false;
+    }
+    /* A calibrated model draws every image on one scale: the median normal patch score
+     * blue, red from the largest normal patch score seen in calibration, which is also the
+     * pixel level of outlines, masks and regions (the image threshold, a mean of the top
+     * patches, is lower than the peaks of normal maps: outlined, good parts looked
+     * defective). The bar marks the image threshold. */
+    if (uf_model_get_calibration(r->m, &cal) && cal.patch_max > cal.patch_p50) {
+        st->level = cal.patch_max;
+        if (!(st->hi > st->lo)) {
+            st->lo = cal.patch_p50;
+            st->hi = cal.patch_max;
+        }
+    }
+    if (!r->batch || !r->res || (o->heat_dir && (!r->maps || !r->mo))) {
         cli_error("out of memory");
         return false;
     }
@@ -441,7 +534,7 @@ static bool score_batch(predict_run *r, size_t b0, int nb, int *idx, int *nok)
 
 /* The result line of one image (text or JSON); png/npy are NULL when not written. */
 static void print_result(const predict_opts *o, const char *path, float score, double thr,
-                         const char *png, const char *npy)
+                         const char *png, const char *npy, const map_out *mo)
 {
     int anom = isfinite(thr) ? score > thr : -1;
     const double norm = cli_normalised(score, thr);
@@ -465,6 +558,20 @@ static void print_result(const predict_opts *o, const char *path, float score, d
     else cJSON_AddNullToObject(obj, "heatmap");
     if (npy) cJSON_AddStringToObject(obj, "map", npy);
     else cJSON_AddNullToObject(obj, "map");
+    if (mo && mo->wrote && o->masks) cJSON_AddStringToObject(obj, "mask", mo->mask);
+    if (mo && mo->wrote && isfinite(thr)) { /* regions above the pixel level, original pixels */
+        cJSON *rs = cJSON_AddArrayToObject(obj, "regions");
+        for (int k = 0; k < mo->n_reg; k++) {
+            const uf_region *g = &mo->reg[k];
+            cJSON *e = cJSON_CreateObject();
+            cJSON *bb = cJSON_AddArrayToObject(e, "bbox"); /* x, y, width, height */
+            const int v[4] = {g->x, g->y, g->w, g->h};
+            for (int j = 0; j < 4; j++) cJSON_AddItemToArray(bb, cJSON_CreateNumber(v[j]));
+            cJSON_AddNumberToObject(e, "area", (double)g->area);
+            cJSON_AddNumberToObject(e, "peak", g->peak);
+            cJSON_AddItemToArray(rs, e);
+        }
+    }
     char *str = cli_json_print(obj);
     if (str) puts(str);
     free(str);
@@ -477,18 +584,27 @@ static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int 
     bool ok = cli_load_images(r->images.v + b0, nb, &r->pre, r->batch) == nb;
     int idx[256], nok;
     ok = score_batch(r, b0, nb, idx, &nok) && ok;
+    bool wrote_all = true;
+    if (o->heat_dir) { /* overlays decode, draw and encode in parallel, one image a thread */
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : wrote_all)
+        for (int k = 0; k < nok; k++) {
+            size_t i = b0 + (size_t)idx[k];
+            map_out *mo = &r->mo[k];
+            mo->wrote = false;
+            if (isnan(r->res[k].score)) continue;
+            mo->wrote = write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
+                                   r->names[i], &r->style, r->res[k].score, o->raw, r->inputs, mo);
+            wrote_all = wrote_all && mo->wrote;
+        }
+    }
+    ok = ok && wrote_all;
     for (int k = 0; k < nok; k++) {
         size_t i = b0 + (size_t)idx[k];
         if (isnan(r->res[k].score)) continue;
-        char png[4200] = "", npy[4200] = "";
-        bool wrote = false;
-        if (o->heat_dir) {
-            wrote = write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
-                               r->names[i], o->range, o->raw, r->inputs, png, npy, sizeof png);
-            ok = ok && wrote;
-        }
-        print_result(o, r->images.v[i], r->res[k].score, r->thr, wrote ? png : NULL,
-                     wrote && o->raw ? npy : NULL);
+        const map_out *mo = o->heat_dir ? &r->mo[k] : NULL;
+        bool wrote = mo && mo->wrote;
+        print_result(o, r->images.v[i], r->res[k].score, r->thr, wrote ? mo->png : NULL,
+                     wrote && o->raw ? mo->npy : NULL, mo);
     }
     fflush(stdout);
     for (int j = 0; j < nb; j++) {

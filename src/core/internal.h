@@ -262,4 +262,17 @@ void uf__sha256_free(uf__sha256_ctx *c);
  * uf_preprocess_image's output is ((float)v / 255 - mean) / std of this. */
 uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_image **out);
 
+/* Overlay drawing (src/io/imgout.c, src/io/annotate.c). uf__jet_rgb: the overlay's jet
+ * colour of t in [0, 1]. The drawing calls clip at the image border. */
+void uf__jet_rgb(double t, uint8_t rgb[3]);
+int uf__text_width(const char *s, int scale);
+/* text at (x, y), glyphs 5x7 scaled by scale, on a filled box of colour bg (NULL: none) */
+void uf__draw_text(uf_image *im, int x, int y, int scale, const char *s, const uint8_t fg[3],
+                   const uint8_t bg[3]);
+/* pixels of map ([h][w], the image's size) above level that touch one not above it */
+void uf__draw_outline(uf_image *im, const float *map, float level, int thick, const uint8_t rgb[3]);
+/* a vertical jet bar at the right edge, lo at the bottom and hi at the top with their
+ * values, a white tick at mark (when inside) */
+void uf__draw_colorbar(uf_image *im, float lo, float hi, float mark, int scale);
+
 #endif /* UF_INTERNAL_H */
