@@ -101,6 +101,52 @@ expect 2 "fit --holdout 1" "$BIN" fit --backbone $M1 $OPTS --holdout 1 --out "$T
 expect 1 "fit --holdout of one image" "$BIN" fit --backbone $M1 $OPTS --holdout 0.5 --out "$T/h2.ufm" $D/train_0.png
 check "no model after the refused holdout" '[ ! -e "$T/h2.ufm" ]'
 
+# --- overlays of a calibrated model: one scale, masks and regions at the pixel level ---
+expect 2 "--masks without --heatmap-dir" "$BIN" predict "$T/m.ufm" --masks $D/test_blob.png
+expect 1 "--masks without a threshold" "$BIN" predict "$T/orig.ufm" --masks --heatmap-dir "$T/hm0" $D/test_blob.png
+# calibrated on one image of the bank: a low pixel level, so the defects have regions
+"$BIN" calibrate "$T/m.ufm" --normal --quiet --out "$T/mc.ufm" $D/train_0.png 2>/dev/null
+expect 0 "predict --heatmap-dir --masks --raw-maps --json" "$BIN" predict "$T/mc.ufm" --json --masks --raw-maps \
+  --heatmap-dir "$T/hm" $D/test_good.png $D/test_blob.png $D/test_crack.png
+cp "$T/out" "$T/hm.json"
+"$BIN" info --json "$T/mc.ufm" > "$T/info2.json"
+$PY - "$T/hm.json" "$T/info2.json" <<'PY' && ok "masks = raw map above the pixel level; regions add up" || bad "masks/regions: $(head -c 600 "$T/hm.json")"
+import json, sys, zlib, struct, ast
+import numpy as np
+def png_gray(path):  # our PNGs: 8-bit RGB, non-interlaced; undo the Sub/None filters
+    b = open(path, "rb").read(); pos = 8; idat = b""; w = h = 0
+    while pos < len(b):
+        n, = struct.unpack(">I", b[pos:pos+4]); t = b[pos+4:pos+8]; d = b[pos+8:pos+8+n]
+        if t == b"IHDR": w, h = struct.unpack(">II", d[:8])
+        if t == b"IDAT": idat += d
+        pos += 12 + n
+    raw = zlib.decompress(idat); stride = 3 * w; out = np.zeros((h, stride), np.uint8); prev = np.zeros(stride, np.uint8)
+    for y in range(h):
+        f = raw[y * (stride + 1)]; row = np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).copy()
+        if f == 1:
+            for x in range(3, stride): row[x] = (int(row[x]) + int(row[x - 3])) & 255
+        elif f == 2: row = (row.astype(int) + prev) .astype(np.uint8)
+        elif f != 0: raise SystemExit("filter %d" % f)
+        out[y] = row; prev = row
+    return out.reshape(h, w, 3)[:, :, 0]
+cal = json.load(open(sys.argv[2]))["calibration"]
+level = np.float32(cal["patch_max"])
+for l in open(sys.argv[1]):
+    o = json.loads(l)
+    m = png_gray(o["mask"]); mp = np.load(o["map"])
+    assert m.shape == mp.shape, (m.shape, mp.shape)
+    assert ((m == 255) == (mp > level)).all() and set(np.unique(m)) <= {0, 255}, o["image"]
+    regs = o["regions"]
+    if len(regs) < 8: assert sum(r["area"] for r in regs) == int((mp > level).sum()), o["image"]
+    for r in regs:
+        x, y, w, h = r["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= mp.shape[1] and y + h <= mp.shape[0], r
+        assert abs(r["peak"] - mp[y:y+h, x:x+w].max()) < 1e-4 * max(1, r["peak"]), r
+    if "blob" in o["image"]:  # the red ellipse drawn around (42, 28) is in a region
+        assert any(r["bbox"][0] <= 42 < r["bbox"][0] + r["bbox"][2] and
+                   r["bbox"][1] <= 28 < r["bbox"][1] + r["bbox"][3] for r in regs), regs
+PY
+
 # --- a version-1 model file (written before calibration existed) ---
 expect 0 "predict with a version-1 model" "$BIN" predict tests/data/detector/model_v1.ufm $D/test_good.png
 check "its threshold applies" '[ "$(cut -f3 "$T/out")" = "normal" ] || [ "$(cut -f3 "$T/out")" = "anomalous" ]'

@@ -650,6 +650,84 @@ static void test_demo_other_size(void)
     demo_check_set("object", 160, 1, 1, 1);
 }
 
+/* ---- annotated overlays and regions (issue 13) ------------------------------------------ */
+
+/* Regions of a map with three blobs against a brute-force labelling of the same map. */
+static void test_regions(void)
+{
+    enum { W = 40, H = 30 };
+    static float map[H][W];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            float v = 0;
+            if (x >= 2 && x < 8 && y >= 3 && y < 7) v = 5 + (float)x;   /* 6 x 4, peak 12 */
+            if ((x - 25) * (x - 25) + (y - 15) * (y - 15) <= 9) v = 20;  /* disc r 3, 29 px */
+            if (x == 39 && y >= 20) v = 3;                              /* 1 x 10 at the edge */
+            map[y][x] = v;
+        }
+    map[15][25] = 30; /* the disc's peak */
+    uf_region r[4];
+    int n = -1;
+    REQUIRE_OK(uf_map_regions(&map[0][0], W, H, 1.0f, 4, r, &n));
+    CHECKF(n == 3, "%d regions", n);
+    if (n == 3) { /* highest peak first */
+        CHECK(r[0].peak == 30 && r[0].area == 29 && r[0].x == 22 && r[0].y == 12 && r[0].w == 7 && r[0].h == 7);
+        CHECK(r[1].peak == 12 && r[1].area == 24 && r[1].x == 2 && r[1].y == 3 && r[1].w == 6 && r[1].h == 4);
+        CHECK(r[2].peak == 3 && r[2].area == 10 && r[2].x == 39 && r[2].y == 20 && r[2].w == 1 && r[2].h == 10);
+    }
+    REQUIRE_OK(uf_map_regions(&map[0][0], W, H, 1.0f, 1, r, &n));
+    CHECK(n == 1 && r[0].peak == 30); /* only the best kept */
+    REQUIRE_OK(uf_map_regions(&map[0][0], W, H, 4.0f, 4, r, &n));
+    CHECK(n == 2); /* the edge line is below 4 */
+    REQUIRE_OK(uf_map_regions(&map[0][0], W, H, 100.0f, 4, r, &n));
+    CHECK(n == 0);
+    CHECK(uf_map_regions(NULL, W, H, 1.0f, 4, r, &n) == UF_ERR_ARG);
+    CHECK(uf_map_regions(&map[0][0], W, H, 1.0f, 4, NULL, &n) == UF_ERR_ARG);
+}
+
+/* The annotations change the plain overlay only where they are drawn: the label box at the
+ * top left in the decision's colour, the bar at the right with jet's ends, the outline. */
+static void test_annotate(void)
+{
+    enum { W = 200, H = 160 };
+    uf_image *img = NULL, *plain = NULL, *ann = NULL, *bare = NULL;
+    REQUIRE_OK(uf_image_new(W, H, &img));
+    float *map = malloc(sizeof(float) * W * H);
+    REQUIRE(map != NULL);
+    for (int i = 0; i < W * H; i++) {
+        img->rgb[3 * i] = img->rgb[3 * i + 1] = img->rgb[3 * i + 2] = 128;
+        int x = i % W, y = i / W;
+        map[i] = (x - 80) * (x - 80) + (y - 90) * (y - 90) < 400 ? 10.0f : 1.0f;
+    }
+    REQUIRE_OK(uf_heatmap_overlay(img, map, 0, 10, 0.5f, &plain));
+    uf_annotation a = {0, 10, 0.5f, 5.0f, 1, 7.0f, "ANOMALOUS 1.23", 1};
+    REQUIRE_OK(uf_heatmap_annotate(img, map, &a, &ann));
+    uf_annotation none = {0, 10, 0.5f, NAN, 0, NAN, NULL, -1};
+    REQUIRE_OK(uf_heatmap_annotate(img, map, &none, &bare));
+    CHECK(memcmp(bare->rgb, plain->rgb, (size_t)W * H * 3) == 0); /* nothing asked, nothing drawn */
+    /* label box: scale 1 at this size; the box starts at (2, 2) in red (220, 20, 20) */
+    const uint8_t *p = ann->rgb + 3 * (3 * W + 2);
+    CHECKF(p[0] == 220 && p[1] == 20 && p[2] == 20, "label box %d %d %d", p[0], p[1], p[2]);
+    /* some of the box is text (white) */
+    int white = 0;
+    for (int y = 2; y < 11; y++)
+        for (int x = 2; x < 90; x++) white += !memcmp(ann->rgb + 3 * (y * W + x), "\xff\xff\xff", 3);
+    CHECKF(white > 30, "%d white label pixels", white);
+    /* bar: 6 px wide at x W-8..W-3, rows H/4..3H/4-1: top is jet's red end, bottom its blue */
+    const uint8_t *top = ann->rgb + 3 * ((H / 4) * W + W - 6), *bot = ann->rgb + 3 * ((3 * H / 4 - 1) * W + W - 6);
+    CHECKF(top[0] == 128 && top[1] == 0 && top[2] == 0, "bar top %d %d %d", top[0], top[1], top[2]);
+    CHECKF(bot[0] == 0 && bot[1] == 0 && bot[2] == 128, "bar bottom %d %d %d", bot[0], bot[1], bot[2]);
+    /* outline: white on the disc's edge (x = 80 + 19, y = 90), the disc's inside untouched */
+    const uint8_t *e = ann->rgb + 3 * (90 * W + 99), *in = ann->rgb + 3 * (90 * W + 80);
+    CHECK(e[0] == 255 && e[1] == 255 && e[2] == 255);
+    CHECK(!memcmp(in, plain->rgb + 3 * (90 * W + 80), 3));
+    uf_image_free(img);
+    uf_image_free(plain);
+    uf_image_free(ann);
+    uf_image_free(bare);
+    free(map);
+}
+
 int main(void)
 {
     RUN(test_png_roundtrip);
@@ -665,6 +743,8 @@ int main(void)
     RUN(test_overlay_nan);
     RUN(test_overlay_alpha_ends);
     RUN(test_overlay_args);
+    RUN(test_regions);
+    RUN(test_annotate);
     RUN(test_demo_deterministic);
     RUN(test_demo_bad_args);
     RUN(test_demo_texture);

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <math.h>
 #include <png.h>
+#include <zlib.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,6 +105,7 @@ static int png_encode(png_out *o, const uf_image *img)
     /* overlays are written by the hundred: zlib's fastest level with the Sub filter costs
      * a fraction of the default's time for a file about a quarter larger */
     png_set_compression_level(png, 1);
+    png_set_compression_strategy(png, Z_RLE);
     png_set_filter(png, 0, PNG_FILTER_SUB);
     png_write_info(png, info);
     /* Row by row from the caller's buffer: no row-pointer table to allocate or leak. */
