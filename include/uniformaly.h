@@ -526,6 +526,22 @@ size_t uf_fitter_bank_size(const uf_fitter *f);
  * lower bpm_lambda or turn BPM off; cancelled), UF_ERR_NOMEM. */
 uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf_model **out);
 
+/* Add new normal images to a fitted model (`uniformaly update`): f is a fitter made with
+ * m's backbone and settings (uf_fitter_new(bb, &info.params) with the backbone m runs) that
+ * has had the new images added. Every row of m's bank is kept; of the fitter's N new
+ * foreground patches, uf__coreset_count(N, coreset) are added, chosen by the rule the fit
+ * used: greedy continues the k-center search from m's bank (in the same 128-d random
+ * projection, the seed's), each pick the new patch farthest from everything kept; random
+ * draws them. With coreset 1 every new patch is added. *out is a new model (m unchanged)
+ * with m's threshold, calibration and backbone identity, n_train and bank_size_full
+ * increased; it borrows m's backbone, so it must be freed before m. The fitter is left
+ * empty. Errors: UF_ERR_ARG (NULL, settings or dimension differ from m's, no image added,
+ * every new patch background), UF_ERR_NOMEM, UF_ERR_LIMIT. Not thread-safe per fitter. */
+uf_status uf_model_update(const uf_model *m, uf_fitter *f, uf_model **out);
+
+/* The backbone a model scores with (borrowed: lives as long as m). */
+const uf_backbone *uf_model_backbone(const uf_model *m);
+
 /* Release a fitter; NULL is a no-op. */
 void uf_fitter_free(uf_fitter *f);
 

@@ -40,7 +40,7 @@ import sys
 lines = open(sys.argv[1], "rb").read().split(b"\n")
 assert lines[-1] == b"" and len(lines) == 5, lines
 rows = [l.split(b"\t") for l in lines[:-1]]
-assert all(len(r) == 3 for r in rows), rows
+assert all(len(r) == 4 for r in rows), rows  # path, score, decision, normalised
 names = sorted(r[0].rsplit(b"/img/", 1)[1] for r in rows)
 assert names == sorted([b"x\xffy/x\xffy.png", b"a\\tb.png", b"c\\nd.png", b"back\\\\slash.png"]), names
 PY

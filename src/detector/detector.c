@@ -697,3 +697,20 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
     free(r);
     return st;
 }
+
+/* The patches a fitter collected, handed over for uf_model_update (update.c): *bank
+ * ([*n][D], malloc'd, the caller frees it) and the images added; the fitter is left empty.
+ * *p, *bb: its settings and backbone. */
+void uf__fitter_take(uf_fitter *f, float **bank, size_t *n, size_t *n_train,
+                     const uf_detector_params **p, const uf_backbone **bb)
+{
+    *p = &f->ex.p;
+    *bb = f->ex.bb;
+    *bank = f->bank;
+    *n = f->n;
+    *n_train = f->n_train;
+    f->bank = NULL;
+    f->n = f->cap = f->n_train = 0;
+}
+
+const uf_backbone *uf_model_backbone(const uf_model *m) { return m ? m->bb : NULL; }

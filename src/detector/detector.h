@@ -40,4 +40,8 @@ struct uf_model {
 uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, float *bank,
                         size_t n_bank, size_t n_bank_full, size_t n_train, uf_model **out);
 
+/* Hand a fitter's patches over (see detector.c). */
+void uf__fitter_take(uf_fitter *f, float **bank, size_t *n, size_t *n_train,
+                     const uf_detector_params **p, const uf_backbone **bb);
+
 #endif /* UF_DETECTOR_H */
