@@ -151,6 +151,19 @@ typedef struct cli_decision {
 extern const char *const cli_decision_names[CLI_N_DECISIONS]; /* f1, fpr_1pct, fpr_5pct */
 bool cli_decisions(const float *scores, const uint8_t *labels, size_t n,
                    cli_decision d[CLI_N_DECISIONS]);
+/* report.html (cli_report.c): one section per set of labelled image scores. */
+typedef struct cli_report_set {
+    const char *name;           /* category                                        */
+    size_t n;
+    const float *scores;        /* [n] image scores                                */
+    const uint8_t *labels;      /* [n] 1 = anomalous                               */
+    const char *const *types;   /* [n] defect type ("good" for normal), or NULL    */
+    const char *const *names;   /* [n] display names                               */
+    const char *const *thumbs;  /* [n] PNG/JPEG file shown for a mistake (entries or
+                                   the array may be NULL)                          */
+} cli_report_set;
+/* Write the self-contained page atomically; false after printing an error. */
+bool cli_write_report(const char *path, const char *title, const cli_report_set *sets, int n);
 /* Verbs. */
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);

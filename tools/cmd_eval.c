@@ -36,6 +36,9 @@ static const char *const help =
     "  results.csv    one row per category, then the mean\n"
     "  results.md     the same as a Markdown table, and the thresholds per category\n"
     "  scores.csv     the score of every test image\n"
+    "  report.html    when the run completes: one self-contained page (no network) with\n"
+    "                 per category ROC and PR curves, score histograms with the thresholds\n"
+    "                 marked, AUROC per defect type and the most confident mistakes\n"
     "  heatmaps/      with --heatmaps: CATEGORY/NAME.png overlays (defect datasets)\n"
     "The files are rewritten as each category finishes, so an interrupted run keeps every\n"
     "finished category. A table row is printed on stdout as each category finishes.\n"
@@ -529,7 +532,49 @@ static bool write_tables(const ctx *x)
     return ok;
 }
 
-static bool write_results(const ctx *x) { return write_json(x) && write_tables(x); }
+/* report.html (cli_report.c) from the first repeat's scores of every finished row. */
+static bool write_report(const ctx *x)
+{
+    const uf_eval_result *r = x->r;
+    int n = 0;
+    cli_report_set *sets = calloc((size_t)r->n_rows + 1, sizeof *sets);
+    const char **strs = NULL; /* [rows][3][n_scored]: names, types, thumbnails */
+    size_t total = 0;
+    for (int i = 0; i < r->n_rows; i++) total += r->rows[i].n_scored;
+    if (r->overall) total += r->overall->n_scored;
+    strs = calloc(3 * (total ? total : 1), sizeof *strs);
+    bool ok = sets && strs;
+    size_t at = 0;
+    for (int i = 0; ok && i <= r->n_rows; i++) {
+        const uf_eval_row *row = i < r->n_rows ? &r->rows[i] : r->overall;
+        if (!row || !row_done(x, row) || !row->n_scored || !row->n_done || !row->repeats[0].scores)
+            continue;
+        const char **nm = strs + at, **ty = nm + row->n_scored, **th = ty + row->n_scored;
+        at += 3 * row->n_scored;
+        for (size_t k = 0; k < row->n_scored; k++) {
+            nm[k] = row->items[k].name ? row->items[k].name : "?";
+            ty[k] = row->items[k].type ? row->items[k].type : "?";
+            th[k] = row->items[k].path;
+        }
+        sets[n++] = (cli_report_set){row->name, row->n_scored, row->repeats[0].scores, row->labels,
+                                     ty, nm, th};
+    }
+    char path[PATH_MAX], title[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/report.html", x->dir);
+    snprintf(title, sizeof title, "uniformaly eval: %s (%s)", uf_dataset_kind_name(x->info.kind),
+             x->info.root);
+    if (!ok) cli_error("out of memory");
+    ok = ok && cli_write_report(path, title, sets, n);
+    free(sets);
+    free(strs);
+    return ok;
+}
+
+static bool write_results(const ctx *x)
+{
+    return write_json(x) && write_tables(x) &&
+           (strcmp(x->status, "complete") != 0 || write_report(x));
+}
 
 /* Append the scores of a finished row (every repeat) to scores.csv. */
 static bool append_scores(const ctx *x, const uf_eval_row *row)

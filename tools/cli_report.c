@@ -1,0 +1,276 @@
+/*
+ * cli_report.c - report.html: one self-contained page (inline SVG and CSS, thumbnails as
+ * base64 data URIs, no script, no network) that shows what the tables cannot: per category
+ * the ROC and precision-recall curves, the score histograms of normal and anomalous images
+ * with the decision thresholds marked, the AUROC of each defect type and the most confident
+ * mistakes. Written by `eval` and by `uniformaly report` (predict --json plus labels).
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct hbuf {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} hbuf;
+
+static void hb_printf(hbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void hb_printf(hbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t nc = (b->cap ? 2 * b->cap : 1 << 16) + (size_t)k;
+        char *ns = realloc(b->s, nc);
+        if (!ns) { b->oom = true; return; }
+        b->s = ns;
+        b->cap = nc;
+    }
+}
+
+/* Text with &, <, >, " escaped (names are bytes; invalid UTF-8 is fixed by the caller). */
+static void hb_text(hbuf *b, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': hb_printf(b, "&amp;"); break;
+        case '<': hb_printf(b, "&lt;"); break;
+        case '>': hb_printf(b, "&gt;"); break;
+        case '"': hb_printf(b, "&quot;"); break;
+        default: hb_printf(b, "%c", *s);
+        }
+    }
+}
+
+/* A file's bytes as a base64 data URI (PNG or JPEG, at most 8 MB), or nothing. */
+static void hb_image(hbuf *b, const char *path)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    FILE *f = path ? cli_open_input(path) : NULL;
+    if (!f) return;
+    unsigned char *d = malloc(8u << 20);
+    size_t n = d ? fread(d, 1, 8u << 20, f) : 0;
+    fclose(f);
+    const char *mime = n > 8 && !memcmp(d, "\x89PNG", 4) ? "image/png"
+                       : n > 3 && d[0] == 0xff && d[1] == 0xd8 ? "image/jpeg" : NULL;
+    if (mime && n < (8u << 20)) {
+        hb_printf(b, "<img alt=\"\" src=\"data:%s;base64,", mime);
+        for (size_t i = 0; i < n; i += 3) {
+            unsigned v = (unsigned)d[i] << 16 | (i + 1 < n ? (unsigned)d[i + 1] << 8 : 0) |
+                         (i + 2 < n ? d[i + 2] : 0);
+            hb_printf(b, "%c%c%c%c", b64[v >> 18 & 63], b64[v >> 12 & 63],
+                      i + 1 < n ? b64[v >> 6 & 63] : '=', i + 2 < n ? b64[v & 63] : '=');
+        }
+        hb_printf(b, "\">");
+    }
+    free(d);
+}
+
+typedef struct sidx {
+    float s;
+    size_t i;
+} sidx;
+
+static int cmp_desc(const void *a, const void *b)
+{
+    const sidx *x = a, *y = b;
+    return (x->s < y->s) - (x->s > y->s);
+}
+
+#define PW 260 /* plot side in pixels */
+#define PM 36  /* margin for the axes */
+
+static void svg_axes(hbuf *b, const char *xl, const char *yl)
+{
+    hb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">"
+                 "<rect x=\"%d\" y=\"4\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#888\"/>"
+                 "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>"
+                 "<text x=\"10\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\" "
+                 "transform=\"rotate(-90 10 %d)\">%s</text>",
+              PW + PM + 8, PW + PM, PM, PW, PW, PM + PW / 2, PW + PM - 8, xl, PW / 2, PW / 2, yl);
+}
+
+/* ROC and PR curves of the sorted scores. */
+static void curves(hbuf *b, const sidx *o, const uint8_t *y, size_t n, size_t np, size_t nn)
+{
+    for (int pr = 0; pr < 2; pr++) {
+        svg_axes(b, pr ? "recall" : "false-positive rate", pr ? "precision" : "true-positive rate");
+        hb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+                  pr ? "#c0392b" : "#2c3e50");
+        size_t tp = 0, fp = 0;
+        if (!pr) hb_printf(b, "%d,%d ", PM, 4 + PW);
+        for (size_t k = 0; k < n; k++) {
+            tp += y[o[k].i] != 0;
+            fp += y[o[k].i] == 0;
+            if (k + 1 < n && o[k + 1].s == o[k].s) continue; /* ties: one point */
+            double xv = pr ? (double)tp / np : (double)fp / nn,
+                   yv = pr ? (double)tp / (double)(tp + fp) : (double)tp / np;
+            hb_printf(b, "%.1f,%.1f ", PM + xv * PW, 4 + (1 - yv) * PW);
+        }
+        hb_printf(b, "\"/></svg>\n");
+    }
+}
+
+/* Histogram of normal and anomalous scores with the thresholds marked. */
+static void histogram(hbuf *b, const float *s, const uint8_t *y, size_t n, const cli_decision *d)
+{
+    enum { NB = 30 };
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < lo) lo = s[i];
+        if (s[i] > hi) hi = s[i];
+    }
+    if (!(hi > lo)) hi = lo + 1;
+    int cnt[2][NB] = {{0}}, mx = 1;
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)((s[i] - lo) / (hi - lo) * NB);
+        k = k < 0 ? 0 : k >= NB ? NB - 1 : k;
+        if (++cnt[y[i] != 0][k] > mx) mx = cnt[y[i] != 0][k];
+    }
+    const int W = 2 * PW;
+    hb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">"
+                 "<rect x=\"%d\" y=\"4\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#888\"/>",
+              W + PM + 8, PW + PM, PM, W, PW);
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < NB; k++)
+            if (cnt[c][k])
+                hb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                             "fill=\"%s\" fill-opacity=\"0.55\"/>",
+                          PM + (double)k * W / NB, 4 + PW - (double)cnt[c][k] * (PW - 20) / mx,
+                          (double)W / NB, (double)cnt[c][k] * (PW - 20) / mx,
+                          c ? "#c0392b" : "#2980b9");
+    static const char *const col[CLI_N_DECISIONS] = {"#27ae60", "#8e44ad", "#d35400"};
+    static const char *const lab[CLI_N_DECISIONS] = {"F1-optimal", "1% FPR", "5% FPR"};
+    for (int k = 0; d && k < CLI_N_DECISIONS; k++) {
+        if (!isfinite(d[k].threshold)) continue;
+        double x = PM + (d[k].threshold - lo) / (hi - lo) * W;
+        x = x < PM ? PM : x > PM + W ? PM + W : x;
+        hb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"4\" y2=\"%d\" stroke=\"%s\" "
+                     "stroke-width=\"2\" stroke-dasharray=\"5,3\"/><text x=\"%.1f\" y=\"%d\" "
+                     "font-size=\"10\" fill=\"%s\">%s</text>",
+                  x, x, 4 + PW, col[k], x + 3, 16 + 12 * k, col[k], lab[k]);
+    }
+    hb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.4g</text><text x=\"%d\" y=\"%d\" "
+                 "font-size=\"11\" text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\" "
+                 "font-size=\"11\" text-anchor=\"middle\">image score (blue normal, red "
+                 "anomalous)</text></svg>\n",
+              PM, PW + 20, lo, PM + W, PW + 20, hi, PM + W / 2, PW + PM - 4);
+}
+
+/* One category's section. */
+static void section(hbuf *b, const cli_report_set *r)
+{
+    size_t np = 0, nn;
+    for (size_t i = 0; i < r->n; i++) np += r->labels[i] != 0;
+    nn = r->n - np;
+    hb_printf(b, "<section><h2>");
+    hb_text(b, r->name);
+    hb_printf(b, "</h2>");
+    if (!np || !nn) {
+        hb_printf(b, "<p>%zu normal and %zu anomalous images: no curves.</p></section>\n", nn, np);
+        return;
+    }
+    sidx *o = malloc(r->n * sizeof *o);
+    if (!o) { b->oom = true; return; }
+    for (size_t i = 0; i < r->n; i++) o[i] = (sidx){r->scores[i], i};
+    qsort(o, r->n, sizeof *o, cmp_desc);
+    cli_decision d[CLI_N_DECISIONS];
+    bool hasd = cli_decisions(r->scores, r->labels, r->n, d);
+    hb_printf(b, "<p>%zu normal, %zu anomalous images; image AUROC <b>%.4f</b></p><div class=\"row\">",
+              nn, np, uf_auroc(r->scores, r->labels, r->n));
+    curves(b, o, r->labels, r->n, np, nn);
+    hb_printf(b, "</div><div class=\"row\">");
+    histogram(b, r->scores, r->labels, r->n, hasd ? d : NULL);
+    hb_printf(b, "</div><table><tr><th>threshold (anomalous if score &gt;)</th><th>value</th>"
+                 "<th>recall</th><th>false-positive rate</th></tr>");
+    static const char *const lab[CLI_N_DECISIONS] = {"F1-optimal", "at 1% FPR", "at 5% FPR"};
+    for (int k = 0; hasd && k < CLI_N_DECISIONS; k++)
+        hb_printf(b, "<tr><td>%s</td><td>%.5g</td><td>%.1f%%</td><td>%.1f%%</td></tr>", lab[k],
+                  d[k].threshold, 100 * d[k].recall, 100 * d[k].fpr);
+    hb_printf(b, "</table>");
+    if (r->types) { /* AUROC of each defect type against the normal images */
+        hb_printf(b, "<table><tr><th>defect type</th><th>images</th><th>AUROC vs normal</th></tr>");
+        float *s = malloc(r->n * sizeof *s);
+        uint8_t *y = malloc(r->n);
+        for (size_t t = 0; s && y && t < r->n; t++) {
+            if (!r->labels[t]) continue;
+            bool first = true; /* each type once, at its first image */
+            for (size_t u = 0; u < t && first; u++)
+                first = !(r->labels[u] && !strcmp(r->types[u], r->types[t]));
+            if (!first) continue;
+            size_t m = 0, k = 0;
+            for (size_t i = 0; i < r->n; i++)
+                if (!r->labels[i] || !strcmp(r->types[i], r->types[t])) {
+                    s[m] = r->scores[i];
+                    y[m++] = r->labels[i] != 0;
+                    k += r->labels[i] != 0;
+                }
+            hb_printf(b, "<tr><td>");
+            hb_text(b, r->types[t]);
+            hb_printf(b, "</td><td>%zu</td><td>%.4f</td></tr>", k, uf_auroc(s, y, m));
+        }
+        free(s);
+        free(y);
+        hb_printf(b, "</table>");
+    }
+    /* the most confident mistakes at the F1-optimal threshold */
+    for (int fn = 0; hasd && fn < 2; fn++) {
+        hb_printf(b, "<h3>%s</h3><div class=\"row\">",
+                  fn ? "Most confident false negatives (anomalous, lowest scores)"
+                     : "Most confident false positives (normal, highest scores)");
+        int shown = 0;
+        for (size_t k = 0; k < r->n && shown < 4; k++) {
+            const sidx *e = &o[fn ? r->n - 1 - k : k];
+            bool wrong = fn ? (r->labels[e->i] && !(e->s > d[0].threshold))
+                            : (!r->labels[e->i] && e->s > d[0].threshold);
+            if (!wrong) continue;
+            shown++;
+            hb_printf(b, "<figure>");
+            if (r->thumbs && r->thumbs[e->i]) hb_image(b, r->thumbs[e->i]);
+            hb_printf(b, "<figcaption>");
+            hb_text(b, r->names[e->i]);
+            hb_printf(b, "<br>score %.5g</figcaption></figure>", e->s);
+        }
+        if (!shown) hb_printf(b, "<p>none</p>");
+        hb_printf(b, "</div>");
+    }
+    hb_printf(b, "</section>\n");
+    free(o);
+}
+
+bool cli_write_report(const char *path, const char *title, const cli_report_set *sets, int n)
+{
+    hbuf b = {0};
+    hb_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+    hb_text(&b, title);
+    hb_printf(&b, "</title><style>body{font-family:sans-serif;margin:20px;color:#222}"
+                  "section{border-top:2px solid #ccc;margin-top:16px}"
+                  ".row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}"
+                  "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;"
+                  "padding:2px 8px;text-align:right}figure{margin:0;width:180px}"
+                  "figure img{width:180px;height:auto;display:block}"
+                  "figcaption{font-size:11px;word-break:break-all}</style></head><body><h1>");
+    hb_text(&b, title);
+    hb_printf(&b, "</h1><p>Thresholds are measured on these scores, so they are optimistic "
+                  "for new data; calibrate a model on held-out normal images "
+                  "(<code>uniformaly calibrate</code>).</p>\n");
+    for (int k = 0; k < n; k++) section(&b, &sets[k]);
+    hb_printf(&b, "</body></html>\n");
+    size_t tn = 0;
+    char *t = b.oom ? NULL : cli_utf8_valid(b.s, b.n, &tn);
+    bool ok = t && uf_write_file_atomic(path, t, tn) == UF_OK;
+    if (!ok) cli_error("%s: %s", path, t ? uf_errmsg() : "out of memory");
+    free(t);
+    free(b.s);
+    return ok;
+}
