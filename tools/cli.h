@@ -151,6 +151,11 @@ typedef struct cli_decision {
 extern const char *const cli_decision_names[CLI_N_DECISIONS]; /* f1, fpr_1pct, fpr_5pct */
 bool cli_decisions(const float *scores, const uint8_t *labels, size_t n,
                    cli_decision d[CLI_N_DECISIONS]);
+/* A labelled list (calibrate --val, report --labels): lines "PATH LABEL", LABEL
+ * 0|good|normal or 1|bad|anomalous, '#' comments, relative paths resolved against the
+ * list's folder. paths and *labels (malloc'd) filled; false after printing an error naming
+ * the line. */
+bool cli_read_labels(const char *list, cli_strings *paths, uint8_t **labels);
 /* report.html (cli_report.c): one section per set of labelled image scores. */
 typedef struct cli_report_set {
     const char *name;           /* category                                        */
@@ -174,6 +179,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_update(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* `info` on a model file (cmd_predict.c); cmd_inspect calls it for .ufm files. */
 int cmd_model_info(const char *path, bool json);
 

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,3 +155,56 @@ bool cli_decisions(const float *scores, const uint8_t *labels, size_t n,
     free(neg);
     return true;
 }
+
+/* A labelled list: paths (resolved against the list's folder) and labels. */
+bool cli_read_labels(const char *list, cli_strings *paths, uint8_t **labels)
+{
+    FILE *f = cli_open_input(list);
+    if (!f) return false;
+    size_t cap = 0, ln = 0;
+    *labels = NULL;
+    char line[8192];
+    const char *slash = strrchr(list, '/');
+    int dirlen = slash ? (int)(slash - list) : 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof line, f)) {
+        ln++;
+        size_t L = strlen(line);
+        while (L && isspace((unsigned char)line[L - 1])) line[--L] = 0;
+        char *p = line;
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p || *p == '#') continue;
+        char *sp = p + strlen(p);
+        while (sp > p && !isspace((unsigned char)sp[-1])) sp--;
+        const char *lab = sp;
+        while (sp > p && isspace((unsigned char)sp[-1])) sp--;
+        *sp = 0;
+        int y = !strcmp(lab, "0") || !strcmp(lab, "good") || !strcmp(lab, "normal")      ? 0
+                : !strcmp(lab, "1") || !strcmp(lab, "bad") || !strcmp(lab, "anomalous") ? 1
+                                                                                         : -1;
+        if (y < 0 || !*p) {
+            cli_error("%s:%zu: expected 'PATH LABEL' with LABEL 0|good|normal|1|bad|anomalous",
+                      list, ln);
+            ok = false;
+            break;
+        }
+        char full[8300];
+        if (p[0] != '/' && dirlen) snprintf(full, sizeof full, "%.*s/%s", dirlen, list, p);
+        else snprintf(full, sizeof full, "%s", p);
+        if (paths->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            uint8_t *nl = realloc(*labels, cap);
+            if (!nl) { ok = false; cli_error("out of memory"); break; }
+            *labels = nl;
+        }
+        (*labels)[paths->n] = (uint8_t)y;
+        if (!cli_strings_push(paths, full)) { ok = false; cli_error("out of memory"); }
+    }
+    fclose(f);
+    if (ok && paths->n == 0) {
+        cli_error("%s: no labelled images", list);
+        ok = false;
+    }
+    return ok;
+}
+

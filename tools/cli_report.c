@@ -223,25 +223,27 @@ static void section(hbuf *b, const cli_report_set *r)
         free(y);
         hb_printf(b, "</table>");
     }
-    /* the most confident mistakes at the F1-optimal threshold */
+    /* the most confident mistakes at the F1-optimal threshold: the highest-scoring normal
+     * and the lowest-scoring anomalous images, whether or not they cross it */
     for (int fn = 0; hasd && fn < 2; fn++) {
         hb_printf(b, "<h3>%s</h3><div class=\"row\">",
-                  fn ? "Most confident false negatives (anomalous, lowest scores)"
-                     : "Most confident false positives (normal, highest scores)");
+                  fn ? "Lowest-scoring anomalous images (false negatives when below the "
+                       "F1-optimal threshold)"
+                     : "Highest-scoring normal images (false positives when above the "
+                       "F1-optimal threshold)");
         int shown = 0;
         for (size_t k = 0; k < r->n && shown < 4; k++) {
             const sidx *e = &o[fn ? r->n - 1 - k : k];
-            bool wrong = fn ? (r->labels[e->i] && !(e->s > d[0].threshold))
-                            : (!r->labels[e->i] && e->s > d[0].threshold);
-            if (!wrong) continue;
+            if ((r->labels[e->i] != 0) != fn) continue;
+            bool wrong = fn ? !(e->s > d[0].threshold) : e->s > d[0].threshold;
             shown++;
             hb_printf(b, "<figure>");
             if (r->thumbs && r->thumbs[e->i]) hb_image(b, r->thumbs[e->i]);
             hb_printf(b, "<figcaption>");
             hb_text(b, r->names[e->i]);
-            hb_printf(b, "<br>score %.5g</figcaption></figure>", e->s);
+            hb_printf(b, "<br>score %.5g%s</figcaption></figure>", e->s,
+                      wrong ? (fn ? " <b>false negative</b>" : " <b>false positive</b>") : "");
         }
-        if (!shown) hb_printf(b, "<p>none</p>");
         hb_printf(b, "</div>");
     }
     hb_printf(b, "</section>\n");

@@ -34,58 +34,6 @@ static const char *const help =
     "  --backbone W, --allow-other-backbone, --batch N, --threads N, --quiet\n"
     "Images scoring above the threshold are anomalous (predict).\n";
 
-/* A labelled list: paths (resolved against the list's folder) and labels. */
-static bool read_labels(const char *list, cli_strings *paths, uint8_t **labels)
-{
-    FILE *f = cli_open_input(list);
-    if (!f) return false;
-    size_t cap = 0, ln = 0;
-    *labels = NULL;
-    char line[8192];
-    const char *slash = strrchr(list, '/');
-    int dirlen = slash ? (int)(slash - list) : 0;
-    bool ok = true;
-    while (ok && fgets(line, sizeof line, f)) {
-        ln++;
-        size_t L = strlen(line);
-        while (L && isspace((unsigned char)line[L - 1])) line[--L] = 0;
-        char *p = line;
-        while (isspace((unsigned char)*p)) p++;
-        if (!*p || *p == '#') continue;
-        char *sp = p + strlen(p);
-        while (sp > p && !isspace((unsigned char)sp[-1])) sp--;
-        const char *lab = sp;
-        while (sp > p && isspace((unsigned char)sp[-1])) sp--;
-        *sp = 0;
-        int y = !strcmp(lab, "0") || !strcmp(lab, "good") || !strcmp(lab, "normal")      ? 0
-                : !strcmp(lab, "1") || !strcmp(lab, "bad") || !strcmp(lab, "anomalous") ? 1
-                                                                                         : -1;
-        if (y < 0 || !*p) {
-            cli_error("%s:%zu: expected 'PATH LABEL' with LABEL 0|good|normal|1|bad|anomalous",
-                      list, ln);
-            ok = false;
-            break;
-        }
-        char full[8300];
-        if (p[0] != '/' && dirlen) snprintf(full, sizeof full, "%.*s/%s", dirlen, list, p);
-        else snprintf(full, sizeof full, "%s", p);
-        if (paths->n == cap) {
-            cap = cap ? 2 * cap : 64;
-            uint8_t *nl = realloc(*labels, cap);
-            if (!nl) { ok = false; cli_error("out of memory"); break; }
-            *labels = nl;
-        }
-        (*labels)[paths->n] = (uint8_t)y;
-        if (!cli_strings_push(paths, full)) { ok = false; cli_error("out of memory"); }
-    }
-    fclose(f);
-    if (ok && paths->n == 0) {
-        cli_error("%s: no labelled images", list);
-        ok = false;
-    }
-    return ok;
-}
-
 /* Calibrate on a labelled list: statistics of the normal images, threshold by objective
  * (fpr < 0: F1-optimal). */
 static bool calibrate_val(const cli_common *c, uf_model *m, const char *list, double fpr)
@@ -94,7 +42,7 @@ static bool calibrate_val(const cli_common *c, uf_model *m, const char *list, do
     uint8_t *y = NULL;
     float *scores = NULL, *patches = NULL, *neg = NULL;
     size_t np = 0, n_neg = 0, n_pos = 0;
-    bool ok = read_labels(list, &paths, &y);
+    bool ok = cli_read_labels(list, &paths, &y);
     if (ok) ok = (scores = malloc(paths.n * sizeof *scores)) && (neg = malloc(paths.n * sizeof *neg));
     if (ok) ok = cli_score_paths(c, m, paths.v, paths.n, scores, &patches, &np);
     for (size_t i = 0; ok && i < paths.n; i++) {

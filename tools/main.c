@@ -24,6 +24,7 @@ static const char *const usage =
     "  predict    score images with a model file, optionally writing heatmaps\n"
     "  calibrate  set a model's decision threshold from normal or labelled images\n"
     "  update     add new normal images to a fitted model\n"
+    "  report     report.html from predict --json output and labels\n"
     "  eval       every task measured on a dataset: AUROC, pixel metrics, clustering\n"
     "  info       describe a model file or a checkpoint (.pth or .safetensors)\n"
     "  classify   top-k classes of images with a supervised ViT checkpoint\n"
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
     if (!strcmp(verb, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(verb, "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(verb, "update")) return cmd_update(argc - 1, argv + 1);
+    if (!strcmp(verb, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(verb, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "uniformaly: unknown verb '%s'\n\n%s", verb, usage);
