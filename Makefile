@@ -1,5 +1,7 @@
 # uniformaly - plain Makefile.
-#   make            library (build/libuniformaly.a) and the CLI (./uniformaly)
+#   make            libraries (build/libuniformaly.a, build/libuniformaly.so.*) and the CLI
+#   make install    CLI, libraries, header, pkg-config file, man page, Python module into
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 #   make test       build and run the test suite (no network, no PyTorch needed)
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan       the multi-threaded tests under ThreadSanitizer
@@ -27,6 +29,14 @@ BUILD   ?= build
 SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 LIB      = $(BUILD)/libuniformaly.a
+# The shared library: libuniformaly.so.<major> is its SONAME; the version comes from the
+# header. Library objects are position-independent and hidden by default: only what
+# include/uniformaly.h declares (inside its "visibility default" region) is exported.
+LIBOBJFLAGS = -fPIC -fvisibility=hidden
+VERSION  = $(shell sed -n 's/^\#define UF_VERSION_STRING "\(.*\)"/\1/p' include/uniformaly.h)
+SOMAJOR  = $(firstword $(subst ., ,$(VERSION)))
+SONAME   = libuniformaly.so.$(SOMAJOR)
+SOLIB    = $(BUILD)/libuniformaly.so.$(VERSION)
 # The CLI: main() in tools/main.c; everything else (the verbs, option parsing, image lists,
 # the demo dataset) goes into an internal archive that the program, the CLI fuzz harness and
 # the tests link, so no test or harness compiles a tools/ source into itself.
@@ -39,16 +49,22 @@ TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_
 BIN     ?= uniformaly
 HDRS     = include/uniformaly.h $(wildcard src/*/*.h)
 
-.PHONY: all test asan tsan bench bench-detector golden golden-list clean
-all: $(BIN)
+.PHONY: all test asan tsan bench bench-detector golden golden-list clean install uninstall
+all: $(BIN) $(SOLIB)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(LIBOBJFLAGS) -c $< -o $@
 
 $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+# -z defs: every symbol the library uses must come from the libraries named here
+$(SOLIB): $(OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs -fopenmp $(CFLAGS) $^ $(LDLIBS) -o $@
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libuniformaly.so
 
 # CLI objects see the public header only (TOOLFLAGS)
 $(BUILD)/cliobj/%.o: tools/%.c include/uniformaly.h $(CLI_HDRS)
@@ -70,8 +86,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(CLILIB) $(LIB) $(H
 
 # OMP_WAIT_POLICY=passive: see tools/main.c (spinning OpenMP threads starve the workers
 # whenever the machine is shared); the CLI sets it itself, test binaries get it here.
-test: $(TESTS) $(BIN)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) \
+test: $(TESTS) $(BIN) $(SOLIB)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) UF_BUILD=$(BUILD) \
 	  ./tests/run_tests.sh $(TESTS)
 
 # Sanitizer build in its own tree; leaks are reported too (LeakSanitizer).
@@ -128,6 +144,35 @@ golden-list: # for tests/test_runner.sh: every kind of golden file has its gener
 
 clean:
 	rm -rf build build-asan build-tsan $(BIN)
+
+# ---- install (issue 14) ---------------------------------------------------------------
+# make install PREFIX=/usr/local DESTDIR=   the CLI, both libraries (with the SONAME and
+# development symlinks), the header, uniformaly.pc, the man page and the Python package.
+# PREFIX is what the installed files refer to; DESTDIR only prefixes where they are put.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+MANDIR  ?= $(PREFIX)/share/man
+PKGDIR  ?= $(LIBDIR)/pkgconfig
+D        = $(DESTDIR)
+install: $(BIN) $(LIB) $(SOLIB)
+	install -d $(D)$(BINDIR) $(D)$(LIBDIR) $(D)$(INCDIR) $(D)$(PKGDIR) $(D)$(MANDIR)/man1
+	install -m 755 $(BIN) $(D)$(BINDIR)/uniformaly
+	install -m 644 $(LIB) $(D)$(LIBDIR)/libuniformaly.a
+	install -m 755 $(SOLIB) $(D)$(LIBDIR)/$(notdir $(SOLIB))
+	ln -sf $(notdir $(SOLIB)) $(D)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(D)$(LIBDIR)/libuniformaly.so
+	install -m 644 include/uniformaly.h $(D)$(INCDIR)/uniformaly.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
+	  -e 's|@VERSION@|$(VERSION)|' -e 's|@BLASDIR@|$(BLASDIR)|g' uniformaly.pc.in \
+	  > $(D)$(PKGDIR)/uniformaly.pc
+	install -m 644 man/uniformaly.1 $(D)$(MANDIR)/man1/uniformaly.1
+
+uninstall:
+	rm -f $(D)$(BINDIR)/uniformaly $(D)$(LIBDIR)/libuniformaly.a \
+	  $(D)$(LIBDIR)/libuniformaly.so $(D)$(LIBDIR)/$(SONAME) $(D)$(LIBDIR)/libuniformaly.so.$(VERSION) \
+	  $(D)$(INCDIR)/uniformaly.h $(D)$(PKGDIR)/uniformaly.pc $(D)$(MANDIR)/man1/uniformaly.1
 
 # ---- fuzzing (issue 5) ----------------------------------------------------------------
 # make fuzz                      build every harness fuzz/fuzz_<t>.c with libFuzzer into
