@@ -47,6 +47,9 @@ CLI_HDRS = $(wildcard tools/*.h)
 TESTS_SRC = $(sort $(wildcard tests/test_*.c))
 TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_*.sh))
 BIN     ?= uniformaly
+# Debian's python3 (the Python package's tests, make install's module folder); not a
+# pyenv or other python3 found first on PATH
+PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 HDRS     = include/uniformaly.h $(wildcard src/*/*.h)
 
 .PHONY: all test asan tsan bench bench-detector golden golden-list clean install uninstall
@@ -88,6 +91,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(CLILIB) $(LIB) $(H
 # whenever the machine is shared); the CLI sets it itself, test binaries get it here.
 test: $(TESTS) $(BIN) $(SOLIB)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) UF_BUILD=$(BUILD) \
+	  UF_PYTHON=$(PYTHON) \
 	  ./tests/run_tests.sh $(TESTS)
 
 # Sanitizer build in its own tree; leaks are reported too (LeakSanitizer).
@@ -154,6 +158,8 @@ BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 MANDIR  ?= $(PREFIX)/share/man
+# Debian's python3 searches $(PREFIX)/lib/python3.X/dist-packages for /usr and /usr/local
+PYDIR   ?= $(PREFIX)/lib/$(shell $(PYTHON) -c 'import sys; print("python%d.%d" % sys.version_info[:2])')/dist-packages
 PKGDIR  ?= $(LIBDIR)/pkgconfig
 D        = $(DESTDIR)
 install: $(BIN) $(LIB) $(SOLIB)
@@ -168,11 +174,15 @@ install: $(BIN) $(LIB) $(SOLIB)
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@BLASDIR@|$(BLASDIR)|g' uniformaly.pc.in \
 	  > $(D)$(PKGDIR)/uniformaly.pc
 	install -m 644 man/uniformaly.1 $(D)$(MANDIR)/man1/uniformaly.1
+	install -d $(D)$(PYDIR)/uniformaly
+	install -m 644 python/uniformaly/*.py $(D)$(PYDIR)/uniformaly/
+	echo '$(LIBDIR)' > $(D)$(PYDIR)/uniformaly/_libdir.txt
 
 uninstall:
 	rm -f $(D)$(BINDIR)/uniformaly $(D)$(LIBDIR)/libuniformaly.a \
 	  $(D)$(LIBDIR)/libuniformaly.so $(D)$(LIBDIR)/$(SONAME) $(D)$(LIBDIR)/libuniformaly.so.$(VERSION) \
 	  $(D)$(INCDIR)/uniformaly.h $(D)$(PKGDIR)/uniformaly.pc $(D)$(MANDIR)/man1/uniformaly.1
+	rm -rf $(D)$(PYDIR)/uniformaly
 
 # ---- fuzzing (issue 5) ----------------------------------------------------------------
 # make fuzz                      build every harness fuzz/fuzz_<t>.c with libFuzzer into

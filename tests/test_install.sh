@@ -92,6 +92,21 @@ done
 LD_LIBRARY_PATH="$P/lib" "$T/score_dyn" "$T/m.ufm" "$T/none.png" >/dev/null 2>"$T/err"
 check "example reports a missing image with the library's message" 'grep -q "none.png" "$T/err"'
 
+# --- the Python module make install placed finds the installed library by itself ---
+PY=${UF_PYTHON:-/usr/bin/python3}
+if "$PY" -c 'import numpy' 2>/dev/null; then
+  pydir=$(ls -d "$P"/lib/python3*/dist-packages 2>/dev/null | head -1); blob="$(pwd)/$D/test_blob.png"
+  out=$(cd "$T" && env -u UNIFORMALY_LIB PYTHONPATH="$pydir" "$PY" -c '
+import uniformaly, sys
+m = uniformaly.Model.load(sys.argv[1])
+print(uniformaly.__file__); print("%.9g" % m.predict(sys.argv[2]).score)' "$T/m.ufm" "$blob" 2>&1)
+  want=$(sed -n 2p "$T/dyn.txt" | cut -f2)
+  check "installed Python module loads the installed library and scores as the CLI" \
+    '[ "$(printf "%s\n" "$out" | head -1)" = "$pydir/uniformaly/__init__.py" ] && [ "$(printf "%s\n" "$out" | sed -n 2p)" = "$want" ]'
+else
+  skip=$((skip+1)); echo "  skip installed Python module: python3-numpy not installed" >&2
+fi
+
 # --- uninstall removes every file it installed ---
 $MK uninstall PREFIX="$P" >"$T/log" 2>&1 || bad "make uninstall: $(tail -3 "$T/log")"
 check "uninstall leaves no file behind" '[ -z "$(find "$P" -type f -o -type l)" ]'
