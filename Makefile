@@ -78,8 +78,9 @@ $(CLILIB): $(CLI_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# the program alone links libmicrohttpd (serve; nothing else in libufcli.a needs it)
 $(BIN): tools/main.c $(CLILIB) $(LIB) include/uniformaly.h $(CLI_HDRS)
-	$(CC) $(TOOLFLAGS) $< $(CLILIB) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(TOOLFLAGS) $< $(CLILIB) $(LIB) $(LDLIBS) -lmicrohttpd -o $@
 
 # tests link the CLI archive too (test_imgout uses the demo dataset, test_fuzz_regress the
 # CLI's list reader); a test that uses neither pulls nothing from it

@@ -395,6 +395,11 @@ uf_status uf_safetensors_write(const char *path, int n, const char *const *names
  * Thread-safe. */
 uf_status uf_image_write_png(const uf_image *img, const char *path);
 
+/* Encode img as an 8-bit RGB PNG in memory (the same bytes uf_image_write_png writes):
+ * *out is a new buffer of *len bytes, released by the caller with free(). Errors:
+ * UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_image_encode_png(const uf_image *img, uint8_t **out, size_t *len);
+
 /* Write len bytes to path atomically: into an unnamed file in the same folder (a named
  * "<path>.tmp.XXXXXX" where the file system lacks O_TMPFILE), fsync'ed and then renamed
  * over path. path is either the complete new file or untouched, even if the process is

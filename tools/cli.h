@@ -104,6 +104,15 @@ extern const char *const cli_detector_help;
 struct cJSON;
 struct cJSON *cli_params_json(const uf_detector_params *p);
 
+/* One result line of `predict --json` (also the body of serve's /v1/predict):
+ * {"image", "score", "anomalous" (score > threshold; null if threshold is not finite),
+ * "threshold", "heatmap", "map"} (heatmap / map null when NULL). Caller owns it. */
+struct cJSON *cli_result_json(const char *image, float score, double threshold,
+                              const char *heatmap, const char *map);
+
+/* A model described as `info --json` prints it (also serve's /v1/model). Caller owns it. */
+struct cJSON *cli_model_json(const char *path, const uf_model *m);
+
 /* The --shots draw shared by fit and eval (same seed, same images): k of n indices by a
  * partial Fisher-Yates shuffle driven by splitmix64 from seed ^ "shots", sorted ascending
  * into out [k]. Requires 0 < k <= n. Returns false when out of memory. */
@@ -139,6 +148,7 @@ int cmd_fit(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* `info` on a model file (cmd_predict.c); cmd_inspect calls it for .ufm files. */
 int cmd_model_info(const char *path, bool json);
 
