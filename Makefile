@@ -7,6 +7,7 @@
 #   make tsan       the multi-threaded tests under ThreadSanitizer
 #   make bench      speed figures beside PyTorch and ONNX Runtime (see bench/README.md)
 #   make bench-detector  only the detector part of make bench (kNN, coreset, fit, predict)
+#   make bench-serve     only the service load test of make bench (uniformaly serve)
 #   make golden     regenerate every committed golden file (needs python3-torch,
 #                   -torchvision, -scipy, -sklearn, -pil, -matplotlib and ../shared)
 
@@ -52,7 +53,7 @@ BIN     ?= uniformaly
 PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 HDRS     = include/uniformaly.h $(wildcard src/*/*.h)
 
-.PHONY: all test asan tsan bench bench-detector golden golden-list clean install uninstall
+.PHONY: all test asan tsan bench bench-detector bench-serve golden golden-list clean install uninstall
 all: $(BIN) $(SOLIB)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
@@ -124,7 +125,11 @@ tsan:
 	@echo "tsan: done"
 
 bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
-	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; exit $$rc
+	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(BIN) ./bench/serve.sh || rc=1; exit $$rc
+
+# Only the service load test of make bench (bench/serve.sh; loopback, bounded).
+bench-serve: $(BIN)
+	BIN=$(BIN) ./bench/serve.sh
 
 # Only the detector part of `make bench` (kNN, coreset, fit/predict, fit memory).
 bench-detector: $(BIN) $(BUILD)/bench_detector
