@@ -5,23 +5,16 @@
 # with pkg-config dynamically and statically, whose scores must equal the CLI's exactly,
 # and `make uninstall`. Uses the tiny golden ViT and tests/data/detector (no ../shared).
 # Needs UF_BIN and UF_BUILD (the build tree, passed by make test).
-set -u
-BIN=${UF_BIN:-./uniformaly}
+. "$(dirname "$0")/lib.sh"
 BUILD=${UF_BUILD:-build}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok()   { pass=$((pass+1)); echo "  ok   $1" >&2; }
-bad()  { fail=$((fail+1)); echo "  FAIL $1" >&2; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-finish() { echo "#SUMMARY $pass $fail $skip"; exit 0; }
 
 SO=$BUILD/libuniformaly.so
 # a sanitizer build's library needs its runtime loaded first: a plain program cannot link it
 if readelf -d "$SO" 2>/dev/null | grep -qE 'lib(a|t|ub)san'; then
-  skip=$((skip+1)); echo "  skip install test: $SO is a sanitizer build" >&2; finish
+  skp "install test: $SO is a sanitizer build"; finish; exit
 fi
-for tool in pkg-config readelf nm python3; do
-  command -v $tool >/dev/null || { bad "$tool missing"; finish; }
+for tool in pkg-config readelf nm "$PY"; do
+  command -v $tool >/dev/null || { bad "$tool missing"; finish; exit; }
 done
 
 # --- the shared library itself ---
@@ -75,7 +68,7 @@ IMGS="$D/test_good.png $D/test_blob.png $D/test_crack.png"
 "$P/bin/uniformaly" predict "$T/m.ufm" --json --quiet $IMGS > "$T/cli.json" 2>"$T/err" || bad "CLI predict: $(head -3 "$T/err")"
 for kind in dyn static; do
   LD_LIBRARY_PATH="$P/lib" "$T/score_$kind" "$T/m.ufm" $IMGS > "$T/$kind.txt" 2>"$T/err" || bad "score_$kind runs: $(head -3 "$T/err")"
-  if python3 - "$T/cli.json" "$T/$kind.txt" <<'PY'
+  if "$PY" - "$T/cli.json" "$T/$kind.txt" <<'PY'
 import json, struct, sys
 f32 = lambda x: struct.unpack("f", struct.pack("f", float(x)))[0]
 cli = [json.loads(l) for l in open(sys.argv[1])]
@@ -93,7 +86,7 @@ LD_LIBRARY_PATH="$P/lib" "$T/score_dyn" "$T/m.ufm" "$T/none.png" >/dev/null 2>"$
 check "example reports a missing image with the library's message" 'grep -q "none.png" "$T/err"'
 
 # --- the Python module make install placed finds the installed library by itself ---
-PY=${UF_PYTHON:-/usr/bin/python3}
+PY=${UF_PYTHON:-$PY}
 if "$PY" -c 'import numpy' 2>/dev/null; then
   pydir=$(ls -d "$P"/lib/python3*/dist-packages 2>/dev/null | head -1); blob="$(pwd)/$D/test_blob.png"
   out=$(cd "$T" && env -u UNIFORMALY_LIB PYTHONPATH="$pydir" "$PY" -c '
@@ -104,7 +97,7 @@ print(uniformaly.__file__); print("%.9g" % m.predict(sys.argv[2]).score)' "$T/m.
   check "installed Python module loads the installed library and scores as the CLI" \
     '[ "$(printf "%s\n" "$out" | head -1)" = "$pydir/uniformaly/__init__.py" ] && [ "$(printf "%s\n" "$out" | sed -n 2p)" = "$want" ]'
 else
-  skip=$((skip+1)); echo "  skip installed Python module: python3-numpy not installed" >&2
+  skp "installed Python module: python3-numpy not installed"
 fi
 
 # --- uninstall removes every file it installed ---

@@ -6,16 +6,10 @@
 # counts; skips (e.g. bottle without ../shared) are shown with their reason. Skipped
 # visibly when python3-numpy / python3-pytest / python3-venv are missing (CI installs
 # them: .ci/run). Needs UF_BIN, UF_BUILD; UF_PYTHON (default /usr/bin/python3).
-set -u
-BIN=${UF_BIN:-./uniformaly}
+. "$(dirname "$0")/lib.sh"
 BUILD=${UF_BUILD:-build}
-PY=${UF_PYTHON:-/usr/bin/python3}
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok()   { pass=$((pass+1)); echo "  ok   $1" >&2; }
-bad()  { fail=$((fail+1)); echo "  FAIL $1" >&2; }
-finish() { echo "#SUMMARY $pass $fail $skip"; exit 0; }
-skip_all() { skip=$((skip+1)); echo "  SKIP python package tests: $1" >&2; finish; }
+PY=${UF_PYTHON:-$PY}
+skip_all() { skp "python package tests: $1"; finish; exit; }
 
 LIB=$(cd "$BUILD" && pwd)/libuniformaly.so.0
 if readelf -d "$LIB" 2>/dev/null | grep -qE 'lib(a|t|ub)san'; then skip_all "$LIB is a sanitizer build"; fi
@@ -29,7 +23,7 @@ if "$PY" -m venv --system-site-packages "$T/v" >"$T/log" 2>&1 &&
    "$T/v/bin/pip" install -q --no-index --no-build-isolation "$T/src" >>"$T/log" 2>&1; then
   ok "pip install --no-index --no-build-isolation ./python into a venv"
 else
-  bad "venv install: $(tail -5 "$T/log")"; finish
+  bad "venv install: $(tail -5 "$T/log")"; finish; exit
 fi
 where=$(cd "$T" && UNIFORMALY_LIB="$LIB" "$T/v/bin/python" -c 'import uniformaly; print(uniformaly.__file__)' 2>&1)
 case "$where" in
@@ -42,7 +36,8 @@ else bad "missing library: $(tail -2 "$T/err")"; fi
 
 # pytest from outside the source tree, so `import uniformaly` is the installed copy
 ROOT=$(pwd)
-(cd "$T" && UNIFORMALY_LIB="$LIB" UF_BIN="$BIN" UF_ROOT="$ROOT" OMP_WAIT_POLICY=passive \
+case $SHARED in /*) SHARED_ABS=$SHARED ;; *) SHARED_ABS=$ROOT/$SHARED ;; esac
+(cd "$T" && UNIFORMALY_LIB="$LIB" UF_BIN="$BIN" UF_ROOT="$ROOT" UF_SHARED="$SHARED_ABS" OMP_WAIT_POLICY=passive \
   "$T/v/bin/python" -m pytest -q -rs -p no:cacheprovider "$ROOT/python/tests") >"$T/out" 2>&1
 grep -E "^(FAILED|ERROR|SKIPPED)|Error|assert" "$T/out" | head -40 >&2
 line=$(tail -n 1 "$T/out")

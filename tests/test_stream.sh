@@ -3,13 +3,7 @@
 # per line and each result line must come out (flushed) before the next path is sent, with
 # the same scores as a batch predict; an unreadable path is reported and skipped (exit 1);
 # image arguments beside --stdin are a usage error. Tiny golden ViT, no ../shared. Needs UF_BIN.
-set -u
-BIN=${UF_BIN:-./uniformaly}
-T=$(mktemp -d)
-pass=0; fail=0; skip=0
-ok()   { pass=$((pass+1)); echo "  ok   $1" >&2; }
-bad()  { fail=$((fail+1)); echo "  FAIL $1" >&2; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
 
 D=tests/data/detector
 OPTS="--heads 3 --layers 2-4 --resize 72 --crop 64 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --quiet"
@@ -22,7 +16,7 @@ OPTS="--heads 3 --layers 2-4 --resize 72 --crop 64 --mean 0.5,0.5,0.5 --std 0.5,
 mkfifo "$T/in" "$T/out"
 "$BIN" predict "$T/m.ufm" --stdin --json < "$T/in" > "$T/out" 2>"$T/stream.err" &
 pid=$!
-trap 'kill $pid 2>/dev/null; rm -rf "$T"' EXIT
+trap 'kill $pid 2>/dev/null; rm -rf "$T"' EXIT  # (replaces lib.sh's trap, keeping its cleanup)
 exec 3>"$T/in" 4<"$T/out"
 echo "$D/test_good.png" >&3
 if read -r -t 60 l1 <&4; then ok "first line arrives while stdin is still open"; else bad "no line for the first image within 60 s"; fi
@@ -47,4 +41,4 @@ check "--stdin with --heatmap-dir: exit 2" '[ $? -eq 2 ] && grep -q "heatmap" "$
 printf '%s\n' $D/test_good.png $D/test_crack.png | "$BIN" predict "$T/m.ufm" --stdin > "$T/text" 2>"$T/err"
 check "text mode: one PATH<TAB>SCORE<TAB>- line per image" \
   '[ $? -eq 0 ] && [ "$(grep -c "^tests/data/detector/test_[a-z]*\.png	[0-9.e+-]*	-$" "$T/text")" -eq 2 ]'
-echo "#SUMMARY $pass $fail $skip"
+finish
