@@ -65,7 +65,7 @@ OPTS="--heads 3 --layers 2-4 --resize 72 --crop 64 --mean 0.5,0.5,0.5 --std 0.5,
 IMGS="$D/test_good.png $D/test_blob.png $D/test_crack.png"
 "$P/bin/uniformaly" fit --backbone tests/data/golden/m1.safetensors $OPTS --coreset 0.5 --out "$T/m.ufm" $D/train_*.png \
   2>"$T/err" || bad "installed CLI fits: $(head -3 "$T/err")"
-"$P/bin/uniformaly" predict "$T/m.ufm" --json --quiet $IMGS > "$T/cli.json" 2>"$T/err" || bad "CLI predict: $(head -3 "$T/err")"
+"$P/bin/uniformaly" predict "$T/m.ufm" --json --quiet --batch 1 $IMGS > "$T/cli.json" 2>"$T/err" || bad "CLI predict: $(head -3 "$T/err")"
 for kind in dyn static; do
   LD_LIBRARY_PATH="$P/lib" "$T/score_$kind" "$T/m.ufm" $IMGS > "$T/$kind.txt" 2>"$T/err" || bad "score_$kind runs: $(head -3 "$T/err")"
   if "$PY" - "$T/cli.json" "$T/$kind.txt" <<'PY'

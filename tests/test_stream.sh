@@ -9,7 +9,8 @@ D=tests/data/detector
 OPTS="--heads 3 --layers 2-4 --resize 72 --crop 64 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --quiet"
 "$BIN" fit --backbone tests/data/golden/m1.safetensors $OPTS --out "$T/m.ufm" $D/train_*.png 2>"$T/err" \
   || bad "fit: $(head -3 "$T/err")"
-"$BIN" predict "$T/m.ufm" --json $D/test_good.png $D/test_crack.png > "$T/batch.json" 2>"$T/err" \
+# --batch 1, as --stdin scores (batches agree only up to float rounding in some builds)
+"$BIN" predict "$T/m.ufm" --json --batch 1 $D/test_good.png $D/test_crack.png > "$T/batch.json" 2>"$T/err" \
   || bad "batch predict: $(head -3 "$T/err")"
 
 # a conversation over two FIFOs: the writer keeps stdin open while waiting for each answer
@@ -29,7 +30,7 @@ exec 4<&-
 check "exit 1 after an unreadable path" '[ "$rc" -eq 1 ]'
 check "the missing path is named on stderr" 'grep -q "missing.png" "$T/stream.err"'
 printf '%s\n%s\n' "${l1:-}" "${l2:-}" > "$T/stream.json"
-check "streamed lines equal the batch predict's" 'cmp -s "$T/batch.json" "$T/stream.json"'
+check "streamed lines equal predict's" 'cmp -s "$T/batch.json" "$T/stream.json"'
 
 # usage
 "$BIN" predict "$T/m.ufm" --stdin $D/test_good.png </dev/null >/dev/null 2>"$T/err"
