@@ -727,6 +727,11 @@ uf_status uf_pixel_metrics(const float *const *maps, const uint8_t *const *masks
  * no positive sample, or out of memory. Thread-safe. */
 double uf_f1_max(const float *scores, const uint8_t *labels, size_t n);
 
+/* uf_f1_max that also gives a threshold reaching the best F1: *threshold (may be NULL) is
+ * the lowest score of the best cut (predict anomalous if score >= it); NaN on failure. */
+double uf_f1_max_threshold(const float *scores, const uint8_t *labels, size_t n,
+                           double *threshold);
+
 /* Clustering agreement between two labelings a[n], b[n] of the same n items (any int
  * values; only equality matters), as scikit-learn 1.2:
  *  uf_nmi: normalized_mutual_info_score (arithmetic mean of the entropies; natural log).
@@ -956,6 +961,218 @@ uf_status uf_dataset_load_image(const uf_dataset *ds, const uf_dataset_item *ite
  * pixels than uf_get_max_pixels()), those of uf_image_load. Thread-safe. */
 uf_status uf_dataset_load_mask(const uf_dataset *ds, const uf_dataset_item *item, int width,
                                int height, uint8_t **mask);
+
+/* ------------------------------------------------------------------------------------ */
+/* Evaluation: the paper's protocols over a dataset                                     */
+/* ------------------------------------------------------------------------------------ */
+
+/* A ground-truth mask in network-input space: mask[height][width] (0/1, as
+ * uf_dataset_load_mask gives it) goes through the image's geometry under pre - resized
+ * bilinearly (Pillow's filter, as a 0/255 grey image) to the resized size, centre-cropped
+ * or padded with zeros as the image is (uf_preprocess_geometry) - and out[S][S]
+ * (S = uf_preprocess_size(pre), caller-allocated) receives 1 where the resized value v
+ * satisfies v / 255 >= threshold, else 0. threshold in (0, 1]: 0.5 (UF_GT_THRESHOLD_DEFAULT)
+ * is torchvision's Resize + CenterCrop of the mask followed by >= 0.5; 1.0
+ * (UF_GT_THRESHOLD_EXACT) keeps only pixels that stay exactly 255 after resizing, as the
+ * official UniFormaly / PatchCore evaluation does (it truncates the [0, 1] mask to int).
+ * pre may be NULL for the defaults. Errors: UF_ERR_ARG (NULL, sizes <= 0, threshold out of
+ * range, invalid pre), UF_ERR_NOMEM, UF_ERR_LIMIT. Thread-safe. */
+#define UF_GT_THRESHOLD_DEFAULT 0.5
+#define UF_GT_THRESHOLD_EXACT 1.0
+uf_status uf_eval_mask_to_network(const uint8_t *mask, int width, int height,
+                                  const uf_preprocess *pre, double threshold, uint8_t *out);
+
+/* The few-shot draw: k of n indices by a partial Fisher-Yates shuffle driven by
+ * uf_splitmix64 from state seed ^ 0x73686f7473 ("shots"), sorted ascending into out[k]
+ * (caller-allocated). `uniformaly fit --shots` and uf_eval_run draw with it, so the same
+ * seed gives the same images. Requires 0 < k <= n. Errors: UF_ERR_ARG, UF_ERR_NOMEM.
+ * Thread-safe. */
+uf_status uf_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out);
+
+/* Which test images anomaly clustering groups. */
+typedef enum uf_cluster_protocol {
+    UF_CLUSTER_OFFICIAL = 0,  /* every test image of the category, good ones included, into
+                                 K = the number of types including "good" (the official
+                                 UniFormaly code; comparable with the paper's Table 7)     */
+    UF_CLUSTER_ANOMALOUS = 1  /* the anomalous test images only, into K = the number of
+                                 defect types (uniformaly before 0.2)                      */
+} uf_cluster_protocol;
+
+/* The three image features clustered, indices of uf_eval_figures.cluster. */
+enum {
+    UF_EVAL_FEATURE_TOPK = 0,        /* mean feature of the top-K patches (the method's)    */
+    UF_EVAL_FEATURE_ALL_PATCHES = 1, /* mean of all patch features                          */
+    UF_EVAL_FEATURE_MAX_PATCH = 2,   /* feature of the highest-scoring (masked) patch       */
+    UF_EVAL_N_FEATURES = 3
+};
+
+/* Bits of uf_eval_params.keep: fields of uf_eval_params.detector the caller chose, which the
+ * task defaults (uf_eval_resolve) must then leave alone. */
+#define UF_EVAL_KEEP_RESIZE 1u  /* detector.pre.resize                  */
+#define UF_EVAL_KEEP_CROP 2u    /* detector.pre.crop and pre.pad_to     */
+#define UF_EVAL_KEEP_INTERP 4u  /* detector.pre.interp                  */
+#define UF_EVAL_KEEP_CORESET 8u /* detector.coreset                     */
+
+typedef struct uf_eval_result uf_eval_result;
+typedef struct uf_eval_row uf_eval_row;
+
+/* Settings of an evaluation run; defaults in brackets (uf_eval_default_params). */
+typedef struct uf_eval_params {
+    uf_detector_params detector; /* the method [uf_detector_default_params()]; the task
+                                    defaults replace coreset and, for small in-memory
+                                    images, the preprocessing, unless kept (see keep)     */
+    unsigned keep;               /* UF_EVAL_KEEP_* bits [0]                               */
+    int multi_class;             /* one bank from the training images of every selected
+                                    category, scored on each category's test set [0].
+                                    Semantic datasets: test images of the selected
+                                    classes are normal, all others anomalous             */
+    int cluster;                 /* anomaly clustering: 0 off [0]; -1 K = the number of
+                                    types clustered; K >= 1 that many clusters            */
+    uf_cluster_protocol cluster_protocol; /* [UF_CLUSTER_OFFICIAL]                        */
+    int cluster_restarts;        /* k-means restarts (k-means++ seeding) [10]             */
+    int cluster_max_iter;        /* Lloyd iterations per restart [300]                    */
+    size_t shots;                /* fit on this many training images per category, drawn
+                                    with uf_draw_shots; 0 = all [0]                       */
+    int repeats;                 /* fits per category, repeat r with seed detector.seed + r
+                                    (draw and coreset); 0 = 5 with shots, else 1 [0]     */
+    size_t max_train;            /* at most this many training images per category (a
+                                    uf_draw_shots subset, seed detector.seed); 0 = all
+                                    [0]; excludes shots                                   */
+    double gt_threshold;         /* ground-truth level, see uf_eval_mask_to_network [0.5] */
+    double max_fpr;              /* AUPRO integration limit [0.3]                         */
+    int batch;                   /* images decoded and run per batch [8]                  */
+    int want_maps;               /* compute pixel maps of defect categories without masks
+                                    too, for on_maps [0]                                  */
+    /* Callbacks (each may be NULL), called from the calling thread with `user`; a nonzero
+     * return cancels the run (uf_eval_run then fails with UF_ERR_ARG, "cancelled").
+     *  progress:  stage is "<row label>: fit" (images added), "<row label>: coreset" or
+     *             "<row label>: test features" (images extracted); the string lives for
+     *             the call only.
+     *  on_update: once when the run has resolved its settings and laid out its rows (row
+     *             NULL), then each time a row finishes (all its repeats scored), so a
+     *             caller can write results incrementally.
+     *  on_maps:   defect datasets, first repeat: the pixel maps [n][S][S] of a scored test
+     *             set (items[n], model m), when the row has masks or want_maps is set;
+     *             maps and m live for the call only.                                       */
+    uf_progress_fn progress;
+    int (*on_update)(void *user, const uf_eval_result *r, const uf_eval_row *row);
+    int (*on_maps)(void *user, const uf_eval_result *r, const uf_eval_row *row,
+                   const uf_model *m, const uf_dataset_item *items, size_t n,
+                   const float *maps);
+    void *user;
+} uf_eval_params;
+
+/* The defaults in brackets above. */
+uf_eval_params uf_eval_default_params(void);
+
+/* Every figure of one fit scored on one row's test set; NaN where undefined or not computed
+ * (e.g. pixel figures without masks, clustering not asked). Sizes and seconds are doubles
+ * because rows average them over repeats. */
+typedef struct uf_eval_figures {
+    double image_auroc;        /* image score against anomalous                          */
+    double f1_max;             /* best image F1 over thresholds (uf_f1_max)              */
+    double f1_threshold;       /* an image score reaching it (anomalous if score >= it)   */
+    double pixel_auroc;        /* uf_pixel_metrics over the [S][S] maps and masks        */
+    double aupro;              /* FPR <= max_fpr                                          */
+    double pixel_f1_max;
+    double pixel_f1_threshold;
+    struct {
+        double nmi, ari, f1;   /* uf_nmi, uf_ari, uf_cluster_f1 against the types        */
+    } cluster[UF_EVAL_N_FEATURES];
+    double n_train;            /* training images of the fit                              */
+    double bank_size;          /* after the coreset                                       */
+    double bank_size_full;     /* before it                                               */
+    double fit_seconds;        /* decoding, features, coreset                             */
+    double extract_seconds;    /* test features (0 when shared with an earlier fit)       */
+    double score_seconds;      /* scoring, metrics, clustering                            */
+} uf_eval_figures;
+
+/* One fit of a row. */
+typedef struct uf_eval_repeat {
+    uf_eval_figures fig;
+    uint64_t seed;   /* detector.seed + repeat index                                      */
+    float *scores;   /* [row n_scored] image scores of the row's test items, or NULL when
+                        the row has no scoring pass of its own (semantic multi-class
+                        classes: see "overall")                                           */
+} uf_eval_repeat;
+
+/* One row of the results: a selected category, or the multi-class "overall". */
+struct uf_eval_row {
+    const char *name;        /* category name, or "overall"                               */
+    int category;            /* index in the dataset, -1 for overall                      */
+    size_t n_test;           /* test images the row's figures cover                       */
+    size_t n_test_anomalous;
+    int pixel;               /* pixel figures apply (every anomalous image has a mask)    */
+    int clustering;          /* clustering was asked for this row                         */
+    int cluster_k;           /* clusters asked of k-means (0: none)                       */
+    size_t cluster_n;        /* images clustered                                          */
+    int n_done;              /* repeats finished; the row is finished when it equals
+                                uf_eval_result.repeats                                    */
+    uf_eval_repeat *repeats; /* [result repeats], the first n_done filled                 */
+    uf_eval_figures mean;    /* over the finished repeats (NaN-valued figures skipped)     */
+    uf_eval_figures std;     /* population std over them (0 with one repeat)              */
+    size_t n_scored;         /* images of the row's own scoring pass (0: none)            */
+    const uf_dataset_item *items; /* [n_scored] those images, owned by the dataset        */
+    uint8_t *labels;         /* [n_scored] 1 = anomalous for this row                     */
+    char *notes;             /* NULL, or lines (each ending in '\n') about figures left
+                                out, e.g. "clustering skipped: one type"                  */
+};
+
+/* Everything an evaluation run measured. Owned by the caller: uf_eval_result_free. */
+struct uf_eval_result {
+    uf_detector_params params;  /* the settings used, task defaults applied               */
+    const char *coreset_source; /* where params.coreset comes from (static string)        */
+    const char *preprocess_source; /* where params.pre comes from (static string)         */
+    int repeats;                /* fits per row                                           */
+    int n_rows;                 /* selected categories, in the order given                */
+    uf_eval_row *rows;          /* [n_rows]                                               */
+    uf_eval_row *overall;       /* multi-class: the union of the test sets, else NULL     */
+    int n_finished;             /* rows finished                                          */
+    uf_eval_figures mean;       /* over the finished rows' means                          */
+    uf_eval_figures std;        /* population std over them                               */
+    int grid_h, grid_w, S, D;   /* patch grid, network input side, feature dim (0 before
+                                   the first fit)                                        */
+    char backbone_path[1024];   /* recorded by the first model ("" before it)              */
+    char backbone_sha256[65];
+    double fit_seconds, extract_seconds, score_seconds; /* totals over the run            */
+};
+
+/* The task defaults of the official scripts (github.com/YoojLee/Uniformaly, run_*.sh),
+ * applied to p->detector unless p->keep says the caller chose the field:
+ *  coreset: 0.01 for an imagefolder dataset whose selected classes all have more than
+ *    10,000 training images (run_imagenet.sh, run_species.sh); 0.05 for any multi-class run
+ *    (run_*_multi.sh) and for semantic one-class runs (run_cifar10.sh, run_cifar100.sh; also
+ *    MNIST, Fashion-MNIST and smaller class folders); 0.1 for defect datasets, clustering
+ *    included (run_defect.sh, run_clustering.sh).
+ *  preprocessing of small in-memory images (CIFAR, MNIST): resize 112 with Lanczos, no
+ *    crop, zero pad to 224 (run_cifar10.sh's --resize 112 --imagesize 224).
+ * cats[n] are the selected category indices. *out receives the resolved settings; the
+ * sources (may be NULL) static strings saying which rule set coreset and preprocessing.
+ * Errors: UF_ERR_ARG (NULL, bad index, shots with max_train, out-of-range fields, settings
+ * refused by uf_detector_params_check without a backbone). Thread-safe. */
+uf_status uf_eval_resolve(const uf_dataset *ds, const int *cats, int n, const uf_eval_params *p,
+                          uf_detector_params *out, const char **coreset_source,
+                          const char **preprocess_source);
+
+/* Run the evaluation of categories cats[n] of ds with backbone bb (borrowed). One-class:
+ * a model per category (per repeat) scored on the category's test set; multi-class: one
+ * model per repeat from every selected category's training images. Each test image's
+ * features are computed once and reused by every model of the run (semantic datasets share
+ * one test sequence across classes). Figures: image AUROC and F1-max; pixel AUROC, AUPRO
+ * and pixel F1-max where every anomalous test image has a mask (masks mapped by
+ * uf_eval_mask_to_network at p->gt_threshold); clustering (k-means, restarts and seed
+ * p->detector.seed) of the images chosen by the protocol, scored against their types. *out
+ * is set whenever the result could be allocated, also on failure and cancellation, and then
+ * holds every row finished before (for writing partial results); free it with
+ * uf_eval_result_free. Errors: those of uf_eval_resolve, of the dataset, image, fitter and
+ * scorer (the message names the row and the file), UF_ERR_ARG "cancelled", UF_ERR_NOMEM.
+ * Uses up to uf_get_threads() threads. Thread-safe: ds and bb are only read, so several
+ * runs may share them. */
+uf_status uf_eval_run(const uf_dataset *ds, const uf_backbone *bb, const int *cats, int n,
+                      const uf_eval_params *p, uf_eval_result **out);
+
+/* Release a result; NULL is a no-op. */
+void uf_eval_result_free(uf_eval_result *r);
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop

@@ -4,13 +4,15 @@
 # the tiny golden ViT (tests/data/detector/vit.safetensors: dim 48, 4 heads, patch 8).
 # Checks: usage errors exit 2 and runtime errors exit 1 naming the file; results.json has
 # every documented key with values in range; results.csv/.md/scores.csv agree with it; eval
-# scores equal `fit` + `predict` on the same images; the image AUROC is recomputed from
-# scores.csv; --cluster, --shots/--repeats, --multi-class, --max-train and --heatmaps add
-# what they promise; a semantic dataset (MNIST fixture) runs the one-class and multi-class
-# protocols; a run that fails or is interrupted after its first category keeps that
-# category's results. With ../shared: MVTec bottle with the ViT-Tiny reaches image AUROC
-# >= 0.99 and pixel AUROC >= 0.98 (about 15 s). JSON is read with /usr/bin/python3's json
-# module (no third-party packages). Needs UF_BIN.
+# scores equal `fit` + `predict` on the same images; the image AUROC and the F1-max threshold
+# are recomputed from scores.csv; --cluster (both protocols), --gt-mode/--gt-threshold,
+# --shots/--repeats, --multi-class, --max-train and --heatmaps add what they promise; the
+# task defaults of the coreset are applied and recorded (and --coreset overrides them); a
+# semantic dataset (MNIST fixture) runs the one-class and multi-class protocols; a run that
+# fails or is interrupted after its first category keeps that category's results. With
+# ../shared: MVTec bottle with the ViT-Tiny reaches image AUROC >= 0.99, pixel AUROC >= 0.98
+# and, under the official clustering protocol, NMI >= 0.50 and F1 >= 0.70 (about 15 s). JSON
+# is read with /usr/bin/python3's json module (no third-party packages). Needs UF_BIN.
 . "$(dirname "$0")/lib.sh"
 # pycheck NAME FILE... <<'PY' ... PY: run a python snippet on the files (sys.argv[1:])
 pycheck() { local name=$1; shift; if "$PY" - "$@" >"$T/py" 2>&1; then ok "$name"; else bad "$name: $(tail -n 5 "$T/py")"; fi; }
@@ -65,6 +67,9 @@ expect 2 "--shots with --max-train" "$BIN" eval $OPTS --dataset mvtec --root "$D
 expect 2 "bad --shots"             "$BIN" eval $OPTS --dataset mvtec --root "$DS" --shots 0 --out "$T/o"
 expect 2 "bad --max-train"         "$BIN" eval $OPTS --dataset mvtec --root "$DS" --max-train x --out "$T/o"
 expect 2 "bad method flag"         "$BIN" eval $OPTS --dataset mvtec --root "$DS" --coreset 2 --out "$T/o"
+expect 2 "bad --cluster-protocol"  "$BIN" eval $OPTS --dataset mvtec --root "$DS" --cluster-protocol paper --out "$T/o"
+expect 2 "bad --gt-mode"           "$BIN" eval $OPTS --dataset mvtec --root "$DS" --gt-mode round --out "$T/o"
+expect 2 "bad --gt-threshold"      "$BIN" eval $OPTS --dataset mvtec --root "$DS" --gt-threshold 0 --out "$T/o"
 expect 2 "stray argument"          "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" extra
 check "nothing written by usage errors" '[ ! -e "$T/o" ]'
 
@@ -94,6 +99,8 @@ assert len(s["backbone"]["sha256"]) == 64 and s["backbone"]["dim"] == 48, s["bac
 assert s["versions"]["uniformaly"] and s["params"]["layers"] == "3-10", s
 assert s["params"]["preprocess"]["crop"] == 48 and s["params"]["preprocess"]["resize"] == 56
 assert s["params"]["bpm_lambda"] == 0.1 and s["cluster"] == "types", s["params"]
+assert s["cluster_protocol"] == "official" and s["gt_mode"] == "threshold" and s["gt_threshold"] == 0.5, s
+assert s["params"]["coreset"] == 0.1 and "run_defect.sh" in s["defaults"]["coreset"], s["defaults"]
 cats = r["categories"]
 assert sorted(cats) == ["a_disc", "b_disc"], cats.keys()
 for name, c in cats.items():
@@ -104,8 +111,10 @@ for name, c in cats.items():
     assert 0 < c["bank_size"] <= c["bank_size_full"], c
     for k in ("fit_seconds", "extract_seconds", "score_seconds"):
         assert c[k] >= 0, (k, c)
+    assert c["f1_threshold"] is not None and c["pixel_f1_threshold"] is not None, c
     cl = c["clustering"]
-    assert cl["k"] == 2 and cl["n"] == 2, cl
+    # the official protocol: every test image (good, blob, crack), K = 3 types
+    assert cl["k"] == 3 and cl["n"] == 3, cl
     for v in (cl, cl["variants"]["all_patches"], cl["variants"]["max_patch"]):
         assert 0 <= v["nmi"] <= 1 and -1 <= v["ari"] <= 1 and 0 <= v["f1"] <= 1, v
 # the two categories hold the same images: same figures
@@ -129,8 +138,8 @@ for x in rows[:2]:
 md = open(sys.argv[3]).read()
 assert "| a_disc |" in md and "| mean |" in md and "image AUROC" in md, md
 PY
-pycheck "image AUROC recomputed from scores.csv" "$O/results.json" "$O/scores.csv" <<'PY'
-import csv, json, sys
+pycheck "image AUROC and F1-max threshold recomputed from scores.csv" "$O/results.json" "$O/scores.csv" <<'PY'
+import csv, json, struct, sys
 r = json.load(open(sys.argv[1]))
 rows = list(csv.DictReader(open(sys.argv[2])))
 assert len(rows) == 6 and set(rows[0]) == {"category", "image", "type", "anomalous", "score"}, rows[:1]
@@ -140,6 +149,12 @@ for cat in ("a_disc", "b_disc"):
     auc = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
     assert abs(auc - r["categories"][cat]["image_auroc"]) < 1e-9, (cat, auc)
     assert {x["type"] for x in rows if x["category"] == cat} == {"good", "blob", "crack"}
+    # the F1-max threshold: predicting score >= it reaches the F1-max (scores are float32,
+    # printed with 9 digits: compare them as float32)
+    f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+    t = f32(r["categories"][cat]["f1_threshold"])
+    tp = sum(1 for v, l in s if f32(v) >= t and l); fp = sum(1 for v, l in s if f32(v) >= t and not l)
+    assert abs(2 * tp / (tp + fp + len(pos)) - r["categories"][cat]["f1_max"]) < 1e-12, (cat, t)
 PY
 check "heatmaps: one PNG per test image" \
   '[ "$(ls "$O/heatmaps/a_disc" | grep -c "\.png$")" -eq 3 ] && [ -s "$O/heatmaps/b_disc/blob_000.png" ]'
@@ -174,6 +189,22 @@ assert c["cat_b"]["pixel_f1_max"] is None and c["cat_b"]["image_auroc"] is not N
 assert "clustering" not in c["cat_a"], "clustering without --cluster"
 PY
 
+# --- the other clustering protocol, the exact ground truth, a chosen coreset ---
+O2b="$T/variants"
+expect 0 "eval --cluster-protocol anomalous --gt-mode exact --coreset 0.3" "$BIN" eval $OPTS --dataset mvtec \
+  --root "$DS" --category a_disc --cluster --cluster-protocol anomalous --gt-mode exact --coreset 0.3 --out "$O2b"
+pycheck "anomalous protocol: the two defective images, K = 2; exact masks; coreset kept" "$O2b/results.json" "$O/results.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); r0 = json.load(open(sys.argv[2]))
+s = r["settings"]
+assert s["cluster_protocol"] == "anomalous" and s["gt_mode"] == "exact" and s["gt_threshold"] == 1, s
+assert s["params"]["coreset"] == 0.3 and s["defaults"]["coreset"] == "set by the caller", s
+c = r["categories"]["a_disc"]; c0 = r0["categories"]["a_disc"]
+assert c["clustering"]["k"] == 2 and c["clustering"]["n"] == 2, c["clustering"]
+# fewer anomalous pixels under the exact mask: the pixel figures move, the image ones may not
+assert c["pixel_auroc"] != c0["pixel_auroc"] or c["aupro"] != c0["aupro"], (c, c0)
+PY
+
 # --- --shots with repeats: per-repeat values, mean and std ---
 O3="$T/shots"
 expect 0 "eval --shots 2 --repeats 3" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category b_disc \
@@ -201,6 +232,7 @@ pycheck "multi-class: one bank, per-category and overall AUROC" "$O4/results.jso
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["settings"]["multi_class"] is True and r["settings"]["max_train"] == 3
+assert r["settings"]["params"]["coreset"] == 0.05 and "multi" in r["settings"]["defaults"]["coreset"]
 c = r["categories"]; o = r["overall"]
 assert sorted(c) == ["a_disc", "b_disc"], c.keys()
 assert c["a_disc"]["bank_size"] == c["b_disc"]["bank_size"] == o["bank_size"], (c, o)
@@ -217,6 +249,7 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 p = r["settings"]["params"]["preprocess"]
 assert p["resize"] == 112 and p["crop"] == 0 and p["pad_to"] == 224 and p["interp"] == "lanczos", p
+assert r["settings"]["params"]["coreset"] == 0.05 and "run_cifar10.sh" in r["settings"]["defaults"]["coreset"]
 c = r["categories"]
 assert sorted(c) == ["0", "3"], c.keys()
 assert c["0"]["n_test"] == 6 and c["0"]["n_test_anomalous"] == 5 and c["3"]["n_test_anomalous"] == 4, c
@@ -231,7 +264,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 o = r["overall"]
 assert o["n_test"] == 6 and o["n_test_anomalous"] == 3 and 0 <= o["image_auroc"] <= 1, o
-assert o["clustering"]["k"] == 3 and o["clustering"]["n"] == 3, o["clustering"]
+# official protocol: all six test images, K = their distinct classes
+assert o["clustering"]["n"] == 6 and o["clustering"]["k"] == 5, o["clustering"]
 c = r["categories"]
 assert c["3"]["n_test"] == 5 and c["0"]["n_test"] == 4, c
 PY
@@ -288,14 +322,16 @@ if need_shared "bottle eval" "$SH/weights/vit_tiny_patch16_224.safetensors" "$SH
   expect 0 "eval mvtec bottle --cluster (ViT-Tiny)" "$BIN" eval --backbone "$SH/weights/vit_tiny_patch16_224.safetensors" \
     --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --quiet --dataset mvtec --root "$SH/data/mvtec_ad" --category bottle \
     --cluster --out "$OB"
-  pycheck "bottle: image AUROC >= 0.99, pixel AUROC >= 0.98, clustering of 3 types" "$OB/results.json" <<'PY'
+  pycheck "bottle: image AUROC >= 0.99, pixel AUROC >= 0.98, official clustering NMI >= 0.5, F1 >= 0.7" "$OB/results.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))["categories"]["bottle"]
 print("bottle: image AUROC %.4f pixel AUROC %.4f AUPRO %.4f NMI %.3f ARI %.3f F1 %.3f" % (
     c["image_auroc"], c["pixel_auroc"], c["aupro"], c["clustering"]["nmi"], c["clustering"]["ari"],
     c["clustering"]["f1"]))
 assert c["image_auroc"] >= 0.99 and c["pixel_auroc"] >= 0.98, c
-assert c["n_train"] == 209 and c["n_test"] == 83 and c["clustering"]["k"] == 3 and c["clustering"]["n"] == 63
+# the official clustering protocol: all 83 test images into 4 types (good included)
+assert c["n_train"] == 209 and c["n_test"] == 83 and c["clustering"]["k"] == 4 and c["clustering"]["n"] == 83
+assert c["clustering"]["nmi"] >= 0.50 and c["clustering"]["f1"] >= 0.70, c["clustering"]
 PY
   echo "    $(cat "$T/py")" >&2
 fi

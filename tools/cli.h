@@ -113,11 +113,6 @@ struct cJSON *cli_result_json(const char *image, float score, double threshold,
 /* A model described as `info --json` prints it (also serve's /v1/model). Caller owns it. */
 struct cJSON *cli_model_json(const char *path, const uf_model *m);
 
-/* The --shots draw shared by fit and eval (same seed, same images): k of n indices by a
- * partial Fisher-Yates shuffle driven by splitmix64 from seed ^ "shots", sorted ascending
- * into out [k]. Requires 0 < k <= n. Returns false when out of memory. */
-bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out);
-
 /* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
  * is printed as one line naming the file), each shrunk to pre's resize size while it is
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the

@@ -23,7 +23,8 @@ const char *const cli_detector_help =
     "                       dropping background patches (ablation)\n"
     "  --rollout            attention rollout instead of the last block's CLS attention\n"
     "                       (for supervised backbones)\n"
-    "  --coreset P          keep a fraction P of the bank, (0, 1]; 1 keeps all (default 0.1)\n"
+    "  --coreset P          keep a fraction P of the bank, (0, 1]; 1 keeps all (default 0.1;\n"
+    "                       eval: the task default, see above)\n"
     "  --sampler NAME       greedy (k-center, default) or random\n"
     "  --seed N             seed of the coreset and of --shots (default 0)\n"
     "  --knn K              patch score: mean squared distance to the K nearest (default 1)\n"
@@ -186,30 +187,6 @@ cJSON *cli_params_json(const uf_detector_params *p)
     cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
     cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(stdv, 3));
     return o;
-}
-
-static int cmp_size(const void *a, const void *b)
-{
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return (x > y) - (x < y);
-}
-
-bool cli_draw_shots(size_t n, size_t k, uint64_t seed, size_t *out)
-{
-    size_t *perm = malloc((n ? n : 1) * sizeof *perm); /* [n] */
-    if (!perm) return false;
-    for (size_t i = 0; i < n; i++) perm[i] = i;
-    uint64_t st = seed ^ 0x73686f7473ull; /* "shots" */
-    for (size_t j = 0; j < k; j++) {
-        size_t r = j + (size_t)(uf_splitmix64(&st) % (n - j));
-        size_t t = perm[j];
-        perm[j] = perm[r];
-        perm[r] = t;
-    }
-    qsort(perm, k, sizeof *perm, cmp_size);
-    memcpy(out, perm, k * sizeof *out);
-    free(perm);
-    return true;
 }
 
 cJSON *cli_result_json(const char *image, float score, double threshold, const char *heatmap,

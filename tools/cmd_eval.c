@@ -1,51 +1,36 @@
 /*
  * cmd_eval.c - `uniformaly eval`: every task of the paper, measured with one command.
  *
- * Opens a dataset in its published layout (library dataset readers), fits the detector per
- * category (or one bank over several categories with --multi-class, or N-shot banks repeated
- * over seeds with --shots), scores each category's test set and computes the standard
- * metrics: image AUROC and F1-max, pixel AUROC, AUPRO and pixel F1-max where masks exist,
- * and anomaly clustering (NMI, ARI, Hungarian F1) of the anomalous test images.
- *
- * Work is shared, not repeated: each test image's patch features are computed once
- * (uf_scorer_extract) and scored by every model that needs them (uf_score_features). The
- * models of one run share the backbone and the feature settings, so the scorer of the first
- * model made (kept for the whole run: the "extractor") serves every extraction. Semantic
- * datasets give every class the same test sequence, so its features are extracted once per
- * run; --shots repeats reuse the category's features across the R fits.
- *
- * Pixel metrics are computed in network-input space: each ground-truth mask goes through
- * the image's resize (bilinear) and centre crop, then is binarised at 128 - torchvision's
- * Resize + CenterCrop of the mask followed by >= 0.5.
- *
- * Results are written to the output folder after each finished category (results.json,
- * results.csv, results.md through a temporary file and a rename; scores.csv appended), so
- * an interrupted run keeps every finished category.
+ * The protocols live in the library (uf_eval_run, src/eval/protocol.c): this file parses
+ * the options into uf_eval_params, opens the dataset, and writes what the run reports -
+ * results.json, results.csv and results.md rewritten (through a temporary file and a
+ * rename) after each finished category, scores.csv appended, a table row on stdout, and
+ * heatmap overlays with --heatmaps - so an interrupted run keeps every finished category.
  */
 #include "cli.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 static const char *const help =
     "Usage: uniformaly eval --backbone W --dataset D --root DIR --out DIR [options]\n"
     "\n"
     "Evaluate the detector on a dataset in its published layout: fit per category, score\n"
     "its test set, and write every figure, the settings, versions and timings to DIR:\n"
-    "  results.json   per category (\"categories\": {NAME: {...}}) image_auroc, f1_max,\n"
-    "                 pixel_auroc, aupro (FPR <= 0.3), pixel_f1_max (null without masks),\n"
-    "                 bank size, timings, clustering; their \"mean\" and \"std\"\n"
+    "  results.json   per category (\"categories\": {NAME: {...}}) image_auroc, f1_max and\n"
+    "                 f1_threshold, pixel_auroc, aupro (FPR <= 0.3), pixel_f1_max and\n"
+    "                 pixel_f1_threshold (null without masks), bank size, timings,\n"
+    "                 clustering; their \"mean\" and \"std\"; the settings with where the\n"
+    "                 task defaults come from\n"
     "  results.csv    one row per category, then the mean\n"
     "  results.md     the same as a Markdown table\n"
     "  scores.csv     the score of every test image\n"
@@ -57,7 +42,12 @@ static const char *const help =
     "mnist, fashion-mnist, imagefolder (semantic, one-class protocol: a class's training\n"
     "images are normal; every test image is scored and is anomalous iff of another class).\n"
     "Small in-memory images (CIFAR, MNIST) are resized to 112 with Lanczos and zero-padded\n"
-    "to 224 (the reference's protocol) unless --resize, --crop or --interp is given.\n"
+    "to 224 (the official scripts' protocol) unless --resize, --crop or --interp is given.\n"
+    "\n"
+    "Task defaults of the official scripts, unless --coreset is given: coreset 0.1 for\n"
+    "defect datasets and clustering; 0.05 for CIFAR-10/100, MNIST, Fashion-MNIST, smaller\n"
+    "class folders and any --multi-class run; 0.01 for imagefolder classes of more than\n"
+    "10,000 training images each. results.json records the value and its source.\n"
     "\n"
     "Options:\n"
     "  --dataset D          layout of the dataset (see above)\n"
@@ -69,12 +59,20 @@ static const char *const help =
     "                       category, scored on each category's test set: AUROC per\n"
     "                       category and overall. Semantic datasets: test images of the\n"
     "                       selected classes are normal, all others anomalous\n"
-    "  --cluster [K]        anomaly clustering of the anomalous test images of each\n"
-    "                       category: K-means (k-means++, 10 restarts, seeded, 300\n"
-    "                       iterations) of their top-K mean features into K clusters\n"
-    "                       (default: the number of defect types), scored against the\n"
-    "                       types by NMI, ARI and F1 (Hungarian matching); also reported\n"
-    "                       for the mean of all patch features and the top patch feature\n"
+    "  --cluster [K]        anomaly clustering of each category's test images: K-means\n"
+    "                       (k-means++, 10 restarts, seeded, 300 iterations) of their top-K\n"
+    "                       mean features into K clusters (default: the number of types\n"
+    "                       clustered), scored against the types by NMI, ARI and F1\n"
+    "                       (Hungarian matching); also reported for the mean of all patch\n"
+    "                       features and the top patch feature\n"
+    "  --cluster-protocol P official (default): every test image, good ones included, K =\n"
+    "                       number of types including good (the official code, the\n"
+    "                       paper's Table 7); anomalous: the anomalous images only, K =\n"
+    "                       number of defect types (uniformaly 0.1)\n"
+    "  --gt-threshold T     ground-truth masks, resized and cropped like the images, are\n"
+    "                       anomalous where value/255 >= T, T in (0, 1] (default 0.5)\n"
+    "  --gt-mode M          threshold (default: --gt-threshold) or exact: only pixels that\n"
+    "                       stay exactly 255 after resizing (the official evaluation)\n"
     "  --shots N            fit on N training images per category, drawn at random\n"
     "  --repeats R          with --shots: R draws, seeded seed..seed+R-1 (default 5);\n"
     "                       each figure is the mean over the draws, with std and values\n"
@@ -83,103 +81,61 @@ static const char *const help =
     "  --heatmaps           write heatmap overlays of every test image (defect datasets)\n";
 
 /* ------------------------------------------------------------------------------------ */
-/* Options, figures and the run's state                                                 */
+/* Options and the writer's state                                                       */
 /* ------------------------------------------------------------------------------------ */
 
 typedef struct opts {
     cli_common c;
-    uf_detector_params dp;
+    uf_eval_params ep;
     const char *dataset, *root, *out;
-    cli_strings cats;  /* --category values as given                    */
-    bool multi;        /* --multi-class                                 */
-    bool heatmaps;     /* --heatmaps                                    */
-    int cluster;       /* 0 off, -1 on with K = number of types, else K */
-    long shots;        /* 0: all training images                        */
-    long repeats;      /* fits per category (1 unless --shots)          */
-    long max_train;    /* 0: no cap                                     */
-    bool set_resize, set_crop, set_interp; /* given by the user          */
+    cli_strings cats; /* --category values as given */
+    bool heatmaps;    /* --heatmaps                 */
+    bool gt_exact;    /* --gt-mode exact            */
 } opts;
-
-/* Every figure of one fit on one category, as doubles; NaN = null (undefined or not
- * computed). The clustering figures come in three variants: the top-K mean feature (the
- * method's), the mean of all patch features, the single highest-scoring patch. */
-enum {
-    M_IMG_AUROC, M_PIX_AUROC, M_AUPRO, M_F1, M_PIX_F1, /* metrics                          */
-    M_NMI, M_ARI, M_CF1,                               /* clustering, top-K feature         */
-    M_NMI_ALL, M_ARI_ALL, M_CF1_ALL,                   /* clustering, all patches          */
-    M_NMI_MAX, M_ARI_MAX, M_CF1_MAX,                   /* clustering, max patch            */
-    M_NTRAIN, M_BANK, M_BANK_FULL,                     /* sizes                             */
-    M_FIT_S, M_EXTRACT_S, M_SCORE_S,                   /* seconds                           */
-    NM
-};
-#define N_METRIC M_NMI     /* keys before this are the flat metrics          */
-#define N_QUALITY M_NTRAIN /* keys before this are averaged into "mean"/"std" */
-static const char *const mkey[NM] = {
-    "image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max",
-    "nmi", "ari", "f1", "nmi", "ari", "f1", "nmi", "ari", "f1",
-    "n_train", "bank_size", "bank_size_full", "fit_seconds", "extract_seconds", "score_seconds"};
-
-typedef struct figs {
-    double m[NM];
-    int k;            /* clusters asked of K-means (0: no clustering)   */
-    size_t n_cluster; /* anomalous images clustered                     */
-    uint64_t seed;    /* seed of the fit (the draw of --shots, coreset) */
-} figs;
-/* figures are averaged as strided arrays of doubles (mean_std over &rep[0].m[i]) */
-_Static_assert(sizeof(figs) % sizeof(double) == 0, "figs must be a whole number of doubles");
-
-/* One row of the results: a category (or the multi-class "overall"). */
-typedef struct catres {
-    const char *name;
-    size_t n_test, n_test_anomalous;
-    bool pixel;       /* pixel metrics apply (every anomalous test image has a mask) */
-    bool clustering;  /* clustering was asked for this row                         */
-    int nrep;         /* repeats finished                                          */
-    figs *rep;        /* [repeats]                                                 */
-} catres;
-
-/* Patch features of a test set, computed once. */
-typedef struct featset {
-    size_t n;                     /* images                                         */
-    const uf_dataset_item *items; /* [n] the split they were computed from          */
-    float *feats;                 /* [n][Np][D] patch features                      */
-    float *smooth;                /* [n][Np] BPM map (1 without BPM)                */
-    uint8_t *mask;                /* [n][Np] 1 = foreground patch                   */
-    uint8_t *gt;                  /* [n][S][S] ground truth in network space, or NULL */
-    double seconds;               /* extraction time                                */
-} featset;
-
-/* The outputs of scoring a featset with one model. */
-typedef struct scored {
-    float *score; /* [n] image scores                                            */
-    float *feat;  /* [n][D] top-K mean feature (clustered images only), or NULL  */
-    int *maxp;    /* [n] patch of the highest masked score (clustered), or NULL  */
-    float *maps;  /* [n][S][S] pixel maps, or NULL                               */
-} scored;
 
 typedef struct ctx {
     opts *o;
     uf_dataset *ds;
     uf_dataset_info info;
     uf_backbone *bb;
-    int *sel;             /* [nsel] selected category indices                        */
+    int *sel;               /* [nsel] selected category indices    */
     int nsel;
-    uf_model *xmodel;     /* the first model made, kept for its scorer (extraction)  */
-    uf_scorer *xsc;
-    int gh, gw, S, D;     /* patch grid, network input side, feature dim            */
-    size_t Np;            /* gh * gw                                                 */
-    catres *res;          /* [nres] rows in output order                             */
-    int nres;
-    catres *overall;      /* multi-class: the union row (not in res), else NULL      */
-    char *dir;            /* --out                                                   */
-    const char *status;   /* "running", "complete", "failed"                         */
-    double t0;            /* start of the run                                        */
-    double t_load;        /* backbone load seconds                                   */
-    int name_w;           /* width of the category column of the stdout table        */
-    char *command;        /* the command line                                        */
-    char date[32];        /* start time, UTC ISO 8601                                */
-    double tot_fit, tot_extract, tot_score; /* seconds spent in each stage            */
+    const uf_eval_result *r; /* the run's result as last reported   */
+    char *dir;              /* --out                               */
+    const char *status;     /* "running", "complete", "failed"     */
+    double t0;              /* start of the run                    */
+    double t_load;          /* backbone load seconds               */
+    int name_w;             /* width of the stdout table's first column */
+    char *command;          /* the command line                    */
+    char date[32];          /* start time, UTC ISO 8601            */
+    bool write_failed;      /* a results file could not be written */
 } ctx;
+
+/* The flat metrics, in the order of the CSV and Markdown columns. */
+static const struct { const char *key; size_t off; } metric[] = {
+    {"image_auroc", offsetof(uf_eval_figures, image_auroc)},
+    {"pixel_auroc", offsetof(uf_eval_figures, pixel_auroc)},
+    {"aupro", offsetof(uf_eval_figures, aupro)},
+    {"f1_max", offsetof(uf_eval_figures, f1_max)},
+    {"pixel_f1_max", offsetof(uf_eval_figures, pixel_f1_max)},
+};
+#define N_METRIC 5
+/* Per-fit figures beside them in JSON (and at the end of the CSV). */
+static const struct { const char *key; size_t off; } extra[] = {
+    {"f1_threshold", offsetof(uf_eval_figures, f1_threshold)},
+    {"pixel_f1_threshold", offsetof(uf_eval_figures, pixel_f1_threshold)},
+};
+static const struct { const char *key; size_t off; } sizes[] = {
+    {"n_train", offsetof(uf_eval_figures, n_train)},
+    {"bank_size", offsetof(uf_eval_figures, bank_size)},
+    {"bank_size_full", offsetof(uf_eval_figures, bank_size_full)},
+    {"fit_seconds", offsetof(uf_eval_figures, fit_seconds)},
+    {"extract_seconds", offsetof(uf_eval_figures, extract_seconds)},
+    {"score_seconds", offsetof(uf_eval_figures, score_seconds)},
+};
+static const char *const variant_key[UF_EVAL_N_FEATURES] = {"top_k", "all_patches", "max_patch"};
+
+static double fig(const uf_eval_figures *f, size_t off) { return *(const double *)((const char *)f + off); }
 
 static double now(void)
 {
@@ -188,70 +144,16 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* a * b * c bytes, or NULL when the product overflows or malloc fails. */
-static void *alloc3(size_t a, size_t b, size_t c)
-{
-    if (b && a > SIZE_MAX / b) return NULL;
-    size_t n = a * b;
-    if (c && n > SIZE_MAX / c) return NULL;
-    n *= c;
-    return malloc(n ? n : 1);
-}
-
-static void *calloc3(size_t a, size_t b, size_t c)
-{
-    if (b && a > SIZE_MAX / b) return NULL;
-    size_t n = a * b;
-    return calloc(n ? n : 1, c ? c : 1);
-}
-
-/* Append to out the items of items[n], or k of them drawn at random with seed (cli_draw_shots,
- * the draw of fit --shots, then in split order). */
-static bool pick_items(const uf_dataset_item *items, size_t n, size_t k, uint64_t seed,
-                       const uf_dataset_item **out, size_t *nout)
-{
-    if (k == 0 || k >= n) {
-        for (size_t i = 0; i < n; i++) out[(*nout)++] = &items[i];
-        return true;
-    }
-    size_t *perm = alloc3(k, sizeof(size_t), 1); /* [k] drawn indices, ascending */
-    if (!perm || !cli_draw_shots(n, k, seed, perm)) { free(perm); return false; }
-    for (size_t j = 0; j < k; j++) out[(*nout)++] = &items[perm[j]];
-    free(perm);
-    return true;
-}
-
-/* Print a failure about file `who`: the library's message, prefixed with the name unless
- * it already starts with it. */
-static void report_named(const char *who, const char *msg)
-{
-    if (!who) who = "?";
-    if (strncmp(msg, who, strlen(who)) == 0) cli_error("%s", msg);
-    else cli_error("%s: %s", who, msg);
-}
-
-/* The failure of loading an item: files by path, in-memory images by their record. */
-static void report_item(const uf_dataset_item *it, const char *msg)
-{
-    report_named(it->path ? it->path : it->name, msg);
-}
-
-static void nan_figs(figs *f)
-{
-    memset(f, 0, sizeof *f);
-    for (int i = 0; i < NM; i++) f->m[i] = NAN;
-}
+static bool row_done(const ctx *x, const uf_eval_row *r) { return r->n_done == x->r->repeats; }
 
 /* ------------------------------------------------------------------------------------ */
 /* Output files                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
-/* Write data to path atomically (uf_write_file_atomic: an unnamed file renamed into
- * place), so path is always either the previous complete file or the new one, even when
- * the run is interrupted. */
-static bool write_atomic(const ctx *x, const char *path, const char *data, size_t len)
+/* Write data to path atomically, so path is always either the previous complete file or
+ * the new one, even when the run is interrupted. */
+static bool write_atomic(const char *path, const char *data, size_t len)
 {
-    (void)x;
     size_t n = 0; /* names are bytes; JSON/CSV readers want UTF-8 (cli.h, issue 12) */
     char *t = cli_utf8_valid(data, len, &n);
     if (t && uf_write_file_atomic(path, t, n) == UF_OK) {
@@ -333,90 +235,68 @@ static void json_num(cJSON *o, const char *key, double v)
     else cJSON_AddNullToObject(o, key);
 }
 
-/* Mean and population std (ddof 0) of the finite values of v[i * stride], i < n. */
-static void mean_std(const double *v, size_t n, size_t stride, double *mean, double *sd)
+/* The figures f into o: metrics flat, clustering nested (when asked; K and n from row),
+ * per-fit figures (thresholds, sizes, timings) with `fit`. */
+static void figs_json(cJSON *o, const uf_eval_figures *f, const uf_eval_row *row, bool clustering,
+                      bool fit)
 {
-    double s = 0, s2 = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i * stride])) { s += v[i * stride]; k++; }
-    *mean = k ? s / (double)k : NAN;
-    if (sd) {
-        for (size_t i = 0; i < n; i++)
-            if (isfinite(v[i * stride])) s2 += (v[i * stride] - *mean) * (v[i * stride] - *mean);
-        *sd = k ? sqrt(s2 / (double)k) : NAN;
-    }
-}
-
-/* The figures of a row: its single fit, or with --shots the mean (and std) over repeats. */
-static void row_figs(const catres *r, figs *mean, figs *sd)
-{
-    nan_figs(mean);
-    if (sd) nan_figs(sd);
-    if (r->nrep < 1) return;
-    for (int i = 0; i < NM; i++)
-        mean_std(&r->rep[0].m[i], (size_t)r->nrep, sizeof(figs) / sizeof(double),
-                 &mean->m[i], sd ? &sd->m[i] : NULL);
-    mean->k = r->rep[0].k;
-    mean->n_cluster = r->rep[0].n_cluster;
-    mean->seed = r->rep[0].seed;
-}
-
-/* The keys of figures f into o: metrics flat, clustering nested (only when asked),
- * sizes and timings with `sizes`. */
-static void figs_json(cJSON *o, const figs *f, bool clustering, bool sizes)
-{
-    for (int i = 0; i < N_METRIC; i++) json_num(o, mkey[i], f->m[i]);
+    for (int i = 0; i < N_METRIC; i++) json_num(o, metric[i].key, fig(f, metric[i].off));
+    if (fit)
+        for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) json_num(o, extra[i].key, fig(f, extra[i].off));
     if (clustering) {
-        if (!isfinite(f->m[M_NMI]) && !isfinite(f->m[M_NMI_ALL]) && !isfinite(f->m[M_NMI_MAX])) {
+        bool any = false;
+        for (int v = 0; v < UF_EVAL_N_FEATURES; v++) any |= isfinite(f->cluster[v].nmi);
+        if (!any) {
             cJSON_AddNullToObject(o, "clustering");
         } else {
             cJSON *cl = cJSON_AddObjectToObject(o, "clustering");
-            if (f->k > 0) {
-                cJSON_AddNumberToObject(cl, "k", f->k);
-                cJSON_AddNumberToObject(cl, "n", (double)f->n_cluster);
+            if (row && row->cluster_k > 0) {
+                cJSON_AddNumberToObject(cl, "k", row->cluster_k);
+                cJSON_AddNumberToObject(cl, "n", (double)row->cluster_n);
             }
-            for (int i = M_NMI; i <= M_CF1; i++) json_num(cl, mkey[i], f->m[i]);
+            json_num(cl, "nmi", f->cluster[0].nmi);
+            json_num(cl, "ari", f->cluster[0].ari);
+            json_num(cl, "f1", f->cluster[0].f1);
             cJSON *va = cJSON_AddObjectToObject(cl, "variants");
-            cJSON *a = cJSON_AddObjectToObject(va, "all_patches");
-            for (int i = M_NMI_ALL; i <= M_CF1_ALL; i++) json_num(a, mkey[i], f->m[i]);
-            cJSON *mx = cJSON_AddObjectToObject(va, "max_patch");
-            for (int i = M_NMI_MAX; i <= M_CF1_MAX; i++) json_num(mx, mkey[i], f->m[i]);
+            for (int v = 1; v < UF_EVAL_N_FEATURES; v++) {
+                cJSON *a = cJSON_AddObjectToObject(va, variant_key[v]);
+                json_num(a, "nmi", f->cluster[v].nmi);
+                json_num(a, "ari", f->cluster[v].ari);
+                json_num(a, "f1", f->cluster[v].f1);
+            }
         }
     }
-    if (sizes)
-        for (int i = M_NTRAIN; i < NM; i++) json_num(o, mkey[i], f->m[i]);
+    if (fit)
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) json_num(o, sizes[i].key, fig(f, sizes[i].off));
 }
 
-static cJSON *row_json(const ctx *x, const catres *r)
+static cJSON *row_json(const ctx *x, const uf_eval_row *r)
 {
     cJSON *o = cJSON_CreateObject();
-    figs mean, sd;
-    row_figs(r, &mean, &sd);
-    figs_json(o, &mean, r->clustering, true);
+    figs_json(o, &r->mean, r, r->clustering, true);
     cJSON_AddNumberToObject(o, "n_test", (double)r->n_test);
     cJSON_AddNumberToObject(o, "n_test_anomalous", (double)r->n_test_anomalous);
-    if (x->o->shots > 0) {
+    if (x->o->ep.shots > 0) {
         cJSON *s = cJSON_AddObjectToObject(o, "std");
-        figs_json(s, &sd, r->clustering, false);
+        figs_json(s, &r->std, NULL, r->clustering, false);
         cJSON *reps = cJSON_AddArrayToObject(o, "repeats");
-        for (int k = 0; k < r->nrep; k++) {
+        for (int k = 0; k < r->n_done; k++) {
             cJSON *e = cJSON_CreateObject();
             char seed[32];
-            snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->rep[k].seed);
+            snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->repeats[k].seed);
             cJSON_AddStringToObject(e, "seed", seed);
-            figs_json(e, &r->rep[k], r->clustering, true);
+            figs_json(e, &r->repeats[k].fig, r, r->clustering, true);
             cJSON_AddItemToArray(reps, e);
         }
     }
     return o;
 }
 
-
-
 static cJSON *settings_json(const ctx *x)
 {
     const opts *o = x->o;
+    const uf_eval_params *ep = &o->ep;
+    const uf_eval_result *r = x->r;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "dataset", uf_dataset_kind_name(x->info.kind));
     cJSON_AddStringToObject(s, "root", x->info.root);
@@ -424,24 +304,29 @@ static cJSON *settings_json(const ctx *x)
     cJSON *cats = cJSON_AddArrayToObject(s, "categories");
     for (int i = 0; i < x->nsel; i++)
         cJSON_AddItemToArray(cats, cJSON_CreateString(uf_dataset_category(x->ds, x->sel[i])));
-    cJSON_AddBoolToObject(s, "multi_class", o->multi);
-    if (o->cluster == 0) cJSON_AddNullToObject(s, "cluster");
-    else if (o->cluster < 0) cJSON_AddStringToObject(s, "cluster", "types");
-    else cJSON_AddNumberToObject(s, "cluster", o->cluster);
-    if (o->shots) cJSON_AddNumberToObject(s, "shots", (double)o->shots);
+    cJSON_AddBoolToObject(s, "multi_class", ep->multi_class);
+    if (ep->cluster == 0) cJSON_AddNullToObject(s, "cluster");
+    else if (ep->cluster < 0) cJSON_AddStringToObject(s, "cluster", "types");
+    else cJSON_AddNumberToObject(s, "cluster", ep->cluster);
+    cJSON_AddStringToObject(s, "cluster_protocol",
+                            ep->cluster_protocol == UF_CLUSTER_OFFICIAL ? "official" : "anomalous");
+    cJSON_AddStringToObject(s, "gt_mode", o->gt_exact ? "exact" : "threshold");
+    cJSON_AddNumberToObject(s, "gt_threshold", ep->gt_threshold);
+    if (ep->shots) cJSON_AddNumberToObject(s, "shots", (double)ep->shots);
     else cJSON_AddNullToObject(s, "shots");
-    cJSON_AddNumberToObject(s, "repeats", (double)o->repeats);
-    if (o->max_train) cJSON_AddNumberToObject(s, "max_train", (double)o->max_train);
+    cJSON_AddNumberToObject(s, "repeats", r->repeats);
+    if (ep->max_train) cJSON_AddNumberToObject(s, "max_train", (double)ep->max_train);
     else cJSON_AddNullToObject(s, "max_train");
     cJSON_AddBoolToObject(s, "heatmaps", o->heatmaps);
-    cJSON_AddItemToObject(s, "params", cli_params_json(&o->dp));
+    cJSON_AddItemToObject(s, "params", cli_params_json(&r->params));
+    cJSON *src = cJSON_AddObjectToObject(s, "defaults");
+    cJSON_AddStringToObject(src, "coreset", r->coreset_source);
+    cJSON_AddStringToObject(src, "preprocess", r->preprocess_source);
     cJSON *b = cJSON_AddObjectToObject(s, "backbone");
     cJSON_AddStringToObject(b, "path", o->c.backbone);
-    if (x->xmodel) {
-        uf_model_info mi;
-        uf_model_get_info(x->xmodel, &mi);
-        cJSON_AddStringToObject(b, "resolved_path", mi.backbone_path);
-        cJSON_AddStringToObject(b, "sha256", mi.backbone_sha256);
+    if (r->backbone_sha256[0]) {
+        cJSON_AddStringToObject(b, "resolved_path", r->backbone_path);
+        cJSON_AddStringToObject(b, "sha256", r->backbone_sha256);
     }
     uf_backbone_info bi;
     uf_backbone_get_info(x->bb, &bi);
@@ -461,54 +346,31 @@ static cJSON *settings_json(const ctx *x)
     return s;
 }
 
-/* Rows whose fits are finished, with --shots every repeat. */
-static bool row_done(const ctx *x, const catres *r) { return r->nrep == x->o->repeats; }
-
-/* The mean over finished categories (of their figures, or repeat means) and its std. */
-static void mean_over_rows(const ctx *x, figs *mean, figs *sd, int *n)
+/* results.json from the finished rows. */
+static bool write_json(const ctx *x)
 {
-    nan_figs(mean);
-    nan_figs(sd);
-    figs *rows = calloc3((size_t)x->nres + 1, sizeof(figs), 1); /* [nres] row figures */
-    *n = 0;
-    if (!rows) return;
-    for (int i = 0; i < x->nres; i++)
-        if (row_done(x, &x->res[i])) row_figs(&x->res[i], &rows[(*n)++], NULL);
-    for (int k = 0; k < NM; k++)
-        mean_std(&rows[0].m[k], (size_t)*n, sizeof(figs) / sizeof(double), &mean->m[k], &sd->m[k]);
-    if (*n) mean->k = rows[0].k;
-    free(rows);
-}
-
-/* Rewrite results.json, results.csv and results.md from the finished rows. */
-static bool write_results(const ctx *x)
-{
-    const opts *o = x->o;
-    bool clu = o->cluster != 0;
+    const uf_eval_result *r = x->r;
+    bool clu = x->o->ep.cluster != 0;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "status", x->status);
     cJSON_AddItemToObject(root, "settings", settings_json(x));
     cJSON *cats = cJSON_AddObjectToObject(root, "categories");
-    for (int i = 0; i < x->nres; i++)
-        if (row_done(x, &x->res[i]))
-            cJSON_AddItemToObject(cats, x->res[i].name, row_json(x, &x->res[i]));
-    figs mean, sd;
-    int n;
-    mean_over_rows(x, &mean, &sd, &n);
+    for (int i = 0; i < r->n_rows; i++)
+        if (row_done(x, &r->rows[i])) cJSON_AddItemToObject(cats, r->rows[i].name, row_json(x, &r->rows[i]));
     cJSON *m = cJSON_AddObjectToObject(root, "mean");
-    cJSON_AddNumberToObject(m, "n_categories", n);
-    figs_json(m, &mean, clu, false);
+    cJSON_AddNumberToObject(m, "n_categories", r->n_finished);
+    figs_json(m, &r->mean, NULL, clu, false);
     cJSON *s = cJSON_AddObjectToObject(root, "std");
-    figs_json(s, &sd, clu, false);
-    if (x->overall) {
-        if (row_done(x, x->overall)) cJSON_AddItemToObject(root, "overall", row_json(x, x->overall));
+    figs_json(s, &r->std, NULL, clu, false);
+    if (r->overall) {
+        if (row_done(x, r->overall)) cJSON_AddItemToObject(root, "overall", row_json(x, r->overall));
         else cJSON_AddNullToObject(root, "overall");
     }
     cJSON *t = cJSON_AddObjectToObject(root, "timings");
     cJSON_AddNumberToObject(t, "backbone_load_seconds", x->t_load);
-    cJSON_AddNumberToObject(t, "fit_seconds", x->tot_fit);
-    cJSON_AddNumberToObject(t, "extract_seconds", x->tot_extract);
-    cJSON_AddNumberToObject(t, "score_seconds", x->tot_score);
+    cJSON_AddNumberToObject(t, "fit_seconds", r->fit_seconds);
+    cJSON_AddNumberToObject(t, "extract_seconds", r->extract_seconds);
+    cJSON_AddNumberToObject(t, "score_seconds", r->score_seconds);
     cJSON_AddNumberToObject(t, "total_seconds", now() - x->t0);
     char *js = cJSON_Print(root);
     cJSON_Delete(root);
@@ -521,106 +383,132 @@ static bool write_results(const ctx *x)
     sbuf jb = {0};
     sb_printf(&jb, "%s\n", js);
     free(js);
-    bool ok = !jb.oom && write_atomic(x, path, jb.s, jb.n);
+    bool ok = !jb.oom && write_atomic(path, jb.s, jb.n);
     free(jb.s);
+    return ok;
+}
 
-    /* results.csv and results.md: one row per finished category, then mean and overall */
+/* One line of results.csv and results.md: a row (r), or the mean (r NULL). */
+static void table_line(const ctx *x, sbuf *cb, sbuf *mb, const char *name, const uf_eval_row *r,
+                       const uf_eval_figures *f)
+{
+    bool clu = x->o->ep.cluster != 0, shots = x->o->ep.shots > 0;
+    sb_csv(cb, name);
+    sb_printf(mb, "| %s |", name);
+    double v[N_METRIC + 3 * UF_EVAL_N_FEATURES], sd[N_METRIC + 3];
+    int nv = 0;
+    for (int k = 0; k < N_METRIC; k++) {
+        sd[nv] = r ? fig(&r->std, metric[k].off) : NAN;
+        v[nv++] = fig(f, metric[k].off);
+    }
+    if (clu) {
+        sd[nv] = r ? r->std.cluster[0].nmi : NAN;
+        sd[nv + 1] = r ? r->std.cluster[0].ari : NAN;
+        sd[nv + 2] = r ? r->std.cluster[0].f1 : NAN;
+        for (int q = 0; q < UF_EVAL_N_FEATURES; q++) {
+            v[nv++] = f->cluster[q].nmi;
+            v[nv++] = f->cluster[q].ari;
+            v[nv++] = f->cluster[q].f1;
+        }
+    }
+    for (int k = 0; k < nv; k++) {
+        if (isfinite(v[k])) sb_printf(cb, ",%.6f", v[k]);
+        else sb_printf(cb, ",");
+        if (k >= N_METRIC + 3) continue; /* Markdown: the top-K clustering only */
+        /* few-shot rows: mean ± population std over the repeats */
+        if (isfinite(v[k]) && shots && r && r->n_done > 1 && isfinite(sd[k]))
+            sb_printf(mb, " %.4f ± %.4f |", v[k], sd[k]);
+        else if (isfinite(v[k])) sb_printf(mb, " %.4f |", v[k]);
+        else sb_printf(mb, " - |");
+    }
+    if (r) {
+        sb_printf(cb, ",%.0f,%zu,%.0f,%.2f,%.2f,%.2f", f->n_train, r->n_test, f->bank_size,
+                  f->fit_seconds, f->extract_seconds, f->score_seconds);
+        for (size_t k = 0; k < sizeof extra / sizeof *extra; k++) {
+            double e = fig(f, extra[k].off);
+            if (isfinite(e)) sb_printf(cb, ",%.9g", e);
+            else sb_printf(cb, ",");
+        }
+        sb_printf(cb, "\n");
+        sb_printf(mb, " %.0f | %zu | %.0f | %.1f | %.1f |\n", f->n_train, r->n_test, f->bank_size,
+                  f->fit_seconds, f->extract_seconds + f->score_seconds);
+    } else {
+        sb_printf(cb, ",,,,,,,,\n");
+        sb_printf(mb, " | | | | |\n");
+    }
+}
+
+/* results.csv and results.md: one row per finished category, then mean and overall. */
+static bool write_tables(const ctx *x)
+{
+    const opts *o = x->o;
+    const uf_eval_result *r = x->r;
+    bool clu = o->ep.cluster != 0;
     sbuf cb = {0}, mb = {0};
     sb_printf(&cb, "category");
-    for (int i = 0; i < N_METRIC; i++) sb_printf(&cb, ",%s", mkey[i]);
+    for (int i = 0; i < N_METRIC; i++) sb_printf(&cb, ",%s", metric[i].key);
     if (clu) sb_printf(&cb, ",nmi,ari,cluster_f1,nmi_all_patches,ari_all_patches,f1_all_patches,"
                             "nmi_max_patch,ari_max_patch,f1_max_patch");
-    sb_printf(&cb, ",n_train,n_test,bank_size,fit_seconds,extract_seconds,score_seconds\n");
-    uf_model_info mi;
-    if (x->xmodel) uf_model_get_info(x->xmodel, &mi);
+    sb_printf(&cb, ",n_train,n_test,bank_size,fit_seconds,extract_seconds,score_seconds,"
+                   "f1_threshold,pixel_f1_threshold\n");
     sb_printf(&mb, "# uniformaly eval: %s (%s)\n\n", uf_dataset_kind_name(x->info.kind), x->info.root);
-    sb_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s.\n\n", o->c.backbone, x->xmodel ? " (sha256 " : "",
-              x->xmodel ? mi.backbone_sha256 : "", x->xmodel ? "...)" : "",
-              o->multi ? "multi-class" : "one-class",
-              o->shots ? ", few-shot (mean ± std over repeats)" : "",
-              o->max_train ? ", training images capped" : "");
+    sb_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s; coreset %g (%s)%s%s%s.\n\n", o->c.backbone,
+              r->backbone_sha256[0] ? " (sha256 " : "", r->backbone_sha256,
+              r->backbone_sha256[0] ? "...)" : "", o->ep.multi_class ? "multi-class" : "one-class",
+              o->ep.shots ? ", few-shot (mean ± std over repeats)" : "",
+              o->ep.max_train ? ", training images capped" : "", r->params.coreset,
+              r->coreset_source, clu ? "; clustering protocol " : "",
+              clu ? (o->ep.cluster_protocol == UF_CLUSTER_OFFICIAL ? "official (all test images)"
+                                                                   : "anomalous images only")
+                  : "",
+              x->info.semantic ? "" : o->gt_exact ? "; ground truth exact (255 after resizing)"
+                                                  : "; ground truth >= threshold after resizing");
     sb_printf(&mb, "| category | image AUROC | pixel AUROC | AUPRO | F1-max | pixel F1-max |");
     if (clu) sb_printf(&mb, " NMI | ARI | cluster F1 |");
     sb_printf(&mb, " train | test | bank | fit s | score s |\n|---|---:|---:|---:|---:|---:|");
     if (clu) sb_printf(&mb, "---:|---:|---:|");
     sb_printf(&mb, "---:|---:|---:|---:|---:|\n");
-    for (int i = 0; i <= x->nres + 1; i++) {
-        const catres *r = NULL;
-        figs f, fsd;
-        nan_figs(&fsd);
-        const char *name;
-        bool sizes = true;
-        size_t n_test = 0;
-        if (i < x->nres) {
-            r = &x->res[i];
-            if (!row_done(x, r)) continue;
-            row_figs(r, &f, &fsd);
-            name = r->name;
-            n_test = r->n_test;
-        } else if (i == x->nres) {
-            if (n == 0) continue;
-            f = mean;
-            name = "mean";
-            sizes = false;
-        } else {
-            if (!x->overall || !row_done(x, x->overall)) continue;
-            r = x->overall;
-            row_figs(r, &f, &fsd);
-            name = "overall";
-            n_test = r->n_test;
-        }
-        sb_csv(&cb, name);
-        sb_printf(&mb, "| %s |", name);
-        int last = clu ? M_CF1_MAX : M_PIX_F1;
-        for (int k = 0; k <= last; k++) {
-            if (isfinite(f.m[k])) sb_printf(&cb, ",%.6f", f.m[k]);
-            else sb_printf(&cb, ",");
-            if (k <= M_CF1) {
-                /* few-shot rows: mean ± population std over the repeats */
-                if (isfinite(f.m[k]) && o->shots && r && r->nrep > 1 && isfinite(fsd.m[k]))
-                    sb_printf(&mb, " %.4f ± %.4f |", f.m[k], fsd.m[k]);
-                else if (isfinite(f.m[k])) sb_printf(&mb, " %.4f |", f.m[k]);
-                else sb_printf(&mb, " - |");
-            }
-        }
-        if (sizes) {
-            sb_printf(&cb, ",%.0f,%zu,%.0f,%.2f,%.2f,%.2f\n", f.m[M_NTRAIN], n_test, f.m[M_BANK],
-                      f.m[M_FIT_S], f.m[M_EXTRACT_S], f.m[M_SCORE_S]);
-            sb_printf(&mb, " %.0f | %zu | %.0f | %.1f | %.1f |\n", f.m[M_NTRAIN], n_test,
-                      f.m[M_BANK], f.m[M_FIT_S], f.m[M_EXTRACT_S] + f.m[M_SCORE_S]);
-        } else {
-            sb_printf(&cb, ",,,,,,\n");
-            sb_printf(&mb, " | | | | |\n");
-        }
-    }
-    if (ok && !cb.oom && !mb.oom) {
+    for (int i = 0; i < r->n_rows; i++)
+        if (row_done(x, &r->rows[i])) table_line(x, &cb, &mb, r->rows[i].name, &r->rows[i], &r->rows[i].mean);
+    if (r->n_finished > 0) table_line(x, &cb, &mb, "mean", NULL, &r->mean);
+    if (r->overall && row_done(x, r->overall)) table_line(x, &cb, &mb, "overall", r->overall, &r->overall->mean);
+    bool ok = false;
+    if (!cb.oom && !mb.oom) {
+        char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/results.csv", x->dir);
-        ok = write_atomic(x, path, cb.s, cb.n);
+        ok = write_atomic(path, cb.s, cb.n);
         snprintf(path, sizeof path, "%s/results.md", x->dir);
-        ok = ok && write_atomic(x, path, mb.s, mb.n);
-    } else if (ok) {
+        ok = ok && write_atomic(path, mb.s, mb.n);
+    } else {
         cli_error("out of memory");
-        ok = false;
     }
     free(cb.s);
     free(mb.s);
     return ok;
 }
 
-/* Append the scores of one scoring pass to scores.csv. */
-static bool append_scores(const ctx *x, const char *cat, const uf_dataset_item *items,
-                          const uint8_t *labels, const float *scores, size_t n, int rep)
+static bool write_results(const ctx *x) { return write_json(x) && write_tables(x); }
+
+/* Append the scores of a finished row (every repeat) to scores.csv. */
+static bool append_scores(const ctx *x, const uf_eval_row *row)
 {
+    if (!row->n_scored) return true;
+    /* the semantic multi-class pass covers every test image: category "all" */
+    const char *cat = row->category < 0 ? "all" : row->name;
     sbuf b = {0};
-    for (size_t i = 0; i < n; i++) {
-        sb_csv(&b, cat);
-        sb_printf(&b, ",");
-        sb_csv(&b, items[i].name ? items[i].name : "?");
-        sb_printf(&b, ",");
-        sb_csv(&b, items[i].type ? items[i].type : "?");
-        sb_printf(&b, ",%d,%.9g", labels[i] ? 1 : 0, scores[i]);
-        if (x->o->shots) sb_printf(&b, ",%d", rep);
-        sb_printf(&b, "\n");
+    for (int rep = 0; rep < row->n_done; rep++) {
+        const float *sc = row->repeats[rep].scores;
+        for (size_t i = 0; sc && i < row->n_scored; i++) {
+            const uf_dataset_item *it = &row->items[i];
+            sb_csv(&b, cat);
+            sb_printf(&b, ",");
+            sb_csv(&b, it->name ? it->name : "?");
+            sb_printf(&b, ",");
+            sb_csv(&b, it->type ? it->type : "?");
+            sb_printf(&b, ",%d,%.9g", row->labels[i] ? 1 : 0, sc[i]);
+            if (x->o->ep.shots) sb_printf(&b, ",%d", rep);
+            sb_printf(&b, "\n");
+        }
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/scores.csv", x->dir);
@@ -643,453 +531,63 @@ static void print_header(const ctx *x)
 {
     printf("%-*s %8s %8s %8s %8s %8s", x->name_w, "category", "img_auc", "pix_auc", "aupro",
            "f1_max", "pix_f1");
-    if (x->o->cluster) printf(" %8s %8s %8s", "nmi", "ari", "clu_f1");
+    if (x->o->ep.cluster) printf(" %8s %8s %8s", "nmi", "ari", "clu_f1");
     printf(" %7s %6s %8s %8s %8s\n", "train", "test", "bank", "fit_s", "score_s");
     fflush(stdout);
 }
 
-static void print_row(const ctx *x, const char *name, const catres *r, const figs *fm)
+static void print_row(const ctx *x, const char *name, const uf_eval_row *r, const uf_eval_figures *f)
 {
-    figs f;
-    if (r) row_figs(r, &f, NULL);
-    else f = *fm;
     printf("%-*s", x->name_w, name);
-    int last = x->o->cluster ? M_CF1 : M_PIX_F1;
-    for (int k = 0; k <= last; k++) {
-        if (isfinite(f.m[k])) printf(" %8.4f", f.m[k]);
+    for (int k = 0; k < N_METRIC; k++) {
+        double v = fig(f, metric[k].off);
+        if (isfinite(v)) printf(" %8.4f", v);
         else printf(" %8s", "-");
     }
+    if (x->o->ep.cluster) {
+        double c[3] = {f->cluster[0].nmi, f->cluster[0].ari, f->cluster[0].f1};
+        for (int k = 0; k < 3; k++) {
+            if (isfinite(c[k])) printf(" %8.4f", c[k]);
+            else printf(" %8s", "-");
+        }
+    }
     if (r)
-        printf(" %7.0f %6zu %8.0f %8.1f %8.1f\n", f.m[M_NTRAIN], r->n_test, f.m[M_BANK],
-               f.m[M_FIT_S], f.m[M_EXTRACT_S] + f.m[M_SCORE_S]);
+        printf(" %7.0f %6zu %8.0f %8.1f %8.1f\n", f->n_train, r->n_test, f->bank_size,
+               f->fit_seconds, f->extract_seconds + f->score_seconds);
     else
         printf("\n");
     fflush(stdout);
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Fitting, extraction, scoring                                                         */
+/* Callbacks of the run                                                                 */
 /* ------------------------------------------------------------------------------------ */
-
-typedef struct prog {
-    const cli_common *c;
-    char label[160];
-} prog;
 
 static int on_progress(void *user, const char *stage, size_t done, size_t total)
 {
-    prog *p = user;
-    char l[224];
-    snprintf(l, sizeof l, "%s: %s", p->label, stage);
-    cli_progress(p->c, l, done, total);
+    const ctx *x = user;
+    cli_progress(&x->o->c, stage, done, total);
     return 0;
 }
 
-/* Fit a model on items[n] (decoded in parallel batches); fills the fit figures. */
-static int fit_model(ctx *x, const uf_detector_params *dp, const uf_dataset_item *const *items,
-                     size_t n, const char *label, uf_model **out, figs *f)
+/* Settings resolved (row NULL) or a row finished: print it and rewrite the files. */
+static int on_update(void *user, const uf_eval_result *r, const uf_eval_row *row)
 {
-    const opts *o = x->o;
-    double t0 = now();
-    int rc = CLI_EXIT_RUNTIME;
-    uf_fitter *fit = NULL;
-    uf_image **imgs = calloc3((size_t)o->c.batch, sizeof *imgs, 1); /* [batch] */
-    *out = NULL;
-    if (!imgs) { cli_error("out of memory"); goto done; }
-    if (n == 0) { cli_error("%s: no training images", label); goto done; }
-    if (uf_fitter_new(x->bb, dp, &fit) != UF_OK) {
-        cli_error("%s: %s", o->c.backbone, uf_errmsg());
-        goto done;
-    }
-    prog pg = {&o->c, ""};
-    snprintf(pg.label, sizeof pg.label, "%s: fit", label);
-    for (size_t b0 = 0; b0 < n; b0 += (size_t)o->c.batch) {
-        int nb = (int)(n - b0 < (size_t)o->c.batch ? n - b0 : (size_t)o->c.batch);
-        int ok = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
-        for (int j = 0; j < nb; j++) {
-            imgs[j] = NULL;
-            if (uf_dataset_load_image(x->ds, items[b0 + (size_t)j], &imgs[j]) == UF_OK) ok++;
-            else report_item(items[b0 + (size_t)j], uf_errmsg());
-        }
-        uf_status s = UF_OK;
-        if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)imgs, nb);
-        for (int j = 0; j < nb; j++) {
-            uf_image_free(imgs[j]);
-            imgs[j] = NULL;
-        }
-        if (ok != nb) {
-            cli_error("%s: training image unreadable (see above)", label);
-            goto done;
-        }
-        if (s != UF_OK) {
-            cli_error("%s: training images %zu..%zu (%s ...): %s", label, b0, b0 + (size_t)nb - 1,
-                      items[b0]->name, uf_errmsg());
-            goto done;
-        }
-        cli_progress(&o->c, pg.label, b0 + (size_t)nb, n);
-    }
-    f->m[M_BANK_FULL] = (double)uf_fitter_bank_size(fit);
-    snprintf(pg.label, sizeof pg.label, "%s", label);
-    if (uf_fitter_finish(fit, o->c.quiet ? NULL : on_progress, &pg, out) != UF_OK) {
-        cli_error("%s: %s", label, uf_errmsg());
-        goto done;
-    }
-    uf_model_info mi;
-    uf_model_get_info(*out, &mi);
-    f->m[M_BANK] = (double)mi.bank_size;
-    f->m[M_NTRAIN] = (double)mi.n_train;
-    f->seed = dp->seed;
-    rc = 0;
-done:
-    f->m[M_FIT_S] = now() - t0;
-    x->tot_fit += f->m[M_FIT_S];
-    uf_fitter_free(fit);
-    free(imgs);
-    return rc;
-}
-
-/* Make model m the extractor if there is none yet (its scorer computes every test set's
- * features: they depend only on the backbone and the feature settings, shared by all the
- * models of the run). Returns false on failure (printed). */
-static bool ensure_extractor(ctx *x, uf_model *m)
-{
-    if (x->xmodel) return true;
-    if (uf_scorer_new(m, &x->xsc) != UF_OK) {
-        cli_error("%s", uf_errmsg());
-        return false;
-    }
-    x->xmodel = m;
-    uf_model_output_size(m, &x->gh, &x->gw, &x->S, &x->D);
-    x->Np = (size_t)x->gh * (size_t)x->gw;
-    return true;
-}
-
-/* A ground-truth mask mask[h][w] (0/1) in network-input space out[S][S]: resized
- * bilinearly to the image's resized size as a 0/255 image, cropped (or padded with 0) as
- * the image is, binarised at 128. */
-static uf_status mask_to_net(const uint8_t *mask, int w, int h, const uf_preprocess *pre, int S,
-                             uint8_t *out)
-{
-    uf_image *im = NULL, *rs = NULL;
-    uf_status s = uf_image_new(w, h, &im);
-    if (s) return s;
-    for (size_t i = 0; i < (size_t)w * (size_t)h; i++)
-        im->rgb[3 * i] = im->rgb[3 * i + 1] = im->rgb[3 * i + 2] = mask[i] ? 255 : 0;
-    int rw, rh, left, top;
-    uf_preprocess_geometry(pre, w, h, &rw, &rh, &left, &top);
-    const uf_image *r = im;
-    if (rw != w || rh != h) {
-        s = uf_image_resize(im, rw, rh, UF_INTERP_BILINEAR, &rs);
-        if (s) { uf_image_free(im); return s; }
-        r = rs;
-    }
-    for (int y = 0; y < S; y++) {
-        int sy = y + top;
-        for (int x = 0; x < S; x++) {
-            int sx = x + left;
-            out[(size_t)y * S + x] = sy >= 0 && sy < rh && sx >= 0 && sx < rw &&
-                                     r->rgb[((size_t)sy * rw + sx) * 3] >= 128;
-        }
-    }
-    uf_image_free(rs);
-    uf_image_free(im);
-    return UF_OK;
-}
-
-static void featset_free(featset *fs)
-{
-    free(fs->feats);
-    free(fs->smooth);
-    free(fs->mask);
-    free(fs->gt);
-    memset(fs, 0, sizeof *fs);
-}
-
-/* Compute the patch features of items[n] with the extractor (and, with want_gt, their
- * ground-truth masks in network space). */
-static int extract_set(ctx *x, const uf_dataset_item *items, size_t n, bool want_gt,
-                       const char *label, featset *fs)
-{
-    const opts *o = x->o;
-    double t0 = now();
-    size_t Np = x->Np, D = (size_t)x->D, SS = (size_t)x->S * (size_t)x->S;
-    memset(fs, 0, sizeof *fs);
-    fs->n = n;
-    fs->items = items;
-    fs->feats = alloc3(n, Np, D * sizeof(float));
-    fs->smooth = alloc3(n, Np, sizeof(float));
-    fs->mask = alloc3(n, Np, 1);
-    if (want_gt) fs->gt = calloc3(n, SS, 1);
-    if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt)) {
-        cli_error("%s: out of memory for the features of %zu test images (%.1f GB)", label, n,
-                  (double)n * (double)Np * (double)D * 4e-9);
-        featset_free(fs);
-        return CLI_EXIT_RUNTIME;
-    }
-    uf_image *imgs[256] = {NULL};
-    char plabel[200];
-    snprintf(plabel, sizeof plabel, "%s: test features", label);
-    for (size_t b0 = 0; b0 < n; b0 += (size_t)o->c.batch) {
-        int nb = (int)(n - b0 < (size_t)o->c.batch ? n - b0 : (size_t)o->c.batch);
-        int bad = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : bad)
-        for (int j = 0; j < nb; j++) {
-            const uf_dataset_item *it = &items[b0 + (size_t)j];
-            imgs[j] = NULL;
-            if (uf_dataset_load_image(x->ds, it, &imgs[j]) != UF_OK) {
-                report_item(it, uf_errmsg());
-                bad++;
-                continue;
-            }
-            if (want_gt && it->mask_path) {
-                uint8_t *m = NULL; /* [h][w] 0/1 */
-                uf_status s = uf_dataset_load_mask(x->ds, it, imgs[j]->width, imgs[j]->height, &m);
-                if (s == UF_OK)
-                    s = mask_to_net(m, imgs[j]->width, imgs[j]->height, &o->dp.pre, x->S,
-                                    fs->gt + (b0 + (size_t)j) * SS);
-                free(m);
-                if (s != UF_OK) {
-                    report_named(it->mask_path, uf_errmsg());
-                    bad++;
-                }
+    ctx *x = user;
+    x->r = r;
+    if (row) {
+        if (row->notes && !x->o->c.quiet) {
+            for (const char *l = row->notes; *l;) {
+                const char *e = strchr(l, '\n');
+                cli_error("%s: %.*s", row->name, (int)(e - l), l);
+                l = e + 1;
             }
         }
-        uf_status s = UF_OK;
-        if (!bad)
-            s = uf_scorer_extract(x->xsc, (const uf_image *const *)imgs, nb,
-                                  fs->feats + b0 * Np * D, fs->smooth + b0 * Np, fs->mask + b0 * Np);
-        if (!bad && s != UF_OK) { /* name the image: retry one by one */
-            for (int j = 0; j < nb; j++) {
-                size_t i = b0 + (size_t)j;
-                if (uf_scorer_extract(x->xsc, (const uf_image *const *)&imgs[j], 1,
-                                      fs->feats + i * Np * D, fs->smooth + i * Np,
-                                      fs->mask + i * Np) != UF_OK) {
-                    report_item(&items[i], uf_errmsg());
-                    bad++;
-                }
-            }
-            if (!bad) cli_error("%s: %s", label, uf_errmsg());
-            bad++;
-        }
-        for (int j = 0; j < nb; j++) {
-            uf_image_free(imgs[j]);
-            imgs[j] = NULL;
-        }
-        if (bad) {
-            cli_error("%s: test image unreadable or unusable (see above)", label);
-            featset_free(fs);
-            return CLI_EXIT_RUNTIME;
-        }
-        cli_progress(&o->c, plabel, b0 + (size_t)nb, n);
+        print_row(x, row->name, row, &row->mean);
+        if (!append_scores(x, row)) x->write_failed = true;
     }
-    fs->seconds = now() - t0;
-    x->tot_extract += fs->seconds;
-    return 0;
-}
-
-static void scored_free(scored *sd)
-{
-    free(sd->score);
-    free(sd->feat);
-    free(sd->maxp);
-    free(sd->maps);
-    memset(sd, 0, sizeof *sd);
-}
-
-/* Score the features of fs with model sc; clu[i] nonzero asks for image i's clustering
- * features (clu may be NULL), maps for the pixel maps of all. */
-static int score_set(ctx *x, uf_scorer *sc, const featset *fs, const uint8_t *clu, bool maps,
-                     const char *label, scored *sd)
-{
-    enum { CH = 32 };
-    size_t n = fs->n, Np = x->Np, D = (size_t)x->D, SS = (size_t)x->S * (size_t)x->S;
-    bool soft = x->o->dp.soft_mask;
-    float *ps = NULL; /* [CH][Np] patch scores of the chunk */
-    memset(sd, 0, sizeof *sd);
-    sd->score = alloc3(n, sizeof(float), 1);
-    if (clu) {
-        sd->feat = calloc3(n, D, sizeof(float));
-        sd->maxp = alloc3(n, sizeof(int), 1);
-        ps = alloc3(CH, Np, sizeof(float));
-    }
-    if (maps) sd->maps = alloc3(n, SS, sizeof(float));
-    if (!sd->score || (clu && (!sd->feat || !sd->maxp || !ps)) || (maps && !sd->maps)) {
-        cli_error("%s: out of memory for scoring %zu images", label, n);
-        goto fail;
-    }
-    for (size_t i0 = 0; i0 < n; i0 += CH) {
-        int nb = (int)(n - i0 < CH ? n - i0 : CH);
-        uf_score res[CH];
-        memset(res, 0, sizeof res);
-        for (int j = 0; j < nb; j++) {
-            size_t i = i0 + (size_t)j;
-            if (clu && clu[i]) {
-                res[j].feature = sd->feat + i * D;
-                res[j].patch_scores = ps + (size_t)j * Np;
-            }
-            if (maps) res[j].pixel_map = sd->maps + i * SS;
-        }
-        if (uf_score_features(sc, fs->feats + i0 * Np * D, fs->smooth + i0 * Np,
-                              fs->mask + i0 * Np, nb, res) != UF_OK) {
-            cli_error("%s: scoring test images %zu..%zu: %s", label, i0, i0 + (size_t)nb - 1,
-                      uf_errmsg());
-            goto fail;
-        }
-        for (int j = 0; j < nb; j++) {
-            size_t i = i0 + (size_t)j;
-            sd->score[i] = res[j].score;
-            if (!res[j].patch_scores) continue;
-            /* the single highest patch under the masked score (background 0, or weighted
-             * by the BPM map with the soft mask); ties go to the lower index */
-            const uint8_t *mk = fs->mask + i * Np;
-            const float *sm = fs->smooth + i * Np;
-            int best = 0;
-            float bv = -INFINITY;
-            for (size_t p = 0; p < Np; p++) {
-                float v = mk[p] ? res[j].patch_scores[p] * (soft ? sm[p] : 1.0f) : 0.0f;
-                if (v > bv) { bv = v; best = (int)p; }
-            }
-            sd->maxp[i] = best;
-        }
-    }
-    free(ps);
-    return 0;
-fail:
-    free(ps);
-    scored_free(sd);
-    return CLI_EXIT_RUNTIME;
-}
-
-/* Image-level figures of scores/labels over the subset idx[n] (all when idx is NULL). */
-static void image_figs(const float *scores, const uint8_t *labels, const size_t *idx, size_t n,
-                       figs *f)
-{
-    const float *s = scores;
-    const uint8_t *l = labels;
-    float *sb = NULL;   /* [n] the subset's scores */
-    uint8_t *lb = NULL; /* [n] the subset's labels */
-    if (idx) {
-        sb = alloc3(n, sizeof(float), 1);
-        lb = alloc3(n, 1, 1);
-        if (!sb || !lb) {
-            cli_error("out of memory");
-            free(sb);
-            free(lb);
-            return;
-        }
-        for (size_t i = 0; i < n; i++) {
-            sb[i] = scores[idx[i]];
-            lb[i] = labels[idx[i]];
-        }
-        s = sb;
-        l = lb;
-    }
-    size_t pos = 0;
-    for (size_t i = 0; i < n; i++) pos += l[i] != 0;
-    if (pos > 0 && pos < n) f->m[M_IMG_AUROC] = uf_auroc(s, l, n);
-    if (pos > 0) f->m[M_F1] = uf_f1_max(s, l, n);
-    free(sb);
-    free(lb);
-}
-
-/* Pixel AUROC, AUPRO and pixel F1-max over the maps of a test set. */
-static int pixel_figs(ctx *x, const featset *fs, const scored *sd, const char *label, figs *f)
-{
-    size_t SS = (size_t)x->S * (size_t)x->S;
-    int n = (int)fs->n;
-    const float **maps = calloc3((size_t)n, sizeof *maps, 1);  /* [n] -> [S][S] */
-    const uint8_t **gts = calloc3((size_t)n, sizeof *gts, 1);  /* [n] -> [S][S] */
-    int *hw = alloc3((size_t)n, sizeof(int), 1);               /* [n] all S     */
-    int rc = CLI_EXIT_RUNTIME;
-    if (!maps || !gts || !hw) { cli_error("out of memory"); goto done; }
-    for (int i = 0; i < n; i++) {
-        maps[i] = sd->maps + (size_t)i * SS;
-        gts[i] = fs->gt + (size_t)i * SS;
-        hw[i] = x->S;
-    }
-    uf_pixel_result pr;
-    if (uf_pixel_metrics(maps, gts, hw, hw, n, 0.3, 0, &pr) != UF_OK) {
-        cli_error("%s: pixel metrics: %s", label, uf_errmsg());
-        goto done;
-    }
-    f->m[M_PIX_AUROC] = pr.auroc;
-    f->m[M_AUPRO] = pr.aupro;
-    f->m[M_PIX_F1] = pr.f1_max;
-    rc = 0;
-done:
-    free(maps);
-    free(gts);
-    free(hw);
-    return rc;
-}
-
-/* Anomaly clustering of the images idx[na] of fs (their types from items): K-means on
- * three features per image, scored against the types. Failures of K-means (e.g. fewer
- * distinct points than clusters) leave the figures null, with a note on stderr. */
-static void cluster_figs(ctx *x, const featset *fs, const scored *sd, const size_t *idx, size_t na,
-                         const char *label, figs *f)
-{
-    size_t D = (size_t)x->D, Np = x->Np;
-    int *truth = alloc3(na, sizeof(int), 1); /* [na] type ids */
-    int *pred = alloc3(na, sizeof(int), 1);  /* [na] cluster ids */
-    float *X = alloc3(na, D, sizeof(float)); /* [na][D] */
-    f->n_cluster = na;
-    if (!truth || !pred || !X) {
-        cli_error("%s: clustering: out of memory", label);
-        goto done;
-    }
-    int k = x->o->cluster;
-    for (size_t i = 0; i < na; i++) truth[i] = fs->items[idx[i]].type_id;
-    if (k < 0) { /* the number of distinct types */
-        k = 0;
-        for (size_t i = 0; i < na; i++) {
-            bool seen = false;
-            for (size_t j = 0; j < i && !seen; j++) seen = truth[j] == truth[i];
-            k += !seen;
-        }
-    }
-    f->k = k;
-    if (x->o->cluster < 0 && k < 2) { /* one type: any clustering is trivially right */
-        if (!x->o->c.quiet)
-            cli_error("%s: clustering skipped: the anomalous images are of %d type%s", label, k,
-                      k == 1 ? "" : "s");
-        goto done;
-    }
-    if (na < 1 || k < 1 || (size_t)k > na) {
-        if (!x->o->c.quiet)
-            cli_error("%s: clustering skipped: %zu anomalous images for %d clusters", label, na, k);
-        goto done;
-    }
-    for (int v = 0; v < 3; v++) {
-        for (size_t i = 0; i < na; i++) {
-            float *xi = X + i * D;
-            const float *pf = fs->feats + idx[i] * Np * D; /* [Np][D] */
-            if (v == 0) {
-                memcpy(xi, sd->feat + idx[i] * D, D * sizeof(float));
-            } else if (v == 1) { /* mean of all patch features */
-                for (size_t d = 0; d < D; d++) xi[d] = 0;
-                for (size_t p = 0; p < Np; p++)
-                    for (size_t d = 0; d < D; d++) xi[d] += pf[p * D + d];
-                for (size_t d = 0; d < D; d++) xi[d] /= (float)Np;
-            } else {
-                memcpy(xi, pf + (size_t)sd->maxp[idx[i]] * D, D * sizeof(float));
-            }
-        }
-        if (uf_kmeans(X, na, (int)D, k, 10, x->o->dp.seed, 300, pred, NULL) != UF_OK) {
-            cli_error("%s: clustering (%s) skipped: %s", label,
-                      v == 0 ? "top-K feature" : v == 1 ? "all patches" : "max patch", uf_errmsg());
-            continue;
-        }
-        int base = v == 0 ? M_NMI : v == 1 ? M_NMI_ALL : M_NMI_MAX;
-        f->m[base] = uf_nmi(truth, pred, na);
-        f->m[base + 1] = uf_ari(truth, pred, na);
-        f->m[base + 2] = uf_cluster_f1(truth, pred, na);
-    }
-done:
-    free(truth);
-    free(pred);
-    free(X);
+    if (!x->write_failed && !write_results(x)) x->write_failed = true;
+    return x->write_failed;
 }
 
 /* "cat/test/broken_large/000.png" -> "broken_large_000" for category "cat". */
@@ -1108,393 +606,52 @@ static void heat_name(const char *cat, const char *name, char *out, size_t n)
 
 /* Heatmap overlays of a scored test set: DIR/heatmaps/<cat>/<name>.png, one colour scale
  * per category (its maps' min..max) so images compare. */
-static int write_heatmaps(ctx *x, const uf_model *m, const featset *fs, const scored *sd,
-                          const char *cat)
+static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, const uf_model *m,
+                   const uf_dataset_item *items, size_t n, const float *maps)
 {
+    ctx *x = user;
+    if (!x->o->heatmaps) return 0;
     char dir[PATH_MAX], cname[256];
-    snprintf(cname, sizeof cname, "%s", cat); /* a folder name: no '/', no leading '.' */
+    snprintf(cname, sizeof cname, "%s", row->name); /* a folder name: no '/', no leading '.' */
     for (char *p = cname; *p; p++)
         if (*p == '/' || (p == cname && *p == '.')) *p = '_';
     snprintf(dir, sizeof dir, "%s/heatmaps/%s", x->dir, cname);
-    if (!make_dirs(dir)) return CLI_EXIT_RUNTIME;
-    size_t SS = (size_t)x->S * (size_t)x->S, total = fs->n * SS;
+    if (!make_dirs(dir)) { x->write_failed = true; return 1; }
+    size_t SS = (size_t)r->S * (size_t)r->S, total = n * SS;
     float lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < total; i++) {
-        if (sd->maps[i] < lo) lo = sd->maps[i];
-        if (sd->maps[i] > hi) hi = sd->maps[i];
+        if (maps[i] < lo) lo = maps[i];
+        if (maps[i] > hi) hi = maps[i];
     }
     int bad = 0;
-    int n = (int)fs->n;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : bad)
-    for (int i = 0; i < n; i++) {
-        const uf_dataset_item *it = &fs->items[i];
+    for (int i = 0; i < (int)n; i++) {
+        const uf_dataset_item *it = &items[i];
         char name[1024], path[PATH_MAX + 1100];
-        heat_name(cat, it->name ? it->name : "image", name, sizeof name);
+        heat_name(row->name, it->name ? it->name : "image", name, sizeof name);
         snprintf(path, sizeof path, "%s/%s.png", dir, name);
         uf_image *img = NULL, *ov = NULL;
         float *full = NULL; /* [h][w] */
         uf_status s = uf_dataset_load_image(x->ds, it, &img);
         if (s == UF_OK) {
-            full = alloc3((size_t)img->width, (size_t)img->height, sizeof(float));
-            s = full ? uf_model_map_to_image(m, sd->maps + (size_t)i * SS, img->width,
-                                             img->height, full)
+            full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
+            s = full ? uf_model_map_to_image(m, maps + (size_t)i * SS, img->width, img->height, full)
                      : UF_ERR_NOMEM;
         }
         if (s == UF_OK) s = uf_heatmap_overlay(img, full, lo, hi, 0.5f, &ov);
         if (s == UF_OK) s = uf_image_write_png(ov, path);
         if (s != UF_OK) {
-            report_named(path, s == UF_ERR_NOMEM && !full ? "out of memory" : uf_errmsg());
+            const char *msg = s == UF_ERR_NOMEM && !full ? "out of memory" : uf_errmsg();
+            if (strncmp(msg, path, strlen(path)) == 0) cli_error("%s", msg);
+            else cli_error("%s: %s", path, msg);
             bad++;
         }
         free(full);
         uf_image_free(ov);
         uf_image_free(img);
     }
-    return bad ? CLI_EXIT_RUNTIME : 0;
-}
-
-/* Indices i < n with lab[i] != 0, into a new array of *k. */
-static size_t *index_where(const uint8_t *lab, size_t n, size_t *k)
-{
-    size_t *idx = alloc3(n, sizeof(size_t), 1);
-    *k = 0;
-    if (!idx) return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (lab[i]) idx[(*k)++] = i;
-    return idx;
-}
-
-/* Everything about one category scored by one model: image figures, pixel figures (when
- * the featset has ground truth), clustering (over the anomalous images), scores.csv, and
- * heatmaps on the first repeat. labels[n] = anomalous; the image scores are copied to
- * scores_out[n] unless it is NULL. */
-static int evaluate(ctx *x, uf_model *m, const featset *fs, const uint8_t *labels,
-                    const char *cat, bool clustering, int rep, figs *f, float *scores_out)
-{
-    const opts *o = x->o;
-    double t0 = now();
-    int rc = CLI_EXIT_RUNTIME;
-    uf_scorer *sc = NULL;
-    scored sd = {0};
-    size_t na = 0, *aidx = NULL; /* [na] anomalous images */
-    bool maps = fs->gt || (o->heatmaps && !x->info.semantic); /* maps: [n][S][S] floats */
-    if (m == x->xmodel) sc = x->xsc;
-    else if (uf_scorer_new(m, &sc) != UF_OK) {
-        cli_error("%s", uf_errmsg());
-        goto done;
-    }
-    if (!(aidx = index_where(labels, fs->n, &na))) { cli_error("out of memory"); goto done; }
-    if (score_set(x, sc, fs, clustering ? labels : NULL, maps, cat, &sd)) goto done;
-    image_figs(sd.score, labels, NULL, fs->n, f);
-    if (scores_out) memcpy(scores_out, sd.score, fs->n * sizeof(float));
-    if (fs->gt && pixel_figs(x, fs, &sd, cat, f)) goto done;
-    if (clustering) cluster_figs(x, fs, &sd, aidx, na, cat, f);
-    if (!append_scores(x, cat, fs->items, labels, sd.score, fs->n, rep)) goto done;
-    if (rep == 0 && o->heatmaps && !x->info.semantic && write_heatmaps(x, m, fs, &sd, cat)) goto done;
-    rc = 0;
-done:
-    f->m[M_SCORE_S] = now() - t0;
-    x->tot_score += f->m[M_SCORE_S];
-    if (sc != x->xsc) uf_scorer_free(sc);
-    scored_free(&sd);
-    free(aidx);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* The protocols                                                                        */
-/* ------------------------------------------------------------------------------------ */
-
-/* Training items of the selected categories cats[ncat] for repeat rep into *out. */
-static int train_items(ctx *x, const int *cats, int ncat, int rep,
-                       const uf_dataset_item ***out, size_t *n)
-{
-    const opts *o = x->o;
-    size_t total = 0;
-    *out = NULL;
-    *n = 0;
-    for (int i = 0; i < ncat; i++) {
-        uf_dataset_counts cn;
-        if (uf_dataset_get_counts(x->ds, cats[i], &cn) != UF_OK) {
-            cli_error("%s", uf_errmsg());
-            return CLI_EXIT_RUNTIME;
-        }
-        total += cn.n_train;
-    }
-    const uf_dataset_item **v = calloc3(total, sizeof *v, 1); /* [total] */
-    if (!v) { cli_error("out of memory"); return CLI_EXIT_RUNTIME; }
-    for (int i = 0; i < ncat; i++) {
-        const uf_dataset_item *items;
-        size_t ni;
-        if (uf_dataset_split(x->ds, cats[i], UF_SPLIT_TRAIN, &items, &ni) != UF_OK) {
-            cli_error("%s", uf_errmsg());
-            free(v);
-            return CLI_EXIT_RUNTIME;
-        }
-        size_t k = o->shots ? (size_t)o->shots : (size_t)o->max_train;
-        uint64_t seed = o->dp.seed + (o->shots ? (uint64_t)rep : 0);
-        if (*n + (ni < k || k == 0 ? ni : k) > total || !pick_items(items, ni, k, seed, v, n)) {
-            cli_error("out of memory");
-            free(v);
-            return CLI_EXIT_RUNTIME;
-        }
-    }
-    *out = v;
-    return 0;
-}
-
-/* Finish a row: write the results and print its line. */
-static int row_finished(ctx *x, const catres *r)
-{
-    print_row(x, r->name, r, NULL);
-    return write_results(x) ? 0 : CLI_EXIT_RUNTIME;
-}
-
-static int category_test(ctx *x, int c, const uf_dataset_item **items, size_t *n, catres *r)
-{
-    uf_dataset_counts cn;
-    if (uf_dataset_get_counts(x->ds, c, &cn) != UF_OK ||
-        uf_dataset_split(x->ds, c, UF_SPLIT_TEST, items, n) != UF_OK) {
-        cli_error("%s", uf_errmsg());
-        return CLI_EXIT_RUNTIME;
-    }
-    r->n_test = cn.n_test;
-    r->n_test_anomalous = cn.n_test_anomalous;
-    r->pixel = !x->info.semantic && cn.n_test_anomalous > 0 && cn.n_test_masked == cn.n_test_anomalous;
-    return 0;
-}
-
-/* One-class: a model per category (per repeat), scored on the category's test set. */
-static int run_one_class(ctx *x)
-{
-    const opts *o = x->o;
-    int rc = 0;
-    featset shared = {0}; /* semantic datasets: the one test sequence */
-    for (int ci = 0; ci < x->nsel && !rc; ci++) {
-        int c = x->sel[ci];
-        catres *r = &x->res[ci];
-        const uf_dataset_item *test;
-        size_t ntest;
-        featset own = {0};
-        featset *fs = x->info.semantic ? &shared : &own;
-        uint8_t *labels = NULL; /* [ntest] */
-        if ((rc = category_test(x, c, &test, &ntest, r))) break;
-        if (!(labels = alloc3(ntest, 1, 1))) {
-            cli_error("out of memory");
-            rc = CLI_EXIT_RUNTIME;
-            break;
-        }
-        for (size_t i = 0; i < ntest; i++) labels[i] = (uint8_t)(test[i].anomalous != 0);
-        for (int rep = 0; rep < o->repeats && !rc; rep++) {
-            figs *f = &r->rep[rep];
-            nan_figs(f);
-            const uf_dataset_item **train = NULL;
-            size_t ntrain = 0;
-            uf_model *m = NULL;
-            char label[200];
-            if (o->shots) snprintf(label, sizeof label, "%s [%d/%ld]", r->name, rep + 1, o->repeats);
-            else snprintf(label, sizeof label, "%s", r->name);
-            uf_detector_params dp = o->dp;
-            dp.seed = o->dp.seed + (uint64_t)rep;
-            rc = train_items(x, &c, 1, rep, &train, &ntrain);
-            if (!rc) rc = fit_model(x, &dp, train, ntrain, label, &m, f);
-            free(train);
-            if (!rc && !ensure_extractor(x, m)) rc = CLI_EXIT_RUNTIME;
-            if (!rc && fs->n == 0) {
-                rc = extract_set(x, test, ntest, r->pixel, label, fs);
-                if (!rc) f->m[M_EXTRACT_S] = fs->seconds;
-            } else if (!rc) {
-                f->m[M_EXTRACT_S] = 0;
-            }
-            bool same = !rc && fs->n == ntest;
-            for (size_t i = 0; same && i < ntest; i++) same = fs->items[i].image_id == test[i].image_id;
-            if (!rc && !same) {
-                cli_error("%s: test split differs from the other classes' (%zu vs %zu images)",
-                          r->name, ntest, fs->n);
-                rc = CLI_EXIT_RUNTIME;
-            }
-            if (!rc) {
-                featset view = *fs; /* the cached features under this category's items */
-                view.items = test;
-                rc = evaluate(x, m, &view, labels, r->name, r->clustering, rep, f, NULL);
-            }
-            if (m != x->xmodel) uf_model_free(m);
-            if (!rc) r->nrep++;
-        }
-        free(labels);
-        featset_free(&own);
-        if (!rc) rc = row_finished(x, r);
-    }
-    featset_free(&shared);
-    return rc;
-}
-
-/* Multi-class: one model per repeat from the training images of every selected category. */
-static int run_multi_class(ctx *x)
-{
-    const opts *o = x->o;
-    int rc = 0;
-    bool sem = x->info.semantic;
-    featset *fsc = calloc3((size_t)x->nsel, sizeof *fsc, 1); /* [nsel] defect: per category */
-    featset shared = {0};
-    float *all_s = NULL;   /* [n_all] overall scores (defect: union of the test sets) */
-    uint8_t *all_l = NULL; /* [n_all] overall labels                                 */
-    uint8_t *sel_class = NULL;
-    size_t n_all = 0;
-    catres *ov = x->overall;
-    if (!fsc) { cli_error("out of memory"); return CLI_EXIT_RUNTIME; }
-    for (int i = 0; i < x->nsel; i++) {
-        const uf_dataset_item *t;
-        size_t nt;
-        if ((rc = category_test(x, x->sel[i], &t, &nt, &x->res[i]))) goto done;
-        if (sem) {
-            x->res[i].clustering = false; /* clustered once, in "overall" */
-        } else {
-            ov->n_test += nt;
-            ov->n_test_anomalous += x->res[i].n_test_anomalous;
-        }
-    }
-    if (sem) {
-        /* normal: test images of the selected classes; the test sequence is that of the
-         * first selected class (identical for all) */
-        int nc = uf_dataset_n_categories(x->ds);
-        if (!(sel_class = calloc3((size_t)nc, 1, 1))) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
-        for (int i = 0; i < x->nsel; i++) sel_class[x->sel[i]] = 1;
-        const uf_dataset_item *t;
-        if (uf_dataset_split(x->ds, x->sel[0], UF_SPLIT_TEST, &t, &n_all) != UF_OK) {
-            cli_error("%s", uf_errmsg());
-            rc = CLI_EXIT_RUNTIME;
-            goto done;
-        }
-        ov->n_test = n_all;
-        all_l = alloc3(n_all, 1, 1);
-        if (!all_l) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
-        for (size_t i = 0; i < n_all; i++) {
-            int cid = t[i].class_id;
-            all_l[i] = !(cid >= 0 && cid < nc && sel_class[cid]);
-            ov->n_test_anomalous += all_l[i];
-        }
-        for (int i = 0; i < x->nsel; i++) {
-            size_t nn = 0;
-            for (size_t j = 0; j < n_all; j++) nn += t[j].class_id == x->sel[i];
-            x->res[i].n_test = nn + ov->n_test_anomalous;
-            x->res[i].n_test_anomalous = ov->n_test_anomalous;
-        }
-        shared.items = t;
-    } else {
-        all_s = alloc3(ov->n_test, sizeof(float), 1);
-        all_l = alloc3(ov->n_test, 1, 1);
-        if (!all_s || !all_l) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
-    }
-    for (int rep = 0; rep < o->repeats && !rc; rep++) {
-        figs *fo = &ov->rep[rep];
-        nan_figs(fo);
-        const uf_dataset_item **train = NULL;
-        size_t ntrain = 0;
-        uf_model *m = NULL;
-        char label[64];
-        if (o->shots) snprintf(label, sizeof label, "multi-class [%d/%ld]", rep + 1, o->repeats);
-        else snprintf(label, sizeof label, "multi-class");
-        uf_detector_params dp = o->dp;
-        dp.seed = o->dp.seed + (uint64_t)rep;
-        rc = train_items(x, x->sel, x->nsel, rep, &train, &ntrain);
-        if (!rc) rc = fit_model(x, &dp, train, ntrain, label, &m, fo);
-        free(train);
-        if (!rc && !ensure_extractor(x, m)) rc = CLI_EXIT_RUNTIME;
-        if (rc) { if (m != x->xmodel) uf_model_free(m); break; }
-        if (sem) {
-            /* one scoring pass over the test sequence; per class: its normal images against
-             * every anomalous image; overall: all */
-            const uf_dataset_item *t = shared.items;
-            if (shared.n == 0) {
-                rc = extract_set(x, t, n_all, false, label, &shared);
-                if (!rc) fo->m[M_EXTRACT_S] = shared.seconds;
-            } else {
-                fo->m[M_EXTRACT_S] = 0;
-            }
-            scored sd = {0};
-            uf_scorer *sc = NULL;
-            double t0 = now();
-            if (!rc && m != x->xmodel && uf_scorer_new(m, &sc) != UF_OK) {
-                cli_error("%s", uf_errmsg());
-                rc = CLI_EXIT_RUNTIME;
-            }
-            if (!rc) rc = score_set(x, sc ? sc : x->xsc, &shared, ov->clustering ? all_l : NULL,
-                                    false, label, &sd);
-            uf_scorer_free(sc);
-            if (!rc) {
-                image_figs(sd.score, all_l, NULL, n_all, fo);
-                size_t na = 0, *aidx = index_where(all_l, n_all, &na);
-                size_t *idx = alloc3(n_all, sizeof(size_t), 1);
-                if (!aidx || !idx) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; }
-                if (!rc && ov->clustering) cluster_figs(x, &shared, &sd, aidx, na, "overall", fo);
-                for (int i = 0; i < x->nsel && !rc; i++) {
-                    figs *f = &x->res[i].rep[rep];
-                    nan_figs(f);
-                    size_t k = 0;
-                    for (size_t j = 0; j < n_all; j++)
-                        if (all_l[j] || t[j].class_id == x->sel[i]) idx[k++] = j;
-                    image_figs(sd.score, all_l, idx, k, f);
-                    for (int q = M_NTRAIN; q <= M_EXTRACT_S; q++) f->m[q] = fo->m[q];
-                    f->seed = fo->seed;
-                }
-                if (!rc && !append_scores(x, "all", t, all_l, sd.score, n_all, rep)) rc = CLI_EXIT_RUNTIME;
-                free(aidx);
-                free(idx);
-            }
-            fo->m[M_SCORE_S] = now() - t0;
-            x->tot_score += fo->m[M_SCORE_S];
-            scored_free(&sd);
-            for (int i = 0; i < x->nsel && !rc; i++) {
-                x->res[i].rep[rep].m[M_SCORE_S] = fo->m[M_SCORE_S];
-                x->res[i].nrep++;
-                if (rep == o->repeats - 1) rc = row_finished(x, &x->res[i]);
-            }
-        } else {
-            size_t off = 0;
-            for (int i = 0; i < x->nsel && !rc; i++) {
-                catres *r = &x->res[i];
-                figs *f = &r->rep[rep];
-                nan_figs(f);
-                const uf_dataset_item *t;
-                size_t nt;
-                uf_dataset_split(x->ds, x->sel[i], UF_SPLIT_TEST, &t, &nt);
-                if (fsc[i].n == 0) {
-                    rc = extract_set(x, t, nt, r->pixel, r->name, &fsc[i]);
-                    if (!rc) f->m[M_EXTRACT_S] = fsc[i].seconds;
-                } else {
-                    f->m[M_EXTRACT_S] = 0;
-                }
-                uint8_t *lab = all_l + off;
-                for (size_t j = 0; j < nt; j++) lab[j] = (uint8_t)(t[j].anomalous != 0);
-                if (!rc) rc = evaluate(x, m, &fsc[i], lab, r->name, r->clustering, rep, f, all_s + off);
-                if (rc) break;
-                /* the model's figures belong to every row */
-                for (int q = M_NTRAIN; q <= M_FIT_S; q++) f->m[q] = fo->m[q];
-                f->seed = fo->seed;
-                off += nt;
-                if (o->repeats == 1) featset_free(&fsc[i]); /* not needed again */
-                r->nrep++;
-                if (rep == o->repeats - 1) rc = row_finished(x, r);
-            }
-            /* overall: the union of the categories' test sets */
-            if (!rc) image_figs(all_s, all_l, NULL, off, fo);
-        }
-        if (m != x->xmodel) uf_model_free(m);
-        if (!rc) ov->nrep++;
-    }
-    if (!rc) {
-        print_row(x, "overall", ov, NULL);
-        rc = write_results(x) ? 0 : CLI_EXIT_RUNTIME;
-    }
-done:
-    for (int i = 0; i < x->nsel; i++) featset_free(&fsc[i]);
-    free(fsc);
-    featset_free(&shared);
-    free(all_s);
-    free(all_l);
-    free(sel_class);
-    return rc;
+    if (bad) x->write_failed = true;
+    return bad != 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1510,246 +667,250 @@ static int find_category(const uf_dataset *ds, const char *name)
     return c;
 }
 
-int cmd_eval(int argc, char **argv)
+/* One eval-specific option at argv[*i] (consumed, 1), not one (0), usage error (-1). */
+static int eval_option(opts *o, const char *verb, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    bool has = *i + 1 < argc;
+    uf_eval_params *ep = &o->ep;
+    if (!strcmp(a, "--dataset") || !strcmp(a, "--root") || !strcmp(a, "--out") ||
+        !strcmp(a, "--category")) {
+        if (!has) return cli_usage_error(verb, "option %s needs a value", a), -1;
+        const char *v = argv[++*i];
+        if (a[2] == 'd') o->dataset = v;
+        else if (a[2] == 'r') o->root = v;
+        else if (a[2] == 'o') o->out = v;
+        else {
+            for (size_t k = 0; k < o->cats.n; k++)
+                if (!strcmp(o->cats.v[k], v))
+                    return cli_usage_error(verb, "--category '%s' given twice", v), -1;
+            if (!cli_strings_push(&o->cats, v)) return cli_error("out of memory"), -1;
+        }
+    } else if (!strcmp(a, "--multi-class")) {
+        ep->multi_class = 1;
+    } else if (!strcmp(a, "--heatmaps")) {
+        o->heatmaps = true;
+        ep->want_maps = 1;
+    } else if (!strcmp(a, "--cluster")) {
+        long k;
+        ep->cluster = -1;
+        if (has && argv[*i + 1][0] != '-') {
+            if (!cli_parse_int(argv[*i + 1], 1, 100000, &k))
+                return cli_usage_error(verb, "--cluster: expected a number of clusters >= 1, "
+                                             "got '%s'", argv[*i + 1]), -1;
+            ep->cluster = (int)k;
+            ++*i;
+        }
+    } else if (!strcmp(a, "--cluster-protocol") || !strcmp(a, "--gt-mode")) {
+        if (!has) return cli_usage_error(verb, "option %s needs a value", a), -1;
+        const char *v = argv[++*i];
+        bool proto = a[2] == 'c';
+        const char *x0 = proto ? "official" : "threshold", *x1 = proto ? "anomalous" : "exact";
+        if (strcmp(v, x0) && strcmp(v, x1))
+            return cli_usage_error(verb, "%s: expected %s or %s, got '%s'", a, x0, x1, v), -1;
+        if (proto) ep->cluster_protocol = strcmp(v, x0) ? UF_CLUSTER_ANOMALOUS : UF_CLUSTER_OFFICIAL;
+        else o->gt_exact = strcmp(v, x0) != 0;
+    } else if (!strcmp(a, "--gt-threshold")) {
+        double t;
+        if (!has || !cli_parse_float(argv[*i + 1], 0, 1, &t) || t <= 0)
+            return cli_usage_error(verb, "--gt-threshold: expected a number in (0, 1]"), -1;
+        ep->gt_threshold = t;
+        ++*i;
+    } else if (!strcmp(a, "--shots") || !strcmp(a, "--repeats") || !strcmp(a, "--max-train")) {
+        long v;
+        if (!has || !cli_parse_int(argv[*i + 1], 1, 100000000, &v))
+            return cli_usage_error(verb, "%s: expected a positive integer", a), -1;
+        ++*i;
+        if (a[2] == 's') ep->shots = (size_t)v;
+        else if (a[2] == 'r') ep->repeats = v > 1000 ? 1001 : (int)v;
+        else ep->max_train = (size_t)v;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* Parse the command line into o; returns 0, or the exit status after a printed error, or
+ * -1 after --help. */
+static int parse(opts *o, int argc, char **argv)
 {
     const char *verb = "eval";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--resize")) o->ep.keep |= UF_EVAL_KEEP_RESIZE;
+        if (!strcmp(a, "--crop")) o->ep.keep |= UF_EVAL_KEEP_CROP;
+        if (!strcmp(a, "--interp")) o->ep.keep |= UF_EVAL_KEEP_INTERP;
+        if (!strcmp(a, "--coreset")) o->ep.keep |= UF_EVAL_KEEP_CORESET;
+        int r = cli_common_option(&o->c, verb, argc, argv, &i);
+        if (r == 0) r = cli_detector_option(&o->ep.detector, verb, argc, argv, &i);
+        if (r == 0) r = eval_option(o, verb, argc, argv, &i);
+        if (r < 0) return CLI_EXIT_USAGE;
+        if (r > 0) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n%s\n%s", help, cli_detector_help, cli_common_help);
+            return -1;
+        }
+        if (a[0] == '-' && a[1]) return cli_usage_error(verb, "unknown option '%s'", a);
+        return cli_usage_error(verb, "unexpected argument '%s'", a);
+    }
+    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!o->dataset) return cli_usage_error(verb, "--dataset is required");
+    if (!o->root) return cli_usage_error(verb, "--root is required");
+    if (!o->out) return cli_usage_error(verb, "--out is required");
+    if (o->ep.repeats && !o->ep.shots) return cli_usage_error(verb, "--repeats needs --shots");
+    if (o->ep.shots && o->ep.max_train)
+        return cli_usage_error(verb, "--shots and --max-train exclude each other");
+    if (o->ep.repeats > 1000) return cli_usage_error(verb, "--repeats: at most 1000");
+    if (o->gt_exact) o->ep.gt_threshold = UF_GT_THRESHOLD_EXACT;
+    o->ep.detector.pre = o->c.pre;
+    o->ep.batch = o->c.batch;
+    return 0;
+}
+
+/* The selected categories into x->sel (all when none was given). */
+static int select_categories(ctx *x)
+{
+    const char *verb = "eval";
+    const opts *o = x->o;
+    int ncat = uf_dataset_n_categories(x->ds);
+    if (!(x->sel = calloc((size_t)ncat, sizeof(int)))) {
+        cli_error("out of memory");
+        return CLI_EXIT_RUNTIME;
+    }
+    if (o->cats.n == 0)
+        for (int c = 0; c < ncat; c++) x->sel[x->nsel++] = c;
+    for (size_t k = 0; k < o->cats.n; k++) {
+        int c = find_category(x->ds, o->cats.v[k]);
+        for (int j = 0; j < x->nsel && c >= 0; j++)
+            if (x->sel[j] == c)
+                return cli_usage_error(verb, "--category '%s' names a category given before",
+                                       o->cats.v[k]);
+        if (c < 0) {
+            sbuf l = {0};
+            for (int j = 0; j < ncat && j < 40; j++)
+                sb_printf(&l, "%s'%s'", j ? ", " : "", uf_dataset_category(x->ds, j));
+            if (ncat > 40) sb_printf(&l, ", ... (%d in all)", ncat);
+            int rc = cli_usage_error(verb, "%s: no category '%s'; valid: %s", o->root, o->cats.v[k],
+                                     l.s ? l.s : "");
+            free(l.s);
+            return rc;
+        }
+        x->sel[x->nsel++] = c;
+    }
+    for (int i = 0; i < x->nsel; i++) {
+        int w = (int)strlen(uf_dataset_category(x->ds, x->sel[i]));
+        if (w > x->name_w) x->name_w = w < 40 ? w : 40;
+    }
+    return 0;
+}
+
+/* The command line and start time for the record. */
+static bool record_command(ctx *x, int argc, char **argv)
+{
+    sbuf cmd = {0};
+    sb_printf(&cmd, "uniformaly");
+    for (int i = 0; i < argc; i++) sb_printf(&cmd, " %s", argv[i]);
+    x->command = cmd.s;
+    time_t tt = time(NULL);
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(x->date, sizeof x->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (cmd.oom) cli_error("out of memory");
+    return !cmd.oom;
+}
+
+/* Open the dataset, select, check the settings (usage errors before anything is written),
+ * create the output folder with a fresh scores.csv, load the backbone. */
+static int prepare(ctx *x)
+{
+    const char *verb = "eval";
+    opts *o = x->o;
+    uf_dataset_kind kind;
+    if (uf_dataset_kind_from_name(o->dataset, &kind) != UF_OK)
+        return cli_usage_error(verb, "--dataset: %s", uf_errmsg());
+    if (uf_dataset_open(kind, o->root, &x->ds) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        return CLI_EXIT_RUNTIME;
+    }
+    uf_dataset_get_info(x->ds, &x->info);
+    int rc = select_categories(x);
+    if (rc) return rc;
+    if (o->ep.multi_class && x->info.semantic && x->nsel == x->info.n_categories)
+        return cli_usage_error(verb, "--multi-class on a semantic dataset needs --category: the "
+                                     "selected classes are normal, the others anomalous");
+    if (o->heatmaps && x->info.semantic && !o->c.quiet)
+        cli_error("--heatmaps: none for a semantic dataset (no defect locations)");
+    uf_detector_params dp;
+    if (uf_eval_resolve(x->ds, x->sel, x->nsel, &o->ep, &dp, NULL, NULL) != UF_OK)
+        return cli_usage_error(verb, "%s", uf_errmsg());
+    uf_set_threads(o->c.threads);
+    x->dir = strdup(o->out);
+    if (!x->dir || !make_dirs(x->dir)) return CLI_EXIT_RUNTIME;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/scores.csv", x->dir);
+    const char *hdr = o->ep.shots ? "category,image,type,anomalous,score,repeat\n"
+                                  : "category,image,type,anomalous,score\n";
+    if (!write_atomic(path, hdr, strlen(hdr))) return CLI_EXIT_RUNTIME;
+    double tl = now();
+    if (!(x->bb = cli_load_backbone(&o->c))) return CLI_EXIT_RUNTIME;
+    x->t_load = now() - tl;
+    if (uf_detector_params_check(&dp, x->bb) != UF_OK) {
+        cli_error("%s: %s", o->c.backbone, uf_errmsg());
+        return CLI_EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
     opts o;
     memset(&o, 0, sizeof o);
     cli_common_init(&o.c);
-    o.dp = uf_detector_default_params();
-    o.repeats = 0;
-    int rc = 0;
+    o.ep = uf_eval_default_params();
     ctx x;
     memset(&x, 0, sizeof x);
     x.o = &o;
     x.t0 = now();
     x.status = "running";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--resize")) o.set_resize = true;
-        if (!strcmp(a, "--crop")) o.set_crop = true;
-        if (!strcmp(a, "--interp")) o.set_interp = true;
-        int r = cli_common_option(&o.c, verb, argc, argv, &i);
-        if (r == 0) r = cli_detector_option(&o.dp, verb, argc, argv, &i);
-        if (r < 0) { rc = CLI_EXIT_USAGE; goto out; }
-        if (r > 0) continue;
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s\n%s", help, cli_detector_help, cli_common_help);
-            goto out;
-        } else if (!strcmp(a, "--dataset") || !strcmp(a, "--root") || !strcmp(a, "--out") ||
-                   !strcmp(a, "--category")) {
-            if (!has) { rc = cli_usage_error(verb, "option %s needs a value", a); goto out; }
-            const char *v = argv[++i];
-            if (a[2] == 'd') o.dataset = v;
-            else if (a[2] == 'r') o.root = v;
-            else if (a[2] == 'o') o.out = v;
-            else {
-                for (size_t k = 0; k < o.cats.n; k++)
-                    if (!strcmp(o.cats.v[k], v)) {
-                        rc = cli_usage_error(verb, "--category '%s' given twice", v);
-                        goto out;
-                    }
-                if (!cli_strings_push(&o.cats, v)) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto out; }
-            }
-        } else if (!strcmp(a, "--multi-class")) {
-            o.multi = true;
-        } else if (!strcmp(a, "--heatmaps")) {
-            o.heatmaps = true;
-        } else if (!strcmp(a, "--cluster")) {
-            long k;
-            o.cluster = -1;
-            if (has && argv[i + 1][0] != '-') {
-                if (!cli_parse_int(argv[i + 1], 1, 100000, &k)) {
-                    rc = cli_usage_error(verb, "--cluster: expected a number of clusters >= 1, "
-                                               "got '%s'", argv[i + 1]);
-                    goto out;
-                }
-                o.cluster = (int)k;
-                i++;
-            }
-        } else if (!strcmp(a, "--shots") || !strcmp(a, "--repeats") || !strcmp(a, "--max-train")) {
-            long v;
-            if (!has || !cli_parse_int(argv[i + 1], 1, 100000000, &v)) {
-                rc = cli_usage_error(verb, "%s: expected a positive integer", a);
-                goto out;
-            }
-            i++;
-            if (a[2] == 's') o.shots = v;
-            else if (a[2] == 'r') o.repeats = v;
-            else o.max_train = v;
-        } else if (a[0] == '-' && a[1]) {
-            rc = cli_usage_error(verb, "unknown option '%s'", a);
-            goto out;
-        } else {
-            rc = cli_usage_error(verb, "unexpected argument '%s'", a);
-            goto out;
-        }
-    }
-    if (!o.c.backbone) { rc = cli_usage_error(verb, "--backbone is required"); goto out; }
-    if (!o.dataset) { rc = cli_usage_error(verb, "--dataset is required"); goto out; }
-    if (!o.root) { rc = cli_usage_error(verb, "--root is required"); goto out; }
-    if (!o.out) { rc = cli_usage_error(verb, "--out is required"); goto out; }
-    if (o.repeats && !o.shots) { rc = cli_usage_error(verb, "--repeats needs --shots"); goto out; }
-    if (o.shots && o.max_train) {
-        rc = cli_usage_error(verb, "--shots and --max-train exclude each other");
-        goto out;
-    }
-    if (!o.repeats) o.repeats = o.shots ? 5 : 1;
-    if (o.repeats > 1000) { rc = cli_usage_error(verb, "--repeats: at most 1000"); goto out; }
-    uf_dataset_kind kind;
-    if (uf_dataset_kind_from_name(o.dataset, &kind) != UF_OK) {
-        rc = cli_usage_error(verb, "--dataset: %s", uf_errmsg());
-        goto out;
-    }
-
-    /* a command line for the record */
-    sbuf cmd = {0};
-    sb_printf(&cmd, "uniformaly");
-    for (int i = 0; i < argc; i++) sb_printf(&cmd, " %s", argv[i]);
-    x.command = cmd.s;
-    if (cmd.oom) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
-    time_t tt = time(NULL);
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(x.date, sizeof x.date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-
-    if (uf_dataset_open(kind, o.root, &x.ds) != UF_OK) {
-        cli_error("%s", uf_errmsg());
-        rc = CLI_EXIT_RUNTIME;
-        goto done;
-    }
-    uf_dataset_get_info(x.ds, &x.info);
-    /* categories */
-    int ncat = uf_dataset_n_categories(x.ds);
-    x.sel = calloc3((size_t)ncat, sizeof(int), 1);
-    if (!x.sel) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
-    if (o.cats.n == 0) {
-        for (int c = 0; c < ncat; c++) x.sel[x.nsel++] = c;
-    } else {
-        for (size_t k = 0; k < o.cats.n; k++) {
-            int c = find_category(x.ds, o.cats.v[k]);
-            for (int j = 0; j < x.nsel && c >= 0; j++)
-                if (x.sel[j] == c) {
-                    rc = cli_usage_error(verb, "--category '%s' names a category given before",
-                                         o.cats.v[k]);
-                    goto done;
-                }
-            if (c < 0) {
-                sbuf l = {0};
-                for (int j = 0; j < ncat && j < 40; j++)
-                    sb_printf(&l, "%s'%s'", j ? ", " : "", uf_dataset_category(x.ds, j));
-                if (ncat > 40) sb_printf(&l, ", ... (%d in all)", ncat);
-                rc = cli_usage_error(verb, "%s: no category '%s'; valid: %s", o.root, o.cats.v[k],
-                                     l.s ? l.s : "");
-                free(l.s);
-                goto done;
-            }
-            x.sel[x.nsel++] = c;
-        }
-    }
-    if (o.multi && x.info.semantic && x.nsel == ncat) {
-        rc = cli_usage_error(verb, "--multi-class on a semantic dataset needs --category: the "
-                                   "selected classes are normal, the others anomalous");
-        goto done;
-    }
-    if (o.heatmaps && x.info.semantic && !o.c.quiet)
-        cli_error("--heatmaps: none for a semantic dataset (no defect locations)");
-    /* small in-memory images: the reference's protocol unless the user chose otherwise */
-    o.dp.pre = o.c.pre;
-    if (x.info.semantic && x.info.image_width > 0) {
-        if (!o.set_resize) o.dp.pre.resize = 112;
-        if (!o.set_crop) {
-            o.dp.pre.crop = 0;
-            o.dp.pre.pad_to = 224;
-        }
-        if (!o.set_interp) o.dp.pre.interp = UF_INTERP_LANCZOS;
-    }
-    if (uf_detector_params_check(&o.dp, NULL) != UF_OK) {
-        rc = cli_usage_error(verb, "%s", uf_errmsg());
-        goto done;
-    }
-    uf_set_threads(o.c.threads);
-
-    /* result rows */
-    x.nres = x.nsel;
-    x.res = calloc3((size_t)x.nres, sizeof *x.res, 1);
-    if (!x.res) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     x.name_w = 8;
-    for (int i = 0; i < x.nres; i++) {
-        x.res[i].name = uf_dataset_category(x.ds, x.sel[i]);
-        x.res[i].clustering = o.cluster != 0;
-        if (!(x.res[i].rep = calloc3((size_t)o.repeats, sizeof(figs), 1))) {
-            cli_error("out of memory");
-            rc = CLI_EXIT_RUNTIME;
-            goto done;
-        }
-        int w = (int)strlen(x.res[i].name);
-        if (w > x.name_w) x.name_w = w < 40 ? w : 40;
-    }
-    if (o.multi) {
-        x.overall = calloc(1, sizeof *x.overall);
-        if (!x.overall || !(x.overall->rep = calloc3((size_t)o.repeats, sizeof(figs), 1))) {
-            cli_error("out of memory");
-            rc = CLI_EXIT_RUNTIME;
-            goto done;
-        }
-        x.overall->name = "overall";
-        x.overall->clustering = o.cluster != 0 && x.info.semantic;
-    }
-
-    /* output folder, fresh scores.csv */
-    x.dir = strdup(o.out);
-    if (!x.dir || !make_dirs(x.dir)) { rc = CLI_EXIT_RUNTIME; goto done; }
-    {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/scores.csv", x.dir);
-        const char *hdr = o.shots ? "category,image,type,anomalous,score,repeat\n"
-                                  : "category,image,type,anomalous,score\n";
-        if (!write_atomic(&x, path, hdr, strlen(hdr))) { rc = CLI_EXIT_RUNTIME; goto done; }
-    }
-
-    double tl = now();
-    if (!(x.bb = cli_load_backbone(&o.c))) { rc = CLI_EXIT_RUNTIME; goto done; }
-    x.t_load = now() - tl;
-    if (uf_detector_params_check(&o.dp, x.bb) != UF_OK) {
-        cli_error("%s: %s", o.c.backbone, uf_errmsg());
-        rc = CLI_EXIT_RUNTIME;
+    uf_eval_result *res = NULL;
+    int rc = parse(&o, argc, argv);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
         goto done;
     }
-    if (!write_results(&x)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (!record_command(&x, argc, argv)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if ((rc = prepare(&x)) != 0) goto done;
     if (!o.c.quiet) {
         const char *what = x.info.semantic ? (x.nsel == 1 ? "class" : "classes")
                                            : (x.nsel == 1 ? "category" : "categories");
-        fprintf(stderr, "eval: %s at %s: %d %s, %s%s\n", uf_dataset_kind_name(kind), x.info.root,
-                x.nsel, what, o.multi ? "multi-class" : "one-class", o.shots ? " few-shot" : "");
+        fprintf(stderr, "eval: %s at %s: %d %s, %s%s\n", uf_dataset_kind_name(x.info.kind),
+                x.info.root, x.nsel, what, o.ep.multi_class ? "multi-class" : "one-class",
+                o.ep.shots ? " few-shot" : "");
     }
     print_header(&x);
-    rc = o.multi ? run_multi_class(&x) : run_one_class(&x);
-    if (!rc) {
-        figs mean, sd;
-        int n;
-        mean_over_rows(&x, &mean, &sd, &n);
-        if (n > 1) print_row(&x, "mean", NULL, &mean);
+    o.ep.progress = o.c.quiet ? NULL : on_progress;
+    o.ep.on_update = on_update;
+    o.ep.on_maps = on_maps;
+    o.ep.user = &x;
+    uf_status s = uf_eval_run(x.ds, x.bb, x.sel, x.nsel, &o.ep, &res);
+    if (s != UF_OK) {
+        if (!x.write_failed) cli_error("%s", uf_errmsg());
+        rc = CLI_EXIT_RUNTIME;
     }
+    x.r = res;
+    if (!rc && res->n_finished > 1) print_row(&x, "mean", NULL, &res->mean);
     x.status = rc ? "failed" : "complete";
-    if (!write_results(&x) && !rc) rc = CLI_EXIT_RUNTIME;
+    if (res && res->rows && !write_results(&x) && !rc) rc = CLI_EXIT_RUNTIME;
     if (!rc && !o.c.quiet)
         fprintf(stderr, "eval: wrote %s/results.json (%.1f s)\n", x.dir, now() - x.t0);
 done:
-    if (x.res)
-        for (int i = 0; i < x.nres; i++) free(x.res[i].rep);
-    free(x.res);
-    if (x.overall) free(x.overall->rep);
-    free(x.overall);
-    uf_scorer_free(x.xsc);
-    uf_model_free(x.xmodel);
+    uf_eval_result_free(res);
     uf_backbone_free(x.bb);
     uf_dataset_free(x.ds);
     free(x.sel);
     free(x.dir);
     free(x.command);
-out:
     cli_strings_free(&o.cats);
     return rc;
 }

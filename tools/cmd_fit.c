@@ -34,12 +34,12 @@ static const char *const help =
     "  --threshold T        store a decision threshold on the image score (predict marks\n"
     "                       images above it anomalous)\n";
 
-/* Keep `shots` of the images (cli_draw_shots), in file order. */
+/* Keep `shots` of the images (uf_draw_shots, the draw of eval --shots), in file order. */
 static bool pick_shots(cli_strings *imgs, size_t shots, uint64_t seed)
 {
     if (shots >= imgs->n) return true;
     size_t *perm = malloc(shots * sizeof *perm); /* [shots] kept indices, ascending */
-    if (!perm || !cli_draw_shots(imgs->n, shots, seed, perm)) { free(perm); return false; }
+    if (!perm || uf_draw_shots(imgs->n, shots, seed, perm) != UF_OK) { free(perm); return false; }
     char **keep = malloc(shots * sizeof *keep);
     if (!keep) { free(perm); return false; }
     for (size_t j = 0; j < shots; j++) {

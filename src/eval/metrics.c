@@ -204,6 +204,13 @@ static inline float key_float(uint32_t k)
 
 double uf_f1_max(const float *scores, const uint8_t *labels, size_t n)
 {
+    return uf_f1_max_threshold(scores, labels, n, NULL);
+}
+
+double uf_f1_max_threshold(const float *scores, const uint8_t *labels, size_t n,
+                           double *threshold)
+{
+    if (threshold) *threshold = NAN;
     if (!scores || !labels) {
         uf__err(UF_ERR_ARG, "uf_f1_max: NULL scores or labels");
         return NAN;
@@ -229,7 +236,7 @@ double uf_f1_max(const float *scores, const uint8_t *labels, size_t n)
     for (size_t i = 0; i < n; i++)
         v[i] = (uint64_t)float_key(scores[i]) << 1 | (labels[i] != 0);
     qsort(v, n, sizeof *v, cmp_u64);
-    double best = 0;
+    double best = 0, thr = NAN;
     size_t tp = 0, fp = 0;
     for (size_t i = n; i > 0;) {
         /* the group of equal keys v[j .. i) */
@@ -242,9 +249,13 @@ double uf_f1_max(const float *scores, const uint8_t *labels, size_t n)
         }
         i = j;
         double f1 = 2.0 * (double)tp / ((double)tp + (double)fp + (double)n_pos);
-        if (f1 > best) best = f1;
+        if (f1 > best) {
+            best = f1;
+            thr = (double)key_float((uint32_t)key);
+        }
     }
     free(v);
+    if (threshold) *threshold = thr;
     return best;
 }
 
