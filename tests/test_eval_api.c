@@ -199,6 +199,22 @@ static uf_backbone *tiny_vit(void)
     return bb;
 }
 
+/* The tiny ViT and a fixture dataset; false (after a failed check) when either fails. */
+static int open_fixture(uf_dataset_kind kind, const char *root, uf_backbone **bb, uf_dataset **ds)
+{
+    *ds = NULL;
+    *bb = tiny_vit();
+    uf_status s = *bb ? uf_dataset_open(kind, root, ds) : UF_ERR_IO;
+    CHECKF(s == UF_OK, "%s: %s", root, uf_errmsg());
+    return s == UF_OK;
+}
+
+static void close_fixture(uf_backbone *bb, uf_dataset *ds)
+{
+    uf_dataset_free(ds);
+    uf_backbone_free(bb);
+}
+
 static uf_eval_params tiny_params(void)
 {
     uf_eval_params p = uf_eval_default_params();
@@ -269,10 +285,9 @@ static void check_image_figures(const uf_eval_row *row, int rep)
 
 static void test_run_one_class(void)
 {
-    uf_backbone *bb = tiny_vit();
-    uf_dataset *ds = NULL;
-    REQUIRE(bb != NULL);
-    REQUIRE_OK(uf_dataset_open(UF_DATASET_MVTEC, DS "mvtec", &ds));
+    uf_backbone *bb;
+    uf_dataset *ds;
+    if (!open_fixture(UF_DATASET_MVTEC, DS "mvtec", &bb, &ds)) return close_fixture(bb, ds);
     uf_eval_params p = tiny_params();
     seen sn = {0};
     p.cluster = -1;
@@ -315,16 +330,14 @@ static void test_run_one_class(void)
     REQUIRE_OK(uf_eval_run(ds, bb, cats, 1, &p, &r));
     CHECK(r->rows[0].cluster_n == 3 && r->rows[0].cluster_k == 2);
     uf_eval_result_free(r);
-    uf_dataset_free(ds);
-    uf_backbone_free(bb);
+    close_fixture(bb, ds);
 }
 
 static void test_run_cancel_and_failure(void)
 {
-    uf_backbone *bb = tiny_vit();
-    uf_dataset *ds = NULL;
-    REQUIRE(bb != NULL);
-    REQUIRE_OK(uf_dataset_open(UF_DATASET_MVTEC, DS "mvtec", &ds));
+    uf_backbone *bb;
+    uf_dataset *ds;
+    if (!open_fixture(UF_DATASET_MVTEC, DS "mvtec", &bb, &ds)) return close_fixture(bb, ds);
     uf_eval_params p = tiny_params();
     seen sn = {0};
     sn.cancel_after_rows = 1;
@@ -344,16 +357,14 @@ static void test_run_cancel_and_failure(void)
     CHECK(uf_eval_run(ds, bb, cats, 1, &p, &r) == UF_ERR_ARG);
     uf_eval_result_free(r);
     uf_eval_result_free(NULL);
-    uf_dataset_free(ds);
-    uf_backbone_free(bb);
+    close_fixture(bb, ds);
 }
 
 static void test_run_shots_and_multi(void)
 {
-    uf_backbone *bb = tiny_vit();
-    uf_dataset *ds = NULL;
-    REQUIRE(bb != NULL);
-    REQUIRE_OK(uf_dataset_open(UF_DATASET_MVTEC, DS "mvtec", &ds));
+    uf_backbone *bb;
+    uf_dataset *ds;
+    if (!open_fixture(UF_DATASET_MVTEC, DS "mvtec", &bb, &ds)) return close_fixture(bb, ds);
     int cats[2] = {0, 1};
     uf_eval_params p = tiny_params();
     p.shots = 1;
@@ -383,16 +394,14 @@ static void test_run_shots_and_multi(void)
     CHECK(o->n_test == r->rows[0].n_test + r->rows[1].n_test);
     CHECK(r->rows[0].mean.bank_size == o->mean.bank_size && isfinite(o->mean.image_auroc));
     uf_eval_result_free(r);
-    uf_dataset_free(ds);
-    uf_backbone_free(bb);
+    close_fixture(bb, ds);
 }
 
 static void test_run_semantic(void)
 {
-    uf_backbone *bb = tiny_vit();
-    uf_dataset *ds = NULL;
-    REQUIRE(bb != NULL);
-    REQUIRE_OK(uf_dataset_open(UF_DATASET_MNIST, DS "mnist", &ds));
+    uf_backbone *bb;
+    uf_dataset *ds;
+    if (!open_fixture(UF_DATASET_MNIST, DS "mnist", &bb, &ds)) return close_fixture(bb, ds);
     uf_eval_params p = uf_eval_default_params();
     int cats[2] = {0, 3};
     uf_eval_result *r = NULL;
@@ -419,8 +428,7 @@ static void test_run_semantic(void)
     REQUIRE(nc == 10);
     CHECK(uf_eval_run(ds, bb, all, nc, &p, &r) == UF_ERR_ARG);
     uf_eval_result_free(r);
-    uf_dataset_free(ds);
-    uf_backbone_free(bb);
+    close_fixture(bb, ds);
 }
 
 int main(void)

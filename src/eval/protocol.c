@@ -48,13 +48,38 @@ static int on_fit_progress(void *user, const char *stage, size_t done, size_t to
     return progress(fp->x, fp->label, stage, done, total);
 }
 
-/* The current thread's message about item it, naming its file (or record) first. */
-static void item_message(const uf_dataset_item *it, const char *path, char *out, size_t n)
+/* The first failure among the images of a parallel batch (uf_errmsg is per thread). */
+typedef struct batcherr {
+    uf_status s;
+    char msg[768];
+} batcherr;
+
+/* Record the calling thread's failure s about item it (its file, or `path` when given,
+ * named first) unless an earlier one was recorded. Called from parallel loops. */
+static void batch_failed(batcherr *e, uf_status s, const uf_dataset_item *it, const char *path)
 {
     const char *who = path ? path : it->path ? it->path : it->name ? it->name : "?";
     const char *m = uf_errmsg();
-    if (strncmp(m, who, strlen(who)) == 0) snprintf(out, n, "%s", m);
-    else snprintf(out, n, "%s: %s", who, m);
+    char line[768];
+    if (strncmp(m, who, strlen(who)) == 0) snprintf(line, sizeof line, "%s", m);
+    else snprintf(line, sizeof line, "%s: %s", who, m);
+#pragma omp critical(uf_eval_batch)
+    if (e->s == UF_OK) {
+        e->s = s;
+        memcpy(e->msg, line, sizeof line);
+    }
+}
+
+/* After a parallel batch: UF_OK, or the first failure under the label with the batch's
+ * images freed. */
+static uf_status batch_status(const batcherr *e, uf_image **imgs, int nb, const char *label)
+{
+    if (e->s == UF_OK) return UF_OK;
+    for (int j = 0; j < nb; j++) {
+        uf_image_free(imgs[j]);
+        imgs[j] = NULL;
+    }
+    return uf__err(e->s, "%s: %s", label, e->msg);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -66,28 +91,14 @@ static void item_message(const uf_dataset_item *it, const char *path, char *out,
 static uf_status load_batch(const uf__evalrun *x, const uf_dataset_item *const *items, int nb,
                             uf_image **imgs, const char *label)
 {
-    uf_status first = UF_OK;
-    char msg[768] = "";
+    batcherr e = {UF_OK, ""};
 #pragma omp parallel for schedule(dynamic, 1)
     for (int j = 0; j < nb; j++) {
         imgs[j] = NULL;
         uf_status s = uf_dataset_load_image(x->ds, items[j], &imgs[j]);
-        if (s != UF_OK) {
-            char m[768];
-            item_message(items[j], NULL, m, sizeof m);
-#pragma omp critical(uf_eval_load)
-            if (first == UF_OK) {
-                first = s;
-                memcpy(msg, m, sizeof msg);
-            }
-        }
+        if (s != UF_OK) batch_failed(&e, s, items[j], NULL);
     }
-    if (first == UF_OK) return UF_OK;
-    for (int j = 0; j < nb; j++) {
-        uf_image_free(imgs[j]);
-        imgs[j] = NULL;
-    }
-    return uf__err(first, "%s: %s", label, msg);
+    return batch_status(&e, imgs, nb, label);
 }
 
 /* Fit a model on items[n]; fills the fit figures of f. */
@@ -180,8 +191,7 @@ static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *it
     uf_status s = load_batch(x, ptr, nb, imgs, label);
     if (s || !gt) return s;
     size_t SS = (size_t)x->S * (size_t)x->S;
-    uf_status first = UF_OK;
-    char msg[768] = "";
+    batcherr e = {UF_OK, ""};
 #pragma omp parallel for schedule(dynamic, 1)
     for (int j = 0; j < nb; j++) {
         const uf_dataset_item *it = &items[j];
@@ -192,22 +202,9 @@ static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *it
             ms = uf_eval_mask_to_network(m, imgs[j]->width, imgs[j]->height, &x->r->params.pre,
                                          x->p->gt_threshold, gt + (size_t)j * SS);
         free(m);
-        if (ms != UF_OK) {
-            char e[768];
-            item_message(it, it->mask_path, e, sizeof e);
-#pragma omp critical(uf_eval_mask)
-            if (first == UF_OK) {
-                first = ms;
-                memcpy(msg, e, sizeof msg);
-            }
-        }
+        if (ms != UF_OK) batch_failed(&e, ms, it, it->mask_path);
     }
-    if (first == UF_OK) return UF_OK;
-    for (int j = 0; j < nb; j++) {
-        uf_image_free(imgs[j]);
-        imgs[j] = NULL;
-    }
-    return uf__err(first, "%s: %s", label, msg);
+    return batch_status(&e, imgs, nb, label);
 }
 
 /* Compute the patch features of items[n] with the extractor (and, with want_gt, their
@@ -243,9 +240,9 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
             if (uf_scorer_extract(x->xsc, (const uf_image *const *)&imgs[j], 1,
                                   fs->feats + i * Np * D, fs->smooth + i * Np,
                                   fs->mask + i * Np) != UF_OK) {
-                char m[768];
-                item_message(&items[i], NULL, m, sizeof m);
-                uf__err(s, "%s: %s", label, m);
+                batcherr e = {UF_OK, ""};
+                batch_failed(&e, s, &items[i], NULL);
+                uf__err(s, "%s: %s", label, e.msg);
                 break;
             }
         }
@@ -655,6 +652,19 @@ static uf_status multi_layout(uf__evalrun *x, multi *mc)
     return row_scored(ov, t, mc->n_all, mc->all_l);
 }
 
+/* The multi-class model's figures (sizes, fit time; with `scoring` also the extraction and
+ * scoring times of its one pass) from the overall row's fo into a category row's f. */
+static void model_figs(uf_eval_figures *f, const uf_eval_figures *fo, bool scoring)
+{
+    f->n_train = fo->n_train;
+    f->bank_size = fo->bank_size;
+    f->bank_size_full = fo->bank_size_full;
+    f->fit_seconds = fo->fit_seconds;
+    if (!scoring) return;
+    f->extract_seconds = fo->extract_seconds;
+    f->score_seconds = fo->score_seconds;
+}
+
 /* Semantic multi-class, one repeat: one scoring pass over the test sequence; per class its
  * normal images against every anomalous image; overall all of them. */
 static uf_status multi_semantic_repeat(uf__evalrun *x, multi *mc, uf_model *m, int rep,
@@ -681,12 +691,7 @@ static uf_status multi_semantic_repeat(uf__evalrun *x, multi *mc, uf_model *m, i
         for (size_t j = 0; j < mc->n_all; j++)
             if (mc->all_l[j] || t[j].class_id == x->sel[i]) idx[k++] = j;
         s = uf__image_figs(ov->repeats[rep].scores, mc->all_l, idx, k, f);
-        f->n_train = fo->n_train;
-        f->bank_size = fo->bank_size;
-        f->bank_size_full = fo->bank_size_full;
-        f->fit_seconds = fo->fit_seconds;
-        f->extract_seconds = fo->extract_seconds;
-        f->score_seconds = fo->score_seconds;
+        model_figs(f, fo, true);
         row->repeats[rep].seed = ov->repeats[rep].seed;
         row->n_done++;
         if (!s && rep == r->repeats - 1) s = row_finished(x, row);
@@ -720,11 +725,7 @@ static uf_status multi_defect_repeat(uf__evalrun *x, multi *mc, uf_model *m, int
         if (rep == 0 && (s = row_scored(row, t, nt, lab)) != UF_OK) break;
         if ((s = evaluate(x, m, &mc->fsc[i], lab, row, rep, f)) != UF_OK) break;
         memcpy(mc->all_s + off, row->repeats[rep].scores, nt * sizeof(float));
-        /* the model's figures belong to every row */
-        f->n_train = fo->n_train;
-        f->bank_size = fo->bank_size;
-        f->bank_size_full = fo->bank_size_full;
-        f->fit_seconds = fo->fit_seconds;
+        model_figs(f, fo, false); /* the model's figures belong to every row */
         row->repeats[rep].seed = r->overall->repeats[rep].seed;
         off += nt;
         if (r->repeats == 1) featset_free(&mc->fsc[i]); /* not needed again */
