@@ -995,7 +995,8 @@ typedef enum uf_cluster_protocol {
                                  K = the number of types including "good" (the official
                                  UniFormaly code; comparable with the paper's Table 7)     */
     UF_CLUSTER_ANOMALOUS = 1  /* the anomalous test images only, into K = the number of
-                                 defect types (uniformaly before 0.2)                      */
+                                 defect types (what `uniformaly eval` measured before the
+                                 official protocol became its default)                    */
 } uf_cluster_protocol;
 
 /* The three image features clustered, indices of uf_eval_figures.cluster. */

@@ -14,7 +14,7 @@
 #include <string.h>
 
 const char *const cli_detector_help =
-    "Method options (the same defaults serve every task):\n"
+    "Method options:\n"
     "  --layers A-B         average the patch tokens of blocks A..B, 1-based (default 3-10)\n"
     "  --no-bpm             keep every patch (turn Back Patch Masking off)\n"
     "  --bpm-kernel K       side of the mean filter over the CLS attention, odd (default 7)\n"

@@ -68,7 +68,7 @@ static const char *const help =
     "  --cluster-protocol P official (default): every test image, good ones included, K =\n"
     "                       number of types including good (the official code, the\n"
     "                       paper's Table 7); anomalous: the anomalous images only, K =\n"
-    "                       number of defect types (uniformaly 0.1)\n"
+    "                       number of defect types (eval's only protocol before)\n"
     "  --gt-threshold T     ground-truth masks, resized and cropped like the images, are\n"
     "                       anomalous where value/255 >= T, T in (0, 1] (default 0.5)\n"
     "  --gt-mode M          threshold (default: --gt-threshold) or exact: only pixels that\n"
