@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,5 +186,70 @@ cJSON *cli_params_json(const uf_detector_params *p)
     double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};
     cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
     cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(stdv, 3));
+    return o;
+}
+
+cJSON *cli_result_json(const char *image, float score, double threshold, const char *heatmap,
+                       const char *map)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "image", image);
+    cJSON_AddNumberToObject(o, "score", score);
+    const double norm = cli_normalised(score, threshold); /* 1.0 = the threshold */
+    if (isfinite(norm)) cJSON_AddNumberToObject(o, "normalized", norm);
+    else cJSON_AddNullToObject(o, "normalized");
+    if (!isfinite(threshold)) cJSON_AddNullToObject(o, "anomalous");
+    else cJSON_AddBoolToObject(o, "anomalous", score > threshold);
+    if (isfinite(threshold)) cJSON_AddNumberToObject(o, "threshold", threshold);
+    else cJSON_AddNullToObject(o, "threshold");
+    if (heatmap) cJSON_AddStringToObject(o, "heatmap", heatmap);
+    else cJSON_AddNullToObject(o, "heatmap");
+    if (map) cJSON_AddStringToObject(o, "map", map);
+    else cJSON_AddNullToObject(o, "map");
+    return o;
+}
+
+cJSON *cli_model_json(const char *path, const uf_model *m)
+{
+    uf_model_info in;
+    uf_model_get_info(m, &in);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "file", path);
+    cJSON_AddItemToObject(o, "params", cli_params_json(&in.params));
+    cJSON_AddNumberToObject(o, "bank_size", (double)in.bank_size);
+    cJSON_AddNumberToObject(o, "bank_size_full", (double)in.bank_size_full);
+    cJSON_AddNumberToObject(o, "n_train", (double)in.n_train);
+    cJSON_AddNumberToObject(o, "dim", in.dim);
+    cJSON_AddNumberToObject(o, "bank_bytes", (double)in.bank_bytes);
+    if (isfinite(in.threshold)) cJSON_AddNumberToObject(o, "threshold", in.threshold);
+    else cJSON_AddNullToObject(o, "threshold");
+    uf_calibration cal;
+    if (uf_model_get_calibration(m, &cal)) {
+        cJSON *k = cJSON_AddObjectToObject(o, "calibration");
+        const struct { const char *name; double v; } f[] = {
+            {"n_images", (double)cal.n_images}, {"fpr_target", cal.fpr_target},
+            {"fpr", cal.fpr}, {"image_min", cal.image_min}, {"image_mean", cal.image_mean},
+            {"image_std", cal.image_std}, {"image_p50", cal.image_p50},
+            {"image_p95", cal.image_p95}, {"image_max", cal.image_max},
+            {"patch_min", cal.patch_min}, {"patch_p50", cal.patch_p50},
+            {"patch_p99", cal.patch_p99}, {"patch_max", cal.patch_max}};
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+            if (isfinite(f[i].v)) cJSON_AddNumberToObject(k, f[i].name, f[i].v);
+            else cJSON_AddNullToObject(k, f[i].name);
+    } else {
+        cJSON_AddNullToObject(o, "calibration");
+    }
+    cJSON *b = cJSON_AddObjectToObject(o, "backbone");
+    cJSON_AddStringToObject(b, "format", in.backbone.format);
+    cJSON_AddStringToObject(b, "path", in.backbone_path);
+    cJSON_AddStringToObject(b, "sha256", in.backbone_sha256);
+    cJSON_AddBoolToObject(b, "embedded", in.backbone_embedded);
+    cJSON_AddNumberToObject(b, "dim", in.backbone.dim);
+    cJSON_AddNumberToObject(b, "depth", in.backbone.depth);
+    cJSON_AddNumberToObject(b, "heads", in.backbone.heads);
+    cJSON_AddNumberToObject(b, "patch", in.backbone.patch);
+    cJSON_AddNumberToObject(b, "n_params", (double)in.backbone.n_params);
     return o;
 }

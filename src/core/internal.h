@@ -262,9 +262,9 @@ void uf__sha256_free(uf__sha256_ctx *c);
  * uf_preprocess_image's output is ((float)v / 255 - mean) / std of this. */
 uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_image **out);
 
-/* Overlay drawing (src/io/imgout.c, src/io/annotate.c). uf__jet_rgb: the overlay's jet
- * colour of t in [0, 1]. The drawing calls clip at the image border. */
-void uf__jet_rgb(double t, uint8_t rgb[3]);
+/* Overlay drawing (src/io/imgout.c, src/io/annotate.c). uf__jet_colors: rgb[n][3] the
+ * overlay's jet colours of t[n] in [0, 1]. The drawing calls clip at the image border. */
+void uf__jet_colors(const double *t, int n, uint8_t *rgb);
 int uf__text_width(const char *s, int scale);
 /* text at (x, y), glyphs 5x7 scaled by scale, on a filled box of colour bg (NULL: none) */
 void uf__draw_text(uf_image *im, int x, int y, int scale, const char *s, const uint8_t fg[3],

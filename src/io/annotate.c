@@ -3,7 +3,7 @@
  * (issue 13): text drawn with a built-in 5x7 bitmap font (no font library), a colour bar
  * with the values of its ends, the outline of the region above a level, and the defect
  * regions of a map (connected components above a level: bounding box, area, peak). The
- * colours of the bar are the overlay's own jet table (uf__jet_rgb in imgout.c).
+ * colours of the bar are the overlay's own jet table (uf__jet_colors in imgout.c).
  */
 #include "core/internal.h"
 
@@ -97,16 +97,22 @@ void uf__draw_colorbar(uf_image *im, float lo, float hi, float mark, int scale)
     const int W = im->width, H = im->height;
     const int bw = 6 * scale, bh = H / 2, x0 = W - bw - 2 * scale, y0 = H / 4;
     static const uint8_t white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
+    if (bh < 2) return;
+    double *t = malloc((size_t)bh * sizeof *t);
+    uint8_t *col = malloc((size_t)bh * 3);
+    if (!t || !col) {
+        free(t);
+        free(col);
+        return; /* out of memory: no bar (the overlay itself is complete) */
+    }
+    for (int y = 0; y < bh; y++) t[y] = 1.0 - (double)y / (bh - 1);
+    uf__jet_colors(t, bh, col);
     for (int y = -1; y <= bh; y++)
-        for (int x = -1; x <= bw; x++) {
-            if (y < 0 || y == bh || x < 0 || x == bw) {
-                put_px(im, x0 + x, y0 + y, black);
-                continue;
-            }
-            uint8_t c[3];
-            uf__jet_rgb(1.0 - (double)y / (bh - 1 > 0 ? bh - 1 : 1), c);
-            put_px(im, x0 + x, y0 + y, c);
-        }
+        for (int x = -1; x <= bw; x++)
+            put_px(im, x0 + x, y0 + y,
+                   y < 0 || y == bh || x < 0 || x == bw ? black : col + 3 * y);
+    free(t);
+    free(col);
     char s[32];
     snprintf(s, sizeof s, "%.3g", (double)hi);
     uf__draw_text(im, x0 - uf__text_width(s, scale) - 3 * scale, y0 - 4 * scale, scale, s, white, black);
@@ -114,8 +120,8 @@ void uf__draw_colorbar(uf_image *im, float lo, float hi, float mark, int scale)
     uf__draw_text(im, x0 - uf__text_width(s, scale) - 3 * scale, y0 + bh - 5 * scale, scale, s, white, black);
     if (isfinite(mark) && mark > lo && mark < hi) { /* a tick at the threshold */
         int ym = y0 + (int)lround((1.0 - ((double)mark - lo) / ((double)hi - lo)) * (bh - 1));
-        for (int t = 0; t < scale; t++)
-            for (int x = -3 * scale; x < bw + 3 * scale; x++) put_px(im, x0 + x, ym + t, white);
+        for (int k = 0; k < scale; k++)
+            for (int x = -3 * scale; x < bw + 3 * scale; x++) put_px(im, x0 + x, ym + k, white);
     }
 }
 

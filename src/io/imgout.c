@@ -160,6 +160,36 @@ uf_status uf_image_write_png(const uf_image *img, const char *path)
     return uf__afile_commit(&af);
 }
 
+uf_status uf_image_encode_png(const uf_image *img, uint8_t **out, size_t *len)
+{
+    if (out) *out = NULL;
+    if (len) *len = 0;
+    if (!img || !img->rgb || !out || !len)
+        return uf__err(UF_ERR_ARG, "uf_image_encode_png: NULL argument");
+    size_t stride;
+    if (img->width <= 0 || img->height <= 0 || !uf__mul_ok((size_t)img->width, 3, &stride))
+        return uf__err(UF_ERR_ARG, "uf_image_encode_png: invalid image size %dx%d", img->width,
+                       img->height);
+    char *buf = NULL;
+    size_t n = 0;
+    png_out o = {open_memstream(&buf, &n), 0, ""};
+    if (!o.fp) return uf__err(UF_ERR_NOMEM, "uf_image_encode_png: out of memory");
+    int bad = png_encode(&o, img) != 0;
+    if (fclose(o.fp) != 0 && !bad) { /* the stream's final flush failed: out of memory */
+        bad = 1;
+        snprintf(o.msg, sizeof o.msg, "out of memory");
+    }
+    if (bad) {
+        free(buf);
+        return uf__err(o.err == ENOMEM || !strcmp(o.msg, "out of memory") ? UF_ERR_NOMEM
+                                                                          : UF_ERR_INTERNAL,
+                       "uf_image_encode_png: %s", o.msg);
+    }
+    *out = (uint8_t *)buf;
+    *len = n;
+    return UF_OK;
+}
+
 /* ---- jet colormap and overlay ----------------------------------------------------------- */
 
 /* matplotlib's _jet_data (matplotlib/_cm.py): per channel, control points (x, y) of a
@@ -220,16 +250,12 @@ static int jet_index(double t)
     return (int)xa;
 }
 
-void uf__jet_rgb(double t, uint8_t rgb[3])
+void uf__jet_colors(const double *t, int n, uint8_t *rgb)
 {
-    static uint8_t lut[JET_N][3];
-    static int ready; /* the table is the same every time: a benign one-time fill */
-#pragma omp critical(uf_jet_table)
-    {
-        if (!ready) jet_table(lut);
-        ready = 1;
-    }
-    memcpy(rgb, lut[jet_index(t < 0 ? 0 : t > 1 ? 1 : t)], 3);
+    uint8_t lut[JET_N][3]; /* [256][rgb] */
+    jet_table(lut);
+    for (int i = 0; i < n; i++)
+        memcpy(rgb + 3 * i, lut[jet_index(t[i] < 0 ? 0 : t[i] > 1 ? 1 : t[i])], 3);
 }
 
 uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, float hi,
