@@ -568,7 +568,7 @@ uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf
 /* Add new normal images to a fitted model (`uniformaly update`): f is a fitter made with
  * m's backbone and settings (uf_fitter_new(bb, &info.params) with the backbone m runs) that
  * has had the new images added. Every row of m's bank is kept; of the fitter's N new
- * foreground patches, uf__coreset_count(N, coreset) are added, chosen by the rule the fit
+ * foreground patches, max(1, floor(coreset x N)) are added, chosen by the rule the fit
  * used: greedy continues the k-center search from m's bank (in the same 128-d random
  * projection, the seed's), each pick the new patch farthest from everything kept; random
  * draws them. With coreset 1 every new patch is added. *out is a new model (m unchanged)

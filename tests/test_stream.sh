@@ -40,6 +40,6 @@ check "--stdin with empty input: exit 0, no output" '[ $? -eq 0 ] && [ ! -s "$T/
 "$BIN" predict "$T/m.ufm" --stdin --heatmap-dir "$T/h" </dev/null >/dev/null 2>"$T/err"
 check "--stdin with --heatmap-dir: exit 2" '[ $? -eq 2 ] && grep -q "heatmap" "$T/err"'
 printf '%s\n' $D/test_good.png $D/test_crack.png | "$BIN" predict "$T/m.ufm" --stdin > "$T/text" 2>"$T/err"
-check "text mode: one PATH<TAB>SCORE<TAB>- line per image" \
-  '[ $? -eq 0 ] && [ "$(grep -c "^tests/data/detector/test_[a-z]*\.png	[0-9.e+-]*	-$" "$T/text")" -eq 2 ]'
+check "text mode: one PATH<TAB>SCORE<TAB>-<TAB>- line per image (no threshold: no decision, no normalised score)" \
+  '[ $? -eq 0 ] && [ "$(grep -c "^tests/data/detector/test_[a-z]*\.png	[0-9.e+-]*	-	-$" "$T/text")" -eq 2 ]'
 finish
