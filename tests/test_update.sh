@@ -39,7 +39,9 @@ assert i1["bank_size"] - i0["bank_size"] in (want, want - 1, want - 2), (i0["ban
 assert all(b <= a * (1 + 1e-6) for a, b in zip(p0, p1)), (p0, p1)   # the old bank is kept
 assert p1[3] < p0[3], (p0, p1)                                       # train_3 is now known
 if cs >= 1:
-    assert p1 == p2, (p1, p2)       # the same bank as a fit on all four images
+    # the same bank as a fit on all four images (bit-identical on the AVX-512 path; other
+    # builds, e.g. the sanitizers', round features by batch size: allow float rounding)
+    assert all(abs(a - b) <= 1e-6 * abs(b) + 1e-6 for a, b in zip(p1, p2)), (p1, p2)
 PY
 done
 finish
