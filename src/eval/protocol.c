@@ -444,6 +444,11 @@ static uf_status train_items(uf__evalrun *x, const int *cats, int ncat, int rep,
         const uf_dataset_item *items;
         size_t ni;
         if ((s = uf_dataset_split(x->ds, cats[i], UF_SPLIT_TRAIN, &items, &ni)) != UF_OK) break;
+        if (p->shots && p->shots > ni) { /* as fit --shots: never fewer shots than asked */
+            s = uf__err(UF_ERR_ARG, "%s: %zu shots asked, but the category has only %zu training "
+                        "images", uf_dataset_category(x->ds, cats[i]), (size_t)p->shots, ni);
+            break;
+        }
         if (k == 0 || k >= ni) {
             for (size_t j = 0; j < ni; j++) v[(*n)++] = &items[j];
         } else {
