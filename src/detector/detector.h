@@ -47,4 +47,10 @@ uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, floa
 uf_status uf__scorer_finish(uf_scorer *s, const float *d, const float *F, const float *sm,
                             const uint8_t *mk, uf_score *o);
 
+/* Add n images to a zero-shot set from their features feats [n][Np][D], BPM maps smooth
+ * [n][Np] and masks [n][Np] (as uf_scorer_extract makes them) instead of images: for tests
+ * on synthetic features. Errors: UF_ERR_ARG, UF_ERR_NOMEM, UF_ERR_LIMIT. */
+uf_status uf__zeroshot_add_features(uf_zeroshot *z, const float *feats, const float *smooth,
+                                    const uint8_t *mask, int n);
+
 #endif /* UF_DETECTOR_H */

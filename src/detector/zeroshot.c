@@ -116,6 +116,21 @@ uf_status uf_zeroshot_add(uf_zeroshot *z, const uf_image *const *imgs, int n)
     return UF_OK;
 }
 
+uf_status uf__zeroshot_add_features(uf_zeroshot *z, const float *feats, const float *smooth,
+                                   const uint8_t *mask, int n)
+{
+    if (!z || n < 0 || (n > 0 && (!feats || !smooth || !mask)))
+        return uf__err(UF_ERR_ARG, "uf__zeroshot_add_features: bad arguments");
+    uf_status s = reserve(z, (size_t)n);
+    if (s != UF_OK) return s;
+    const size_t Np = (size_t)z->Np, D = (size_t)z->D, rows = (size_t)n * Np;
+    memcpy(z->feats + z->n * Np * D, feats, rows * D * sizeof(float));
+    memcpy(z->smooth + z->n * Np, smooth, rows * sizeof(float));
+    memcpy(z->mask + z->n * Np, mask, rows);
+    z->n += (size_t)n;
+    return UF_OK;
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
