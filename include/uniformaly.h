@@ -695,15 +695,20 @@ size_t uf_zeroshot_count(const uf_zeroshot *z);
  * uf_model_output_size (sizes of the uf_score arrays) and uf_model_map_to_image. */
 const uf_model *uf_zeroshot_model(const uf_zeroshot *z);
 
-/* Score every added image: out [uf_zeroshot_count(z)], out[i] for the i-th image added,
- * with the array pointers the caller wants set, as for uf_score_images. block = query
+/* Score the added images first..first+count-1 against all the added images: out [count],
+ * out[k] for image first + k (in the order added), with the array pointers the caller wants
+ * set, as for uf_score_images. Scoring the set in several ranges gives the same results as
+ * in one, so a caller can bound the memory of its outputs (pixel maps). block = query
  * images per pass (0: as many as fit in 64 MB of distances); the distances held at once
- * are block * gh*gw * count floats, never count^2 * (gh*gw)^2. Cost: count^2 * (gh*gw)^2 * D
- * multiply-adds. Results do not depend on block or on the thread count (each m_j comes from
- * an exact recomputation of the nearest candidate's distance). Errors: UF_ERR_ARG (fewer
- * than 2 images, or fewer than 2 with a foreground patch), UF_ERR_NOMEM, UF_ERR_LIMIT. May be
- * called again (e.g. after adding more images). Not thread-safe per set. */
-uf_status uf_zeroshot_score(uf_zeroshot *z, int block, uf_score *out);
+ * are block * gh*gw * uf_zeroshot_count(z) floats, never the all-pairs matrix. Cost:
+ * count * uf_zeroshot_count(z) * (gh*gw)^2 * D multiply-adds. Results do not depend on
+ * the ranges, block or the thread count (each m_j comes from an exact recomputation of the
+ * nearest candidate's distance). Errors: UF_ERR_ARG (range beyond the set, fewer than 2
+ * images, or fewer than 2 with a foreground patch), UF_ERR_NOMEM, UF_ERR_LIMIT. May be
+ * called again (e.g. after adding more images, which changes the references). Not
+ * thread-safe per set. */
+uf_status uf_zeroshot_score(uf_zeroshot *z, size_t first, size_t count, int block,
+                            uf_score *out);
 
 /* Release a set; NULL is a no-op. */
 void uf_zeroshot_free(uf_zeroshot *z);

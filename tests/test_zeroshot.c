@@ -60,6 +60,9 @@ static int setup(void)
     return 1;
 }
 
+/* g_split: score images 0..g_split-1 and g_split..N-1 in two calls (0: one call). */
+static size_t g_split;
+
 /* A set of the synthetic features (mask mk) scored with ref_frac and block: image scores
  * sc [N] and patch scores ps [N][NP] (ps may be NULL: then only foreground patches are
  * searched). Returns the status. */
@@ -72,7 +75,8 @@ static uf_status run(const float (*F)[NP][D], const uint8_t (*mk)[NP], double re
     uf_score out[N];
     memset(out, 0, sizeof out);
     for (int i = 0; ps && i < N; i++) out[i].patch_scores = ps[i];
-    if (s == UF_OK) s = uf_zeroshot_score(z, block, out);
+    if (s == UF_OK && g_split) s = uf_zeroshot_score(z, 0, g_split, block, out);
+    if (s == UF_OK) s = uf_zeroshot_score(z, g_split, N - g_split, block, out + g_split);
     for (int i = 0; s == UF_OK && i < N; i++) sc[i] = out[i].score;
     uf_zeroshot_free(z);
     return s;
@@ -183,8 +187,9 @@ static void test_background_not_reference(void)
     CHECK(fabs(sc[0] - ps1[0][9] / NP) <= 1e-6 * ps1[0][9]);
 }
 
-/* The same results (bit for bit) for every block size, thread count, and whether patch
- * scores are asked for (all patches searched) or not (foreground only). */
+/* The same results (bit for bit) for every block size, thread count, split of the set into
+ * ranges, and whether patch scores are asked for (all patches searched) or not
+ * (foreground only). */
 static void test_invariance(void)
 {
     static float ps[4][N][NP];
@@ -195,6 +200,13 @@ static void test_invariance(void)
     const int blocks[4] = {0, 1, 5, N};
     for (int b = 0; b < 4; b++) REQUIRE_OK(run(g_feats, mk, 0.3, blocks[b], sc[b], ps[b]));
     REQUIRE_OK(run(g_feats, mk, 0.3, 2, sc[4], NULL));
+    g_split = 5; /* images 0-4, then 5-11 */
+    static float psr[N][NP];
+    float scr[N];
+    uf_status sr = run(g_feats, mk, 0.3, 2, scr, psr);
+    g_split = 0;
+    REQUIRE_OK(sr);
+    CHECK(!memcmp(scr, sc[0], sizeof scr) && !memcmp(psr, ps[0], sizeof psr));
     for (int b = 1; b < 4; b++) {
         CHECKF(!memcmp(sc[b], sc[0], sizeof sc[0]), "block %d: image scores differ", blocks[b]);
         CHECKF(!memcmp(ps[b], ps[0], sizeof ps[0]), "block %d: patch scores differ", blocks[b]);
@@ -245,8 +257,8 @@ static void test_images_and_errors(void)
     uf_score a[n], b[n];
     memset(a, 0, sizeof a);
     memset(b, 0, sizeof b);
-    if (s == UF_OK) s = uf_zeroshot_score(z, 0, a);
-    if (s == UF_OK) s = uf_zeroshot_score(z2, 1, b);
+    if (s == UF_OK) s = uf_zeroshot_score(z, 0, n, 0, a);
+    if (s == UF_OK) s = uf_zeroshot_score(z2, 0, n, 1, b);
     CHECKF(s == UF_OK, "%s", uf_errmsg());
     for (int i = 0; s == UF_OK && i < n; i++) CHECK(a[i].score == b[i].score && a[i].score > 0);
     uf_zeroshot_free(z);
@@ -260,13 +272,15 @@ static void test_images_and_errors(void)
     REQUIRE_OK(uf_zeroshot_new(g_bb, &g_p, 0.3, &z));
     uf_score o[N];
     memset(o, 0, sizeof o);
-    CHECK(uf_zeroshot_score(z, 0, o) == UF_ERR_ARG);
+    CHECK(uf_zeroshot_score(z, 0, 0, 0, o) == UF_ERR_ARG);
     static uint8_t none[N][NP];
     none[4][2] = 1; /* one image with a foreground patch */
     s = uf__zeroshot_add_features(z, &g_feats[0][0][0], &g_smooth[0][0], &none[0][0], N);
-    CHECK(s == UF_OK && uf_zeroshot_score(z, 0, o) == UF_ERR_ARG);
+    CHECK(s == UF_OK && uf_zeroshot_score(z, 0, N, 0, o) == UF_ERR_ARG);
     CHECK(strstr(uf_errmsg(), "foreground") != NULL);
-    CHECK(uf_zeroshot_score(z, -1, o) == UF_ERR_ARG);
+    CHECK(uf_zeroshot_score(z, 0, N, -1, o) == UF_ERR_ARG);
+    CHECK(uf_zeroshot_score(z, 3, N - 2, 0, o) == UF_ERR_ARG); /* beyond the set */
+    CHECK(uf_zeroshot_score(z, N + 1, 0, 0, o) == UF_ERR_ARG);
     uf_zeroshot_free(z);
     uf_zeroshot *zz = NULL;
     CHECK(uf_zeroshot_new(g_bb, &g_p, 0.0, &zz) == UF_ERR_ARG && !zz);

@@ -3,7 +3,9 @@
  * images, each against all the others (uf_zeroshot_*, MuSc's mutual scoring). Why a verb of
  * its own: there is no model file to load, the whole set must be read before the first
  * score exists, and the set itself is the reference. The images are decoded in batches and
- * only their features are kept; the output lines, JSON and heatmaps are predict's.
+ * only their features are kept; they are scored 64 at a time (so the pixel maps held stay
+ * bounded), each group's lines written as it is done; the output lines, JSON and heatmaps
+ * are predict's.
  */
 #include "cli.h"
 
@@ -128,7 +130,11 @@ static bool add_images(const zs_opts *o, const cli_strings *images, uf_zeroshot 
     return ok;
 }
 
-/* Score the set and print one line per image (and its heatmap); false after errors. */
+/* Images scored (and their maps held) per library call: bounds the pixel maps in memory. */
+#define OUT_CHUNK 64
+
+/* Score the set and print one line per image (and its heatmap), OUT_CHUNK images at a
+ * time, each chunk's lines as soon as it is scored; false after errors. */
 static bool score_and_print(const zs_opts *o, const cli_strings *images, char **names,
                             const uf_inputs *inputs, uf_zeroshot *z)
 {
@@ -136,28 +142,34 @@ static bool score_and_print(const zs_opts *o, const cli_strings *images, char **
     int S;
     uf_model_output_size(m, NULL, NULL, &S, NULL);
     const size_t n = images->n, plane = (size_t)S * (size_t)S;
-    uf_score *res = calloc(n, sizeof *res);
-    float *maps = o->heat_dir ? malloc(n * plane * sizeof(float)) : NULL;
-    bool ok = res && (!o->heat_dir || maps);
-    if (!ok) cli_error("out of memory for %zu images' results", n);
-    for (size_t i = 0; ok && maps && i < n; i++) res[i].pixel_map = maps + i * plane;
-    if (ok && uf_zeroshot_score(z, (int)o->block, res) != UF_OK) {
-        cli_error("%s", uf_errmsg());
-        ok = false;
-    }
-    for (size_t i = 0; ok && i < n; i++) {
-        char png[4200] = "", npy[4200] = "";
-        bool wrote = false;
-        if (o->heat_dir) {
-            wrote = cli_write_maps(m, res[i].pixel_map, o->heat_dir, images->v[i], names[i],
-                                   o->range, o->raw, inputs, png, npy, sizeof png);
-            ok = wrote;
+    uf_score res[OUT_CHUNK];
+    float *maps = o->heat_dir ? malloc(OUT_CHUNK * plane * sizeof(float)) : NULL;
+    bool ok = !o->heat_dir || maps;
+    if (!ok) cli_error("out of memory for the pixel maps");
+    for (size_t c0 = 0; ok && c0 < n; c0 += OUT_CHUNK) {
+        size_t nc = n - c0 < OUT_CHUNK ? n - c0 : OUT_CHUNK;
+        memset(res, 0, sizeof res);
+        for (size_t k = 0; maps && k < nc; k++) res[k].pixel_map = maps + k * plane;
+        if (uf_zeroshot_score(z, c0, nc, (int)o->block, res) != UF_OK) {
+            cli_error("%s", uf_errmsg());
+            ok = false;
         }
-        cli_print_result(o->json, images->v[i], res[i].score, o->thr, wrote ? png : NULL,
-                         wrote && o->raw ? npy : NULL);
+        for (size_t k = 0; ok && k < nc; k++) {
+            size_t i = c0 + k;
+            char png[4200] = "", npy[4200] = "";
+            bool wrote = false;
+            if (o->heat_dir) {
+                wrote = cli_write_maps(m, res[k].pixel_map, o->heat_dir, images->v[i], names[i],
+                                       o->range, o->raw, inputs, png, npy, sizeof png);
+                ok = wrote;
+            }
+            cli_print_result(o->json, images->v[i], res[k].score, o->thr, wrote ? png : NULL,
+                             wrote && o->raw ? npy : NULL);
+        }
+        fflush(stdout);
+        cli_progress(&o->c, "zeroshot: scored", c0 + nc, n);
     }
     free(maps);
-    free(res);
     return ok;
 }
 

@@ -206,9 +206,10 @@ static uf_status score_block(const uf_zeroshot *z, const refs *r, const float *Q
     return UF_OK;
 }
 
-uf_status uf_zeroshot_score(uf_zeroshot *z, int block, uf_score *out)
+uf_status uf_zeroshot_score(uf_zeroshot *z, size_t first, size_t count, int block,
+                            uf_score *out)
 {
-    if (!z || block < 0 || (z->n > 0 && !out))
+    if (!z || block < 0 || (count > 0 && !out) || first > z->n || count > z->n - first)
         return uf__err(UF_ERR_ARG, "uf_zeroshot_score: bad arguments");
     const size_t N = z->n, Np = (size_t)z->Np, D = (size_t)z->D;
     if (N < 2) return uf__err(UF_ERR_ARG, "zero-shot scoring needs at least 2 images, got %zu", N);
@@ -224,7 +225,7 @@ uf_status uf_zeroshot_score(uf_zeroshot *z, int block, uf_score *out)
         B = ((size_t)64 << 20) / (Np * N * sizeof(float));
         if (B < 1) B = 1;
     }
-    if (B > N) B = N;
+    if (B > count) B = count ? count : 1;
     size_t vcount;
     if (s == UF_OK && !uf__mul_ok(B * Np, N, &vcount))
         s = uf__err(UF_ERR_LIMIT, "zero-shot block too large");
@@ -239,12 +240,14 @@ uf_status uf_zeroshot_score(uf_zeroshot *z, int block, uf_score *out)
         if (!Q || !V || !tmp || !d || !img) s = uf__err(UF_ERR_NOMEM, "out of memory");
     }
     const uf_detector_params *p = &z->m->params;
-    for (size_t q0 = 0; s == UF_OK && q0 < N; q0 += B) {
-        size_t nimg = N - q0 < B ? N - q0 : B;
+    const size_t end = first + count;
+    for (size_t q0 = first; s == UF_OK && q0 < end; q0 += B) {
+        size_t nimg = end - q0 < B ? end - q0 : B;
         /* as uf_score_images: every patch when an output needs all distances, else only
          * the foreground ones (background patches score 0 in the image score) */
         bool all = p->bpm && p->soft_mask;
-        for (size_t i = q0; i < q0 + nimg; i++) all |= out[i].patch_scores || out[i].pixel_map;
+        for (size_t i = q0; i < q0 + nimg; i++)
+            all |= out[i - first].patch_scores || out[i - first].pixel_map;
         size_t nq = 0;
         for (size_t i = q0; i < q0 + nimg; i++)
             for (size_t pp = 0; pp < Np; pp++)
@@ -258,7 +261,7 @@ uf_status uf_zeroshot_score(uf_zeroshot *z, int block, uf_score *out)
                 d[(i - q0) * Np + pp] = all || z->mask[i * Np + pp] ? tmp[k++] : 0.0f;
         for (size_t i = q0; s == UF_OK && i < q0 + nimg; i++)
             s = uf__scorer_finish(z->sc, d + (i - q0) * Np, z->feats + i * Np * D,
-                                  z->smooth + i * Np, z->mask + i * Np, &out[i]);
+                                  z->smooth + i * Np, z->mask + i * Np, &out[i - first]);
     }
     free(Q);
     free(V);
