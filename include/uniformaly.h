@@ -654,6 +654,66 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
                                 int height, float *out);
 
 /* ------------------------------------------------------------------------------------ */
+/* Zero-shot scoring (src/detector/zeroshot.c)                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* Score a set of test images with no training images, MuSc's mutual scoring (Li et al.,
+ * ICLR 2024, "interval average" of models/modules/_MSM.py): every image's patches are
+ * compared with the foreground patches of every OTHER image of the set. For patch p of
+ * image i and each other image j, m_j = the squared L2 distance from p to its nearest
+ * foreground patch of j (the kNN of uf_score_images with k = 1; squared, as the detector's
+ * scores); the patch score is the mean of the K smallest m_j, K = max(1, floor(ref_frac *
+ * M)), M = the number of other images with a foreground patch (MuSc: int(0.3 * (N - 1))).
+ * A defect is rare among the images, so its patches are far from most of them, while a
+ * normal patch finds near matches in most. The image itself never serves as a reference.
+ * From the patch scores on, everything is as in uf_score_images (BPM masking - background
+ * patches are not scored and not used as references - top-K image score, pixel map).
+ * Features come from the same extraction as fitting (layers, BPM, preprocessing of p);
+ * knn and coreset of p are not used.
+ * Usage: uf_zeroshot_new, uf_zeroshot_add the images (any number of calls; only each
+ * image's features, BPM map and mask are kept: (D + 2) * 4 + 1 bytes per patch), then
+ * uf_zeroshot_score. */
+typedef struct uf_zeroshot uf_zeroshot;
+
+/* MuSc's default fraction of the other images averaged (topmin_max = 0.3). */
+#define UF_ZEROSHOT_DEFAULT_REF_FRAC 0.3
+
+/* Start a zero-shot set with backbone bb (borrowed: it must outlive the set) and settings p
+ * (NULL: defaults; copied), ref_frac in (0, 1] (see above). Errors: UF_ERR_ARG (params do not
+ * fit the backbone, ref_frac out of range), UF_ERR_NOMEM. */
+uf_status uf_zeroshot_new(const uf_backbone *bb, const uf_detector_params *p, double ref_frac,
+                          uf_zeroshot **out);
+
+/* Extract and keep the features of n more images (any sizes). Errors: as uf_fitter_add;
+ * on failure no image of this call is added. Not thread-safe per set. */
+uf_status uf_zeroshot_add(uf_zeroshot *z, const uf_image *const *imgs, int n);
+
+/* Images added so far. */
+size_t uf_zeroshot_count(const uf_zeroshot *z);
+
+/* The model whose settings the set scores with (an empty bank), owned by the set: for
+ * uf_model_output_size (sizes of the uf_score arrays) and uf_model_map_to_image. */
+const uf_model *uf_zeroshot_model(const uf_zeroshot *z);
+
+/* Score the added images first..first+count-1 against all the added images: out [count],
+ * out[k] for image first + k (in the order added), with the array pointers the caller wants
+ * set, as for uf_score_images. Scoring the set in several ranges gives the same results as
+ * in one, so a caller can bound the memory of its outputs (pixel maps). block = query
+ * images per pass (0: as many as fit in 64 MB of distances); the distances held at once
+ * are block * gh*gw * uf_zeroshot_count(z) floats, never the all-pairs matrix. Cost:
+ * count * uf_zeroshot_count(z) * (gh*gw)^2 * D multiply-adds. Results do not depend on
+ * the ranges, block or the thread count (each m_j comes from an exact recomputation of the
+ * nearest candidate's distance). Errors: UF_ERR_ARG (range beyond the set, fewer than 2
+ * images, or fewer than 2 with a foreground patch), UF_ERR_NOMEM, UF_ERR_LIMIT. May be
+ * called again (e.g. after adding more images, which changes the references). Not
+ * thread-safe per set. */
+uf_status uf_zeroshot_score(uf_zeroshot *z, size_t first, size_t count, int block,
+                            uf_score *out);
+
+/* Release a set; NULL is a no-op. */
+void uf_zeroshot_free(uf_zeroshot *z);
+
+/* ------------------------------------------------------------------------------------ */
 /* Metrics                                                                              */
 /* ------------------------------------------------------------------------------------ */
 

@@ -135,7 +135,23 @@ char *cli_json_print(const struct cJSON *o);
 /* Write s to f with \, tab, newline and CR escaped as \\ \t \n \r. */
 void cli_tsv_field(FILE *f, const char *s);
 
+/* Shared by predict and zeroshot (cmd_predict.c). One heatmap name per image path, unique
+ * within the run; *out [n] malloc'd names; false after printing an error. */
+bool cli_heatmap_names(char *const *paths, size_t n, char ***out);
+/* Write dir/name.png (overlay of the pixel map pmap [S][S] of model m on the image at
+ * img_path, colour range range or each map's own with 0,0) and with raw dir/name.npy;
+ * the paths written go to png/npy [n]; outputs that are inputs are refused; false after
+ * printing an error. */
+bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const char *img_path,
+                    const char *name, const float range[2], bool raw, const uf_inputs *inputs,
+                    char *png, char *npy, size_t n);
+/* The result line of one image, text (PATH TAB SCORE TAB anomalous|normal|-) or JSON;
+ * png/npy NULL when not written; thr NaN when unknown. */
+void cli_print_result(bool json, const char *path, float score, double thr, const char *png,
+                      const char *npy);
+
 /* Verbs. */
+int cmd_zeroshot(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -86,7 +86,7 @@ static int cmp_named(const void *a, const void *b)
 /* One output name per image, unique within the run (map_name, and for every image after the
  * first with a given name "-XXXXXXXX" from its path's hash). *out is [n], malloc'd names;
  * false after printing an error (out of memory, or two names that stay equal). */
-static bool unique_names(char *const *paths, size_t n, char ***out)
+bool cli_heatmap_names(char *const *paths, size_t n, char ***out)
 {
     named *v = calloc(n ? n : 1, sizeof *v);
     char **names = calloc(n ? n : 1, sizeof *names);
@@ -156,7 +156,7 @@ static bool write_npy(const char *path, const float *a, int h, int w)
 /* Heatmap overlay (and raw map) of one scored image, named name.png / name.npy in dir
  * (paths written into png/npy). The batch holds shrunk images, so the original is decoded
  * again here, one at a time, and released at once. Outputs that are inputs are refused. */
-static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
+bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir,
                        const char *img_path, const char *name, const float range[2], bool raw,
                        const uf_inputs *inputs, char *png, char *npy, size_t n)
 {
@@ -343,7 +343,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
 {
     if (!o->from_stdin && !cli_expand_images(o->npos, o->pos, &r->images)) return false;
     if (o->heat_dir) {
-        if (!unique_names(r->images.v, r->images.n, &r->names)) return false;
+        if (!cli_heatmap_names(r->images.v, r->images.n, &r->names)) return false;
         struct stat st;
         if (stat(o->heat_dir, &st) != 0 && mkdir(o->heat_dir, 0777) != 0) {
             cli_error("%s: cannot create directory: %s", o->heat_dir, strerror(errno));
@@ -405,11 +405,11 @@ static bool score_batch(predict_run *r, size_t b0, int nb, int *idx, int *nok)
 }
 
 /* The result line of one image (text or JSON); png/npy are NULL when not written. */
-static void print_result(const predict_opts *o, const char *path, float score, double thr,
+void cli_print_result(bool json, const char *path, float score, double thr,
                          const char *png, const char *npy)
 {
     int anom = isfinite(thr) ? score > thr : -1;
-    if (!o->json) {
+    if (!json) {
         cli_tsv_field(stdout, path); /* one line whatever the name holds */
         printf("\t%.6g\t%s\n", score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
         return;
@@ -433,11 +433,11 @@ static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int 
         char png[4200] = "", npy[4200] = "";
         bool wrote = false;
         if (o->heat_dir) {
-            wrote = write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
+            wrote = cli_write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
                                r->names[i], o->range, o->raw, r->inputs, png, npy, sizeof png);
             ok = ok && wrote;
         }
-        print_result(o, r->images.v[i], r->res[k].score, r->thr, wrote ? png : NULL,
+        cli_print_result(o->json, r->images.v[i], r->res[k].score, r->thr, wrote ? png : NULL,
                      wrote && o->raw ? npy : NULL);
     }
     fflush(stdout);

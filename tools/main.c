@@ -22,6 +22,7 @@ static const char *const usage =
     "  demo       the whole flow (fit, predict, AUROC, heatmaps) on generated images\n"
     "  fit        fit a detector on normal images and write a model file\n"
     "  predict    score images with a model file, optionally writing heatmaps\n"
+    "  zeroshot   score a set of images against each other, no training images\n"
     "  eval       every task measured on a dataset: AUROC, pixel metrics, clustering\n"
     "  info       describe a model file or a checkpoint (.pth or .safetensors)\n"
     "  classify   top-k classes of images with a supervised ViT checkpoint\n"
@@ -105,6 +106,7 @@ int main(int argc, char **argv)
     if (!strcmp(verb, "info")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(verb, "fit")) return cmd_fit(argc - 1, argv + 1);
     if (!strcmp(verb, "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(verb, "zeroshot")) return cmd_zeroshot(argc - 1, argv + 1);
     if (!strcmp(verb, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(verb, "serve")) return cmd_serve(argc - 1, argv + 1);

@@ -580,6 +580,12 @@ static uf_status finish_image(uf_scorer *s, const float *d, const float *F, cons
     return st;
 }
 
+uf_status uf__scorer_finish(uf_scorer *s, const float *d, const float *F, const float *sm,
+                            const uint8_t *mk, uf_score *o)
+{
+    return finish_image(s, d, F, sm, mk, o);
+}
+
 /* Score n <= CHUNK images from their features (feats [n][Np][D], smooth and mask
  * [n][Np]). Every patch gets its distance when an output needs all of them (patch scores,
  * pixel map, soft mask); otherwise only foreground patches are searched (background ones
