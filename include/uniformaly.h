@@ -82,6 +82,21 @@ void uf_set_threads(int n);
 int uf_get_threads(void);
 
 /* ------------------------------------------------------------------------------------ */
+/* CPU level                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+/* The instruction-set level of the kernels in use: "generic" (baseline x86-64, SSE2),
+ * "avx2" (AVX2 + FMA), "avx512" (AVX-512 F/BW/DQ/VL) or "avx512bf16" (AVX-512 with BF16
+ * instructions; its FP32 kernels are the avx512 ones). Chosen once per process, on first
+ * use, from cpuid: the CPU's best, or the environment variable UF_CPU when it names a
+ * level the CPU has. Static string. Thread-safe. */
+const char *uf_cpu_level(void);
+
+/* "" normally; a one-line explanation when UF_CPU named an unknown level or one this CPU
+ * lacks (the best available level is used instead). Static string. Thread-safe. */
+const char *uf_cpu_note(void);
+
+/* ------------------------------------------------------------------------------------ */
 /* Images                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
@@ -298,6 +313,11 @@ typedef struct uf_session uf_session;
 
 /* Create a session for bb (bb must outlive it). Buffers grow on demand. */
 uf_status uf_session_new(const uf_backbone *bb, uf_session **out);
+
+/* Number of threads the session's forward passes use (n <= 0: the library default,
+ * uf_get_threads(), read at each call). Only this session is affected: no process-wide
+ * OpenMP or BLAS setting is changed. NULL is a no-op. Not thread-safe per session. */
+void uf_session_set_threads(uf_session *s, int n);
 
 /* Release a session; NULL is a no-op. */
 void uf_session_free(uf_session *s);
