@@ -66,19 +66,24 @@ uint64_t uf_splitmix64(uint64_t *state);
 /* Threads                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
-/* Bound the total number of compute threads the library uses, BLAS threads included
- * (n <= 0 selects the default: OMP_NUM_THREADS if set to a positive integer, else the
- * number of online cores). The library's threads are
- * OpenMP (libgomp) threads: run programs with OMP_WAIT_POLICY=passive (the uniformaly
+/* The library's compute threads are OpenMP (libgomp) threads. Each session, fitter and
+ * scorer has its own thread count (uf_session_set_threads, uf_fitter_set_threads,
+ * uf_scorer_set_threads), given to every parallel region it runs as a num_threads clause;
+ * the library never changes process-wide settings (omp_set_num_threads, omp_set_dynamic,
+ * OpenBLAS's thread count), so a program embedding it keeps its own. Objects without a
+ * count use the library default: OMP_NUM_THREADS if set to a positive integer, else the
+ * number of online cores. Run programs with OMP_WAIT_POLICY=passive (the uniformaly
  * program sets it for itself), since libgomp's default of spinning while waiting starves
  * the working threads whenever other processes or threads compete for the cores (a
  * ViT-S/16 forward measured 17x slower beside one busy process). To score from many
- * threads at once, call uf_set_threads(1) first: each call then stays on its own thread.
- * Not thread-safe: call it
- * before starting work, not while other threads run uf_ calls. */
+ * threads at once, give each scorer 1 thread: each call then stays on its own thread.
+ *
+ * Deprecated (kept for compatibility): set the library default (n <= 0 restores
+ * OMP_NUM_THREADS or the cores); it changes no OpenMP or BLAS setting. Prefer the
+ * per-object setters. Not thread-safe with calls that read the default. */
 void uf_set_threads(int n);
 
-/* The current thread bound (>= 1). Thread-safe. */
+/* The library default thread count (>= 1). Thread-safe. */
 int uf_get_threads(void);
 
 /* ------------------------------------------------------------------------------------ */
@@ -506,6 +511,11 @@ uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n);
 /* Patches in the bank so far (foreground patches of the images added). */
 size_t uf_fitter_bank_size(const uf_fitter *f);
 
+/* Number of threads the fitter's calls use (feature extraction, coreset); n <= 0: the
+ * library default (uf_get_threads()), read at each call. Nothing process-wide changes.
+ * NULL is a no-op. Not thread-safe per fitter. */
+void uf_fitter_set_threads(uf_fitter *f, int n);
+
 /* Subsample the bank (coreset) and make the model; *out is owned by the caller and
  * borrows the fitter's backbone. progress may be NULL. The fitter is left empty but
  * must still be freed. Errors: UF_ERR_ARG (no image added, or every patch was background:
@@ -582,6 +592,12 @@ uf_status uf_scorer_new(const uf_model *m, uf_scorer **out);
 
 /* Release a scorer; NULL is a no-op. */
 void uf_scorer_free(uf_scorer *s);
+
+/* Number of threads the scorer's calls use (feature extraction, kNN search); n <= 0: the
+ * library default (uf_get_threads()), read at each call. Nothing process-wide changes.
+ * Several scorers scoring at once from their own threads: give each 1 (or a share of
+ * the cores). NULL is a no-op. Not thread-safe per scorer. */
+void uf_scorer_set_threads(uf_scorer *s, int n);
 
 /* Size of the outputs of scoring an image with m: the patch grid (gh x gw), the side S of
  * the square network input (the pixel map is [S][S]) and the feature dimension D. */

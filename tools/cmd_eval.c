@@ -451,7 +451,7 @@ static cJSON *settings_json(const ctx *x)
     cJSON_AddNumberToObject(b, "heads", bi.heads);
     cJSON_AddNumberToObject(b, "patch", bi.patch);
     cJSON_AddNumberToObject(b, "n_params", (double)bi.n_params);
-    cJSON_AddNumberToObject(s, "threads", uf_get_threads());
+    cJSON_AddNumberToObject(s, "threads", o->c.threads);
     cJSON_AddNumberToObject(s, "batch", o->c.batch);
     cJSON *v = cJSON_AddObjectToObject(s, "versions");
     cJSON_AddStringToObject(v, "uniformaly", uf_version());
@@ -701,6 +701,7 @@ static int fit_model(ctx *x, const uf_detector_params *dp, const uf_dataset_item
         cli_error("%s: %s", o->c.backbone, uf_errmsg());
         goto done;
     }
+    uf_fitter_set_threads(fit, o->c.threads);
     prog pg = {&o->c, ""};
     snprintf(pg.label, sizeof pg.label, "%s: fit", label);
     for (size_t b0 = 0; b0 < n; b0 += (size_t)o->c.batch) {
@@ -759,6 +760,7 @@ static bool ensure_extractor(ctx *x, uf_model *m)
         cli_error("%s", uf_errmsg());
         return false;
     }
+    uf_scorer_set_threads(x->xsc, x->o->c.threads);
     x->xmodel = m;
     uf_model_output_size(m, &x->gh, &x->gw, &x->S, &x->D);
     x->Np = (size_t)x->gh * (size_t)x->gw;
@@ -1183,6 +1185,7 @@ static int evaluate(ctx *x, uf_model *m, const featset *fs, const uint8_t *label
         cli_error("%s", uf_errmsg());
         goto done;
     }
+    uf_scorer_set_threads(sc, o->c.threads);
     if (!(aidx = index_where(labels, fs->n, &na))) { cli_error("out of memory"); goto done; }
     if (score_set(x, sc, fs, clustering ? labels : NULL, maps, cat, &sd)) goto done;
     image_figs(sd.score, labels, NULL, fs->n, f);
@@ -1419,6 +1422,7 @@ static int run_multi_class(ctx *x)
                 cli_error("%s", uf_errmsg());
                 rc = CLI_EXIT_RUNTIME;
             }
+            uf_scorer_set_threads(sc, o->c.threads);
             if (!rc) rc = score_set(x, sc ? sc : x->xsc, &shared, ov->clustering ? all_l : NULL,
                                     false, label, &sd);
             uf_scorer_free(sc);
@@ -1669,7 +1673,7 @@ int cmd_eval(int argc, char **argv)
         rc = cli_usage_error(verb, "%s", uf_errmsg());
         goto done;
     }
-    uf_set_threads(o.c.threads);
+    cli_threads_init(&o.c);
 
     /* result rows */
     x.nres = x.nsel;
