@@ -265,9 +265,10 @@ static void gemm(int nth, int M, int N, int K, const float *A, int lda, const fl
     const size_t pstride = (size_t)K * GM_MR; /* floats per packed panel */
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
+        if (A) { /* (A NULL: already packed, no pass and no barrier) */
 #pragma omp for schedule(static)
-        for (int p = 0; p < npan; p++)
-            if (A) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
+            for (int p = 0; p < npan; p++) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
+        }
         float ct[GM_NR * GM_MR] __attribute__((aligned(64))); /* [NR][MR] C^T tile */
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < nmb * nnb; t++) {

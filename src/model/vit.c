@@ -130,6 +130,23 @@ static void layernorm_row(const float *restrict x, const float *restrict w,
     for (int i = 0; i < D; i++) y[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
+/* Row r of a GEMM input written straight into the packed layout the kernels read,
+ * [panel][K][mr] (kernels/kern.h), so the GEMM that follows runs without its own packing
+ * pass and the barrier after it. */
+static void pack_row(const float *src, int K, int mr, size_t r, float *ap)
+{
+    float *o = ap + r / (size_t)mr * (size_t)K * (size_t)mr + r % (size_t)mr;
+    for (int k = 0; k < K; k++) o[(size_t)k * mr] = src[k];
+}
+
+/* Zero the rows T.. of the last panel of a packed [panel][K][mr] input (never stored, but
+ * computed: they must hold numbers). */
+static void pack_pad(int K, int mr, size_t T, float *ap)
+{
+    float *o = ap + T / (size_t)mr * (size_t)K * (size_t)mr;
+    for (size_t r = T % (size_t)mr; r > 0 && r < (size_t)mr; r++)
+        for (int k = 0; k < K; k++) o[(size_t)k * mr + r] = 0.0f;
+}
 
 /* ------------------------------------------------------------------------------------ */
 /* Positional embedding (DINO interpolate_pos_encoding)                                 */
@@ -332,6 +349,8 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     if ((st = pos_prepare(s, gh, gw, H, W, &pos)) != UF_OK) return st;
 
     float *x = s->x.p, *h = s->h.p, *qkv = s->qkv.p, *ctx = s->ctx.p, *mlp = s->mlp.p;
+    float *pk = s->pk.p;
+    const int mr = kn->mr;
     const int iNt = (int)Nt, iNp = (int)Np, iT = (int)T;
 
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
@@ -350,7 +369,9 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
 #pragma omp simd
         for (int d = 0; d < D; d++) xr[d] = src[d] + pp[d];
         layernorm_row(xr, bw0->ln1_w, bw0->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+        pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
     }
+    pack_pad(D, mr, T, pk);
 
     uf__attn_job aj = {.B = B, .Nt = iNt, .D = D, .heads = heads, .nth = nth, .qkv = qkv,
                        .ctx = ctx, .scores = s->att.p};
@@ -358,7 +379,8 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     for (int l = 0; l < nrun; l++) {
         const uf__block_weights *bw = &w->blocks[l];
         /* attention half */
-        kn->gemm(nth, iT, 3 * D, D, h, D, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, s->pk.p,
+        /* qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
+        kn->gemm(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk,
                  NULL);
         aj.clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
         aj.mean = l < L_att ? s->roll.p + (size_t)l * nn : NULL;
@@ -366,14 +388,17 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
         kn->attention(&aj);
         kn->gemm(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
 #pragma omp parallel for schedule(static) num_threads(nth)
-        for (int t = 0; t < iT; t++)
+        for (int t = 0; t < iT; t++) {
             layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
+            pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
+        }
+        pack_pad(D, mr, T, pk);
         /* MLP half */
         if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
-            kn->gemm(nth, iT, M, D, h, D, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, s->pk.p, mlp);
+            kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
             kn->gemm(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
         } else {
-            kn->gemm(nth, iT, M, D, h, D, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, s->pk.p, NULL);
+            kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
             kn->gemm(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
         }
         /* outputs of this block, then the next block's LayerNorm */
@@ -385,8 +410,12 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
                 const int b = t / iNt, i = t % iNt;
                 const float *xr = x + (size_t)t * D;
                 if (ob && i > 0) memcpy(ob + ((size_t)b * Np + i - 1) * D, xr, (size_t)D * sizeof(float));
-                if (nb) layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+                if (nb) {
+                    layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+                    pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
+                }
             }
+            if (nb) pack_pad(D, mr, T, pk);
         }
     }
 
