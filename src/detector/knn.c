@@ -8,8 +8,9 @@
  * expansion ||q||^2 + ||b||^2 - 2 q.b, whose q.b part is a matrix product (our GEMM,
  * kernels/kern.h, at the level chosen at run time) on fixed tiles, keeping a running top
  * list per query and never an nq x nb matrix. Unlike faiss we then recompute the winners'
- * distances directly, so the scores carry no cancellation error (the expansion loses all accuracy for near-duplicates:
- * its absolute error is ~1e-7 (||q||^2 + ||b||^2), which can exceed the true distance).
+ * distances directly, so the scores carry no cancellation error (the expansion loses all
+ * accuracy for near-duplicates: its absolute error is ~1e-7 (||q||^2 + ||b||^2), which can
+ * exceed the true distance).
  *
  * Determinism: the tile grid (UF__KNN_QB queries x UF__KNN_BB bank rows) does not depend
  * on the thread count and each tile is one single-threaded GEMM call, so every

@@ -1,5 +1,6 @@
 /*
- * kern_avx2.c - the kernel table for AVX2 + FMA (Haswell and later, Zen 1 and later): most industrial PCs have it and no AVX-512.
+ * kern_avx2.c - the kernel table for AVX2 + FMA (Haswell and later, Zen 1
+ * and later): most industrial PCs have it and no AVX-512.
  * The body is kernels/kern_impl.h (one source for every level, see kernels/kern.h); this
  * file only selects the instruction set, so the rest of the library can stay baseline.
  */

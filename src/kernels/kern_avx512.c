@@ -1,5 +1,6 @@
 /*
- * kern_avx512.c - the kernel table for AVX-512 F/BW/DQ/VL (Skylake-X, Ice Lake, Zen 4 and later): twice the vector width.
+ * kern_avx512.c - the kernel table for AVX-512 F/BW/DQ/VL (Skylake-X, Ice
+ * Lake, Zen 4 and later): twice the vector width.
  * The body is kernels/kern_impl.h (one source for every level, see kernels/kern.h); this
  * file only selects the instruction set, so the rest of the library can stay baseline.
  */

@@ -267,7 +267,8 @@ static void gemm(int nth, int M, int N, int K, const float *A, int lda, const fl
     {
         if (A) { /* (A NULL: already packed, no pass and no barrier) */
 #pragma omp for schedule(static)
-            for (int p = 0; p < npan; p++) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
+            for (int p = 0; p < npan; p++)
+                pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
         }
         float ct[GM_NR * GM_MR] __attribute__((aligned(64))); /* [NR][MR] C^T tile */
 #pragma omp for schedule(dynamic, 1)

@@ -33,7 +33,10 @@ UF_AI vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }   /* a*b + 
 UF_AI vf vfnma(vf a, vf b, vf c) { return _mm512_fnmadd_ps(a, b, c); } /* c - a*b */
 /* the rounding error of a*a: a*a - fl(a*a) exactly */
 UF_AI vf vsqerr(vf a, vf aa) { return _mm512_fmsub_ps(a, a, aa); }
-UF_AI vf vround(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+UF_AI vf vround(vf a)
+{
+    return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 /* p * 2^n for integral n in [-151, 128] */
 UF_AI vf vscale2(vf p, vf n) { return _mm512_scalef_ps(p, n); }
 /* x >= 0 ? a : b, per lane */
