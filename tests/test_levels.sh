@@ -4,20 +4,18 @@
 # CPU lacks is reported as SKIP (it cannot run here; test_qemu.sh emulates older CPUs).
 # avx512bf16 runs the avx512 FP32 kernels, so it is not repeated. Needs UF_BIN (to ask which
 # levels exist) and UF_TEST_DIR (the built test binaries; make test sets both).
-set -u
-BIN=${UF_BIN:-./uniformaly}
+. "$(dirname "$0")/lib.sh"
 DIR=${UF_TEST_DIR:-build/tests}
-pass=0; fail=0; skip=0
 for lvl in generic avx2 avx512; do
   got=$(UF_CPU=$lvl "$BIN" --version 2>/dev/null | sed -n 's/^kernels: //p')
   if [ "$got" != "$lvl" ]; then
-    echo "  SKIP level $lvl: this CPU lacks it (runs $got)"; skip=$((skip+1)); continue
+    skp "level $lvl: this CPU lacks it (runs $got)"; continue
   fi
   for t in test_simd test_kernels test_forward; do
     out=$(UF_CPU=$lvl "$DIR/$t" 2>&1)
     line=$(printf '%s\n' "$out" | grep '^#SUMMARY' | tail -n 1)
     if [ -z "$line" ]; then
-      echo "  FAIL $t at UF_CPU=$lvl: crashed"; printf '%s\n' "$out" | tail -n 5; fail=$((fail+1)); continue
+      printf '%s\n' "$out" | tail -n 5; bad "$t at UF_CPU=$lvl: crashed"; continue
     fi
     read -r _ p f s <<<"$line"
     pass=$((pass+p)); fail=$((fail+f)); skip=$((skip+s))
@@ -25,4 +23,4 @@ for lvl in generic avx2 avx512; do
     echo "  $t at UF_CPU=$lvl: $p passed, $f failed, $s skipped"
   done
 done
-echo "#SUMMARY $pass $fail $skip"
+finish

@@ -9,30 +9,21 @@
 # (tests/test_bottle.c does that at every level on this CPU via UF_CPU).
 # OMP_WAIT_POLICY=passive: otherwise the CLI re-executes itself (tools/main.c), which
 # would run the native binary outside the emulator.
-# SKIPs visibly when qemu-x86_64 (Debian: qemu-user) or ../shared is missing.
-set -u
-BIN=$(realpath "${UF_BIN:-./uniformaly}")
-SH=${UF_SHARED:-$(dirname "$0")/../../shared}
-W=$SH/weights/vit_tiny_patch16_224.safetensors
-D=$SH/data/mvtec_ad/bottle
-pass=0; fail=0; skip=0
-ok()  { pass=$((pass+1)); echo "  ok   $1"; }
-bad() { fail=$((fail+1)); echo "  FAIL $1"; }
-done_() { echo "#SUMMARY $pass $fail $skip"; exit 0; }
+# SKIPs visibly when qemu-x86_64 (Debian: qemu-user) or ../shared is missing (tests/lib.sh).
+. "$(dirname "$0")/lib.sh"
+BIN=$(realpath "$BIN")
+W=$SHARED/weights/vit_tiny_patch16_224.safetensors
+D=$SHARED/data/mvtec_ad/bottle
 CPUS="Haswell:avx2 Nehalem:generic"
 if ! command -v qemu-x86_64 >/dev/null 2>&1; then
-  echo "  SKIP qemu-x86_64 not installed (apt-get install qemu-user): older CPUs not tested"
-  skip=2; done_
+  skp "qemu-x86_64 not installed (apt-get install qemu-user): older CPUs not tested"
+  finish; exit
 fi
-if grep -q __asan_init "$BIN" || grep -q __tsan_init "$BIN"; then
-  echo "  SKIP sanitizer build: qemu-user cannot host the sanitizers' shadow memory"
-  skip=2; done_
+if grep -q -e __asan_init -e __tsan_init "$BIN"; then
+  skp "sanitizer build: qemu-user cannot host the sanitizers' shadow memory"
+  finish; exit
 fi
-if [ ! -f "$W" ] || [ ! -d "$D" ]; then
-  echo "  SKIP $SH (ViT-Tiny and MVTec bottle) absent: older CPUs not tested"
-  skip=2; done_
-fi
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+need_shared "qemu runs on bottle" "$W" "$D" || { finish; exit; }
 export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=2
 OPTS="--backbone $W --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --resize 32 --crop 32 --quiet"
 TRAIN="$D/train/good/000.png $D/train/good/001.png"
@@ -44,7 +35,7 @@ run() {
   "$@" "$BIN" fit $OPTS --out "$T/$tag.ufm" $TRAIN 2>"$T/$tag.err" &&
     "$@" "$BIN" predict "$T/$tag.ufm" --quiet $TEST >"$T/$tag.txt" 2>>"$T/$tag.err"
 }
-if ! run native; then bad "native fit/predict: $(head -c 300 "$T/native.err")"; done_; fi
+if ! run native; then bad "native fit/predict: $(head -c 300 "$T/native.err")"; finish; exit; fi
 for c in $CPUS; do
   cpu=${c%%:*} want=${c#*:}
   emu="qemu-x86_64 -cpu $cpu"
@@ -66,4 +57,4 @@ for c in $CPUS; do
     bad "-cpu $cpu: scores differ from the native run"
   fi
 done
-done_
+finish
