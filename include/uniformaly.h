@@ -100,20 +100,40 @@ uint64_t uf_splitmix64(uint64_t *state);
 /* Threads                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
-/* Bound the total number of compute threads the library uses, BLAS threads included
- * (n <= 0 selects the default: OMP_NUM_THREADS if set to a positive integer, else the
- * number of online cores). The library's threads are
- * OpenMP (libgomp) threads: run programs with OMP_WAIT_POLICY=passive (the uniformaly
+/* The library's compute threads are OpenMP (libgomp) threads. Each session, fitter and
+ * scorer has its own thread count (uf_session_set_threads, uf_fitter_set_threads,
+ * uf_scorer_set_threads), given to every parallel region it runs as a num_threads clause;
+ * the library never changes process-wide settings (omp_set_num_threads, omp_set_dynamic,
+ * OpenBLAS's thread count), so a program embedding it keeps its own. Objects without a
+ * count use the library default: OMP_NUM_THREADS if set to a positive integer, else the
+ * number of online cores. Run programs with OMP_WAIT_POLICY=passive (the uniformaly
  * program sets it for itself), since libgomp's default of spinning while waiting starves
  * the working threads whenever other processes or threads compete for the cores (a
  * ViT-S/16 forward measured 17x slower beside one busy process). To score from many
- * threads at once, call uf_set_threads(1) first: each call then stays on its own thread.
- * Not thread-safe: call it
- * before starting work, not while other threads run uf_ calls. */
+ * threads at once, give each scorer 1 thread: each call then stays on its own thread.
+ *
+ * Deprecated (kept for compatibility): set the library default (n <= 0 restores
+ * OMP_NUM_THREADS or the cores); it changes no OpenMP or BLAS setting. Prefer the
+ * per-object setters. Not thread-safe with calls that read the default. */
 void uf_set_threads(int n);
 
-/* The current thread bound (>= 1). Thread-safe. */
+/* The library default thread count (>= 1). Thread-safe. */
 int uf_get_threads(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* CPU level                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+/* The instruction-set level of the kernels in use: "generic" (baseline x86-64, SSE2),
+ * "avx2" (AVX2 + FMA), "avx512" (AVX-512 F/BW/DQ/VL) or "avx512bf16" (AVX-512 with BF16
+ * instructions; its FP32 kernels are the avx512 ones). Chosen once per process, on first
+ * use, from cpuid: the CPU's best, or the environment variable UF_CPU when it names a
+ * level the CPU has. Static string. Thread-safe. */
+const char *uf_cpu_level(void);
+
+/* "" normally; a one-line explanation when UF_CPU named an unknown level or one this CPU
+ * lacks (the best available level is used instead). Static string. Thread-safe. */
+const char *uf_cpu_note(void);
 
 /* ------------------------------------------------------------------------------------ */
 /* Images                                                                               */
@@ -333,6 +353,11 @@ typedef struct uf_session uf_session;
 /* Create a session for bb (bb must outlive it). Buffers grow on demand. */
 uf_status uf_session_new(const uf_backbone *bb, uf_session **out);
 
+/* Number of threads the session's forward passes use (n <= 0: the library default,
+ * uf_get_threads(), read at each call). Only this session is affected: no process-wide
+ * OpenMP or BLAS setting is changed. NULL is a no-op. Not thread-safe per session. */
+void uf_session_set_threads(uf_session *s, int n);
+
 /* Release a session; NULL is a no-op. */
 void uf_session_free(uf_session *s);
 
@@ -525,6 +550,11 @@ uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n);
 /* Patches in the bank so far (foreground patches of the images added). */
 size_t uf_fitter_bank_size(const uf_fitter *f);
 
+/* Number of threads the fitter's calls use (feature extraction, coreset); n <= 0: the
+ * library default (uf_get_threads()), read at each call. Nothing process-wide changes.
+ * NULL is a no-op. Not thread-safe per fitter. */
+void uf_fitter_set_threads(uf_fitter *f, int n);
+
 /* Subsample the bank (coreset) and make the model; *out is owned by the caller and
  * borrows the fitter's backbone. progress may be NULL. The fitter is left empty but
  * must still be freed. Errors: UF_ERR_ARG (no image added, or every patch was background:
@@ -601,6 +631,12 @@ uf_status uf_scorer_new(const uf_model *m, uf_scorer **out);
 
 /* Release a scorer; NULL is a no-op. */
 void uf_scorer_free(uf_scorer *s);
+
+/* Number of threads the scorer's calls use (feature extraction, kNN search); n <= 0: the
+ * library default (uf_get_threads()), read at each call. Nothing process-wide changes.
+ * Several scorers scoring at once from their own threads: give each 1 (or a share of
+ * the cores). NULL is a no-op. Not thread-safe per scorer. */
+void uf_scorer_set_threads(uf_scorer *s, int n);
 
 /* Size of the outputs of scoring an image with m: the patch grid (gh x gw), the side S of
  * the square network input (the pixel map is [S][S]) and the feature dimension D. */
@@ -1102,6 +1138,9 @@ typedef struct uf_eval_params {
     double gt_threshold;         /* ground-truth level, see uf_eval_mask_to_network [0.5] */
     double max_fpr;              /* AUPRO integration limit [0.3]                         */
     int batch;                   /* images decoded and run per batch [8]                  */
+    int threads;                 /* compute threads of the run's fitters, scorers and
+                                    decoding loops (uf_fitter_set_threads, ...); <= 0 =
+                                    the library default, see uf_get_threads [0]           */
     int want_maps;               /* compute pixel maps of defect categories without masks
                                     too, for on_maps [0]                                  */
     /* Callbacks (each may be NULL), called from the calling thread with `user`; a nonzero

@@ -43,6 +43,11 @@ typedef struct cli_common {
 
 void cli_common_init(cli_common *c);
 
+/* Resolve c->threads (0: the library default, $OMP_NUM_THREADS or all cores) and make it
+ * the thread count of the program's own OpenMP loops (decoding images in parallel); the
+ * library's objects get it through uf_*_set_threads. Call after parsing the options. */
+void cli_threads_init(cli_common *c);
+
 /* If argv[*i] is one of the common options, consume it (and its value, advancing *i) and
  * return 1; return 0 if it is not a common option; return -1 after printing a usage error
  * (bad or missing value). */

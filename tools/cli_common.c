@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <omp.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -99,8 +100,16 @@ const char *const cli_common_help =
     "  --std a,b,c          normalisation std (default ImageNet 0.229,0.224,0.225);\n"
     "                       timm's AugReg ViTs (e.g. vit_tiny_patch16_224) want 0.5,0.5,0.5\n"
     "  --batch N            images per forward pass (default 8)\n"
-    "  --threads N          total compute threads, BLAS included (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --threads N          compute threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --quiet              no progress output on stderr\n";
+
+/* --threads resolved (0: the library default) and applied to the program's own OpenMP loops;
+ * each verb hands c->threads to its library objects (uf_*_set_threads). */
+void cli_threads_init(cli_common *c)
+{
+    if (c->threads <= 0) c->threads = uf_get_threads();
+    omp_set_num_threads(c->threads); /* the program's own loops; the library takes its own */
+}
 
 /* Fetch the value of option argv[*i]; prints a usage error if it is missing. */
 static const char *opt_value(const char *verb, int argc, char **argv, int *i)

@@ -146,7 +146,7 @@ int cmd_classify(int argc, char **argv)
     }
     if (!c.backbone) { free(pos); return cli_usage_error(verb, "--backbone is required"); }
     if (npos == 0) { free(pos); return cli_usage_error(verb, "no images given"); }
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
 
     int rc = 0;
     cli_strings images = {0}, labels = {0};
@@ -175,7 +175,8 @@ int cmd_classify(int argc, char **argv)
             goto done;
         }
     }
-    if (uf_session_new(bb, &ses) != UF_OK) {
+    if (uf_session_new(bb, &ses) == UF_OK) uf_session_set_threads(ses, c.threads);
+    else {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;
         goto done;

@@ -843,7 +843,7 @@ static int prepare(ctx *x)
     uf_detector_params dp;
     if (uf_eval_resolve(x->ds, x->sel, x->nsel, &o->ep, &dp, NULL, NULL) != UF_OK)
         return cli_usage_error(verb, "%s", uf_errmsg());
-    uf_set_threads(o->c.threads);
+    o->ep.threads = o->c.threads;
     x->dir = strdup(o->out);
     if (!x->dir || !make_dirs(x->dir)) return CLI_EXIT_RUNTIME;
     char path[PATH_MAX];

@@ -186,6 +186,7 @@ static bool features_setup(const features_opts *o, features_run *r)
         return false;
     }
     if (uf_session_new(r->bb, &r->ses) != UF_OK) { cli_error("%s", uf_errmsg()); return false; }
+    uf_session_set_threads(r->ses, c->threads);
     r->S = uf_preprocess_size(&c->pre);
     r->gh = r->gw = r->S / r->info.patch;
     r->N = r->images.n;
@@ -346,7 +347,7 @@ int cmd_features(int argc, char **argv)
         free(o.pos);
         return rc;
     }
-    uf_set_threads(o.c.threads);
+    cli_threads_init(&o.c);
     features_run r;
     memset(&r, 0, sizeof r);
     bool ok = features_setup(&o, &r);

@@ -123,7 +123,7 @@ int cmd_fit(int argc, char **argv)
         rc = cli_usage_error(verb, "%s", uf_errmsg());
         goto out;
     }
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
 
     cli_strings images = {0};
     uf_backbone *bb = NULL;
@@ -157,6 +157,7 @@ int cmd_fit(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    uf_fitter_set_threads(fit, c.threads);
     batch = calloc((size_t)c.batch, sizeof *batch);
     if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {

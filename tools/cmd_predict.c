@@ -355,6 +355,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
         cli_error("%s", uf_errmsg());
         return false;
     }
+    uf_scorer_set_threads(r->sc, o->c.threads);
     uf_model_info mi;
     uf_model_get_info(r->m, &mi);
     /* the inputs of the run: images, their arguments, the model and its backbone */
@@ -479,7 +480,7 @@ int cmd_predict(int argc, char **argv)
         return rc;
     }
     rc = 0;
-    uf_set_threads(o.c.threads);
+    cli_threads_init(&o.c);
     predict_run r;
     memset(&r, 0, sizeof r);
     bool ready = predict_setup(&o, &r);

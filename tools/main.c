@@ -97,8 +97,10 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    /* UF_CPU naming a level this CPU lacks (or no level): say which one runs instead */
+    if (*uf_cpu_note()) fprintf(stderr, "uniformaly: %s\n", uf_cpu_note());
     if (!strcmp(verb, "--version")) {
-        printf("uniformaly %s\n", uf_version());
+        printf("uniformaly %s\nkernels: %s\n", uf_version(), uf_cpu_level());
         return 0;
     }
     if (!strcmp(verb, "classify")) return cmd_classify(argc - 1, argv + 1);

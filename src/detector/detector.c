@@ -104,6 +104,7 @@ typedef struct extractor {
     const uf_backbone *bb;
     uf_detector_params p;
     uf_session *sess;
+    int threads;   /* uf_fitter/scorer_set_threads; 0: uf_get_threads() at each call  */
     int S, gh, gw, Np, D, n_sel; /* input side, grid, patches, dim, blocks averaged    */
     float *pixels; /* [CHUNK][3][S][S] */
     float *blocks; /* [n_sel][CHUNK][Np][D] */
@@ -112,6 +113,18 @@ typedef struct extractor {
     float *smooth; /* [CHUNK][Np]: BPM map (smoothed, / max); 1 without BPM           */
     uint8_t *mask; /* [CHUNK][Np]: 1 = foreground                                     */
 } extractor;
+
+/* Threads of this fitter's or scorer's calls. */
+static int ex_threads(const extractor *e)
+{
+    return e->threads > 0 ? e->threads : uf_get_threads();
+}
+
+static void ex_set_threads(extractor *e, int n)
+{
+    e->threads = n > 0 ? n : 0;
+    uf_session_set_threads(e->sess, e->threads);
+}
 
 static void extractor_free(extractor *e)
 {
@@ -169,11 +182,11 @@ static const char *which(char *buf, int idx, int total)
  * fault gives UF_ERR_NONFINITE naming it (base + its index, of total images); what says
  * where the features come from ("the backbone produced", "uf_score_features: got"). */
 static uf_status check_rows(const float *F, int n, int Np, int D, int base, int total,
-                            const char *what)
+                            const char *what, int nth)
 {
     const size_t rows = (size_t)n * (size_t)Np;
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static) reduction(| : bad) num_threads(nth)
     for (size_t r = 0; r < rows; r++) {
         const float *x = F + r * (size_t)D; /* [D] */
         double sq = 0;
@@ -212,7 +225,8 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int b
      * the first failure is re-raised on this thread after the loop */
     uf_status stb[CHUNK];
     char msg[CHUNK][256];
-#pragma omp parallel for schedule(dynamic, 1) num_threads(n < uf_get_threads() ? n : uf_get_threads())
+    const int nth = ex_threads(e);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n < nth ? n : nth)
     for (int b = 0; b < n; b++) {
         stb[b] = uf_preprocess_image(imgs[b], &e->p.pre, e->pixels + (size_t)b * plane);
         if (stb[b] != UF_OK) snprintf(msg[b], sizeof msg[b], "%s", uf_errmsg());
@@ -233,13 +247,13 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int b
     const size_t per_img = (size_t)e->Np * (size_t)e->D, n_vals = per_img * (size_t)n;
     const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
     const float inv = 1.0f / (float)e->n_sel;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nth)
     for (size_t i = 0; i < n_vals; i++) {
         float acc = e->blocks[i];
         for (int l = 1; l < e->n_sel; l++) acc += e->blocks[(size_t)l * blk_stride + i];
         e->feats[i] = acc * inv;
     }
-    st = check_rows(e->feats, n, e->Np, e->D, base, total, "the backbone produced");
+    st = check_rows(e->feats, n, e->Np, e->D, base, total, "the backbone produced", nth);
     if (st != UF_OK) return st;
 
     for (int b = 0; b < n; b++) {
@@ -331,6 +345,11 @@ uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n)
 
 size_t uf_fitter_bank_size(const uf_fitter *f) { return f ? f->n : 0; }
 
+void uf_fitter_set_threads(uf_fitter *f, int n)
+{
+    if (f) ex_set_threads(&f->ex, n);
+}
+
 static int cmp_size(const void *a, const void *b)
 {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -366,7 +385,8 @@ uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf
         uf_status s = p->sampler == UF_SAMPLER_RANDOM
                           ? uf__coreset_random(N, p->coreset, p->seed, idx, &got)
                           : uf__coreset_greedy_progress(f->bank, N, (int)D, p->coreset, p->seed,
-                                                        idx, &got, progress, user);
+                                                        idx, &got, progress, user,
+                                                        ex_threads(&f->ex));
         if (s != UF_OK) {
             free(idx);
             return s;
@@ -537,6 +557,11 @@ uf_status uf_scorer_new(const uf_model *m, uf_scorer **out)
     return UF_OK;
 }
 
+void uf_scorer_set_threads(uf_scorer *s, int n)
+{
+    if (s) ex_set_threads(&s->ex, n);
+}
+
 void uf_scorer_free(uf_scorer *s)
 {
     if (!s) return;
@@ -601,16 +626,16 @@ static uf_status score_chunk(uf_scorer *s, const float *feats, const float *smoo
     for (int b = 0; b < n; b++) all |= out[b].patch_scores || out[b].pixel_map;
     uf_status st;
     if (all) {
-        st = uf__knn(feats, (size_t)n * Np, m->bank, m->bank_norm, m->n_bank, m->dim,
-                     m->params.knn, s->dist);
+        st = uf__knn_ex(feats, (size_t)n * Np, m->bank, m->bank_norm, m->n_bank, m->dim,
+                        m->params.knn, s->dist, NULL, NULL, ex_threads(&s->ex));
     } else { /* gather the foreground rows, search, scatter */
         size_t nf = 0;
         for (size_t i = 0; i < (size_t)n * Np; i++) {
             s->dist[i] = 0.0f;
             if (mask[i]) memcpy(s->fgq + nf++ * D, feats + i * D, D * sizeof(float));
         }
-        st = uf__knn(s->fgq, nf, m->bank, m->bank_norm, m->n_bank, m->dim, m->params.knn,
-                     s->fgd);
+        st = uf__knn_ex(s->fgq, nf, m->bank, m->bank_norm, m->n_bank, m->dim, m->params.knn,
+                        s->fgd, NULL, NULL, ex_threads(&s->ex));
         for (size_t i = 0, k = 0; st == UF_OK && i < (size_t)n * Np; i++)
             if (mask[i]) s->dist[i] = s->fgd[k++];
     }
@@ -664,7 +689,8 @@ uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smoot
     if (!s || n < 0 || (n > 0 && (!feats || !smooth || !mask || !out)))
         return uf__err(UF_ERR_ARG, "uf_score_features: bad arguments");
     const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
-    uf_status cs = check_rows(feats, n, (int)Np, (int)D, 0, n, "uf_score_features: got");
+    uf_status cs = check_rows(feats, n, (int)Np, (int)D, 0, n, "uf_score_features: got",
+                              ex_threads(&s->ex));
     if (cs != UF_OK) return cs;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;

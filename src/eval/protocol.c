@@ -86,13 +86,16 @@ static uf_status batch_status(const batcherr *e, uf_image **imgs, int nb, const 
 /* Fitting, extraction, scoring                                                         */
 /* ------------------------------------------------------------------------------------ */
 
+/* The run's thread count: uf_eval_params.threads, or the library default. */
+static int eval_threads(const uf__evalrun *x) { return x->p->threads > 0 ? x->p->threads : uf_get_threads(); }
+
 /* Decode items[0..nb) into imgs in parallel. On failure every image is freed and the
  * error names the first failing file. */
 static uf_status load_batch(const uf__evalrun *x, const uf_dataset_item *const *items, int nb,
                             uf_image **imgs, const char *label)
 {
     batcherr e = {UF_OK, ""};
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(eval_threads(x))
     for (int j = 0; j < nb; j++) {
         imgs[j] = NULL;
         uf_status s = uf_dataset_load_image(x->ds, items[j], &imgs[j]);
@@ -115,6 +118,7 @@ static uf_status fit_model(uf__evalrun *x, const uf_detector_params *dp,
     if (!imgs) { s = uf__err(UF_ERR_NOMEM, "out of memory"); goto done; }
     if (n == 0) { s = uf__err(UF_ERR_ARG, "%s: no training images", label); goto done; }
     if ((s = uf_fitter_new(x->bb, dp, &fit)) != UF_OK) goto done;
+    uf_fitter_set_threads(fit, eval_threads(x));
     for (size_t b0 = 0; b0 < n; b0 += (size_t)batch) {
         int nb = (int)(n - b0 < (size_t)batch ? n - b0 : (size_t)batch);
         if ((s = load_batch(x, items + b0, nb, imgs, label)) != UF_OK) goto done;
@@ -156,6 +160,7 @@ static uf_status ensure_extractor(uf__evalrun *x, uf_model *m)
     if (x->xmodel) return UF_OK;
     uf_status s = uf_scorer_new(m, &x->xsc);
     if (s) return s;
+    uf_scorer_set_threads(x->xsc, eval_threads(x));
     x->xmodel = m;
     int gh, gw;
     uf_model_output_size(m, &gh, &gw, &x->S, &x->D);
@@ -192,7 +197,7 @@ static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *it
     if (s || !gt) return s;
     size_t SS = (size_t)x->S * (size_t)x->S;
     batcherr e = {UF_OK, ""};
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(eval_threads(x))
     for (int j = 0; j < nb; j++) {
         const uf_dataset_item *it = &items[j];
         if (!it->mask_path) continue;
@@ -387,6 +392,7 @@ static uf_status evaluate(uf__evalrun *x, uf_model *m, const uf__featset *fs,
     bool maps = fs->gt || (p->want_maps && !x->info.semantic); /* maps: [n][S][S] floats */
     if (m == x->xmodel) sc = x->xsc;
     else if ((s = uf_scorer_new(m, &sc)) != UF_OK) goto done;
+    else uf_scorer_set_threads(sc, eval_threads(x));
     if (row->clustering && (!(cidx = cluster_index(x, labels, fs->n, &nc)) ||
                             !(clu = cluster_flags(x, labels, fs->n)))) {
         s = uf__err(UF_ERR_NOMEM, "out of memory");
