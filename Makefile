@@ -71,7 +71,7 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS)
 # `#pragma GCC target`), so the generic and avx2 tables never hold wider instructions.
 $(BUILD)/obj/kernels/%.o: src/kernels/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -march=x86-64 -mtune=generic -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(LIBOBJFLAGS) -march=x86-64 -mtune=generic -c $< -o $@
 
 $(LIB): $(OBJ)
 	@rm -f $@
