@@ -348,7 +348,7 @@ static void predict_run_free(predict_run *r, int batch)
 /* Expand the images, name their heatmaps, load the model, allocate the batch. */
 static bool predict_setup(const predict_opts *o, predict_run *r)
 {
-    if (!cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (!cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
     if (o->heat_dir) {
         if (!unique_names(r->images.v, r->images.n, &r->names)) return false;
         struct stat st;

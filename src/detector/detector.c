@@ -73,7 +73,7 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
         return uf__err(UF_ERR_ARG, "sigma %g: must be in [0, 1000]", p->sigma);
     const int S = uf_preprocess_size(&p->pre);
     if (S < 1 || p->pre.resize < 0 || p->pre.crop < 0 || p->pre.pad_to < 0)
-        return uf__err(UF_ERR_ARG, "preprocessing: need a crop (or pad_to) size > 0");
+        return uf__err(UF_ERR_ARG, "preprocessing: need a crop, pad_to or resize size > 0");
     if (S > UF__MAX_INPUT_SIDE || p->pre.resize > UF__MAX_INPUT_SIDE)
         return uf__err(UF_ERR_ARG,
                        "preprocessing: %s %d is above the limit of %d pixels (the network "
