@@ -173,8 +173,11 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  * crop = 0 skips cropping. With pad_to > 0 the image is resized by its shorter side
  *         as above and must fit the canvas. With pad_to = 0 it is the whole-image mode:
  *         the *longer* side becomes resize (the shorter int(resize * short / long)) and
- *         the image is letterboxed, centred as pad_to does, on a resize x resize zero
- *         canvas, so no part of the image is discarded (resize must then be > 0).       */
+ *         the image is placed at the top-left corner of a resize x resize zero canvas,
+ *         so no part of the image is discarded (resize must then be > 0). The detector
+ *         runs the ViT on the image's own patch grid there (ceil(w / patch) x
+ *         ceil(h / patch) patches, non-square, positional embeddings interpolated), not
+ *         on the padding; resize must be a multiple of the backbone's patch size.        */
 typedef struct uf_preprocess {
     int resize;       /* default 256 */
     int crop;         /* default 224 */
@@ -605,7 +608,8 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
  * backbone and the same feature settings (layers, bpm, bpm_kernel, bpm_lambda, rollout,
  * preprocessing), e.g. the one-class models of every class of a dataset scoring one test
  * set. uf_scorer_extract runs the backbone on n images: feats [n][gh*gw][D] (the patch
- * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM)
+ * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM;
+ * -1 marks a padding patch outside the image in the whole-image geometry, crop 0)
  * and mask [n][gh*gw] (1 = foreground), caller-allocated. uf_score_features scores such
  * features with the scorer's model, filling out[n] exactly as uf_score_images does on the
  * images (bit-identical results). When no out[i] asks for patch_scores or pixel_map (and

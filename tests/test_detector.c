@@ -912,6 +912,52 @@ static uf_image *border_image(uint64_t seed, int defect)
     return im;
 }
 
+/* The whole-image geometry runs the ViT on the image's own 8 x 4 patch grid (64 x 32
+ * pixels, non-square) at the top-left of the 8 x 8 grid: its features equal uf_forward's
+ * on that window alone; the padding patches have zero features, smooth -1 and mask 0. */
+static void check_own_grid(const uf_backbone *bb, const uf_model *m,
+                           const uf_detector_params *p, const uf_image *img)
+{
+    enum { S = 64, W = 64, H = 32, D = 32, NP = 64, OWN = 32 };
+    uf_scorer *sc = NULL;
+    uf_session *ss = NULL;
+    float *F = malloc(NP * D * sizeof *F), *canvas = malloc(3 * S * S * sizeof *canvas);
+    float *win = malloc(3 * H * W * sizeof *win), *blk = malloc(2 * OWN * D * sizeof *blk);
+    float sm[NP];
+    uint8_t mk[NP];
+    REQUIRE(F && canvas && win && blk);
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    REQUIRE_OK(uf_scorer_extract(sc, &img, 1, F, sm, mk));
+    REQUIRE_OK(uf_preprocess_image(img, &p->pre, canvas));
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < H; y++)
+            memcpy(win + ((size_t)c * H + y) * W, canvas + ((size_t)c * S + y) * S, W * sizeof *win);
+    REQUIRE_OK(uf_session_new(bb, &ss));
+    uf_forward_request req = {0};
+    req.blocks = 3; /* blocks 1 and 2 */
+    uf_forward_output out = {.blocks = blk};
+    REQUIRE_OK(uf_forward(ss, win, 1, H, W, &req, &out));
+    double e = 0;
+    int pad_ok = 1;
+    for (int q = 0; q < NP; q++) {
+        int inside = q / 8 < 4; /* rows 0..3 of the 8 x 8 grid */
+        for (int c = 0; c < D; c++) {
+            float want = inside ? (blk[(size_t)q * D + c] + blk[(size_t)(OWN + q) * D + c]) * 0.5f
+                                : 0.0f;
+            e = fmax(e, fabs(F[(size_t)q * D + c] - want));
+        }
+        pad_ok &= inside ? (sm[q] == 1.0f && mk[q] == 1) : (sm[q] == -1.0f && mk[q] == 0);
+    }
+    CHECKF(e <= 1e-5, "own-grid features differ from a 64 x 32 forward by %g", e);
+    CHECK(pad_ok);
+    uf_session_free(ss);
+    uf_scorer_free(sc);
+    free(F);
+    free(canvas);
+    free(win);
+    free(blk);
+}
+
 static void test_whole_image_border_defect(void)
 {
     uf_vit_config cfg = {32, 2, 2, 8, 64, 8, 0, 7};
@@ -943,6 +989,7 @@ static void test_whole_image_border_defect(void)
         scored r;
         REQUIRE(score_all(m, test, 3, 3, &r) == 0);
         for (int i = 0; i < 3; i++) sc[whole][i] = r.score[i];
+        if (whole) check_own_grid(bb, m, &p, test[0]);
         if (whole) { /* the map, back on the 128 x 64 image, peaks in the defect */
             float *big = malloc(128 * 64 * sizeof *big);
             REQUIRE(big != NULL);

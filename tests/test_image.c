@@ -404,25 +404,25 @@ static void test_preprocess_golden(void)
     CHECKF(rw == 71 && rh == 45 && left == -12 && top == -25, "%d %d %d %d", rw, rh, left, top);
 
     /* whole image (crop 0, no pad_to): the longer side 97 -> 64, 61 -> int(64*61/97) = 40,
-     * letterboxed on 64 x 64 at (0, 12); nothing discarded */
+     * at the top-left of a 64 x 64 canvas; nothing discarded */
     p.resize = 64;
     p.crop = 0;
     p.pad_to = 0;
     uf_preprocess_geometry(&p, 97, 61, &rw, &rh, &left, &top);
-    CHECKF(rw == 64 && rh == 40 && left == 0 && top == -12, "%d %d %d %d", rw, rh, left, top);
+    CHECKF(rw == 64 && rh == 40 && left == 0 && top == 0, "%d %d %d %d", rw, rh, left, top);
     CHECK(uf_preprocess_size(&p) == 64);
-    uf_preprocess_geometry(&p, 30, 97, &rw, &rh, &left, &top); /* tall: 19 x 64 at (22, 0) */
-    CHECKF(rw == 19 && rh == 64 && left == -22 && top == 0, "%d %d %d %d", rw, rh, left, top);
+    uf_preprocess_geometry(&p, 30, 97, &rw, &rh, &left, &top); /* tall: 19 x 64 */
+    CHECKF(rw == 19 && rh == 64 && left == 0 && top == 0, "%d %d %d %d", rw, rh, left, top);
     CHECK(uf_preprocess_coverage(&p, 97, 61) == 1.0 && uf_preprocess_coverage(&p, 30, 97) == 1.0);
     {
-        uf_image *u8 = NULL; /* rows 0..11 and 52..63 are the zero canvas, the rest the image */
+        uf_image *u8 = NULL; /* rows 40..63 are the zero canvas, the rest the image */
         REQUIRE_OK(uf__preprocess_u8(src, &p, &u8));
         uf_image *rs = NULL;
         REQUIRE_OK(uf_image_resize(src, 64, 40, UF_INTERP_BILINEAR, &rs));
         int bad = u8->width != 64 || u8->height != 64;
         for (int y = 0; y < 64 && !bad; y++)
             for (int x = 0; x < 64 * 3; x++) {
-                int want = y < 12 || y >= 52 ? 0 : rs->rgb[(size_t)(y - 12) * 64 * 3 + x];
+                int want = y >= 40 ? 0 : rs->rgb[(size_t)y * 64 * 3 + x];
                 bad |= u8->rgb[(size_t)y * 64 * 3 + x] != want;
             }
         CHECK(!bad);

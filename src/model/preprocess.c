@@ -14,9 +14,9 @@
  *    int(round((n - crop) / 2.0)) with Python's round-half-to-even.
  *  - ToTensor/Normalize: out = ((float)v / 255 - mean) / std in float32, as PyTorch does.
  * crop = 0 with pad_to = 0 is the whole-image mode: the *longer* side becomes `resize`
- * (the shorter int(resize * short / long)) and the image is letterboxed, centred, on a
- * zero canvas of resize x resize, so no pixel of the image is discarded (issue 13; the
- * ViT then runs on the square canvas - a non-square patch grid is not used here).
+ * (the shorter int(resize * short / long)) and the image is placed at the top-left corner
+ * of a zero canvas of resize x resize, so no pixel of the image is discarded (issue 13).
+ * The detector runs the ViT on the image's own (non-square) patch grid within that canvas.
  * The uint8 stage (after resize, crop and canvas) is exposed to tests as uf__preprocess_u8.
  */
 #include "core/internal.h"
@@ -104,11 +104,12 @@ static void compute_geom(const uf_preprocess *p, int w, int h, geom *g)
         g->cw = g->rw;
         g->ch = g->rh;
     }
-    int pad = p->pad_to > 0 ? p->pad_to : whole_mode(p) ? p->resize : 0;
-    if (pad > 0) {
-        g->S = pad;
-        g->ox = (pad - g->cw) / 2; /* may be negative: rejected by validate() */
-        g->oy = (pad - g->ch) / 2;
+    if (whole_mode(p)) { /* top-left, so the patch grid starts at the image's corner */
+        g->S = p->resize > 0 ? p->resize : 0;
+    } else if (p->pad_to > 0) {
+        g->S = p->pad_to;
+        g->ox = (p->pad_to - g->cw) / 2; /* may be negative: rejected by validate() */
+        g->oy = (p->pad_to - g->ch) / 2;
     } else {
         g->S = p->crop > 0 ? p->crop : 0;
     }
