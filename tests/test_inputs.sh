@@ -38,7 +38,7 @@ check "says the filter left nothing" 'grep -q "no images found in this directory
 check "no model written" '[ ! -e "$T/m4.ufm" ]'
 
 # the whole image: no crop warning, and predict maps back onto the original geometry
-expect 0 "fit --crop 0" "$BIN" fit --backbone $M1 $OPTS --crop 0 --include 'train_*' --out "$T/w.ufm" "$T/in"
+expect 0 "fit --crop 0" "$BIN" fit --backbone $M1 $OPTS --crop 0 --resize 64 --include 'train_*' --out "$T/w.ufm" "$T/in"
 check "no crop warning with --crop 0" '[ "$(warns "centre crop")" -eq 0 ]'
 expect 0 "predict with the whole-image model" "$BIN" predict "$T/w.ufm" --json $D/test_good.png $D/test_blob.png
 check "predict: no crop warning" '[ "$(warns "centre crop")" -eq 0 ]'
