@@ -1,10 +1,13 @@
 # uniformaly - plain Makefile.
-#   make            library (build/libuniformaly.a) and the CLI (./uniformaly)
+#   make            libraries (build/libuniformaly.a, build/libuniformaly.so.*) and the CLI
+#   make install    CLI, libraries, header, pkg-config file, man page, Python module into
+#                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 #   make test       build and run the test suite (no network, no PyTorch needed)
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make tsan       the multi-threaded tests under ThreadSanitizer
 #   make bench      speed figures beside PyTorch and ONNX Runtime (see bench/README.md)
 #   make bench-detector  only the detector part of make bench (kNN, coreset, fit, predict)
+#   make bench-serve     only the service load test of make bench (uniformaly serve)
 #   make golden     regenerate every committed golden file (needs python3-torch,
 #                   -torchvision, -scipy, -sklearn, -pil, -matplotlib and ../shared)
 
@@ -27,6 +30,14 @@ BUILD   ?= build
 SRC      = $(sort $(wildcard src/*/*.c))
 OBJ      = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 LIB      = $(BUILD)/libuniformaly.a
+# The shared library: libuniformaly.so.<major> is its SONAME; the version comes from the
+# header. Library objects are position-independent and hidden by default: only what
+# include/uniformaly.h declares (inside its "visibility default" region) is exported.
+LIBOBJFLAGS = -fPIC -fvisibility=hidden
+VERSION  = $(shell sed -n 's/^\#define UF_VERSION_STRING "\(.*\)"/\1/p' include/uniformaly.h)
+SOMAJOR  = $(firstword $(subst ., ,$(VERSION)))
+SONAME   = libuniformaly.so.$(SOMAJOR)
+SOLIB    = $(BUILD)/libuniformaly.so.$(VERSION)
 # The CLI: main() in tools/main.c; everything else (the verbs, option parsing, image lists,
 # the demo dataset) goes into an internal archive that the program, the CLI fuzz harness and
 # the tests link, so no test or harness compiles a tools/ source into itself.
@@ -37,18 +48,27 @@ CLI_HDRS = $(wildcard tools/*.h)
 TESTS_SRC = $(sort $(wildcard tests/test_*.c))
 TESTS    = $(TESTS_SRC:tests/%.c=$(BUILD)/tests/%) $(sort $(wildcard tests/test_*.sh))
 BIN     ?= uniformaly
+# Debian's python3 (the Python package's tests, make install's module folder); not a
+# pyenv or other python3 found first on PATH
+PYTHON  ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 HDRS     = include/uniformaly.h $(wildcard src/*/*.h)
 
-.PHONY: all test asan tsan bench bench-detector golden golden-list clean
-all: $(BIN)
+.PHONY: all test asan tsan bench bench-detector bench-serve golden golden-list clean install uninstall
+all: $(BIN) $(SOLIB)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(LIBOBJFLAGS) -c $< -o $@
 
 $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+# -z defs: every symbol the library uses must come from the libraries named here
+$(SOLIB): $(OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs -fopenmp $(CFLAGS) $^ $(LDLIBS) -o $@
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libuniformaly.so
 
 # CLI objects see the public header only (TOOLFLAGS)
 $(BUILD)/cliobj/%.o: tools/%.c include/uniformaly.h $(CLI_HDRS)
@@ -59,8 +79,9 @@ $(CLILIB): $(CLI_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# the program alone links libmicrohttpd (serve; nothing else in libufcli.a needs it)
 $(BIN): tools/main.c $(CLILIB) $(LIB) include/uniformaly.h $(CLI_HDRS)
-	$(CC) $(TOOLFLAGS) $< $(CLILIB) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(TOOLFLAGS) $< $(CLILIB) $(LIB) $(LDLIBS) -lmicrohttpd -o $@
 
 # tests link the CLI archive too (test_imgout uses the demo dataset, test_fuzz_regress the
 # CLI's list reader); a test that uses neither pulls nothing from it
@@ -70,8 +91,9 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h tests/bytebuf.h $(CLILIB) $(LIB) $(H
 
 # OMP_WAIT_POLICY=passive: see tools/main.c (spinning OpenMP threads starve the workers
 # whenever the machine is shared); the CLI sets it itself, test binaries get it here.
-test: $(TESTS) $(BIN)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) \
+test: $(TESTS) $(BIN) $(SOLIB)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} UF_BIN=$(abspath $(BIN)) UF_TEST_DIR=$(abspath $(BUILD)/tests) UF_BUILD=$(BUILD) \
+	  UF_PYTHON=$(PYTHON) \
 	  ./tests/run_tests.sh $(TESTS)
 
 # Sanitizer build in its own tree; leaks are reported too (LeakSanitizer).
@@ -103,7 +125,11 @@ tsan:
 	@echo "tsan: done"
 
 bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
-	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; exit $$rc
+	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(BIN) ./bench/serve.sh || rc=1; exit $$rc
+
+# Only the service load test of make bench (bench/serve.sh; loopback, bounded).
+bench-serve: $(BIN)
+	BIN=$(BIN) ./bench/serve.sh
 
 # Only the detector part of `make bench` (kNN, coreset, fit/predict, fit memory).
 bench-detector: $(BIN) $(BUILD)/bench_detector
@@ -128,6 +154,41 @@ golden-list: # for tests/test_runner.sh: every kind of golden file has its gener
 
 clean:
 	rm -rf build build-asan build-tsan $(BIN)
+
+# ---- install (issue 14) ---------------------------------------------------------------
+# make install PREFIX=/usr/local DESTDIR=   the CLI, both libraries (with the SONAME and
+# development symlinks), the header, uniformaly.pc, the man page and the Python package.
+# PREFIX is what the installed files refer to; DESTDIR only prefixes where they are put.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+MANDIR  ?= $(PREFIX)/share/man
+# Debian's python3 searches $(PREFIX)/lib/python3.X/dist-packages for /usr and /usr/local
+PYDIR   ?= $(PREFIX)/lib/$(shell $(PYTHON) -c 'import sys; print("python%d.%d" % sys.version_info[:2])')/dist-packages
+PKGDIR  ?= $(LIBDIR)/pkgconfig
+D        = $(DESTDIR)
+install: $(BIN) $(LIB) $(SOLIB)
+	install -d $(D)$(BINDIR) $(D)$(LIBDIR) $(D)$(INCDIR) $(D)$(PKGDIR) $(D)$(MANDIR)/man1
+	install -m 755 $(BIN) $(D)$(BINDIR)/uniformaly
+	install -m 644 $(LIB) $(D)$(LIBDIR)/libuniformaly.a
+	install -m 755 $(SOLIB) $(D)$(LIBDIR)/$(notdir $(SOLIB))
+	ln -sf $(notdir $(SOLIB)) $(D)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(D)$(LIBDIR)/libuniformaly.so
+	install -m 644 include/uniformaly.h $(D)$(INCDIR)/uniformaly.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCDIR)|' \
+	  -e 's|@VERSION@|$(VERSION)|' -e 's|@BLASDIR@|$(BLASDIR)|g' uniformaly.pc.in \
+	  > $(D)$(PKGDIR)/uniformaly.pc
+	install -m 644 man/uniformaly.1 $(D)$(MANDIR)/man1/uniformaly.1
+	install -d $(D)$(PYDIR)/uniformaly
+	install -m 644 python/uniformaly/*.py $(D)$(PYDIR)/uniformaly/
+	echo '$(LIBDIR)' > $(D)$(PYDIR)/uniformaly/_libdir.txt
+
+uninstall:
+	rm -f $(D)$(BINDIR)/uniformaly $(D)$(LIBDIR)/libuniformaly.a \
+	  $(D)$(LIBDIR)/libuniformaly.so $(D)$(LIBDIR)/$(SONAME) $(D)$(LIBDIR)/libuniformaly.so.$(VERSION) \
+	  $(D)$(INCDIR)/uniformaly.h $(D)$(PKGDIR)/uniformaly.pc $(D)$(MANDIR)/man1/uniformaly.1
+	rm -rf $(D)$(PYDIR)/uniformaly
 
 # ---- fuzzing (issue 5) ----------------------------------------------------------------
 # make fuzz                      build every harness fuzz/fuzz_<t>.c with libFuzzer into

@@ -24,11 +24,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Version of this header. UF_VERSION_NUMBER is MAJOR * 10000 + MINOR * 100 + PATCH, for
+ * compile-time tests (#if UF_VERSION_NUMBER >= 100); uf_version_number() returns the value
+ * of the library actually linked, which may be newer than the header (same major).
+ *
+ * ABI policy. The shared library is libuniformaly.so.<MAJOR> (its SONAME); within one major
+ * version the ABI only grows: functions and enum values may be added, nothing is removed
+ * or changed. The public structs (uf_image, uf_preprocess, uf_backbone_params,
+ * uf_detector_params, uf_model_load_params, uf_score, the *_info and dataset structs) are
+ * frozen for a SONAME: a field added to any of them, a changed field or a changed meaning
+ * bumps MAJOR (and the SONAME). Always start from the uf_*_default_params() value and change
+ * fields, so source code keeps compiling across versions. Every other type is opaque.
+ * Only the functions declared here are exported from the shared library (it is built with
+ * hidden visibility; everything internal is named uf__ and invisible). The rule holds
+ * already for MAJOR 0: any incompatible change bumps MAJOR. */
+#define UF_VERSION_MAJOR 0
+#define UF_VERSION_MINOR 1
+#define UF_VERSION_PATCH 0
+#define UF_VERSION_NUMBER (UF_VERSION_MAJOR * 10000 + UF_VERSION_MINOR * 100 + UF_VERSION_PATCH)
+#define UF_VERSION_STRING "0.1.0"
+
+/* UF_API marks a function exported from the shared library. The declarations below need no
+ * mark: they all sit inside a "visibility default" region; UF_API is for definitions or
+ * declarations outside it (e.g. in a binding's own code built into the library). */
+#if defined(__GNUC__) || defined(__clang__)
+#define UF_API __attribute__((visibility("default")))
+#else
+#define UF_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define UF_VERSION_STRING "0.1.0"
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(default)
+#endif
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes and errors                                                              */
@@ -55,6 +86,9 @@ const char *uf_status_str(uf_status s);
 
 /* Library version string, e.g. "0.1.0". */
 const char *uf_version(void);
+
+/* The linked library's UF_VERSION_NUMBER (MAJOR * 10000 + MINOR * 100 + PATCH). */
+int uf_version_number(void);
 
 /* The library's random generator, splitmix64 (Steele, Lea, Flood 2014): advances *state by
  * 0x9E3779B97F4A7C15 and returns the mixed value. Every seeded draw of the library (coreset,
@@ -374,6 +408,11 @@ uf_status uf_safetensors_write(const char *path, int n, const char *const *names
  * new image or untouched. Errors: UF_ERR_ARG, UF_ERR_IO (message names the path).
  * Thread-safe. */
 uf_status uf_image_write_png(const uf_image *img, const char *path);
+
+/* Encode img as an 8-bit RGB PNG in memory (the same bytes uf_image_write_png writes):
+ * *out is a new buffer of *len bytes, released by the caller with free(). Errors:
+ * UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_image_encode_png(const uf_image *img, uint8_t **out, size_t *len);
 
 /* Write len bytes to path atomically: into an unnamed file in the same folder (a named
  * "<path>.tmp.XXXXXX" where the file system lacks O_TMPFILE), fsync'ed and then renamed
@@ -1150,6 +1189,10 @@ uf_status uf_eval_run(const uf_dataset *ds, const uf_backbone *bb, const int *ca
 
 /* Release a result; NULL is a no-op. */
 void uf_eval_result_free(uf_eval_result *r);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -127,6 +127,39 @@ static void test_png_roundtrip(void)
     remove_dir(dir);
 }
 
+/* uf_image_encode_png gives the bytes uf_image_write_png writes, which decode back */
+static void test_png_in_memory(void)
+{
+    const char *dir = scratch_dir();
+    REQUIRE(dir != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/mem.png", dir);
+    static const int sizes[][2] = {{1, 1}, {37, 23}, {300, 200}};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        uf_image *a = random_image(sizes[k][0], sizes[k][1], 200 + k), *b = NULL;
+        REQUIRE(a != NULL);
+        uint8_t *buf = NULL, file[1 << 18];
+        size_t len = 0;
+        REQUIRE_OK(uf_image_encode_png(a, &buf, &len));
+        REQUIRE_OK(uf_image_write_png(a, path));
+        FILE *f = fopen(path, "rb");
+        size_t flen = f ? fread(file, 1, sizeof file, f) : 0;
+        if (f) fclose(f);
+        CHECKF(flen == len && len > 8 && !memcmp(buf, file, len), "%dx%d: %zu bytes in memory, %zu in the file",
+               a->width, a->height, len, flen);
+        CHECK(uf_image_decode(buf, len, &b) == UF_OK && same_image(a, b));
+        free(buf);
+        uf_image_free(a);
+        uf_image_free(b);
+    }
+    uint8_t *buf = (uint8_t *)1;
+    size_t len = 1;
+    CHECK(uf_image_encode_png(NULL, &buf, &len) == UF_ERR_ARG && buf == NULL && len == 0);
+    uf_image nopix = {4, 4, NULL};
+    CHECK(uf_image_encode_png(&nopix, &buf, &len) == UF_ERR_ARG);
+    remove_dir(dir);
+}
+
 static void test_png_args(void)
 {
     uf_image *img = random_image(4, 4, 1);
@@ -653,6 +686,7 @@ static void test_demo_other_size(void)
 int main(void)
 {
     RUN(test_png_roundtrip);
+    RUN(test_png_in_memory);
     RUN(test_png_args);
     RUN(test_png_missing_dir);
     RUN(test_png_overwrite);

@@ -117,6 +117,15 @@ extern const char *const cli_detector_help;
 struct cJSON;
 struct cJSON *cli_params_json(const uf_detector_params *p);
 
+/* One result line of `predict --json` (also the body of serve's /v1/predict):
+ * {"image", "score", "anomalous" (score > threshold; null if threshold is not finite),
+ * "threshold", "heatmap", "map"} (heatmap / map null when NULL). Caller owns it. */
+struct cJSON *cli_result_json(const char *image, float score, double threshold,
+                              const char *heatmap, const char *map);
+
+/* A model described as `info --json` prints it (also serve's /v1/model). Caller owns it. */
+struct cJSON *cli_model_json(const char *path, const uf_model *m);
+
 /* Decode n images in parallel into imgs[0..n-1] (NULL where decoding failed; each failure
  * is printed as one line naming the file), each shrunk to pre's resize size while it is
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
@@ -159,6 +168,7 @@ int cmd_fit(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 /* `info` on a model file (cmd_predict.c); cmd_inspect calls it for .ufm files. */
 int cmd_model_info(const char *path, bool json);
 

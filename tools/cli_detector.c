@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,5 +203,51 @@ cJSON *cli_params_json(const uf_detector_params *p)
     double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};
     cJSON_AddItemToObject(pre, "mean", cJSON_CreateDoubleArray(mean, 3));
     cJSON_AddItemToObject(pre, "std", cJSON_CreateDoubleArray(stdv, 3));
+    return o;
+}
+
+cJSON *cli_result_json(const char *image, float score, double threshold, const char *heatmap,
+                       const char *map)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "image", image);
+    cJSON_AddNumberToObject(o, "score", score);
+    if (!isfinite(threshold)) cJSON_AddNullToObject(o, "anomalous");
+    else cJSON_AddBoolToObject(o, "anomalous", score > threshold);
+    if (isfinite(threshold)) cJSON_AddNumberToObject(o, "threshold", threshold);
+    else cJSON_AddNullToObject(o, "threshold");
+    if (heatmap) cJSON_AddStringToObject(o, "heatmap", heatmap);
+    else cJSON_AddNullToObject(o, "heatmap");
+    if (map) cJSON_AddStringToObject(o, "map", map);
+    else cJSON_AddNullToObject(o, "map");
+    return o;
+}
+
+cJSON *cli_model_json(const char *path, const uf_model *m)
+{
+    uf_model_info in;
+    uf_model_get_info(m, &in);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "file", path);
+    cJSON_AddItemToObject(o, "params", cli_params_json(&in.params));
+    cJSON_AddNumberToObject(o, "bank_size", (double)in.bank_size);
+    cJSON_AddNumberToObject(o, "bank_size_full", (double)in.bank_size_full);
+    cJSON_AddNumberToObject(o, "n_train", (double)in.n_train);
+    cJSON_AddNumberToObject(o, "dim", in.dim);
+    cJSON_AddNumberToObject(o, "bank_bytes", (double)in.bank_bytes);
+    if (isfinite(in.threshold)) cJSON_AddNumberToObject(o, "threshold", in.threshold);
+    else cJSON_AddNullToObject(o, "threshold");
+    cJSON *b = cJSON_AddObjectToObject(o, "backbone");
+    cJSON_AddStringToObject(b, "format", in.backbone.format);
+    cJSON_AddStringToObject(b, "path", in.backbone_path);
+    cJSON_AddStringToObject(b, "sha256", in.backbone_sha256);
+    cJSON_AddBoolToObject(b, "embedded", in.backbone_embedded);
+    cJSON_AddNumberToObject(b, "dim", in.backbone.dim);
+    cJSON_AddNumberToObject(b, "depth", in.backbone.depth);
+    cJSON_AddNumberToObject(b, "heads", in.backbone.heads);
+    cJSON_AddNumberToObject(b, "patch", in.backbone.patch);
+    cJSON_AddNumberToObject(b, "n_params", (double)in.backbone.n_params);
     return o;
 }

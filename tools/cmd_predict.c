@@ -19,6 +19,7 @@
 
 static const char *const help =
     "Usage: uniformaly predict MODEL.ufm [options] IMAGE|DIR|LIST.txt...\n"
+    "       uniformaly predict MODEL.ufm --stdin [options] < PATHS\n"
     "\n"
     "Score images with a model written by 'uniformaly fit'. One line per image on stdout:\n"
     "  PATH<TAB>SCORE<TAB>anomalous|normal|-     ('-' when no threshold is known)\n"
@@ -31,6 +32,10 @@ static const char *const help =
     "  --json               one JSON object per line instead: {\"image\": PATH, \"score\": S,\n"
     "                       \"anomalous\": true|false|null, \"threshold\": T|null,\n"
     "                       \"heatmap\": PNG|null, \"map\": NPY|null}\n"
+    "  --stdin              read image paths from standard input, one per line, and write\n"
+    "                       each image's line as soon as it is scored (flushed); the model\n"
+    "                       stays loaded until end of input. An unreadable image gets its\n"
+    "                       message on stderr and no line on stdout. Not with --heatmap-dir\n"
     "  --threshold T        decision threshold on the score (default: the model's, if any)\n"
     "  --heatmap-dir D      write D/NAME.png: the pixel map as a jet colormap over the image\n"
     "                       (NAME is the image path with '/' turned into '_', extension kept:\n"
@@ -190,27 +195,8 @@ int cmd_model_info(const char *path, bool json)
     uf_model_get_info(m, &in);
     const uf_detector_params *p = &in.params;
     if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "file", path);
-        cJSON_AddItemToObject(o, "params", cli_params_json(p));
-        cJSON_AddNumberToObject(o, "bank_size", (double)in.bank_size);
-        cJSON_AddNumberToObject(o, "bank_size_full", (double)in.bank_size_full);
-        cJSON_AddNumberToObject(o, "n_train", (double)in.n_train);
-        cJSON_AddNumberToObject(o, "dim", in.dim);
-        cJSON_AddNumberToObject(o, "bank_bytes", (double)in.bank_bytes);
-        if (isfinite(in.threshold)) cJSON_AddNumberToObject(o, "threshold", in.threshold);
-        else cJSON_AddNullToObject(o, "threshold");
-        cJSON *b = cJSON_AddObjectToObject(o, "backbone");
-        cJSON_AddStringToObject(b, "format", in.backbone.format);
-        cJSON_AddStringToObject(b, "path", in.backbone_path);
-        cJSON_AddStringToObject(b, "sha256", in.backbone_sha256);
-        cJSON_AddBoolToObject(b, "embedded", in.backbone_embedded);
-        cJSON_AddNumberToObject(b, "dim", in.backbone.dim);
-        cJSON_AddNumberToObject(b, "depth", in.backbone.depth);
-        cJSON_AddNumberToObject(b, "heads", in.backbone.heads);
-        cJSON_AddNumberToObject(b, "patch", in.backbone.patch);
-        cJSON_AddNumberToObject(b, "n_params", (double)in.backbone.n_params);
-        char *s = cli_json_print(o);
+        cJSON *o = cli_model_json(path, m);
+        char *s = o ? cli_json_print(o) : NULL;
         if (s) puts(s);
         free(s);
         cJSON_Delete(o);
@@ -253,6 +239,7 @@ typedef struct predict_opts {
     cli_common c;
     uf_model_load_params lp;
     bool json, raw;
+    bool from_stdin;  /* --stdin: paths from standard input, one result line each */
     double thr;       /* NAN: the model's */
     float range[2];   /* --heatmap-range (0, 0: each map's own) */
     const char *heat_dir, *model_path;
@@ -281,6 +268,8 @@ static int parse_predict_args(int argc, char **argv, predict_opts *o)
             o->json = true;
         } else if (!strcmp(a, "--raw-maps")) {
             o->raw = true;
+        } else if (!strcmp(a, "--stdin")) {
+            o->from_stdin = true;
         } else if (!strcmp(a, "--quiet")) {
             o->c.quiet = true;
         } else if (!strcmp(a, "--allow-other-backbone")) {
@@ -313,7 +302,11 @@ static int parse_predict_args(int argc, char **argv, predict_opts *o)
         }
     }
     if (!o->model_path) return cli_usage_error(verb, "no model file given");
-    if (o->npos == 0) return cli_usage_error(verb, "no images given");
+    if (o->npos == 0 && !o->from_stdin) return cli_usage_error(verb, "no images given");
+    if (o->npos && o->from_stdin) return cli_usage_error(verb, "--stdin takes no image arguments");
+    if (o->from_stdin && o->heat_dir)
+        return cli_usage_error(verb, "--stdin writes no heatmaps (--heatmap-dir): use serve's overlay=1");
+    if (o->from_stdin) o->c.batch = 1; /* each result as soon as its image arrives */
     if (o->raw && !o->heat_dir) return cli_usage_error(verb, "--raw-maps needs --heatmap-dir");
     return -1;
 }
@@ -351,7 +344,7 @@ static void predict_run_free(predict_run *r, int batch)
 /* Expand the images, name their heatmaps, load the model, allocate the batch. */
 static bool predict_setup(const predict_opts *o, predict_run *r)
 {
-    if (!cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
+    if (!o->from_stdin && !cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
     if (o->heat_dir) {
         if (!unique_names(r->images.v, r->images.n, &r->names)) return false;
         struct stat st;
@@ -424,18 +417,8 @@ static void print_result(const predict_opts *o, const char *path, float score, d
         printf("\t%.6g\t%s\n", score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
         return;
     }
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, "image", path);
-    cJSON_AddNumberToObject(obj, "score", score);
-    if (anom < 0) cJSON_AddNullToObject(obj, "anomalous");
-    else cJSON_AddBoolToObject(obj, "anomalous", anom);
-    if (isfinite(thr)) cJSON_AddNumberToObject(obj, "threshold", thr);
-    else cJSON_AddNullToObject(obj, "threshold");
-    if (png) cJSON_AddStringToObject(obj, "heatmap", png);
-    else cJSON_AddNullToObject(obj, "heatmap");
-    if (npy) cJSON_AddStringToObject(obj, "map", npy);
-    else cJSON_AddNullToObject(obj, "map");
-    char *str = cli_json_print(obj);
+    cJSON *obj = cli_result_json(path, score, thr, png, npy);
+    char *str = obj ? cli_json_print(obj) : NULL;
     if (str) puts(str);
     free(str);
     cJSON_Delete(obj);
@@ -468,6 +451,28 @@ static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int 
     return ok;
 }
 
+/* --stdin: replace the one-path list with the next non-empty line of standard input
+ * ("\n" or "\r\n" ended) and restart the batch index; false at end of input. */
+static bool next_stdin_path(cli_strings *images, size_t *b0)
+{
+    static char *line;
+    static size_t cap;
+    ssize_t len;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        cli_strings_free(images);
+        *b0 = 0;
+        if (cli_strings_push(images, line)) return true;
+        cli_error("out of memory");
+        break;
+    }
+    free(line);
+    line = NULL;
+    cap = 0;
+    return false;
+}
+
 int cmd_predict(int argc, char **argv)
 {
     predict_opts o;
@@ -482,10 +487,11 @@ int cmd_predict(int argc, char **argv)
     memset(&r, 0, sizeof r);
     bool ready = predict_setup(&o, &r);
     if (!ready) rc = CLI_EXIT_RUNTIME;
-    for (size_t b0 = 0; ready && b0 < r.images.n; b0 += (size_t)o.c.batch) {
+    for (size_t b0 = 0; ready && (o.from_stdin ? next_stdin_path(&r.images, &b0) : b0 < r.images.n);
+         b0 += (size_t)o.c.batch) {
         int nb = (int)((r.images.n - b0) < (size_t)o.c.batch ? r.images.n - b0 : (size_t)o.c.batch);
         if (!predict_batch(&o, &r, b0, nb)) rc = CLI_EXIT_RUNTIME;
-        cli_progress(&o.c, "predict", b0 + (size_t)nb, r.images.n);
+        if (!o.from_stdin) cli_progress(&o.c, "predict", b0 + (size_t)nb, r.images.n);
     }
     predict_run_free(&r, o.c.batch);
     free(o.pos);

@@ -26,6 +26,7 @@ static const char *const usage =
     "  info       describe a model file or a checkpoint (.pth or .safetensors)\n"
     "  classify   top-k classes of images with a supervised ViT checkpoint\n"
     "  features   write block outputs / attention maps of images to a .safetensors file\n"
+    "  serve      score images sent over HTTP with a model kept loaded\n"
     "\n"
     "'uniformaly VERB --help' describes each verb. Exit status: 0 ok, 1 runtime error,\n"
     "2 usage error.\n";
@@ -106,6 +107,7 @@ int main(int argc, char **argv)
     if (!strcmp(verb, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(verb, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(verb, "serve")) return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "uniformaly: unknown verb '%s'\n\n%s", verb, usage);
     return CLI_EXIT_USAGE;
 }

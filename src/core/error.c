@@ -39,6 +39,8 @@ const char *uf_errmsg(void) { return tl_msg; }
 
 const char *uf_version(void) { return UF_VERSION_STRING; }
 
+int uf_version_number(void) { return UF_VERSION_NUMBER; }
+
 const char *uf_status_str(uf_status s)
 {
     switch (s) {

@@ -63,7 +63,7 @@ static void batch_failed(batcherr *e, uf_status s, const uf_dataset_item *it, co
     char line[768];
     if (strncmp(m, who, strlen(who)) == 0) snprintf(line, sizeof line, "%s", m);
     else snprintf(line, sizeof line, "%s: %s", who, m);
-#pragma omp critical(uf_eval_batch)
+#pragma omp critical /* unnamed: a named one would be an exported symbol */
     if (e->s == UF_OK) {
         e->s = s;
         memcpy(e->msg, line, sizeof line);

@@ -154,6 +154,36 @@ uf_status uf_image_write_png(const uf_image *img, const char *path)
     return uf__afile_commit(&af);
 }
 
+uf_status uf_image_encode_png(const uf_image *img, uint8_t **out, size_t *len)
+{
+    if (out) *out = NULL;
+    if (len) *len = 0;
+    if (!img || !img->rgb || !out || !len)
+        return uf__err(UF_ERR_ARG, "uf_image_encode_png: NULL argument");
+    size_t stride;
+    if (img->width <= 0 || img->height <= 0 || !uf__mul_ok((size_t)img->width, 3, &stride))
+        return uf__err(UF_ERR_ARG, "uf_image_encode_png: invalid image size %dx%d", img->width,
+                       img->height);
+    char *buf = NULL;
+    size_t n = 0;
+    png_out o = {open_memstream(&buf, &n), 0, ""};
+    if (!o.fp) return uf__err(UF_ERR_NOMEM, "uf_image_encode_png: out of memory");
+    int bad = png_encode(&o, img) != 0;
+    if (fclose(o.fp) != 0 && !bad) { /* the stream's final flush failed: out of memory */
+        bad = 1;
+        snprintf(o.msg, sizeof o.msg, "out of memory");
+    }
+    if (bad) {
+        free(buf);
+        return uf__err(o.err == ENOMEM || !strcmp(o.msg, "out of memory") ? UF_ERR_NOMEM
+                                                                          : UF_ERR_INTERNAL,
+                       "uf_image_encode_png: %s", o.msg);
+    }
+    *out = (uint8_t *)buf;
+    *len = n;
+    return UF_OK;
+}
+
 /* ---- jet colormap and overlay ----------------------------------------------------------- */
 
 /* matplotlib's _jet_data (matplotlib/_cm.py): per channel, control points (x, y) of a

@@ -1,0 +1,421 @@
+"""uniformaly - visual anomaly detection with Vision Transformers on CPU, from Python.
+
+Why this package: notebooks and pipelines are Python, and going through the CLI costs a
+process start and a model load per call. This is a thin ctypes layer over the shared
+library libuniformaly.so (nothing is compiled at install time): numpy arrays in and out,
+library errors raised as uniformaly.Error with the library's message, and the GIL released
+during every library call, so several threads score one model at once (each thread gets
+its own scorer).
+
+    import uniformaly
+    m = uniformaly.fit("vit.safetensors", "bottle/train/good", mean=(.5, .5, .5), std=(.5, .5, .5))
+    m.save("bottle.ufm")
+    m = uniformaly.Model.load("bottle.ufm")
+    r = m.predict("part.png")          # or an HxWx3 uint8 array, bytes, or a list of them
+    r.score, r.anomalous, r.map        # float, bool/None, float32 [H][W]
+"""
+import ctypes
+import os
+import threading
+from ctypes import POINTER, byref, c_float, c_int, c_uint8, c_uint64
+
+import numpy as np
+
+from . import _native
+from ._native import lib
+
+__all__ = ["Error", "Backbone", "Model", "Result", "fit", "load_image", "list_images",
+           "draw_shots", "auroc", "set_threads", "get_threads", "version", "__version__"]
+
+__version__ = "0.1.0"
+
+
+class Error(Exception):
+    """A library call failed: str(e) is uf_errmsg(); e.status the uf_status code and
+    e.status_name its name ("format error", ...)."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.status_name = lib.uf_status_str(status).decode()
+
+
+def _check(status):
+    if status != 0:
+        # uf_errmsg is per thread; ctypes runs the call on this very thread
+        raise Error(status, lib.uf_errmsg().decode("utf-8", "replace"))
+
+
+def version():
+    """The linked library's version string, e.g. "0.1.0"."""
+    return lib.uf_version().decode()
+
+
+if lib.uf_version_number() // 10000 != _native.SONAME_MAJOR:
+    raise ImportError("uniformaly: the loaded library is version %s, this package needs %d.x"
+                      % (version(), _native.SONAME_MAJOR))
+
+
+def set_threads(n):
+    """Bound the library's compute threads (0: the default). Call before scoring from many
+    threads (set_threads(1) keeps each call on its own thread)."""
+    lib.uf_set_threads(int(n))
+
+
+def get_threads():
+    return lib.uf_get_threads()
+
+
+# ---- images --------------------------------------------------------------------------
+
+class _Owned:
+    """A uf_image made by the library (freed with it) and a numpy view of its pixels."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+        im = ptr.contents
+        self.array = np.ctypeslib.as_array(im.rgb, shape=(im.height, im.width, 3))
+
+    def __del__(self):
+        if getattr(self, "ptr", None):
+            lib.uf_image_free(self.ptr)
+            self.ptr = None
+
+
+def _decode(x):
+    """x (a path, bytes, or an HxWx3 / HxW uint8 array) -> (uf_image pointer, keepalive)."""
+    out = POINTER(_native.Image)()
+    if isinstance(x, (str, os.PathLike)):
+        _check(lib.uf_image_load(os.fsencode(x), byref(out)))
+        o = _Owned(out)
+        return out, o
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        buf = bytes(x)
+        _check(lib.uf_image_decode(buf, len(buf), byref(out)))
+        o = _Owned(out)
+        return out, o
+    a = np.asarray(x)
+    if a.dtype != np.uint8:
+        raise TypeError("uniformaly: images must be uint8 arrays, got %s" % a.dtype)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError("uniformaly: an image array must be HxWx3 (RGB) or HxW (grey), got "
+                         "shape %s" % (a.shape,))
+    a = np.ascontiguousarray(a)
+    im = _native.Image(a.shape[1], a.shape[0], a.ctypes.data_as(POINTER(c_uint8)))
+    return ctypes.pointer(im), (a, im)  # the library borrows the array's pixels
+
+
+def load_image(path):
+    """Decode an image file (PNG, JPEG, BMP, PNM) as the library does (Pillow-identical
+    RGB): a new HxWx3 uint8 array."""
+    _, o = _decode(path)
+    return o.array.copy()
+
+
+def list_images(folder):
+    """The image files under folder, recursively (hidden names skipped), as the CLI lists
+    them: names the library takes as images, sorted bytewise by path."""
+    out = []
+    for d, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        for f in files:
+            p = os.path.join(d, f)
+            if not f.startswith(".") and os.path.isfile(p) and lib.uf_is_image_name(os.fsencode(f)):
+                out.append(p)
+    return sorted(out, key=os.fsencode)
+
+
+def _expand(images):
+    """fit's images argument -> a list of items (paths, arrays, bytes)."""
+    if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim <= 3):
+        images = [images]
+    out = []
+    for x in images:
+        if isinstance(x, (str, os.PathLike)) and os.path.isdir(x):
+            found = list_images(x)
+            if not found:
+                raise Error(2, "%s: no images found in this directory" % os.fspath(x))
+            out.extend(found)
+        else:
+            out.append(x)
+    return out
+
+
+def draw_shots(n, k, seed):
+    """The indices (ascending) of k of n items drawn as `uniformaly fit --shots k --seed
+    seed` draws them (a partial Fisher-Yates shuffle on the library's splitmix64)."""
+    perm = list(range(n))
+    st = c_uint64((int(seed) ^ 0x73686f7473) & 0xFFFFFFFFFFFFFFFF)  # "shots"
+    for j in range(min(k, n)):
+        r = j + lib.uf_splitmix64(byref(st)) % (n - j)
+        perm[j], perm[r] = perm[r], perm[j]
+    return sorted(perm[:min(k, n)])
+
+
+def auroc(scores, labels):
+    """Area under the ROC curve of scores (higher = anomalous) against 0/1 labels."""
+    s = np.ascontiguousarray(scores, dtype=np.float32)
+    y = np.ascontiguousarray(labels, dtype=np.uint8)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError("uniformaly: scores and labels must be 1-d of the same length")
+    return lib.uf_auroc(s.ctypes.data_as(POINTER(c_float)), y.ctypes.data_as(POINTER(c_uint8)), len(s))
+
+
+# ---- backbone and parameters -----------------------------------------------------------
+
+class Backbone:
+    """A Vision Transformer loaded from a checkpoint (.pth or .safetensors). Immutable;
+    shared by every model fitted with it."""
+
+    def __init__(self, path, heads=0):
+        p = lib.uf_backbone_default_params()
+        p.heads = int(heads or 0)
+        h = ctypes.c_void_p()
+        _check(lib.uf_backbone_load(os.fsencode(path), byref(p), byref(h)))
+        self._h = h
+        self.path = os.fspath(path)
+
+    @property
+    def info(self):
+        i = _native.BackboneInfo()
+        lib.uf_backbone_get_info(self._h, byref(i))
+        return {k: (getattr(i, k).decode() if k == "format" else getattr(i, k))
+                for k, _ in _native.BackboneInfo._fields_}
+
+    def __del__(self):
+        if getattr(self, "_h", None):
+            lib.uf_backbone_free(self._h)
+            self._h = None
+
+
+_INTERP = {"bilinear": 0, "bicubic": 1, "lanczos": 2, "nearest": 3}
+_SAMPLER = {"greedy": 0, "random": 1}
+# fit's keyword arguments, as the CLI's flags (--bpm-kernel -> bpm_kernel)
+_METHOD = ("bpm", "bpm_kernel", "bpm_lambda", "soft_mask", "rollout", "coreset", "seed", "knn",
+           "topk", "sigma")
+_PRE = ("resize", "crop", "pad_to")
+
+
+def _choice(name, v, names):
+    if v not in names:
+        raise ValueError("uniformaly: %s must be one of %s, got %r" % (name, ", ".join(names), v))
+    return names[v]
+
+
+def _params(kw):
+    """Keyword arguments -> uf_detector_params (defaults from the library). Unknown names
+    raise TypeError; values are checked by the library (uf_detector_params_check)."""
+    p = lib.uf_detector_default_params()
+    for k, v in kw.items():
+        if k == "layers":
+            a, b = (int(t) for t in (v.split("-") if isinstance(v, str) else v))
+            p.layer_first, p.layer_last = a, b
+        elif k in _METHOD:
+            setattr(p, k, int(v) if isinstance(getattr(p, k), int) else float(v))
+        elif k == "sampler":
+            p.sampler = _choice(k, v, _SAMPLER)
+        elif k == "interp":
+            p.pre.interp = _choice(k, v, _INTERP)
+        elif k in _PRE:
+            setattr(p.pre, k, int(v))
+        elif k in ("mean", "std"):
+            vals = [float(t) for t in v]
+            if len(vals) != 3:
+                raise ValueError("uniformaly: %s needs 3 values" % k)
+            getattr(p.pre, k)[:] = vals
+        else:
+            raise TypeError("uniformaly: unknown parameter '%s'" % k)
+    return p
+
+
+def _params_dict(p):
+    inv_i = {v: k for k, v in _INTERP.items()}
+    inv_s = {v: k for k, v in _SAMPLER.items()}
+    d = {"layers": (p.layer_first, p.layer_last), "sampler": inv_s.get(p.sampler, "?"),
+         "interp": inv_i.get(p.pre.interp, "?"), "mean": tuple(p.pre.mean), "std": tuple(p.pre.std)}
+    d.update({k: getattr(p, k) for k in _METHOD})
+    d.update({k: getattr(p.pre, k) for k in _PRE})
+    for k in ("bpm", "soft_mask", "rollout"):
+        d[k] = bool(d[k])
+    return d
+
+
+# ---- models ----------------------------------------------------------------------------
+
+class _Handle:
+    """Owns a uf_model (and keeps its borrowed backbone alive); scorers keep it alive."""
+
+    def __init__(self, h, backbone):
+        self.h = h
+        self.backbone = backbone
+
+    def __del__(self):
+        if getattr(self, "h", None):
+            lib.uf_model_free(self.h)
+            self.h = None
+
+
+class _Scorer:
+    def __init__(self, handle):
+        self.handle = handle
+        self.s = ctypes.c_void_p()
+        _check(lib.uf_scorer_new(handle.h, byref(self.s)))
+
+    def __del__(self):
+        if getattr(self, "s", None):
+            lib.uf_scorer_free(self.s)
+            self.s = None
+
+
+class Result:
+    """One scored image. score: the image score (float32 value); anomalous: score >
+    threshold (None without a threshold); map: float32 [H][W] pixel map in the original
+    image's geometry (None if maps=False); pixel_map: [S][S] the same in network-input
+    coordinates; mask: uint8 [gh][gw] foreground patches; patch_scores: float32 [gh][gw];
+    feature: float32 [D] top-K feature; patch_features: float32 [gh*gw][D] if asked."""
+
+    __slots__ = ("score", "anomalous", "threshold", "map", "pixel_map", "mask", "patch_scores",
+                 "feature", "patch_features")
+
+    def __repr__(self):
+        return "Result(score=%r, anomalous=%r)" % (self.score, self.anomalous)
+
+
+class Model:
+    """A fitted detector: made by uniformaly.fit or Model.load. Immutable and thread-safe:
+    each thread that calls predict gets its own scorer."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._local = threading.local()
+        gh, gw, S, D = c_int(), c_int(), c_int(), c_int()
+        lib.uf_model_output_size(handle.h, byref(gh), byref(gw), byref(S), byref(D))
+        self.grid = (gh.value, gw.value)
+        self.input_size = S.value
+        self.dim = D.value
+
+    @classmethod
+    def load(cls, path, backbone=None, allow_other_backbone=False):
+        """Load a model file (uniformaly fit / Model.save). backbone: a checkpoint path to
+        use instead of the embedded or recorded one (same sha256 unless
+        allow_other_backbone)."""
+        p = lib.uf_model_load_default_params()
+        p.backbone_path = os.fsencode(backbone) if backbone is not None else None
+        p.allow_other_backbone = int(bool(allow_other_backbone))
+        h = ctypes.c_void_p()
+        _check(lib.uf_model_load(os.fsencode(path), byref(p), byref(h)))
+        return cls(_Handle(h, None))
+
+    def save(self, path, embed_backbone=False):
+        """Write the model file (atomically: the complete new file or the old one)."""
+        _check(lib.uf_model_save(self._handle.h, os.fsencode(path), int(bool(embed_backbone))))
+
+    @property
+    def info(self):
+        i = _native.ModelInfo()
+        lib.uf_model_get_info(self._handle.h, byref(i))
+        return {"params": _params_dict(i.params), "bank_size": i.bank_size,
+                "bank_size_full": i.bank_size_full, "n_train": i.n_train, "dim": i.dim,
+                "threshold": None if np.isnan(i.threshold) else float(i.threshold),
+                "backbone_path": i.backbone_path.decode(errors="replace"),
+                "backbone_sha256": i.backbone_sha256.decode(),
+                "backbone_embedded": bool(i.backbone_embedded)}
+
+    @property
+    def threshold(self):
+        return self.info["threshold"]
+
+    @threshold.setter
+    def threshold(self, t):
+        """Not thread-safe with scoring."""
+        lib.uf_model_set_threshold(self._handle.h, float("nan") if t is None else float(t))
+
+    def _scorer(self):
+        s = getattr(self._local, "scorer", None)
+        if s is None:
+            s = self._local.scorer = _Scorer(self._handle)
+        return s.s
+
+    def predict(self, images, maps=True, features=False, threshold=None, batch=8):
+        """Score one image (a path, bytes, or an HxWx3 uint8 array) -> Result, or a list
+        of them -> [Result], scored in batches of `batch` (8, as the CLI, whose scores
+        these equal bit for bit). maps: also the pixel maps; features: also the patch
+        features. threshold: instead of the model's."""
+        single = isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or (
+            isinstance(images, np.ndarray) and images.ndim <= 3 and images.dtype == np.uint8
+            and (images.ndim == 2 or images.shape[-1] == 3))
+        items = [images] if single else list(images)
+        thr = self.threshold if threshold is None else float(threshold)
+        out = []
+        for b0 in range(0, len(items), max(1, int(batch))):
+            out.extend(self._score_batch(items[b0:b0 + max(1, int(batch))], maps, features, thr))
+        return out[0] if single else out
+
+    def _score_batch(self, items, maps, features, thr):
+        gh, gw = self.grid
+        S, D, n = self.input_size, self.dim, len(items)
+        decoded = [_decode(x) for x in items]
+        ptrs = (POINTER(_native.Image) * n)(*[d[0] for d in decoded])
+        res = (_native.Score * n)()
+        arrays = []
+        for r in res:
+            a = {"patch_scores": np.empty((gh, gw), np.float32), "mask": np.empty((gh, gw), np.uint8),
+                 "pixel_map": np.empty((S, S), np.float32) if maps else None,
+                 "feature": np.empty(D, np.float32),
+                 "patch_features": np.empty((gh * gw, D), np.float32) if features else None}
+            for k, v in a.items():
+                if v is not None:
+                    setattr(r, k, v.ctypes.data_as(type(getattr(r, k))))
+            arrays.append(a)
+        _check(lib.uf_score_images(self._scorer(), ptrs, n, res))
+        out = []
+        for r, a, (p, _) in zip(res, arrays, decoded):
+            o = Result()
+            o.score = float(r.score)
+            o.threshold = thr
+            o.anomalous = None if thr is None else bool(np.float32(r.score) > np.float32(thr))
+            o.pixel_map, o.mask, o.patch_scores = a["pixel_map"], a["mask"], a["patch_scores"]
+            o.feature, o.patch_features = a["feature"], a["patch_features"]
+            o.map = None
+            if maps:
+                w, h = p.contents.width, p.contents.height
+                o.map = np.empty((h, w), np.float32)
+                _check(lib.uf_model_map_to_image(self._handle.h, a["pixel_map"].ctypes.data_as(
+                    POINTER(c_float)), w, h, o.map.ctypes.data_as(POINTER(c_float))))
+            out.append(o)
+        return out
+
+
+def fit(backbone, images, heads=0, batch=8, shots=None, threshold=None, **params):
+    """Fit a detector on normal images, as `uniformaly fit` does (same parameters, same
+    model): backbone is a Backbone or a checkpoint path (heads: attention heads if not
+    inferable); images a folder, a path, an HxWx3 uint8 array, bytes, or a list of them
+    (folders expanded as the CLI does). shots: train on that many images drawn with
+    `seed`, as --shots. params: layers=(3, 10), bpm, bpm_kernel, bpm_lambda, soft_mask,
+    rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, resize, crop,
+    pad_to, interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std. Returns a
+    Model."""
+    if not isinstance(backbone, Backbone):
+        backbone = Backbone(backbone, heads=heads)
+    p = _params(params)
+    _check(lib.uf_detector_params_check(byref(p), backbone._h))
+    items = _expand(images)
+    if shots:
+        items = [items[i] for i in draw_shots(len(items), int(shots), p.seed)]
+    f = ctypes.c_void_p()
+    _check(lib.uf_fitter_new(backbone._h, byref(p), byref(f)))
+    try:
+        for b0 in range(0, len(items), max(1, int(batch))):
+            decoded = [_decode(x) for x in items[b0:b0 + max(1, int(batch))]]
+            ptrs = (POINTER(_native.Image) * len(decoded))(*[d[0] for d in decoded])
+            _check(lib.uf_fitter_add(f, ptrs, len(decoded)))
+        h = ctypes.c_void_p()
+        _check(lib.uf_fitter_finish(f, None, None, byref(h)))
+    finally:
+        lib.uf_fitter_free(f)
+    m = Model(_Handle(h, backbone))
+    if threshold is not None:
+        m.threshold = threshold
+    return m

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# test_serve.sh - `uniformaly serve` (issue 14) over loopback: each endpoint, each limit and
+# each error. /v1/predict must answer exactly what `predict --json` prints and /v1/model
+# what `info --json` prints; overlays decode as PNGs of the image's size; a bad image is
+# 400, too large a body or image 413, the queue full 503, an excess connection waits,
+# a stalled client is cut off after --timeout; SIGTERM lets a request in flight finish
+# and exits 0. Tiny golden ViT, no ../shared; every wait is bounded. Needs UF_BIN, python3.
+. "$(dirname "$0")/lib.sh"
+D=tests/data/detector
+OPTS="--heads 3 --layers 2-4 --resize 72 --crop 64 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --quiet"
+if ! "$BIN" fit --backbone tests/data/golden/m1.safetensors $OPTS --out "$T/m.ufm" $D/train_*.png 2>"$T/err"; then
+  bad "fit: $(head -3 "$T/err")"; finish; exit
+fi
+# --batch 1: the server scores one image per call (batches agree only up to float rounding
+# in some builds, e.g. make asan's -O1)
+"$BIN" predict "$T/m.ufm" --json --batch 1 $D/test_*.png > "$T/predict.json"
+"$BIN" info --json "$T/m.ufm" > "$T/info.json"
+timeout 300 "$PY" - "$BIN" "$T" $D/test_*.png > "$T/counts" <<'PY'
+import base64, http.client, json, os, signal, socket, struct, subprocess, sys, threading, time, zlib
+BIN, T, TEST = sys.argv[1], sys.argv[2], sys.argv[3:]
+counts = [0, 0]
+def check(name, cond, detail=""):
+    counts[0 if cond else 1] += 1
+    print("  %s %s%s" % ("ok  " if cond else "FAIL", name, "" if cond else ": " + str(detail)[:300]), file=sys.stderr)
+
+def start(*args):
+    """Start a server on a free port; returns (process, port)."""
+    err = open(os.path.join(T, "serve%d.err" % time.monotonic_ns()), "w+")
+    p = subprocess.Popen([BIN, "serve", os.path.join(T, "m.ufm"), "--port", "0", *args], stderr=err)
+    for _ in range(300):
+        err.seek(0)
+        line = err.read()
+        if "listening on" in line:
+            return p, int(line.split("http://127.0.0.1:")[1].split("/")[0]), err
+        if p.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit("server did not start: " + line)
+
+def req(port, method, path, body=None, headers={}, chunked=False):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    if chunked:
+        c.request(method, path, body=iter([body]), headers=headers, encode_chunked=True)
+    else:
+        c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    try:
+        return r.status, json.loads(data), r.getheader("Content-Type")
+    except ValueError:
+        return r.status, data, r.getheader("Content-Type")
+
+def png(w, h, pixels):
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    rows = b"".join(b"\0" + pixels[y * w * 3:(y + 1) * w * 3] for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b""))
+
+p, port, err = start("--workers", "2", "--max-body", "200000", "--max-pixels", "1000000",
+                     "--max-connections", "4", "--timeout", "2", "--queue", "8")
+try:
+    s, o, ct = req(port, "GET", "/v1/health")
+    check("GET /v1/health", s == 200 and o["status"] == "ok" and o["workers"] == 2 and ct == "application/json", (s, o))
+    s, o, _ = req(port, "GET", "/v1/model")
+    info = json.load(open(os.path.join(T, "info.json")))
+    info["file"] = o.get("file")
+    check("GET /v1/model equals info --json", s == 200 and o == info, (s, o))
+    expected = [json.loads(l) for l in open(os.path.join(T, "predict.json"))]
+    got = [req(port, "POST", "/v1/predict?name=" + path, open(path, "rb").read())[1] for path in TEST]
+    check("POST /v1/predict equals predict --json for %d images" % len(TEST), got == expected, (got, expected))
+    s, o, _ = req(port, "POST", "/v1/predict", open(TEST[0], "rb").read())
+    check("image name defaults to '-'", s == 200 and o["image"] == "-" and o["score"] == expected[0]["score"], o)
+    s, o, _ = req(port, "POST", "/v1/predict?overlay=1", open(TEST[0], "rb").read())
+    ov = base64.b64decode(o.get("overlay_png", "")) if s == 200 else b""
+    w0, h0 = struct.unpack(">II", open(TEST[0], "rb").read()[16:24])
+    check("overlay=1 adds a base64 PNG of the image's size",
+          ov[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", ov[16:24]) == (w0, h0), (s, len(ov)))
+    s, o, _ = req(port, "POST", "/v1/predict", b"this is not an image")
+    check("bad image: 400 with the decoder's message", s == 400 and "unrecognised image format" in o["error"], (s, o))
+    s, o, _ = req(port, "POST", "/v1/predict", b"")
+    check("empty body: 400", s == 400 and "empty body" in o["error"], (s, o))
+    s, o, _ = req(port, "POST", "/v1/predict", b"\x89PNG" + b"\0" * 300000)
+    check("body above --max-body (Content-Length): 413", s == 413 and "max-body" in o["error"], (s, o))
+    s, o, _ = req(port, "POST", "/v1/predict", b"\x89PNG" + b"\0" * 300000, chunked=True)
+    check("body above --max-body (chunked): 413", s == 413 and "max-body" in o["error"], (s, o))
+    s, o, _ = req(port, "POST", "/v1/predict", png(1100, 1000, bytes(1100 * 1000 * 3)))
+    check("image above --max-pixels: 413", s == 413 and "pixel" in o["error"].lower(), (s, o))
+    s, o, _ = req(port, "POST", "/v1/predict", png(40, 30, bytes(range(256)) * 14 + bytes(16)))
+    check("a small generated PNG scores", s == 200 and isinstance(o["score"], float), (s, o))
+    s, o, _ = req(port, "GET", "/v1/predict")
+    check("GET /v1/predict: 405", s == 405 and "error" in o, (s, o))
+    s, o, _ = req(port, "POST", "/v1/health", b"x")
+    check("POST /v1/health: 405", s == 405, (s, o))
+    s, o, _ = req(port, "GET", "/nope")
+    check("unknown path: 404 JSON", s == 404 and "/nope" in o["error"], (s, o))
+
+    # --max-connections 4: with four idle connections open a fifth is not served (it waits
+    # in the listen backlog) until one of them closes
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+    time.sleep(0.3)
+    fifth = socket.create_connection(("127.0.0.1", port), timeout=1.5)
+    fifth.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        ans = fifth.recv(100)
+    except socket.timeout:
+        ans = None
+    check("a connection beyond --max-connections is not served", ans is None, ans)
+    for c in idle:
+        c.close()
+    fifth.settimeout(10)
+    try:
+        ans = fifth.recv(100)
+    except OSError as e:
+        ans = repr(e).encode()
+    check("... and is served once the others close", ans.startswith(b"HTTP/1.1 200"), ans)
+    fifth.close()
+    # --timeout 2: a client that stalls mid-body is cut off
+    c = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+    t0 = time.monotonic()
+    try:
+        ans = c.recv(100)
+    except OSError:
+        ans = b""
+    dt = time.monotonic() - t0
+    check("a stalled upload is closed after --timeout (%.1f s)" % dt, ans == b"" and 1 <= dt < 15, (ans, dt))
+    c.close()
+
+    # SIGTERM while a request is in flight: it completes, then the server exits 0
+    body = open(TEST[1], "rb").read()
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(b"POST /v1/predict?name=" + TEST[1].encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:100])
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    c.sendall(body[100:])
+    r = http.client.HTTPResponse(c)
+    r.begin()
+    o = json.loads(r.read())
+    check("SIGTERM: the request in flight is answered", r.status == 200 and o == expected[1], (r.status, o))
+    c.close()
+    try:
+        rc = p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        rc = None
+    err.seek(0)
+    check("SIGTERM: exit 0 after finishing", rc == 0 and "stopped after" in err.read(), rc)
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        refused = False
+    except OSError:
+        refused = True
+    check("no longer listening", refused)
+finally:
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+# --workers 1 --queue 0: concurrent requests beyond the one scorer get 503
+p, port, err = start("--workers", "1", "--queue", "0")
+try:
+    big = png(1500, 1500, os.urandom(1500 * 1500 * 3))
+    codes, bodies = [], []
+    for attempt in range(3):
+        def one():
+            s, o, _ = req(port, "POST", "/v1/predict", big)
+            codes.append(s)
+            bodies.append(o)
+        ts = [threading.Thread(target=one) for _ in range(12)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        if 503 in codes:
+            break
+    check("queue full: 503 with a JSON error, the rest 200",
+          503 in codes and 200 in codes and set(codes) <= {200, 503} and
+          all("overloaded" in b["error"] for s, b in zip(codes, bodies) if s == 503), codes)
+finally:
+    p.terminate()
+    check("SIGTERM when idle: exit 0", p.wait(timeout=20) == 0)
+print("%d %d" % tuple(counts))
+PY
+rc=$?
+read -r p f < "$T/counts" || { p=0; f=0; }
+pass=$((pass + p)); fail=$((fail + f))
+[ $rc -eq 0 ] || bad "the checks stopped early (status $rc)"
+finish
