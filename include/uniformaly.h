@@ -210,7 +210,8 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  *         the image is placed at the top-left corner of a resize x resize zero canvas,
  *         so no part of the image is discarded (resize must then be > 0). The detector
  *         runs the ViT on the image's own patch grid there (ceil(w / patch) x
- *         ceil(h / patch) patches, non-square, positional embeddings interpolated), not
+ *         ceil(h / patch) patches, non-square, positional embeddings interpolated, the
+ *         image's edge pixels repeated into the part of its last patches beyond it), not
  *         on the padding; resize must be a multiple of the backbone's patch size.        */
 typedef struct uf_preprocess {
     int resize;       /* default 256 */

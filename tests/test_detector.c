@@ -914,9 +914,10 @@ static uf_image *border_image(uint64_t seed, int defect)
 
 /* The whole-image geometry runs the ViT on the image's own 8 x 4 patch grid (64 x 32
  * pixels, non-square) at the top-left of the 8 x 8 grid: its features equal uf_forward's
- * on that window alone; the padding patches have zero features, smooth -1 and mask 0. */
+ * on that window alone, where rows rh..31 (past an image of rh rows) repeat row rh - 1;
+ * the padding patches have zero features, smooth -1 and mask 0. */
 static void check_own_grid(const uf_backbone *bb, const uf_model *m,
-                           const uf_detector_params *p, const uf_image *img)
+                           const uf_detector_params *p, const uf_image *img, int rh)
 {
     enum { S = 64, W = 64, H = 32, D = 32, NP = 64, OWN = 32 };
     uf_scorer *sc = NULL;
@@ -931,7 +932,8 @@ static void check_own_grid(const uf_backbone *bb, const uf_model *m,
     REQUIRE_OK(uf_preprocess_image(img, &p->pre, canvas));
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < H; y++)
-            memcpy(win + ((size_t)c * H + y) * W, canvas + ((size_t)c * S + y) * S, W * sizeof *win);
+            memcpy(win + ((size_t)c * H + y) * W,  /* rows past the image repeat its last */
+                   canvas + ((size_t)c * S + (y < rh ? y : rh - 1)) * S, W * sizeof *win);
     REQUIRE_OK(uf_session_new(bb, &ss));
     uf_forward_request req = {0};
     req.blocks = 3; /* blocks 1 and 2 */
@@ -989,7 +991,14 @@ static void test_whole_image_border_defect(void)
         scored r;
         REQUIRE(score_all(m, test, 3, 3, &r) == 0);
         for (int i = 0; i < 3; i++) sc[whole][i] = r.score[i];
-        if (whole) check_own_grid(bb, m, &p, test[0]);
+        if (whole) {
+            check_own_grid(bb, m, &p, test[0], 32);
+            uf_image *cut = NULL; /* 128 x 60 -> 64 x 30: its last patch row is partial */
+            REQUIRE_OK(uf_image_new(128, 60, &cut));
+            memcpy(cut->rgb, test[0]->rgb, 128 * 60 * 3);
+            check_own_grid(bb, m, &p, cut, 30);
+            uf_image_free(cut);
+        }
         if (whole) { /* the map, back on the 128 x 64 image, peaks in the defect */
             float *big = malloc(128 * 64 * sizeof *big);
             REQUIRE(big != NULL);

@@ -222,7 +222,8 @@ static uf_status check_rows(const float *F, int n, int Np, int D, int base, int 
 }
 
 /* The whole-image geometry: run the backbone on each image's own patch grid (ceil(w / P) x
- * ceil(h / P) patches of its window at the canvas's top-left; a non-square grid, with the
+ * ceil(h / P) patches of its window at the canvas's top-left, edge pixels repeated into the
+ * part of the last patches beyond the image; a non-square grid, with the
  * positional embeddings interpolated by uf_forward) and put its tokens at the top-left of
  * the [gh][gw] grid of e->blocks, zero elsewhere; its attention goes compactly to
  * e->attn[b][0 .. gh_b * gw_b). One forward per image: the grids differ. */
@@ -235,6 +236,8 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
     for (int b = 0; b < n; b++) {
         int rw, rh;
         uf_preprocess_geometry(&e->p.pre, imgs[b]->width, imgs[b]->height, &rw, &rh, NULL, NULL);
+        rw = rw < 1 ? 1 : rw > S ? S : rw;
+        rh = rh < 1 ? 1 : rh > S ? S : rh;
         int gw = (rw + P - 1) / P, gh = (rh + P - 1) / P;
         gw = gw < 1 ? 1 : gw > e->gw ? e->gw : gw;
         gh = gh < 1 ? 1 : gh > e->gh ? e->gh : gh;
@@ -242,10 +245,16 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
         e->sgw[b] = gw;
         const int H = gh * P, W = gw * P;
         const float *src = e->pixels + (size_t)b * plane; /* [3][S][S] */
+        /* the window; where the last column or row of patches runs past the image (w or h
+         * not a multiple of P), the image's edge pixels are repeated instead of the zero
+         * canvas, so a border patch looks like the part and not like a black bar */
         for (int c = 0; c < 3; c++)
-            for (int y = 0; y < H; y++)
-                memcpy(e->sub_pixels + ((size_t)c * H + y) * W,
-                       src + ((size_t)c * S + y) * S, (size_t)W * sizeof(float));
+            for (int y = 0; y < H; y++) {
+                float *row = e->sub_pixels + ((size_t)c * H + y) * W;
+                const int sy = y < rh ? y : rh - 1;
+                memcpy(row, src + ((size_t)c * S + sy) * S, (size_t)rw * sizeof(float));
+                for (int x = rw; x < W; x++) row[x] = row[rw - 1];
+            }
         uf_forward_output out = {.blocks = e->sub_blocks,
                                  .attn = req->attn_block ? e->attn + (size_t)b * Np : NULL};
         uf_status st = uf_forward(e->sess, e->sub_pixels, 1, H, W, req, &out);
