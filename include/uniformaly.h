@@ -224,7 +224,15 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  *         protocol: resize 112 Lanczos, pad to 224). 0 disables. The image goes to
  *         ((pad_to - w) / 2, (pad_to - h) / 2), floor, and must not exceed pad_to;
  *         padded pixels become (0 - mean) / std.
- * crop = 0 skips cropping (then pad_to must be > 0).                                 */
+ * crop = 0 skips cropping. With pad_to > 0 the image is resized by its shorter side
+ *         as above and must fit the canvas. With pad_to = 0 it is the whole-image mode:
+ *         the *longer* side becomes resize (the shorter int(resize * short / long)) and
+ *         the image is placed at the top-left corner of a resize x resize zero canvas,
+ *         so no part of the image is discarded (resize must then be > 0). The detector
+ *         runs the ViT on the image's own patch grid there (ceil(w / patch) x
+ *         ceil(h / patch) patches, non-square, positional embeddings interpolated, the
+ *         image's edge pixels repeated into the part of its last patches beyond it), not
+ *         on the padding; resize must be a multiple of the backbone's patch size.        */
 typedef struct uf_preprocess {
     int resize;       /* default 256 */
     int crop;         /* default 224 */
@@ -265,8 +273,15 @@ uf_status uf_image_load_shrunk(const char *path, const uf_preprocess *p, uf_imag
                                int *width, int *height);
 
 /* Side of the square network input produced by uf_preprocess_image:
- * pad_to if > 0, else crop (0 when both are 0: an invalid combination). */
+ * pad_to if > 0, else crop if > 0, else resize (the whole-image mode; 0 when all are 0:
+ * an invalid combination). */
 int uf_preprocess_size(const uf_preprocess *p);
+
+/* Fraction in [0, 1] of an image's area (width x height) that the network input shows
+ * under p: 1 when the geometry keeps the whole image (letterbox, or a crop no smaller
+ * than the resized image), e.g. 0.55 for a 2:1 image centre-cropped to a square. 0 for
+ * invalid sizes or parameters. p may be NULL for the defaults. Thread-safe. */
+double uf_preprocess_coverage(const uf_preprocess *p, int width, int height);
 
 /* Preprocess one image into out, planar and normalised: out is [3][S][S] floats with
  * S = uf_preprocess_size(p), caller-allocated; out = ((float)v / 255 - mean) / std in
@@ -669,7 +684,8 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
  * backbone and the same feature settings (layers, bpm, bpm_kernel, bpm_lambda, rollout,
  * preprocessing), e.g. the one-class models of every class of a dataset scoring one test
  * set. uf_scorer_extract runs the backbone on n images: feats [n][gh*gw][D] (the patch
- * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM)
+ * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM;
+ * -1 marks a padding patch outside the image in the whole-image geometry, crop 0)
  * and mask [n][gh*gw] (1 = foreground), caller-allocated. uf_score_features scores such
  * features with the scorer's model, filling out[n] exactly as uf_score_images does on the
  * images (bit-identical results). When no out[i] asks for patch_scores or pixel_map (and

@@ -31,6 +31,15 @@ bool cli_parse_float(const char *s, double lo, double hi, double *out);
 /* Parse exactly n comma-separated finite floats. */
 bool cli_parse_floats(const char *s, int n, float *out);
 
+/* Glob patterns (fnmatch) of --include / --exclude, a fixed-size list: a pattern matches
+ * a file found in a folder input when it matches the file's path relative to that folder
+ * or its name alone. */
+#define CLI_MAX_PATTERNS 32
+typedef struct cli_patterns {
+    const char *v[CLI_MAX_PATTERNS];
+    int n;
+} cli_patterns;
+
 /* Options shared by every verb that runs a backbone on images. */
 typedef struct cli_common {
     const char *backbone;  /* --backbone PATH                          */
@@ -39,6 +48,9 @@ typedef struct cli_common {
     int threads;           /* --threads (0 = all cores)                */
     int batch;             /* --batch                                  */
     bool quiet;            /* --quiet: no progress on stderr           */
+    cli_patterns *include; /* --include GLOB (repeatable): folder inputs keep only
+                              matching files; NULL = all                */
+    cli_patterns *exclude; /* --exclude GLOB (repeatable): folder inputs drop them */
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -68,9 +80,10 @@ void cli_strings_free(cli_strings *l);
  * files whose names uf_is_image_name accepts (png jpg jpeg bmp ppm pgm pbm pnm), sorted
  * bytewise; a file ending in .txt/.lst is read as a list of paths (one per line, '#'
  * comments, relative paths resolved against the list's folder); anything else is taken as
- * an image path.
+ * an image path. Files found in a directory are filtered by c's --include / --exclude
+ * patterns (c may be NULL: no filter); a directory left with no image is an error.
  * Returns false after printing an error (missing path, unreadable list). */
-bool cli_expand_images(int n, char **args, cli_strings *out);
+bool cli_expand_images(const cli_common *c, int n, char **args, cli_strings *out);
 
 /* Progress on stderr, nothing with --quiet: on a terminal one line "\r<label> i/n" rewritten
  * in place and finished with a newline when i == n; otherwise (a log, a pipe) a full line
@@ -154,6 +167,18 @@ bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const
  * png/npy NULL when not written; thr NaN when unknown. */
 void cli_print_result(bool json, const char *path, float score, double thr, const char *png,
                       const char *npy);
+
+/* fit's warnings about the training set (fit_checks.c), each printed once on stderr:
+ * cli_fit_check_names - files that look like masks beside images (names only);
+ * cli_fit_check_new(n) / _image(k, i, img) for each decoded training image i / _report -
+ * constant (single-colour) images and exact duplicates (same decoded pixels). A NULL
+ * checker (out of memory) does nothing: warnings never fail a fit. */
+typedef struct cli_fit_check cli_fit_check;
+void cli_fit_check_names(const cli_strings *images);
+cli_fit_check *cli_fit_check_new(size_t n);
+void cli_fit_check_image(cli_fit_check *k, size_t idx, const uf_image *img);
+void cli_fit_check_report(const cli_fit_check *k, const cli_strings *images);
+void cli_fit_check_free(cli_fit_check *k);
 
 /* Verbs. */
 int cmd_zeroshot(int argc, char **argv);

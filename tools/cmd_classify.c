@@ -154,7 +154,7 @@ int cmd_classify(int argc, char **argv)
     uf_session *ses = NULL;
     float *pix = NULL, *logits = NULL;
     bool *ok = NULL;
-    if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (!cli_expand_images(&c, npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
     uf_backbone_info info;
     uf_backbone_get_info(bb, &info);

@@ -166,7 +166,7 @@ static void features_run_free(features_run *r)
 static bool features_setup(const features_opts *o, features_run *r)
 {
     const cli_common *c = &o->c;
-    if (!cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (!cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
     const char *more[1] = {c->backbone};
     if (!(r->inputs = cli_run_inputs(&r->images, o->npos, o->pos, more, 1)) ||
         !cli_check_output(o->out_path, r->inputs))

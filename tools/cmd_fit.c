@@ -131,8 +131,9 @@ int cmd_fit(int argc, char **argv)
     uf_model *model = NULL;
     uf_image **batch = NULL;
     uf_inputs *inputs = NULL;
+    cli_fit_check *check = NULL;
     double t0 = now();
-    if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (!cli_expand_images(&c, npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (shots > 0 && (size_t)shots > images.n) { /* fitting fewer than asked is refused */
         cli_error("--shots %ld: only %zu training image%s found in %s%s", shots, images.n,
                   images.n == 1 ? "" : "s", pos[0], npos > 1 ? " and the other inputs" : "");
@@ -151,6 +152,8 @@ int cmd_fit(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    cli_fit_check_names(&images);
+    check = cli_fit_check_new(images.n);
     if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (uf_fitter_new(bb, &dp, &fit) != UF_OK) {
         cli_error("%s: %s", c.backbone, uf_errmsg());
@@ -173,7 +176,10 @@ int cmd_fit(int argc, char **argv)
                 bad++;
             if (bad == nb) bad = 0; /* not reproducible alone: name the batch's first */
         }
-        for (int j = 0; j < nb; j++) uf_image_free(batch[j]);
+        for (int j = 0; j < nb; j++) {
+            cli_fit_check_image(check, b0 + (size_t)j, batch[j]);
+            uf_image_free(batch[j]);
+        }
         if (ok != nb) { /* cli_load_images printed one line naming each unreadable image */
             rc = CLI_EXIT_RUNTIME;
             goto done;
@@ -185,6 +191,7 @@ int cmd_fit(int argc, char **argv)
         }
         cli_progress(&c, "fit: images", b0 + (size_t)nb, images.n);
     }
+    cli_fit_check_report(check, &images);
     double t1 = now();
     size_t full = uf_fitter_bank_size(fit);
     if (uf_fitter_finish(fit, c.quiet ? NULL : on_progress, &c, &model) != UF_OK) {
@@ -207,6 +214,7 @@ int cmd_fit(int argc, char **argv)
                 images.n, t1 - t0, (double)images.n / (t1 - t0), full, mi.bank_size, mi.dim,
                 (double)mi.bank_bytes / 1e6, now() - t1, out_path);
 done:
+    cli_fit_check_free(check);
     uf_inputs_free(inputs);
     free(batch);
     uf_model_free(model);

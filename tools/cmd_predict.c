@@ -210,7 +210,10 @@ int cmd_model_info(const char *path, bool json)
                in.backbone_embedded ? " (embedded in the model file)" : "");
         if (in.backbone_sha256[0]) printf("sha256:       %s\n", in.backbone_sha256);
         printf("preprocess:   resize %d, crop %d%s, %s, mean %g,%g,%g, std %g,%g,%g\n",
-               p->pre.resize, p->pre.crop, p->pre.pad_to ? " (padded)" : "",
+               p->pre.resize, p->pre.crop,
+               p->pre.pad_to             ? " (padded)"
+               : p->pre.crop == 0        ? " (the whole image, longer side to resize)"
+                                         : "",
                (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?", p->pre.mean[0],
                p->pre.mean[1], p->pre.mean[2], p->pre.std[0], p->pre.std[1], p->pre.std[2]);
         printf("features:     mean of blocks %d-%d\n", p->layer_first, p->layer_last);
@@ -341,7 +344,7 @@ static void predict_run_free(predict_run *r, int batch)
 /* Expand the images, name their heatmaps, load the model, allocate the batch. */
 static bool predict_setup(const predict_opts *o, predict_run *r)
 {
-    if (!o->from_stdin && !cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (!o->from_stdin && !cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
     if (o->heat_dir) {
         if (!cli_heatmap_names(r->images.v, r->images.n, &r->names)) return false;
         struct stat st;

@@ -183,13 +183,14 @@ static void featset_free(uf__featset *fs)
     free(fs->smooth);
     free(fs->mask);
     free(fs->gt);
+    free(fs->win);
     memset(fs, 0, sizeof *fs);
 }
 
 /* Decode the batch items[0..nb) with, when gt is not NULL, their masks mapped into network
  * space (gt[nb][S][S]). */
 static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *items, int nb,
-                                 uf_image **imgs, uint8_t *gt, const char *label)
+                                 uf_image **imgs, uint8_t *gt, int *win, const char *label)
 {
     const uf_dataset_item *ptr[256];
     for (int j = 0; j < nb; j++) ptr[j] = &items[j];
@@ -200,6 +201,15 @@ static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *it
 #pragma omp parallel for schedule(dynamic, 1) num_threads(eval_threads(x))
     for (int j = 0; j < nb; j++) {
         const uf_dataset_item *it = &items[j];
+        if (win) { /* the image's rectangle on the canvas (images are shrunk: rw x rh) */
+            int rw, rh, left, top, *w4 = win + 4 * (size_t)j;
+            uf_preprocess_geometry(&x->r->params.pre, imgs[j]->width, imgs[j]->height, &rw,
+                                   &rh, &left, &top);
+            w4[0] = -left > 0 ? -left : 0;
+            w4[1] = -top > 0 ? -top : 0;
+            w4[2] = rw < x->S - w4[0] ? rw : x->S - w4[0];
+            w4[3] = rh < x->S - w4[1] ? rh : x->S - w4[1];
+        }
         if (!it->mask_path) continue;
         uint8_t *m = NULL; /* [h][w] 0/1 */
         uf_status ms = uf_dataset_load_mask(x->ds, it, imgs[j]->width, imgs[j]->height, &m);
@@ -227,7 +237,11 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
     fs->smooth = uf__alloc3(n, Np, sizeof(float), 0);
     fs->mask = uf__alloc3(n, Np, 1, 0);
     if (want_gt) fs->gt = uf__alloc3(n, SS, 1, 1);
-    if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt)) {
+    /* the whole-image geometry (no crop, no explicit canvas): metrics on the image only */
+    const uf_preprocess *pre = &x->r->params.pre;
+    bool whole = want_gt && pre->crop == 0 && pre->pad_to == 0;
+    if (whole) fs->win = uf__alloc3(n, 4, sizeof(int), 1);
+    if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt) || (whole && !fs->win)) {
         featset_free(fs);
         return uf__err(UF_ERR_NOMEM, "%s: out of memory for the features of %zu test images "
                                      "(%.1f GB)", label, n, (double)n * (double)Np * (double)D * 4e-9);
@@ -236,7 +250,8 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
     uf_status s = UF_OK;
     for (size_t b0 = 0; b0 < n && !s; b0 += (size_t)batch) {
         int nb = (int)(n - b0 < (size_t)batch ? n - b0 : (size_t)batch);
-        s = load_test_batch(x, items + b0, nb, imgs, fs->gt ? fs->gt + b0 * SS : NULL, label);
+        s = load_test_batch(x, items + b0, nb, imgs, fs->gt ? fs->gt + b0 * SS : NULL,
+                            fs->win ? fs->win + 4 * b0 : NULL, label);
         if (s) break;
         s = uf_scorer_extract(x->xsc, (const uf_image *const *)imgs, nb, fs->feats + b0 * Np * D,
                               fs->smooth + b0 * Np, fs->mask + b0 * Np);
