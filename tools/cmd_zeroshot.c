@@ -182,14 +182,15 @@ int cmd_zeroshot(int argc, char **argv)
         return rc;
     }
     rc = CLI_EXIT_RUNTIME;
-    uf_set_threads(o.c.threads);
+    cli_threads_init(&o.c);
+    uf_set_threads(o.c.threads); /* the zeroshot set's scorer takes the library default */
     cli_strings images = {0};
     char **names = NULL;
     uf_inputs *inputs = NULL;
     uf_backbone *bb = NULL;
     uf_zeroshot *z = NULL;
     const char *more[1] = {o.c.backbone};
-    if (!cli_expand_images(o.npos, o.pos, &images) ||
+    if (!cli_expand_images(&o.c, o.npos, o.pos, &images) ||
         !(inputs = cli_run_inputs(&images, o.npos, o.pos, more, 1)))
         goto done;
     if (o.heat_dir) {
