@@ -12,7 +12,14 @@
 #                   -torchvision, -scipy, -sklearn, -pil, -matplotlib and ../shared)
 
 CC      ?= cc
+# Portable by default: baseline x86-64, so the binary runs on any x86-64 CPU; the hot
+# kernels (src/kernels/) are compiled for each instruction-set level and chosen at run
+# time (see src/kernels/kern.h). `make NATIVE=1` tunes the rest for this machine too.
+ifeq ($(NATIVE),1)
 OPT     ?= -O2 -march=native
+else
+OPT     ?= -O2
+endif
 CFLAGS  ?= $(OPT) -g
 WARN     = -Wall -Wextra -Wshadow -Wno-unused-parameter
 BLASDIR  = /usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -59,6 +66,12 @@ all: $(BIN) $(SOLIB)
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(LIBOBJFLAGS) -c $< -o $@
+
+# Kernel files start from the baseline whatever OPT says (each adds its own level with
+# `#pragma GCC target`), so the generic and avx2 tables never hold wider instructions.
+$(BUILD)/obj/kernels/%.o: src/kernels/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) $(LIBOBJFLAGS) -march=x86-64 -mtune=generic -c $< -o $@
 
 $(LIB): $(OBJ)
 	@rm -f $@

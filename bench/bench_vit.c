@@ -12,18 +12,22 @@
  * With --check-in/--check-out it also runs the check image and reports the relative error
  * max|ours - ref| / max|ref| against the float64 PyTorch reference, so a fast but wrong
  * forward cannot go unnoticed. With --sgemm it times OpenBLAS cblas_sgemm on 2048^3 at the
- * same thread count: the practical peak that the "% of sgemm" column compares against.
+ * same thread count: the practical peak that the "% of sgemm" column compares against
+ * (run.sh also runs it with OPENBLAS_CORETYPE=Haswell, OpenBLAS's AVX2 kernels). With --gemm
+ * it times our own GEMM (src/kernels, C = A W^T) on the same shape at the kernel level in use
+ * (UF_CPU), so the levels can be compared with OpenBLAS. Every record names the level.
  *
  * Output: one JSON line per measurement (appended to --out, or stdout), merged into the
  * table by bench/run.sh. Exit status non-zero if our forward fails.
  *
  * Usage:
- *   bench_vit --sgemm [--threads N] [--out FILE]
+ *   bench_vit --sgemm|--gemm [--threads N] [--out FILE]
  *   bench_vit --name vit_s16 (--weights F.safetensors | --random D,HEADS,DEPTH,MLP,PATCH)
  *             [--batches 1,8] [--threads N] [--budget SEC] [--check-in F --check-out F]
  *             [--out FILE]
  */
 #include "uniformaly.h"
+#include "kernels/kern.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -154,6 +158,43 @@ static int bench_sgemm(FILE *out, int threads)
     return 0;
 }
 
+/* Our GEMM at the level in use, same shape and counting as bench_sgemm. */
+static int bench_gemm(FILE *out, int threads)
+{
+    const int n = SGEMM_N, reps = 5;
+    size_t nn = (size_t)n * n;
+    float *a = malloc(nn * sizeof *a), *w = malloc(nn * sizeof *w), *c = malloc(nn * sizeof *c);
+    float *ap = NULL;
+    /* the packed A holds whole panels: ceil(n / mr) * mr rows */
+    const size_t np = ((size_t)n + UF__MR_MAX) * (size_t)n;
+    if (!a || !w || !c || posix_memalign((void **)&ap, 64, np * sizeof *ap) != 0) {
+        free(a), free(w), free(c);
+        fprintf(stderr, "bench_vit: out of memory for gemm\n");
+        return 1;
+    }
+    fill_normal(a, nn, 1);
+    fill_normal(w, nn, 2);
+    const uf__kern *k = uf__kern_get();
+    double t[5];
+    k->gemm(threads, n, n, n, a, n, w, NULL, c, n, UF__EPI_SET, ap, NULL);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_sec();
+        k->gemm(threads, n, n, n, a, n, w, NULL, c, n, UF__EPI_SET, ap, NULL);
+        t[r] = now_sec() - t0;
+    }
+    double best, med, flop = 2.0 * n * (double)n * n;
+    best_median(t, reps, &best, &med);
+    fprintf(out,
+            "{\"impl\":\"gemm\",\"status\":\"ok\",\"n\":%d,\"threads\":%d,\"reps\":%d,"
+            "\"gflops\":%.2f,\"gflops_median\":%.2f,\"level\":\"%s\"}\n",
+            n, threads, reps, flop / best * 1e-9, flop / med * 1e-9, uf_cpu_level());
+    fflush(out);
+    fprintf(stderr, "bench_vit: our gemm (%s) %d^3: %.1f GFLOP/s (median %.1f)\n",
+            uf_cpu_level(), n, flop / best * 1e-9, flop / med * 1e-9);
+    free(a), free(w), free(c), free(ap);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* ViT forward                                                                          */
 /* ------------------------------------------------------------------------------------ */
@@ -191,7 +232,7 @@ static int fail(FILE *out, const char *name, int batch, const char *what)
 typedef struct opts {
     const char *name, *weights, *random, *check_in, *check_out, *out;
     int batches[MAX_BATCHES], n_batches;
-    int threads, sgemm;
+    int threads, sgemm, gemm;
     double budget;
 } opts;
 
@@ -263,6 +304,7 @@ static int bench_model(const opts *o, FILE *out)
         uf_backbone_free(bb);
         return rc;
     }
+    uf_session_set_threads(s, o->threads);
     int rc = 0, check_failed = 0;
     double err = check_error(o, s, &in, S, mask, n_sel, &check_failed);
     if (check_failed) rc = fail(out, o->name, 1, "uf_forward (check image)");
@@ -311,15 +353,16 @@ static int bench_model(const opts *o, FILE *out)
                 fprintf(out,
                         ",\"batch\":%d,\"status\":\"ok\",\"threads\":%d,\"reps\":%d,"
                         "\"ms_per_img\":%.3f,\"ms_per_img_median\":%.3f,\"gflop_per_img\":%.3f,"
-                        "\"gflops\":%.2f,\"blocks\":%d,\"weights\":\"%s\",\"rel_err\":",
-                        B, uf_get_threads(), n, best * 1e3, med * 1e3, flop * 1e-9,
-                        flop / best * 1e-9, n_sel, source);
+                        "\"gflops\":%.2f,\"blocks\":%d,\"weights\":\"%s\",\"level\":\"%s\","
+                        "\"rel_err\":",
+                        B, o->threads, n, best * 1e3, med * 1e3, flop * 1e-9,
+                        flop / best * 1e-9, n_sel, source, uf_cpu_level());
                 if (isnan(err)) fprintf(out, "\"NaN\"}\n"); /* JSON has no NaN */
                 else if (err >= 0) fprintf(out, "%.3g}\n", err);
                 else fprintf(out, "null}\n");            /* no check files */
                 fflush(out);
-                fprintf(stderr, "bench_vit: %s b%d: %.1f ms/img (median %.1f, %d reps), "
-                        "%.1f GFLOP/s\n", o->name, B, best * 1e3, med * 1e3, n,
+                fprintf(stderr, "bench_vit: %s b%d %s: %.1f ms/img (median %.1f, %d reps), "
+                        "%.1f GFLOP/s\n", o->name, B, uf_cpu_level(), best * 1e3, med * 1e3, n,
                         flop / best * 1e-9);
             }
         }
@@ -337,7 +380,7 @@ static int bench_model(const opts *o, FILE *out)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: bench_vit --sgemm [--threads N] [--out FILE]\n"
+            "usage: bench_vit --sgemm|--gemm [--threads N] [--out FILE]\n"
             "       bench_vit --name NAME (--weights F.safetensors | --random D,H,DEPTH,MLP,P)\n"
             "                 [--batches 1,8] [--threads N] [--budget SEC]\n"
             "                 [--check-in F --check-out F] [--out FILE]\n");
@@ -350,6 +393,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm")) { o.sgemm = 1; continue; }
+        if (!strcmp(a, "--gemm")) { o.gemm = 1; continue; }
         if (!v) return usage();
         i++;
         if (!strcmp(a, "--threads")) o.threads = atoi(v);
@@ -375,15 +419,18 @@ int main(int argc, char **argv)
             return usage();
         }
     }
-    if (!o.sgemm && !o.weights == !o.random) return usage(); /* exactly one source */
+    if (!o.sgemm && !o.gemm && !o.weights == !o.random) return usage(); /* one source */
+    if (o.threads < 1) return usage();
+    if (*uf_cpu_note()) fprintf(stderr, "bench_vit: %s\n", uf_cpu_note());
 
     FILE *out = stdout;
     if (o.out && !(out = fopen(o.out, "a"))) {
         fprintf(stderr, "bench_vit: cannot open %s\n", o.out);
         return 1;
     }
-    uf_set_threads(o.threads); /* bounds our OpenMP loops and OpenBLAS alike */
-    int rc = o.sgemm ? bench_sgemm(out, uf_get_threads()) : bench_model(&o, out);
+    openblas_set_num_threads(o.threads); /* this program's own setting, for the sgemm */
+    int rc = o.sgemm ? bench_sgemm(out, o.threads)
+             : o.gemm ? bench_gemm(out, o.threads) : bench_model(&o, out);
     if (out != stdout) fclose(out);
     return rc;
 }

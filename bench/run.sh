@@ -15,6 +15,8 @@
 #   BENCH_MODELS=vit_s16,vit_b16,vit_b8
 #   BENCH_BATCHES=1,8
 #   BENCH_BUDGET=8                 seconds of timed calls per (impl, model, batch), >= 3 calls
+#   BENCH_LEVELS=generic,avx2,avx512   our kernel levels to time (UF_CPU); default: every
+#                                  level this CPU has (avx512bf16 runs the avx512 kernels)
 #   PYTHON=/usr/bin/python3  BUILD=build  BENCH_OUT=bench/out
 set -u
 
@@ -77,10 +79,32 @@ if [ -z "$ORT_SKIP" ] && ! (cd bench && node -e "require('onnxruntime-node')") 2
     ORT_SKIP="onnxruntime-node does not load: $(grep -m1 -i error "$OUT/ort_load.log" | cut -c1-120)"
 fi
 
+# ---- our kernel levels -------------------------------------------------------------------
+if [ -z "${BENCH_LEVELS:-}" ]; then
+    BENCH_LEVELS=""
+    make -s uniformaly >&2
+    for l in generic avx2 avx512; do
+        [ "$(UF_CPU=$l ./uniformaly --version 2>/dev/null | sed -n 's/^kernels: //p')" = "$l" ] &&
+            BENCH_LEVELS="$BENCH_LEVELS${BENCH_LEVELS:+,}$l"
+    done
+fi
+LEVELS=$BENCH_LEVELS
+
 # ---- measurements -------------------------------------------------------------------------
 OURS_FAILED=0
-say "sgemm ${THREADS} threads"
-"$BUILD/bench_vit" --sgemm --threads "$THREADS" --out "$RES/ours.jsonl" || OURS_FAILED=1
+# sgemm: OpenBLAS's own choice of kernels, and its AVX2 (Haswell) kernels, the yardstick
+# of our avx2 level; then our GEMM at each level on the same shape
+sgemm_all() {
+    say "sgemm ${THREADS} threads"
+    "$BUILD/bench_vit" --sgemm --threads "$THREADS" --out "$RES/ours.jsonl" || OURS_FAILED=1
+    OPENBLAS_CORETYPE=Haswell "$BUILD/bench_vit" --sgemm --threads "$THREADS" \
+        --out "$RES/ours.jsonl" || OURS_FAILED=1
+    for l in ${LEVELS//,/ }; do
+        UF_CPU=$l "$BUILD/bench_vit" --gemm --threads "$THREADS" --out "$RES/ours.jsonl" ||
+            OURS_FAILED=1
+    done
+}
+sgemm_all
 
 # Shape of each model for the --random fallback (used only if no .safetensors exists).
 random_cfg() {
@@ -100,9 +124,11 @@ for m in ${MODELS//,/ }; do
         src=(--random "$(random_cfg "$m")")
         say "$m: no $OUT/$m.safetensors, using uf_backbone_random with the same shape"
     fi
-    say "$m: ours"
-    "$BUILD/bench_vit" --name "$m" "${src[@]}" --batches "$BATCHES" --threads "$THREADS" \
-        --budget "$BUDGET" --out "$RES/ours.jsonl" || OURS_FAILED=1
+    for l in ${LEVELS//,/ }; do
+        say "$m: ours, $l kernels"
+        UF_CPU=$l "$BUILD/bench_vit" --name "$m" "${src[@]}" --batches "$BATCHES" \
+            --threads "$THREADS" --budget "$BUDGET" --out "$RES/ours.jsonl" || OURS_FAILED=1
+    done
 
     # PyTorch
     if [ -z "$TORCH_SKIP" ]; then
@@ -123,11 +149,10 @@ done
 
 # sgemm once more at the end: the table uses the better of the two (the machine is shared,
 # and "% of sgemm" should compare against what the cores can really do).
-say "sgemm ${THREADS} threads (again)"
-"$BUILD/bench_vit" --sgemm --threads "$THREADS" --out "$RES/ours.jsonl" || OURS_FAILED=1
+sgemm_all
 
 # ---- the table ----------------------------------------------------------------------------
-export MODELS BATCHES THREADS RES load_start
+export MODELS BATCHES THREADS RES load_start LEVELS
 export TORCH_SKIP="${TORCH_SKIP:-$TORCH_FAIL}" ORT_SKIP="${ORT_SKIP:-$ORT_FAIL}"
 export ELAPSED=$(( $(date +%s) - t_start ))
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")

@@ -18,7 +18,12 @@ SKIP = {"torch": env("TORCH_SKIP", ""), "ort": env("ORT_SKIP", "")}
 MAXCELL = 44  # longest "skipped (...)" cell; the full reasons are listed under the table
 
 
+LEVELS = [l for l in env("LEVELS", "").split(",") if l]
+
+
 def load(impl):
+    """Records of one impl: ours by (model, batch, level), anchors by (model, batch);
+    'sgemm' by OpenBLAS kernel set and 'gemm' by level, keeping the best of the repeats."""
     recs = {}
     try:
         with open(os.path.join(RES, impl + ".jsonl")) as f:
@@ -30,10 +35,13 @@ def load(impl):
                     r = json.loads(line)
                 except ValueError:
                     continue
-                if r.get("impl") == "sgemm":  # measured at start and end: keep the best
-                    best = recs.get("sgemm")
+                if r.get("impl") in ("sgemm", "gemm"):  # measured at start and end
+                    key = (r["impl"], r.get("blas_core") or r.get("level"))
+                    best = recs.get(key)
                     if r.get("status") == "ok" and (not best or r["gflops"] > best["gflops"]):
-                        recs["sgemm"] = r
+                        recs[key] = r
+                elif impl == "ours":
+                    recs[(r.get("model"), r.get("batch"), r.get("level"))] = r
                 else:
                     recs[(r.get("model"), r.get("batch"))] = r
     except OSError:
@@ -42,8 +50,14 @@ def load(impl):
 
 
 ours, anchors = load("ours"), {"torch": load("torch"), "ort": load("ort")}
-sg = ours.get("sgemm")
-sgemm = sg["gflops"] if sg and sg.get("status") == "ok" else None
+sgemms = {k[1]: r for k, r in ours.items() if k[0] == "sgemm"}
+gemms = {k[1]: r for k, r in ours.items() if k[0] == "gemm"}
+# the yardstick: OpenBLAS with its own choice of kernels (not the forced Haswell run)
+own = [r for c, r in sgemms.items() if c != "Haswell"] or list(sgemms.values())
+sg = max(own, key=lambda r: r["gflops"]) if own else None
+sgemm = sg["gflops"] if sg else None
+if not LEVELS:
+    LEVELS = sorted({k[2] for k in ours if len(k) == 3 and k[2]})
 notes = []  # full text of every reason shortened in a cell
 
 
@@ -58,48 +72,55 @@ def why(reason):
 
 
 def anchor_ms(impl, key):
-    """(ms_per_img or None, the cell text)."""
+    """((best, median) ms per image or None, the two cell texts)."""
     r = anchors[impl].get(key)
     if r and r.get("status") == "ok":
-        return r["ms_per_img"], f"{r['ms_per_img']:.1f}"
+        med = r.get("ms_per_img_median", r["ms_per_img"])
+        return (r["ms_per_img"], med), [f"{r['ms_per_img']:.1f}", f"{med:.1f}"]
     if r:
-        return None, why(r.get("reason", "no reason given"))
-    return None, why(SKIP[impl] or "no result (crashed? see the log above)")
+        return None, [why(r.get("reason", "no reason given")), ""]
+    return None, [why(SKIP[impl] or "no result (crashed? see the log above)"), ""]
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
 
 
 rows = []
 errs = []
 for m in MODELS:
     for b in BATCHES:
-        o = ours.get((m, b)) or ours.get((m, 0))  # batch 0: failed before any batch
-        if o and o.get("status") == "ok":
-            oms = o["ms_per_img"]
-            cells = [f"{oms:.1f}", f"{o['gflops']:.1f}",
-                     f"{100 * o['gflops'] / sgemm:.0f}%" if sgemm else "n/a"]
-        else:
-            oms = None
-            reason = o.get("reason", "failed") if o else "no result (crashed?)"
-            if reason not in notes:
-                notes.append(reason)
-            cells = [f"FAILED [{notes.index(reason) + 1}]", "", ""]
-        speed = []
-        anc = []
-        for impl in ("torch", "ort"):
-            ms, cell = anchor_ms(impl, (m, b))
-            anc.append(cell)
-            speed.append(f"{ms / oms:.2f}x" if ms and oms else "-")
-        rows.append([m, str(b)] + cells + anc + speed)
-        if b == min(BATCHES):  # accuracy: one check image, the same for every batch size
-            def err(r):
-                if not r or r.get("status") != "ok":
-                    return "-"
-                e = r.get("rel_err")
-                return "-" if e is None else (e if isinstance(e, str) else f"{e:.1e}")
-            errs.append([m, err(o), err(anchors["torch"].get((m, b))),
-                         err(anchors["ort"].get((m, b)))])
+        for lvl in LEVELS:
+            o = ours.get((m, b, lvl)) or ours.get((m, 0, lvl))  # batch 0: failed early
+            if o and o.get("status") == "ok":
+                oms = (o["ms_per_img"], o.get("ms_per_img_median", o["ms_per_img"]))
+                cells = [f"{oms[0]:.1f}", f"{oms[1]:.1f}", f"{o['gflops']:.1f}",
+                         f"{100 * o['gflops'] / sgemm:.0f}%" if sgemm else "n/a"]
+            else:
+                oms = None
+                reason = o.get("reason", "failed") if o else "no result (crashed?)"
+                if reason not in notes:
+                    notes.append(reason)
+                cells = [f"FAILED [{notes.index(reason) + 1}]", "", "", ""]
+            anc, speed = [], []
+            for impl in ("torch", "ort"):
+                ms, cell = anchor_ms(impl, (m, b))
+                anc += cell
+                speed += [ratio(ms[0], oms[0]) if ms and oms else "-",
+                          ratio(ms[1], oms[1]) if ms and oms else "-"]
+            rows.append([m, str(b), lvl] + cells + anc + speed)
+            if b == min(BATCHES):  # accuracy: one check image, the same for every batch
+                def err(r):
+                    if not r or r.get("status") != "ok":
+                        return "-"
+                    e = r.get("rel_err")
+                    return "-" if e is None else (e if isinstance(e, str) else f"{e:.1e}")
+                errs.append([m, lvl, err(o), err(anchors["torch"].get((m, b))),
+                             err(anchors["ort"].get((m, b)))])
 
-head = ["model", "batch", "ours ms/img", "ours GFLOP/s", "% of sgemm", "torch ms/img",
-        "ort ms/img", "speedup vs torch", "speedup vs ort"]
+head = ["model", "batch", "level", "ours best", "ours med", "GFLOP/s", "% sgemm",
+        "torch best", "torch med", "ort best", "ort med", "vs torch best", "vs torch med",
+        "vs ort best", "vs ort med"]
 
 
 def render(head, rows):
@@ -125,16 +146,25 @@ print(f"cpu: {env('CPU', '?')}; load average {env('load_start', '?')} at start, 
       f"{env('LOAD_END', '?')} at end; {env('ELAPSED', '?')} s")
 print(f"anchors: PyTorch {version('torch')} (torch.set_num_threads), onnxruntime-node "
       f"{version('ort')} (CPU EP, intra-op threads, graph optimisation 'all')")
-print("ms/img = best timed call / batch; speedup = anchor ms / our ms (> 1: we are faster)")
+print("ms per image: best timed call / batch, and the median call / batch; ratios = anchor "
+      "ms / our ms (> 1: we are faster), by the best calls and by the medians; level = our "
+      "kernels (UF_CPU)")
 print()
 print(render(head, rows))
 print()
-print("sgemm 2048^3 (OpenBLAS cblas_sgemm, best of 2 x 5 calls, start and end of the run): "
-      + (f"{sgemm:.1f} GFLOP/s, OpenBLAS kernels: {sg.get('blas_core', '?')}"
-         if sgemm else "FAILED"))
+print("GEMM 2048^3 GFLOP/s, best of 2 x 5 calls (start and end of the run):")
+grows = [[f"OpenBLAS sgemm ({c})", f"{r['gflops']:.1f}", f"{r['gflops_median']:.1f}", ""]
+         for c, r in sorted(sgemms.items())]
+hasw = sgemms.get("Haswell")
+for lvl in LEVELS:
+    r = gemms.get(lvl)
+    if r:
+        grows.append([f"ours, {lvl}", f"{r['gflops']:.1f}", f"{r['gflops_median']:.1f}",
+                      f"{100 * r['gflops'] / hasw['gflops']:.0f}%" if hasw else "n/a"])
+print(render(["gemm", "best", "median", "% of OpenBLAS Haswell"], grows))
 print()
 print("max |out - ref| / max |ref| over blocks 1..10 vs float64 PyTorch, one image:")
-print(render(["model", "ours", "torch f32", "ort"], errs))
+print(render(["model", "level", "ours", "torch f32", "ort"], errs))
 if any(r.get("weights") == "random" for r in ours.values()):
     print()
     print("note: no .safetensors checkpoints (PyTorch missing?): ours ran on "

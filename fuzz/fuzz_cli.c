@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fclose(f) != 0) abort();
     cli_strings out = {0};
     char *args[1] = {fuzz_cli_list};
-    if (cli_expand_images(1, args, &out)) {
+    if (cli_expand_images(NULL, 1, args, &out)) {
         volatile size_t sink = 0;
         for (size_t i = 0; i < out.n; i++) sink += strlen(out.v[i]);
         (void)sink;

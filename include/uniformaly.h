@@ -100,20 +100,40 @@ uint64_t uf_splitmix64(uint64_t *state);
 /* Threads                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
-/* Bound the total number of compute threads the library uses, BLAS threads included
- * (n <= 0 selects the default: OMP_NUM_THREADS if set to a positive integer, else the
- * number of online cores). The library's threads are
- * OpenMP (libgomp) threads: run programs with OMP_WAIT_POLICY=passive (the uniformaly
+/* The library's compute threads are OpenMP (libgomp) threads. Each session, fitter and
+ * scorer has its own thread count (uf_session_set_threads, uf_fitter_set_threads,
+ * uf_scorer_set_threads), given to every parallel region it runs as a num_threads clause;
+ * the library never changes process-wide settings (omp_set_num_threads, omp_set_dynamic,
+ * OpenBLAS's thread count), so a program embedding it keeps its own. Objects without a
+ * count use the library default: OMP_NUM_THREADS if set to a positive integer, else the
+ * number of online cores. Run programs with OMP_WAIT_POLICY=passive (the uniformaly
  * program sets it for itself), since libgomp's default of spinning while waiting starves
  * the working threads whenever other processes or threads compete for the cores (a
  * ViT-S/16 forward measured 17x slower beside one busy process). To score from many
- * threads at once, call uf_set_threads(1) first: each call then stays on its own thread.
- * Not thread-safe: call it
- * before starting work, not while other threads run uf_ calls. */
+ * threads at once, give each scorer 1 thread: each call then stays on its own thread.
+ *
+ * Deprecated (kept for compatibility): set the library default (n <= 0 restores
+ * OMP_NUM_THREADS or the cores); it changes no OpenMP or BLAS setting. Prefer the
+ * per-object setters. Not thread-safe with calls that read the default. */
 void uf_set_threads(int n);
 
-/* The current thread bound (>= 1). Thread-safe. */
+/* The library default thread count (>= 1). Thread-safe. */
 int uf_get_threads(void);
+
+/* ------------------------------------------------------------------------------------ */
+/* CPU level                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+/* The instruction-set level of the kernels in use: "generic" (baseline x86-64, SSE2),
+ * "avx2" (AVX2 + FMA), "avx512" (AVX-512 F/BW/DQ/VL) or "avx512bf16" (AVX-512 with BF16
+ * instructions; its FP32 kernels are the avx512 ones). Chosen once per process, on first
+ * use, from cpuid: the CPU's best, or the environment variable UF_CPU when it names a
+ * level the CPU has. Static string. Thread-safe. */
+const char *uf_cpu_level(void);
+
+/* "" normally; a one-line explanation when UF_CPU named an unknown level or one this CPU
+ * lacks (the best available level is used instead). Static string. Thread-safe. */
+const char *uf_cpu_note(void);
 
 /* ------------------------------------------------------------------------------------ */
 /* Images                                                                               */
@@ -204,7 +224,15 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  *         protocol: resize 112 Lanczos, pad to 224). 0 disables. The image goes to
  *         ((pad_to - w) / 2, (pad_to - h) / 2), floor, and must not exceed pad_to;
  *         padded pixels become (0 - mean) / std.
- * crop = 0 skips cropping (then pad_to must be > 0).                                 */
+ * crop = 0 skips cropping. With pad_to > 0 the image is resized by its shorter side
+ *         as above and must fit the canvas. With pad_to = 0 it is the whole-image mode:
+ *         the *longer* side becomes resize (the shorter int(resize * short / long)) and
+ *         the image is placed at the top-left corner of a resize x resize zero canvas,
+ *         so no part of the image is discarded (resize must then be > 0). The detector
+ *         runs the ViT on the image's own patch grid there (ceil(w / patch) x
+ *         ceil(h / patch) patches, non-square, positional embeddings interpolated, the
+ *         image's edge pixels repeated into the part of its last patches beyond it), not
+ *         on the padding; resize must be a multiple of the backbone's patch size.        */
 typedef struct uf_preprocess {
     int resize;       /* default 256 */
     int crop;         /* default 224 */
@@ -245,8 +273,15 @@ uf_status uf_image_load_shrunk(const char *path, const uf_preprocess *p, uf_imag
                                int *width, int *height);
 
 /* Side of the square network input produced by uf_preprocess_image:
- * pad_to if > 0, else crop (0 when both are 0: an invalid combination). */
+ * pad_to if > 0, else crop if > 0, else resize (the whole-image mode; 0 when all are 0:
+ * an invalid combination). */
 int uf_preprocess_size(const uf_preprocess *p);
+
+/* Fraction in [0, 1] of an image's area (width x height) that the network input shows
+ * under p: 1 when the geometry keeps the whole image (letterbox, or a crop no smaller
+ * than the resized image), e.g. 0.55 for a 2:1 image centre-cropped to a square. 0 for
+ * invalid sizes or parameters. p may be NULL for the defaults. Thread-safe. */
+double uf_preprocess_coverage(const uf_preprocess *p, int width, int height);
 
 /* Preprocess one image into out, planar and normalised: out is [3][S][S] floats with
  * S = uf_preprocess_size(p), caller-allocated; out = ((float)v / 255 - mean) / std in
@@ -332,6 +367,11 @@ typedef struct uf_session uf_session;
 
 /* Create a session for bb (bb must outlive it). Buffers grow on demand. */
 uf_status uf_session_new(const uf_backbone *bb, uf_session **out);
+
+/* Number of threads the session's forward passes use (n <= 0: the library default,
+ * uf_get_threads(), read at each call). Only this session is affected: no process-wide
+ * OpenMP or BLAS setting is changed. NULL is a no-op. Not thread-safe per session. */
+void uf_session_set_threads(uf_session *s, int n);
 
 /* Release a session; NULL is a no-op. */
 void uf_session_free(uf_session *s);
@@ -559,6 +599,11 @@ uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n);
 /* Patches in the bank so far (foreground patches of the images added). */
 size_t uf_fitter_bank_size(const uf_fitter *f);
 
+/* Number of threads the fitter's calls use (feature extraction, coreset); n <= 0: the
+ * library default (uf_get_threads()), read at each call. Nothing process-wide changes.
+ * NULL is a no-op. Not thread-safe per fitter. */
+void uf_fitter_set_threads(uf_fitter *f, int n);
+
 /* Subsample the bank (coreset) and make the model; *out is owned by the caller and
  * borrows the fitter's backbone. progress may be NULL. The fitter is left empty but
  * must still be freed. Errors: UF_ERR_ARG (no image added, or every patch was background:
@@ -688,6 +733,12 @@ uf_status uf_scorer_new(const uf_model *m, uf_scorer **out);
 /* Release a scorer; NULL is a no-op. */
 void uf_scorer_free(uf_scorer *s);
 
+/* Number of threads the scorer's calls use (feature extraction, kNN search); n <= 0: the
+ * library default (uf_get_threads()), read at each call. Nothing process-wide changes.
+ * Several scorers scoring at once from their own threads: give each 1 (or a share of
+ * the cores). NULL is a no-op. Not thread-safe per scorer. */
+void uf_scorer_set_threads(uf_scorer *s, int n);
+
 /* Size of the outputs of scoring an image with m: the patch grid (gh x gw), the side S of
  * the square network input (the pixel map is [S][S]) and the feature dimension D. */
 void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D);
@@ -719,7 +770,8 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
  * backbone and the same feature settings (layers, bpm, bpm_kernel, bpm_lambda, rollout,
  * preprocessing), e.g. the one-class models of every class of a dataset scoring one test
  * set. uf_scorer_extract runs the backbone on n images: feats [n][gh*gw][D] (the patch
- * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM)
+ * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM;
+ * -1 marks a padding patch outside the image in the whole-image geometry, crop 0)
  * and mask [n][gh*gw] (1 = foreground), caller-allocated. uf_score_features scores such
  * features with the scorer's model, filling out[n] exactly as uf_score_images does on the
  * images (bit-identical results). When no out[i] asks for patch_scores or pixel_map (and
@@ -738,6 +790,66 @@ uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smoot
  * Thread-safe. */
 uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int width,
                                 int height, float *out);
+
+/* ------------------------------------------------------------------------------------ */
+/* Zero-shot scoring (src/detector/zeroshot.c)                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/* Score a set of test images with no training images, MuSc's mutual scoring (Li et al.,
+ * ICLR 2024, "interval average" of models/modules/_MSM.py): every image's patches are
+ * compared with the foreground patches of every OTHER image of the set. For patch p of
+ * image i and each other image j, m_j = the squared L2 distance from p to its nearest
+ * foreground patch of j (the kNN of uf_score_images with k = 1; squared, as the detector's
+ * scores); the patch score is the mean of the K smallest m_j, K = max(1, floor(ref_frac *
+ * M)), M = the number of other images with a foreground patch (MuSc: int(0.3 * (N - 1))).
+ * A defect is rare among the images, so its patches are far from most of them, while a
+ * normal patch finds near matches in most. The image itself never serves as a reference.
+ * From the patch scores on, everything is as in uf_score_images (BPM masking - background
+ * patches are not scored and not used as references - top-K image score, pixel map).
+ * Features come from the same extraction as fitting (layers, BPM, preprocessing of p);
+ * knn and coreset of p are not used.
+ * Usage: uf_zeroshot_new, uf_zeroshot_add the images (any number of calls; only each
+ * image's features, BPM map and mask are kept: (D + 2) * 4 + 1 bytes per patch), then
+ * uf_zeroshot_score. */
+typedef struct uf_zeroshot uf_zeroshot;
+
+/* MuSc's default fraction of the other images averaged (topmin_max = 0.3). */
+#define UF_ZEROSHOT_DEFAULT_REF_FRAC 0.3
+
+/* Start a zero-shot set with backbone bb (borrowed: it must outlive the set) and settings p
+ * (NULL: defaults; copied), ref_frac in (0, 1] (see above). Errors: UF_ERR_ARG (params do not
+ * fit the backbone, ref_frac out of range), UF_ERR_NOMEM. */
+uf_status uf_zeroshot_new(const uf_backbone *bb, const uf_detector_params *p, double ref_frac,
+                          uf_zeroshot **out);
+
+/* Extract and keep the features of n more images (any sizes). Errors: as uf_fitter_add;
+ * on failure no image of this call is added. Not thread-safe per set. */
+uf_status uf_zeroshot_add(uf_zeroshot *z, const uf_image *const *imgs, int n);
+
+/* Images added so far. */
+size_t uf_zeroshot_count(const uf_zeroshot *z);
+
+/* The model whose settings the set scores with (an empty bank), owned by the set: for
+ * uf_model_output_size (sizes of the uf_score arrays) and uf_model_map_to_image. */
+const uf_model *uf_zeroshot_model(const uf_zeroshot *z);
+
+/* Score the added images first..first+count-1 against all the added images: out [count],
+ * out[k] for image first + k (in the order added), with the array pointers the caller wants
+ * set, as for uf_score_images. Scoring the set in several ranges gives the same results as
+ * in one, so a caller can bound the memory of its outputs (pixel maps). block = query
+ * images per pass (0: as many as fit in 64 MB of distances); the distances held at once
+ * are block * gh*gw * uf_zeroshot_count(z) floats, never the all-pairs matrix. Cost:
+ * count * uf_zeroshot_count(z) * (gh*gw)^2 * D multiply-adds. Results do not depend on
+ * the ranges, block or the thread count (each m_j comes from an exact recomputation of the
+ * nearest candidate's distance). Errors: UF_ERR_ARG (range beyond the set, fewer than 2
+ * images, or fewer than 2 with a foreground patch), UF_ERR_NOMEM, UF_ERR_LIMIT. May be
+ * called again (e.g. after adding more images, which changes the references). Not
+ * thread-safe per set. */
+uf_status uf_zeroshot_score(uf_zeroshot *z, size_t first, size_t count, int block,
+                            uf_score *out);
+
+/* Release a set; NULL is a no-op. */
+void uf_zeroshot_free(uf_zeroshot *z);
 
 /* ------------------------------------------------------------------------------------ */
 /* Metrics                                                                              */
@@ -1128,6 +1240,9 @@ typedef struct uf_eval_params {
     double gt_threshold;         /* ground-truth level, see uf_eval_mask_to_network [0.5] */
     double max_fpr;              /* AUPRO integration limit [0.3]                         */
     int batch;                   /* images decoded and run per batch [8]                  */
+    int threads;                 /* compute threads of the run's fitters, scorers and
+                                    decoding loops (uf_fitter_set_threads, ...); <= 0 =
+                                    the library default, see uf_get_threads [0]           */
     int want_maps;               /* compute pixel maps of defect categories without masks
                                     too, for on_maps [0]                                  */
     /* Callbacks (each may be NULL), called from the calling thread with `user`; a nonzero

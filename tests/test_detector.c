@@ -890,6 +890,142 @@ static void test_map_to_image(void)
     uf_backbone_free(bb);
 }
 
+/* ---- whole-image geometry (issue 13) ---------------------------------------------------- */
+
+/* A 128 x 64 striped texture with seeded noise; defect: a red 16 x 16 square at the left
+ * border (x 0..15), which a centre crop of the 2:1 image never sees. */
+static uf_image *border_image(uint64_t seed, int defect)
+{
+    uf_image *im = NULL;
+    if (uf_image_new(128, 64, &im) != UF_OK) return NULL;
+    uint64_t st = seed;
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 128; x++) {
+            int v = 128 + (int)(50 * sin(0.7 * x) * cos(0.3 * y)) +
+                    (int)(uf_splitmix64(&st) % 9) - 4;
+            uint8_t *px = im->rgb + 3 * ((size_t)y * 128 + (size_t)x);
+            int red = defect && x < 16 && y >= 24 && y < 40;
+            px[0] = (uint8_t)(red ? 255 : v);
+            px[1] = (uint8_t)(red ? 0 : v);
+            px[2] = (uint8_t)(red ? 0 : v);
+        }
+    return im;
+}
+
+/* The whole-image geometry runs the ViT on the image's own 8 x 4 patch grid (64 x 32
+ * pixels, non-square) at the top-left of the 8 x 8 grid: its features equal uf_forward's
+ * on that window alone, where rows rh..31 (past an image of rh rows) repeat row rh - 1;
+ * the padding patches have zero features, smooth -1 and mask 0. */
+static void check_own_grid(const uf_backbone *bb, const uf_model *m,
+                           const uf_detector_params *p, const uf_image *img, int rh)
+{
+    enum { S = 64, W = 64, H = 32, D = 32, NP = 64, OWN = 32 };
+    uf_scorer *sc = NULL;
+    uf_session *ss = NULL;
+    float *F = malloc(NP * D * sizeof *F), *canvas = malloc(3 * S * S * sizeof *canvas);
+    float *win = malloc(3 * H * W * sizeof *win), *blk = malloc(2 * OWN * D * sizeof *blk);
+    float sm[NP];
+    uint8_t mk[NP];
+    REQUIRE(F && canvas && win && blk);
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    REQUIRE_OK(uf_scorer_extract(sc, &img, 1, F, sm, mk));
+    REQUIRE_OK(uf_preprocess_image(img, &p->pre, canvas));
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < H; y++)
+            memcpy(win + ((size_t)c * H + y) * W,  /* rows past the image repeat its last */
+                   canvas + ((size_t)c * S + (y < rh ? y : rh - 1)) * S, W * sizeof *win);
+    REQUIRE_OK(uf_session_new(bb, &ss));
+    uf_forward_request req = {0};
+    req.blocks = 3; /* blocks 1 and 2 */
+    uf_forward_output out = {.blocks = blk};
+    REQUIRE_OK(uf_forward(ss, win, 1, H, W, &req, &out));
+    double e = 0;
+    int pad_ok = 1;
+    for (int q = 0; q < NP; q++) {
+        int inside = q / 8 < 4; /* rows 0..3 of the 8 x 8 grid */
+        for (int c = 0; c < D; c++) {
+            float want = inside ? (blk[(size_t)q * D + c] + blk[(size_t)(OWN + q) * D + c]) * 0.5f
+                                : 0.0f;
+            e = fmax(e, fabs(F[(size_t)q * D + c] - want));
+        }
+        pad_ok &= inside ? (sm[q] == 1.0f && mk[q] == 1) : (sm[q] == -1.0f && mk[q] == 0);
+    }
+    CHECKF(e <= 1e-5, "own-grid features differ from a 64 x 32 forward by %g", e);
+    CHECK(pad_ok);
+    uf_session_free(ss);
+    uf_scorer_free(sc);
+    free(F);
+    free(canvas);
+    free(win);
+    free(blk);
+}
+
+static void test_whole_image_border_defect(void)
+{
+    uf_vit_config cfg = {32, 2, 2, 8, 64, 8, 0, 7};
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_random(&cfg, &bb));
+    uf_image *train[6] = {NULL}, *test[3] = {NULL};
+    for (int i = 0; i < 6; i++) train[i] = border_image(100 + (uint64_t)i, 0);
+    test[0] = border_image(200, 0);
+    test[1] = border_image(201, 0);
+    test[2] = border_image(201, 1); /* test[1] with the border defect */
+    for (int i = 0; i < 6; i++) REQUIRE(train[i] != NULL);
+    for (int i = 0; i < 3; i++) REQUIRE(test[i] != NULL);
+    float sc[2][3];
+    for (int whole = 0; whole < 2; whole++) {
+        uf_detector_params p = uf_detector_default_params();
+        p.layer_first = 1;
+        p.layer_last = 2;
+        p.bpm = 0;
+        p.sigma = 0;
+        p.coreset = 1.0;
+        p.pre.resize = 64;
+        p.pre.crop = whole ? 0 : 64; /* whole: 64 x 32 letterboxed on 64 x 64 */
+        for (int c = 0; c < 3; c++) p.pre.mean[c] = p.pre.std[c] = 0.5f;
+        uf_model *m = fit(bb, &p, train, 6);
+        REQUIRE(m != NULL);
+        int gh, gw, S, D;
+        uf_model_output_size(m, &gh, &gw, &S, &D);
+        CHECKF(S == 64 && gh == 8 && gw == 8, "whole %d: S %d grid %dx%d", whole, S, gh, gw);
+        scored r;
+        REQUIRE(score_all(m, test, 3, 3, &r) == 0);
+        for (int i = 0; i < 3; i++) sc[whole][i] = r.score[i];
+        if (whole) {
+            check_own_grid(bb, m, &p, test[0], 32);
+            uf_image *cut = NULL; /* 128 x 60 -> 64 x 30: its last patch row is partial */
+            REQUIRE_OK(uf_image_new(128, 60, &cut));
+            memcpy(cut->rgb, test[0]->rgb, 128 * 60 * 3);
+            check_own_grid(bb, m, &p, cut, 30);
+            uf_image_free(cut);
+        }
+        if (whole) { /* the map, back on the 128 x 64 image, peaks in the defect */
+            float *big = malloc(128 * 64 * sizeof *big);
+            REQUIRE(big != NULL);
+            REQUIRE_OK(uf_model_map_to_image(m, r.pixel + 2 * (size_t)S * S, 128, 64, big));
+            int best = 0;
+            for (int q = 1; q < 128 * 64; q++) best = big[q] > big[best] ? q : best;
+            CHECKF(best % 128 < 24 && best / 128 >= 16 && best / 128 < 48,
+                   "peak of the mapped-back map at (%d, %d), not at the border defect",
+                   best % 128, best / 128);
+            free(big);
+        }
+        scored_free(&r);
+        uf_model_free(m);
+    }
+    /* centre crop: the defect lies outside the crop, the image scores as its good twin */
+    CHECKF(sc[0][2] == sc[0][1], "centre crop saw the border defect: %g vs good %g", sc[0][2],
+           sc[0][1]);
+    /* whole image: found, above both good images by a margin */
+    float gmax = fmaxf(sc[1][0], sc[1][1]);
+    CHECKF(sc[1][2] > 1.5f * gmax, "whole image: defect %g, goods up to %g", sc[1][2], gmax);
+    fprintf(stderr, "    centre crop: good %.3g / defect %.3g; whole image: good %.3g / defect "
+                    "%.3g\n", sc[0][1], sc[0][2], sc[1][1], sc[1][2]);
+    for (int i = 0; i < 6; i++) uf_image_free(train[i]);
+    for (int i = 0; i < 3; i++) uf_image_free(test[i]);
+    uf_backbone_free(bb);
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -900,5 +1036,6 @@ int main(void)
     RUN(test_all_masked);
     RUN(test_batch_invariance);
     RUN(test_thread_invariance);
+    RUN(test_whole_image_border_defect);
     return TEST_DONE();
 }

@@ -65,6 +65,9 @@ expect 2 "bad --cluster value"     "$BIN" eval $OPTS --dataset mvtec --root "$DS
 expect 2 "--repeats without --shots" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --repeats 3 --out "$T/o"
 expect 2 "--shots with --max-train" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --shots 2 --max-train 3 --out "$T/o"
 expect 2 "bad --shots"             "$BIN" eval $OPTS --dataset mvtec --root "$DS" --shots 0 --out "$T/o"
+expect 1 "--shots above the training images" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category a_disc --shots 5 --out "$T/o-shots"
+grep -q "5 shots asked, but the category has only 4 training images" "$T/err" && ok "--shots above: says so" \
+  || bad "--shots above: $(cat "$T/err")"
 expect 2 "bad --max-train"         "$BIN" eval $OPTS --dataset mvtec --root "$DS" --max-train x --out "$T/o"
 expect 2 "bad method flag"         "$BIN" eval $OPTS --dataset mvtec --root "$DS" --coreset 2 --out "$T/o"
 expect 2 "bad --cluster-protocol"  "$BIN" eval $OPTS --dataset mvtec --root "$DS" --cluster-protocol paper --out "$T/o"

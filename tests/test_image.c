@@ -403,6 +403,40 @@ static void test_preprocess_golden(void)
     uf_preprocess_geometry(&p, 97, 61, &rw, &rh, &left, &top);
     CHECKF(rw == 71 && rh == 45 && left == -12 && top == -25, "%d %d %d %d", rw, rh, left, top);
 
+    /* whole image (crop 0, no pad_to): the longer side 97 -> 64, 61 -> int(64*61/97) = 40,
+     * at the top-left of a 64 x 64 canvas; nothing discarded */
+    p.resize = 64;
+    p.crop = 0;
+    p.pad_to = 0;
+    uf_preprocess_geometry(&p, 97, 61, &rw, &rh, &left, &top);
+    CHECKF(rw == 64 && rh == 40 && left == 0 && top == 0, "%d %d %d %d", rw, rh, left, top);
+    CHECK(uf_preprocess_size(&p) == 64);
+    uf_preprocess_geometry(&p, 30, 97, &rw, &rh, &left, &top); /* tall: 19 x 64 */
+    CHECKF(rw == 19 && rh == 64 && left == 0 && top == 0, "%d %d %d %d", rw, rh, left, top);
+    CHECK(uf_preprocess_coverage(&p, 97, 61) == 1.0 && uf_preprocess_coverage(&p, 30, 97) == 1.0);
+    {
+        uf_image *u8 = NULL; /* rows 40..63 are the zero canvas, the rest the image */
+        REQUIRE_OK(uf__preprocess_u8(src, &p, &u8));
+        uf_image *rs = NULL;
+        REQUIRE_OK(uf_image_resize(src, 64, 40, UF_INTERP_BILINEAR, &rs));
+        int bad = u8->width != 64 || u8->height != 64;
+        for (int y = 0; y < 64 && !bad; y++)
+            for (int x = 0; x < 64 * 3; x++) {
+                int want = y >= 40 ? 0 : rs->rgb[(size_t)y * 64 * 3 + x];
+                bad |= u8->rgb[(size_t)y * 64 * 3 + x] != want;
+            }
+        CHECK(!bad);
+        uf_image_free(rs);
+        uf_image_free(u8);
+    }
+    /* centre crop: 97x61 -> 101x64, crop 64 keeps 64 of 101 columns */
+    p.crop = 64;
+    CHECKF(fabs(uf_preprocess_coverage(&p, 97, 61) - 64.0 / 101.0) < 1e-12, "coverage %g",
+           uf_preprocess_coverage(&p, 97, 61));
+    p.crop = 80; /* a crop larger than the image keeps all of it (padding) */
+    CHECK(uf_preprocess_coverage(&p, 97, 61) == 64.0 * 80.0 / (101.0 * 64.0));
+    CHECK(uf_preprocess_coverage(&p, 0, 61) == 0.0);
+
     /* float output of the pad_w case vs torchvision ToTensor+Normalize, exactly */
     p = uf_preprocess_default();
     p.resize = 64;
@@ -425,12 +459,16 @@ static void test_preprocess_args(void)
 {
     uf_image *src = load_src();
     REQUIRE(src != NULL);
-    float *out = malloc(3 * 224 * 224 * sizeof *out);
+    float *out = malloc(3 * 256 * 256 * sizeof *out);
     uf_preprocess p = uf_preprocess_default();
     CHECK(p.resize == 256 && p.crop == 224 && p.pad_to == 0 && p.interp == UF_INTERP_BILINEAR);
     CHECK(uf_preprocess_size(&p) == 224 && uf_preprocess_size(NULL) == 224);
     REQUIRE_OK(uf_preprocess_image(src, NULL, out)); /* NULL: defaults */
-    p.crop = 0;
+    p.crop = 0; /* the whole-image geometry: resize x resize */
+    CHECK(uf_preprocess_size(&p) == 256);
+    CHECK(uf_preprocess_image(src, &p, out) == UF_OK);
+    p.resize = 0; /* ... which needs a resize size */
+    CHECK(uf_preprocess_size(&p) == 0);
     CHECK(uf_preprocess_image(src, &p, out) == UF_ERR_ARG);
     p = uf_preprocess_default();
     p.std[1] = 0;

@@ -347,7 +347,7 @@ static void test_knn_golden(void)
             LOAD(nm, &rs);
             snprintf(nm, sizeof nm, "knn_%zu_%zu_%d_k%d_idx", cs[c].nq, cs[c].nb, cs[c].D, k);
             LOAD(nm, &ri);
-            REQUIRE_OK(uf__knn_ex(Q, cs[c].nq, B, bn, cs[c].nb, cs[c].D, k, out, idx, NULL));
+            REQUIRE_OK(uf__knn_ex(Q, cs[c].nq, B, bn, cs[c].nb, cs[c].D, k, out, idx, NULL, 0));
             const double *ref = rs.data;
             const int64_t *rix = ri.data;
             double worst = 0;
@@ -640,12 +640,12 @@ static void test_coreset_progress(void)
     size_t a[400], b[400], na = 0, nb = 0;
     REQUIRE_OK(uf__coreset_greedy(X, N, 192, 0.1, 5, a, &na));
     prog_rec r = {.increasing = 1};
-    REQUIRE_OK(uf__coreset_greedy_progress(X, N, 192, 0.1, 5, b, &nb, prog_cb, &r));
+    REQUIRE_OK(uf__coreset_greedy_progress(X, N, 192, 0.1, 5, b, &nb, prog_cb, &r, 0));
     CHECK(na == 400 && nb == 400 && memcmp(a, b, sizeof a) == 0);
     CHECKF(r.calls >= 150 && r.calls <= 400 && r.increasing && r.total == 400,
            "calls %zu increasing %d total %zu", r.calls, r.increasing, r.total);
     prog_rec c = {.increasing = 1, .cancel_at = 100};
-    CHECK(uf__coreset_greedy_progress(X, N, 192, 0.1, 5, b, &nb, prog_cb, &c) == UF_ERR_ARG);
+    CHECK(uf__coreset_greedy_progress(X, N, 192, 0.1, 5, b, &nb, prog_cb, &c, 0) == UF_ERR_ARG);
     CHECK(strstr(uf_errmsg(), "cancelled") != NULL);
     CHECKF(c.last >= 100 && c.last < 110, "cancelled at %zu", c.last);
     free(X);

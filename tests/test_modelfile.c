@@ -760,7 +760,16 @@ static void test_hostile_headers(void)
            "std 0", "'params.preprocess.std'");
     mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(-64), "crop -64",
            "'params.preprocess.crop'");
-    mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(0), "crop 0", NULL);
+    { /* crop 0 is the whole-image geometry (letterbox to resize): it needs resize > 0 */
+        cJSON *h = cJSON_Duplicate(pt.hdr, 1);
+        cJSON *q = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(h, "params"), "preprocess");
+        cJSON_ReplaceItemInObjectCaseSensitive(q, "crop", cJSON_CreateNumber(0));
+        try_hdr(&pt, h, "crop 0 (whole image)", UF_OK, NULL);
+        cJSON_ReplaceItemInObjectCaseSensitive(q, "resize", cJSON_CreateNumber(0));
+        try_hdr(&pt, h, "crop 0 and resize 0", UF_ERR_FORMAT, "header params invalid");
+        cJSON_Delete(h);
+    }
     mutate(&pt, "params.preprocess", "crop", cJSON_CreateNumber(100000), "crop 100000",
            "h.ufm: header params invalid: preprocessing: crop 100000 is above the limit");
     mutate(&pt, "params.preprocess", "resize", cJSON_CreateNumber(20000), "resize 20000",

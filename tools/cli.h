@@ -31,6 +31,15 @@ bool cli_parse_float(const char *s, double lo, double hi, double *out);
 /* Parse exactly n comma-separated finite floats. */
 bool cli_parse_floats(const char *s, int n, float *out);
 
+/* Glob patterns (fnmatch) of --include / --exclude, a fixed-size list: a pattern matches
+ * a file found in a folder input when it matches the file's path relative to that folder
+ * or its name alone. */
+#define CLI_MAX_PATTERNS 32
+typedef struct cli_patterns {
+    const char *v[CLI_MAX_PATTERNS];
+    int n;
+} cli_patterns;
+
 /* Options shared by every verb that runs a backbone on images. */
 typedef struct cli_common {
     const char *backbone;  /* --backbone PATH                          */
@@ -39,9 +48,17 @@ typedef struct cli_common {
     int threads;           /* --threads (0 = all cores)                */
     int batch;             /* --batch                                  */
     bool quiet;            /* --quiet: no progress on stderr           */
+    cli_patterns *include; /* --include GLOB (repeatable): folder inputs keep only
+                              matching files; NULL = all                */
+    cli_patterns *exclude; /* --exclude GLOB (repeatable): folder inputs drop them */
 } cli_common;
 
 void cli_common_init(cli_common *c);
+
+/* Resolve c->threads (0: the library default, $OMP_NUM_THREADS or all cores) and make it
+ * the thread count of the program's own OpenMP loops (decoding images in parallel); the
+ * library's objects get it through uf_*_set_threads. Call after parsing the options. */
+void cli_threads_init(cli_common *c);
 
 /* If argv[*i] is one of the common options, consume it (and its value, advancing *i) and
  * return 1; return 0 if it is not a common option; return -1 after printing a usage error
@@ -63,9 +80,10 @@ void cli_strings_free(cli_strings *l);
  * files whose names uf_is_image_name accepts (png jpg jpeg bmp ppm pgm pbm pnm), sorted
  * bytewise; a file ending in .txt/.lst is read as a list of paths (one per line, '#'
  * comments, relative paths resolved against the list's folder); anything else is taken as
- * an image path.
+ * an image path. Files found in a directory are filtered by c's --include / --exclude
+ * patterns (c may be NULL: no filter); a directory left with no image is an error.
  * Returns false after printing an error (missing path, unreadable list). */
-bool cli_expand_images(int n, char **args, cli_strings *out);
+bool cli_expand_images(const cli_common *c, int n, char **args, cli_strings *out);
 
 /* Progress on stderr, nothing with --quiet: on a terminal one line "\r<label> i/n" rewritten
  * in place and finished with a newline when i == n; otherwise (a log, a pipe) a full line
@@ -178,7 +196,59 @@ typedef struct cli_report_set {
 } cli_report_set;
 /* Write the self-contained page atomically; false after printing an error. */
 bool cli_write_report(const char *path, const char *title, const cli_report_set *sets, int n);
+/* Shared by predict and zeroshot (cmd_predict.c). One heatmap name per image path, unique
+ * within the run; *out [n] malloc'd names; false after printing an error. */
+bool cli_heatmap_names(char *const *paths, size_t n, char ***out);
+/* How overlays look for one run: the colour scale and the pixel level of the outline,
+ * masks and regions, and the image threshold for the label. */
+typedef struct cli_overlay_style {
+    float lo, hi;     /* lo >= hi: each map's own min..max            */
+    float level;      /* outline / mask / region level, NaN: none     */
+    double thr;       /* image threshold (NaN: none)                  */
+    bool masks;       /* --masks: NAME.mask.png                       */
+} cli_overlay_style;
+/* The style from --heatmap-range range (0,0: none), the image threshold thr (NaN: none) and
+ * the calibration of m (NULL or uncalibrated: none; zeroshot has none): a calibrated model
+ * draws every image on its scale (median normal patch score .. largest normal patch score,
+ * the latter also the pixel level), else the level is thr. */
+void cli_overlay_style_init(cli_overlay_style *st, const float range[2], double thr, bool masks,
+                            const uf_model *m);
+#define CLI_MAX_REGIONS 8
+/* What one image's outputs gave: the files written ("" when not asked for) and the
+ * regions above the level (for --json). */
+typedef struct cli_map_out {
+    uf_region reg[CLI_MAX_REGIONS];
+    int n_reg;
+    bool wrote;
+    char png[4200], npy[4200], mask[4200];
+} cli_map_out;
+/* Write dir/name.png (annotated overlay of the pixel map pmap [S][S] of model m on the image
+ * at img_path, scored score, in style st), with raw dir/name.npy, with st->masks
+ * dir/name.mask.png; the paths and regions go to mo (mo->wrote = the result); outputs that
+ * are inputs are refused; false after printing an error. Thread-safe (one mo each). */
+bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const char *img_path,
+                    const char *name, const cli_overlay_style *st, float score, bool raw,
+                    const uf_inputs *inputs, cli_map_out *mo);
+/* The result line of one image, text (PATH TAB SCORE TAB anomalous|normal|- TAB
+ * NORMALIZED|-) or JSON ("normalized", and with mo: "heatmap", "map", "mask", "regions");
+ * mo NULL when no maps were asked for; thr NaN when unknown. */
+void cli_print_result(bool json, const char *path, float score, double thr,
+                      const cli_map_out *mo);
+
+/* fit's warnings about the training set (fit_checks.c), each printed once on stderr:
+ * cli_fit_check_names - files that look like masks beside images (names only);
+ * cli_fit_check_new(n) / _image(k, i, img) for each decoded training image i / _report -
+ * constant (single-colour) images and exact duplicates (same decoded pixels). A NULL
+ * checker (out of memory) does nothing: warnings never fail a fit. */
+typedef struct cli_fit_check cli_fit_check;
+void cli_fit_check_names(const cli_strings *images);
+cli_fit_check *cli_fit_check_new(size_t n);
+void cli_fit_check_image(cli_fit_check *k, size_t idx, const uf_image *img);
+void cli_fit_check_report(const cli_fit_check *k, const cli_strings *images);
+void cli_fit_check_free(cli_fit_check *k);
+
 /* Verbs. */
+int cmd_zeroshot(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -34,6 +34,7 @@ bool cli_score_paths(const cli_common *c, uf_model *m, char *const *paths, size_
         cli_error("%s", uf_errmsg());
         ok = false;
     }
+    if (ok) uf_scorer_set_threads(sc, c->threads);
     for (size_t b0 = 0; ok && b0 < n; b0 += nb) {
         int k = (int)(n - b0 < nb ? n - b0 : nb);
         ok = cli_load_images(paths + b0, k, &mi.params.pre, batch) == k;

@@ -5,8 +5,10 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <omp.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -93,14 +95,28 @@ const char *const cli_common_help =
     "                       .safetensors (timm/DINO or Hugging Face key names)\n"
     "  --heads N            attention heads (default: from the embedding dim)\n"
     "  --resize R           resize the shorter side to R pixels (default 256; 0 = keep)\n"
-    "  --crop S             centre-crop S x S pixels (default 224; 0 = no crop)\n"
+    "  --crop S             centre-crop S x S pixels (default 224); 0 keeps the whole\n"
+    "                       image: its longer side is resized to R and it is letterboxed\n"
+    "                       on an R x R square\n"
     "  --interp NAME        bilinear (default), bicubic, lanczos or nearest, as Pillow\n"
     "  --mean a,b,c         normalisation mean (default ImageNet 0.485,0.456,0.406)\n"
     "  --std a,b,c          normalisation std (default ImageNet 0.229,0.224,0.225);\n"
     "                       timm's AugReg ViTs (e.g. vit_tiny_patch16_224) want 0.5,0.5,0.5\n"
+    "  --include GLOB       folder inputs: keep only files whose path below the folder or\n"
+    "                       name matches GLOB (fnmatch; repeatable), e.g. '*.jpg'\n"
+    "  --exclude GLOB       folder inputs: drop files matching GLOB (repeatable),\n"
+    "                       e.g. '*_mask.png'\n"
     "  --batch N            images per forward pass (default 8)\n"
-    "  --threads N          total compute threads, BLAS included (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --threads N          compute threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --quiet              no progress output on stderr\n";
+
+/* --threads resolved (0: the library default) and applied to the program's own OpenMP loops;
+ * each verb hands c->threads to its library objects (uf_*_set_threads). */
+void cli_threads_init(cli_common *c)
+{
+    if (c->threads <= 0) c->threads = uf_get_threads();
+    omp_set_num_threads(c->threads); /* the program's own loops; the library takes its own */
+}
 
 /* Fetch the value of option argv[*i]; prints a usage error if it is missing. */
 static const char *opt_value(const char *verb, int argc, char **argv, int *i)
@@ -140,6 +156,16 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             return -1;
         }
         c->pre.crop = (int)n;
+    } else if (!strcmp(a, "--include") || !strcmp(a, "--exclude")) {
+        static cli_patterns inc, exc; /* one command line per process */
+        cli_patterns **l = a[2] == 'i' ? &c->include : &c->exclude;
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!*l) *l = a[2] == 'i' ? &inc : &exc;
+        if ((*l)->n == CLI_MAX_PATTERNS) {
+            cli_usage_error(verb, "%s: at most %d patterns", a, CLI_MAX_PATTERNS);
+            return -1;
+        }
+        (*l)->v[(*l)->n++] = v;
     } else if (!strcmp(a, "--interp")) {
         if (!(v = opt_value(verb, argc, argv, i))) return -1;
         if (!strcmp(v, "bilinear")) c->pre.interp = UF_INTERP_BILINEAR;
@@ -360,7 +386,31 @@ static bool read_list(const char *path, cli_strings *out)
     return ok;
 }
 
-bool cli_expand_images(int n, char **args, cli_strings *out)
+static bool pattern_hit(const cli_patterns *l, const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    for (int k = 0; l && k < l->n; k++)
+        if (fnmatch(l->v[k], rel, 0) == 0 || fnmatch(l->v[k], base, 0) == 0) return true;
+    return false;
+}
+
+/* Keep out->v[first..] that pass c's --include / --exclude (paths relative to root). */
+static void filter_found(const cli_common *c, const char *root, cli_strings *out, size_t first)
+{
+    if (!c || (!c->include && !c->exclude)) return;
+    size_t keep = first, skip = strlen(root) + 1; /* scan_dir wrote root + "/" + ... */
+    for (size_t k = first; k < out->n; k++) {
+        const char *rel = out->v[k] + skip;
+        if ((c->include && !pattern_hit(c->include, rel)) || pattern_hit(c->exclude, rel))
+            free(out->v[k]);
+        else
+            out->v[keep++] = out->v[k];
+    }
+    out->n = keep;
+}
+
+bool cli_expand_images(const cli_common *c, int n, char **args, cli_strings *out)
 {
     for (int i = 0; i < n; i++) {
         struct stat st;
@@ -372,10 +422,12 @@ bool cli_expand_images(int n, char **args, cli_strings *out)
             size_t first = out->n;
             scan_chain chain;
             if (!scan_dir(args[i], out, 0, &chain)) return false;
+            filter_found(c, args[i], out, first);
             if (out->n > first) /* (out->v may still be NULL: qsort must not see it) */
                 qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
             if (out->n == first) {
-                cli_error("%s: no images found in this directory", args[i]);
+                cli_error("%s: no images found in this directory%s", args[i],
+                          c && (c->include || c->exclude) ? " (after --include/--exclude)" : "");
                 return false;
             }
         } else if (has_ext(args[i], list_exts)) {

@@ -127,15 +127,32 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
     return 1;
 }
 
+/* Say once per run, on the first image whose geometry discards more than 5% of its area,
+ * that part of the images is never inspected (issue 13). */
+static void warn_coverage(const char *path, int w, int h, const uf_preprocess *pre)
+{
+    static int said; /* one warning per process */
+    double kept = uf_preprocess_coverage(pre, w, h);
+    if (kept >= 0.95) return;
+    int first;
+#pragma omp atomic capture
+    first = said++;
+    if (first) return;
+    fprintf(stderr, "uniformaly: warning: %s (%dx%d): the centre crop keeps %.0f%% of the "
+                    "image's area, the rest is never inspected (--crop 0 keeps the whole image)\n",
+            path, w, h, 100.0 * kept);
+}
+
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
 {
     int ok = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
     for (int j = 0; j < n; j++) {
         imgs[j] = NULL;
-        int w, h; /* the file's own size: not needed here */
+        int w, h; /* the file's own size */
         if (uf_image_load_shrunk(paths[j], pre, &imgs[j], &w, &h) == UF_OK) {
             ok++;
+            warn_coverage(paths[j], w, h, pre);
         } else {
             const char *m = uf_errmsg();
             /* uf_image_load's messages start with the path */

@@ -153,13 +153,13 @@ int cmd_calibrate(int argc, char **argv)
     if (normal && npos == 0) { rc = cli_usage_error(verb, "--normal: no images given"); goto out; }
     if (val && npos > 0) { rc = cli_usage_error(verb, "--val takes no image arguments"); goto out; }
     lp.backbone_path = c.backbone;
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
 
     cli_strings images = {0};
     uf_model *m = NULL;
     uf_inputs *inputs = NULL;
     if (!out) out = model_path;
-    if (normal && !cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (normal && !cli_expand_images(&c, npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
     const char *more[2] = {val, c.backbone};
     if (!(inputs = cli_run_inputs(&images, npos, pos, more, 2)) || !cli_check_output(out, inputs)) {
         rc = CLI_EXIT_RUNTIME;

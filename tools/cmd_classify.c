@@ -146,7 +146,7 @@ int cmd_classify(int argc, char **argv)
     }
     if (!c.backbone) { free(pos); return cli_usage_error(verb, "--backbone is required"); }
     if (npos == 0) { free(pos); return cli_usage_error(verb, "no images given"); }
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
 
     int rc = 0;
     cli_strings images = {0}, labels = {0};
@@ -154,7 +154,7 @@ int cmd_classify(int argc, char **argv)
     uf_session *ses = NULL;
     float *pix = NULL, *logits = NULL;
     bool *ok = NULL;
-    if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (!cli_expand_images(&c, npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
     uf_backbone_info info;
     uf_backbone_get_info(bb, &info);
@@ -175,7 +175,8 @@ int cmd_classify(int argc, char **argv)
             goto done;
         }
     }
-    if (uf_session_new(bb, &ses) != UF_OK) {
+    if (uf_session_new(bb, &ses) == UF_OK) uf_session_set_threads(ses, c.threads);
+    else {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;
         goto done;

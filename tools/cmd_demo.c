@@ -74,7 +74,7 @@ typedef struct demo_result {
 
 /* Fit, save, reload, score and write overlays for one generated dataset. */
 static bool run_set(const demo_set *ds, const uf_backbone *bb, const uf_detector_params *dp,
-                    const char *out, int batch, demo_result *r)
+                    const char *out, int batch, int threads, demo_result *r)
 {
     bool ok = false;
     uf_fitter *fit = NULL;
@@ -88,6 +88,7 @@ static bool run_set(const demo_set *ds, const uf_backbone *bb, const uf_detector
     r->n_test = ds->n_test;
     double t0 = now();
     if (uf_fitter_new(bb, dp, &fit) != UF_OK) goto fail;
+    uf_fitter_set_threads(fit, threads);
     for (int b0 = 0; b0 < ds->n_train; b0 += batch) {
         const uf_image *imgs[256];
         int nb = ds->n_train - b0 < batch ? ds->n_train - b0 : batch;
@@ -118,6 +119,7 @@ static bool run_set(const demo_set *ds, const uf_backbone *bb, const uf_detector
         goto done;
     }
     if (uf_scorer_new(m2, &sc) != UF_OK) goto fail;
+    uf_scorer_set_threads(sc, threads);
     snprintf(path, sizeof path, "%s/%s", out, ds->category);
     if (!ensure_dir(path)) goto done;
     t0 = now();
@@ -193,7 +195,7 @@ int cmd_demo(int argc, char **argv)
     dp.pre = c.pre;
     if (uf_detector_params_check(&dp, NULL) != UF_OK)
         return cli_usage_error(verb, "%s", uf_errmsg());
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
     if (!ensure_dir(out)) return CLI_EXIT_RUNTIME;
 
     uf_backbone *bb = NULL;
@@ -224,7 +226,7 @@ int cmd_demo(int argc, char **argv)
             break;
         }
         demo_result r;
-        bool ok = run_set(&ds, bb, &dp, out, c.batch, &r);
+        bool ok = run_set(&ds, bb, &dp, out, c.batch, c.threads, &r);
         demo_free(&ds);
         if (!ok) {
             rc = CLI_EXIT_RUNTIME;

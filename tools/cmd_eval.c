@@ -75,7 +75,9 @@ static const char *const help =
     "                       paper's Table 7); anomalous: the anomalous images only, K =\n"
     "                       number of defect types (eval's only protocol before)\n"
     "  --gt-threshold T     ground-truth masks, resized and cropped like the images, are\n"
-    "                       anomalous where value/255 >= T, T in (0, 1] (default 0.5)\n"
+    "                       anomalous where value/255 >= T, T in (0, 1] (default 0.5);\n"
+    "                       with --crop 0 the pixel figures cover each whole image (and\n"
+    "                       its whole mask), not the canvas padding around it\n"
     "  --gt-mode M          threshold (default: --gt-threshold) or exact: only pixels that\n"
     "                       stay exactly 255 after resizing (the official evaluation)\n"
     "  --shots N            fit on N training images per category, drawn at random\n"
@@ -930,7 +932,7 @@ static int prepare(ctx *x)
     uf_detector_params dp;
     if (uf_eval_resolve(x->ds, x->sel, x->nsel, &o->ep, &dp, NULL, NULL) != UF_OK)
         return cli_usage_error(verb, "%s", uf_errmsg());
-    uf_set_threads(o->c.threads);
+    o->ep.threads = o->c.threads;
     x->dir = strdup(o->out);
     if (!x->dir || !make_dirs(x->dir)) return CLI_EXIT_RUNTIME;
     char path[PATH_MAX];

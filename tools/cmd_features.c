@@ -166,7 +166,7 @@ static void features_run_free(features_run *r)
 static bool features_setup(const features_opts *o, features_run *r)
 {
     const cli_common *c = &o->c;
-    if (!cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (!cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
     const char *more[1] = {c->backbone};
     if (!(r->inputs = cli_run_inputs(&r->images, o->npos, o->pos, more, 1)) ||
         !cli_check_output(o->out_path, r->inputs))
@@ -186,6 +186,7 @@ static bool features_setup(const features_opts *o, features_run *r)
         return false;
     }
     if (uf_session_new(r->bb, &r->ses) != UF_OK) { cli_error("%s", uf_errmsg()); return false; }
+    uf_session_set_threads(r->ses, c->threads);
     r->S = uf_preprocess_size(&c->pre);
     r->gh = r->gw = r->S / r->info.patch;
     r->N = r->images.n;
@@ -346,7 +347,7 @@ int cmd_features(int argc, char **argv)
         free(o.pos);
         return rc;
     }
-    uf_set_threads(o.c.threads);
+    cli_threads_init(&o.c);
     features_run r;
     memset(&r, 0, sizeof r);
     bool ok = features_setup(&o, &r);

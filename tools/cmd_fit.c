@@ -158,7 +158,7 @@ int cmd_fit(int argc, char **argv)
         rc = cli_usage_error(verb, "--threshold and --holdout both set the threshold");
         goto out;
     }
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
 
     cli_strings images = {0}, held = {0};
     uf_backbone *bb = NULL;
@@ -166,8 +166,9 @@ int cmd_fit(int argc, char **argv)
     uf_model *model = NULL;
     uf_image **batch = NULL;
     uf_inputs *inputs = NULL;
+    cli_fit_check *check = NULL;
     double t0 = now();
-    if (!cli_expand_images(npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
+    if (!cli_expand_images(&c, npos, pos, &images)) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (shots > 0 && (size_t)shots > images.n) { /* fitting fewer than asked is refused */
         cli_error("--shots %ld: only %zu training image%s found in %s%s", shots, images.n,
                   images.n == 1 ? "" : "s", pos[0], npos > 1 ? " and the other inputs" : "");
@@ -186,18 +187,21 @@ int cmd_fit(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    cli_fit_check_names(&images);
     if (holdout > 0 && (!split_holdout(&images, holdout, &held) || held.n == 0 || images.n == 0)) {
         cli_error("--holdout %g: %zu images cannot be split into training and held-out "
                   "images (held out %zu)", holdout, images.n + held.n, held.n);
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    check = cli_fit_check_new(images.n);
     if (!(bb = cli_load_backbone(&c))) { rc = CLI_EXIT_RUNTIME; goto done; }
     if (uf_fitter_new(bb, &dp, &fit) != UF_OK) {
         cli_error("%s: %s", c.backbone, uf_errmsg());
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    uf_fitter_set_threads(fit, c.threads);
     batch = calloc((size_t)c.batch, sizeof *batch);
     if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
@@ -213,7 +217,10 @@ int cmd_fit(int argc, char **argv)
                 bad++;
             if (bad == nb) bad = 0; /* not reproducible alone: name the batch's first */
         }
-        for (int j = 0; j < nb; j++) uf_image_free(batch[j]);
+        for (int j = 0; j < nb; j++) {
+            cli_fit_check_image(check, b0 + (size_t)j, batch[j]);
+            uf_image_free(batch[j]);
+        }
         if (ok != nb) { /* cli_load_images printed one line naming each unreadable image */
             rc = CLI_EXIT_RUNTIME;
             goto done;
@@ -225,6 +232,7 @@ int cmd_fit(int argc, char **argv)
         }
         cli_progress(&c, "fit: images", b0 + (size_t)nb, images.n);
     }
+    cli_fit_check_report(check, &images);
     double t1 = now();
     size_t full = uf_fitter_bank_size(fit);
     if (uf_fitter_finish(fit, c.quiet ? NULL : on_progress, &c, &model) != UF_OK) {
@@ -251,6 +259,7 @@ int cmd_fit(int argc, char **argv)
                 images.n, t1 - t0, (double)images.n / (t1 - t0), full, mi.bank_size, mi.dim,
                 (double)mi.bank_bytes / 1e6, now() - t1, out_path);
 done:
+    cli_fit_check_free(check);
     uf_inputs_free(inputs);
     free(batch);
     uf_model_free(model);

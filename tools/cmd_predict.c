@@ -100,7 +100,7 @@ static int cmp_named(const void *a, const void *b)
 /* One output name per image, unique within the run (map_name, and for every image after the
  * first with a given name "-XXXXXXXX" from its path's hash). *out is [n], malloc'd names;
  * false after printing an error (out of memory, or two names that stay equal). */
-static bool unique_names(char *const *paths, size_t n, char ***out)
+bool cli_heatmap_names(char *const *paths, size_t n, char ***out)
 {
     named *v = calloc(n ? n : 1, sizeof *v);
     char **names = calloc(n ? n : 1, sizeof *names);
@@ -167,26 +167,6 @@ static bool write_npy(const char *path, const float *a, int h, int w)
     return ok;
 }
 
-/* How overlays look for one run: the colour scale and the pixel level of the outline,
- * masks and regions (from --heatmap-range, else the model's calibration, else each map's
- * own range), and the image threshold for the label. */
-typedef struct overlay_style {
-    float lo, hi;     /* lo >= hi: each map's own min..max            */
-    float level;      /* outline / mask / region level, NaN: none     */
-    double thr;       /* image threshold (NaN: none)                  */
-    bool masks;       /* --masks: NAME.mask.png                       */
-} overlay_style;
-
-#define MAX_REGIONS 8
-
-/* What one image's outputs gave: the regions above the level (for --json). */
-typedef struct map_out {
-    uf_region reg[MAX_REGIONS];
-    int n_reg;
-    bool wrote;
-    char png[4200], npy[4200], mask[4200];
-} map_out;
-
 /* A binary PNG (255 where map > level) of [h][w]. */
 static bool write_mask(const char *path, const float *map, int w, int h, float level)
 {
@@ -199,17 +179,43 @@ static bool write_mask(const char *path, const float *map, int w, int h, float l
     return ok;
 }
 
+void cli_overlay_style_init(cli_overlay_style *st, const float range[2], double thr, bool masks,
+                            const uf_model *m)
+{
+    uf_calibration cal;
+    st->thr = thr;
+    st->masks = masks;
+    st->lo = range[0];
+    st->hi = range[1];
+    st->level = isfinite(thr) ? (float)thr : NAN;
+    /* A calibrated model draws every image on one scale: the median normal patch score
+     * blue, red from the largest normal patch score seen in calibration, which is also the
+     * pixel level of outlines, masks and regions (the image threshold, a mean of the top
+     * patches, is lower than the peaks of normal maps: outlined, good parts looked
+     * defective). The bar marks the image threshold. */
+    if (m && uf_model_get_calibration(m, &cal) && cal.patch_max > cal.patch_p50) {
+        st->level = cal.patch_max;
+        if (!(st->hi > st->lo)) {
+            st->lo = cal.patch_p50;
+            st->hi = cal.patch_max;
+        }
+    }
+}
+
 /* Heatmap overlay (and raw map, mask) of one scored image, named name.png / name.npy /
  * name.mask.png in dir. The batch holds shrunk images, so the original is decoded again
  * here and released at once. Outputs that are inputs are refused. Called from several
  * threads at once (one image each); errors are printed as one line each. */
-static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
-                       const char *img_path, const char *name, const overlay_style *st,
-                       float score, bool raw, const uf_inputs *inputs, map_out *mo)
+bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const char *img_path,
+                    const char *name, const cli_overlay_style *st, float score, bool raw,
+                    const uf_inputs *inputs, cli_map_out *mo)
 {
+    mo->wrote = false;
+    mo->n_reg = 0;
+    mo->npy[0] = mo->mask[0] = '\0';
     snprintf(mo->png, sizeof mo->png, "%s/%s.png", dir, name);
-    snprintf(mo->npy, sizeof mo->npy, "%s/%s.npy", dir, name);
-    snprintf(mo->mask, sizeof mo->mask, "%s/%s.mask.png", dir, name);
+    if (raw) snprintf(mo->npy, sizeof mo->npy, "%s/%s.npy", dir, name);
+    if (st->masks) snprintf(mo->mask, sizeof mo->mask, "%s/%s.mask.png", dir, name);
     if (!cli_check_output(mo->png, inputs) || (raw && !cli_check_output(mo->npy, inputs)) ||
         (st->masks && !cli_check_output(mo->mask, inputs)))
         return false;
@@ -234,15 +240,16 @@ static bool write_maps(const uf_model *m, const float *pmap, const char *dir,
     if (ok && raw) ok = write_npy(mo->npy, full, img->height, img->width);
     if (ok && st->masks && !(ok = write_mask(mo->mask, full, img->width, img->height, st->level)))
         cli_error("%s: %s", mo->mask, uf_errmsg());
-    mo->n_reg = 0;
     if (ok && isfinite(st->level) &&
-        uf_map_regions(full, img->width, img->height, st->level, MAX_REGIONS, mo->reg, &mo->n_reg) != UF_OK) {
+        uf_map_regions(full, img->width, img->height, st->level, CLI_MAX_REGIONS, mo->reg,
+                       &mo->n_reg) != UF_OK) {
         cli_error("%s: %s", img_path, uf_errmsg());
         ok = false;
     }
     uf_image_free(ov);
     uf_image_free(img);
     free(full);
+    mo->wrote = ok;
     return ok;
 }
 
@@ -274,7 +281,10 @@ int cmd_model_info(const char *path, bool json)
                in.backbone_embedded ? " (embedded in the model file)" : "");
         if (in.backbone_sha256[0]) printf("sha256:       %s\n", in.backbone_sha256);
         printf("preprocess:   resize %d, crop %d%s, %s, mean %g,%g,%g, std %g,%g,%g\n",
-               p->pre.resize, p->pre.crop, p->pre.pad_to ? " (padded)" : "",
+               p->pre.resize, p->pre.crop,
+               p->pre.pad_to             ? " (padded)"
+               : p->pre.crop == 0        ? " (the whole image, longer side to resize)"
+                                         : "",
                (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?", p->pre.mean[0],
                p->pre.mean[1], p->pre.mean[2], p->pre.std[0], p->pre.std[1], p->pre.std[2]);
         printf("features:     mean of blocks %d-%d\n", p->layer_first, p->layer_last);
@@ -393,8 +403,8 @@ typedef struct predict_run {
     uf_scorer *sc;
     uf_preprocess pre;  /* the model's: images are shrunk to its resize size */
     double thr;
-    overlay_style style;
-    map_out *mo;        /* [batch] (with --heatmap-dir) */
+    cli_overlay_style style;
+    cli_map_out *mo;    /* [batch] (with --heatmap-dir) */
     uf_image **batch;   /* [batch] */
     uf_score *res;      /* [batch] */
     float *maps;        /* [batch][S][S] pixel maps (with --heatmap-dir) */
@@ -420,9 +430,9 @@ static void predict_run_free(predict_run *r, int batch)
 /* Expand the images, name their heatmaps, load the model, allocate the batch. */
 static bool predict_setup(const predict_opts *o, predict_run *r)
 {
-    if (!o->from_stdin && !cli_expand_images(o->npos, o->pos, &r->images)) return false;
+    if (!o->from_stdin && !cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
     if (o->heat_dir) {
-        if (!unique_names(r->images.v, r->images.n, &r->names)) return false;
+        if (!cli_heatmap_names(r->images.v, r->images.n, &r->names)) return false;
         struct stat st;
         if (stat(o->heat_dir, &st) != 0 && mkdir(o->heat_dir, 0777) != 0) {
             cli_error("%s: cannot create directory: %s", o->heat_dir, strerror(errno));
@@ -434,6 +444,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
         cli_error("%s", uf_errmsg());
         return false;
     }
+    uf_scorer_set_threads(r->sc, o->c.threads);
     uf_model_info mi;
     uf_model_get_info(r->m, &mi);
     /* the inputs of the run: images, their arguments, the model and its backbone */
@@ -450,31 +461,12 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
     r->res = calloc(nb, sizeof *r->res);
     r->maps = o->heat_dir ? malloc(r->plane * nb * sizeof(float)) : NULL;
     r->mo = o->heat_dir ? calloc(nb, sizeof *r->mo) : NULL;
-    overlay_style *st = &r->style;
-    uf_calibration cal;
-    st->thr = r->thr;
-    st->masks = o->masks;
-    st->lo = o->range[0];
-    st->hi = o->range[1];
-    st->level = NAN;
-    if (isfinite(r->thr)) st->level = (float)r->thr;
-    else if (o->masks) {
+    if (o->masks && !isfinite(r->thr)) {
         cli_error("%s: --masks needs a threshold (calibrate the model or pass --threshold)",
                   o->model_path);
         return false;
     }
-    /* A calibrated model draws every image on one scale: the median normal patch score
-     * blue, red from the largest normal patch score seen in calibration, which is also the
-     * pixel level of outlines, masks and regions (the image threshold, a mean of the top
-     * patches, is lower than the peaks of normal maps: outlined, good parts looked
-     * defective). The bar marks the image threshold. */
-    if (uf_model_get_calibration(r->m, &cal) && cal.patch_max > cal.patch_p50) {
-        st->level = cal.patch_max;
-        if (!(st->hi > st->lo)) {
-            st->lo = cal.patch_p50;
-            st->hi = cal.patch_max;
-        }
-    }
+    cli_overlay_style_init(&r->style, o->range, r->thr, o->masks, r->m);
     if (!r->batch || !r->res || (o->heat_dir && (!r->maps || !r->mo))) {
         cli_error("out of memory");
         return false;
@@ -509,22 +501,24 @@ static bool score_batch(predict_run *r, size_t b0, int nb, int *idx, int *nok)
     return all;
 }
 
-/* The result line of one image (text or JSON); png/npy are NULL when not written. */
-static void print_result(const predict_opts *o, const char *path, float score, double thr,
-                         const char *png, const char *npy, const map_out *mo)
+/* The result line of one image (text or JSON), with the files and regions of mo. */
+void cli_print_result(bool json, const char *path, float score, double thr,
+                      const cli_map_out *mo)
 {
     int anom = isfinite(thr) ? score > thr : -1;
     const double norm = cli_normalised(score, thr);
-    if (!o->json) {
+    const bool wrote = mo && mo->wrote;
+    if (!json) {
         cli_tsv_field(stdout, path); /* one line whatever the name holds */
         printf("\t%.6g\t%s", score, anom < 0 ? "-" : anom ? "anomalous" : "normal");
         if (isfinite(norm)) printf("\t%.4f\n", norm);
         else printf("\t-\n");
         return;
     }
-    cJSON *obj = cli_result_json(path, score, thr, png, npy);
-    if (obj && mo && mo->wrote && o->masks) cJSON_AddStringToObject(obj, "mask", mo->mask);
-    if (obj && mo && mo->wrote && isfinite(thr)) { /* regions above the pixel level, original pixels */
+    cJSON *obj = cli_result_json(path, score, thr, wrote ? mo->png : NULL,
+                                 wrote && mo->npy[0] ? mo->npy : NULL);
+    if (obj && wrote && mo->mask[0]) cJSON_AddStringToObject(obj, "mask", mo->mask);
+    if (obj && wrote && isfinite(thr)) { /* regions above the pixel level, original pixels */
         cJSON *rs = cJSON_AddArrayToObject(obj, "regions");
         for (int k = 0; k < mo->n_reg; k++) {
             const uf_region *g = &mo->reg[k];
@@ -554,22 +548,20 @@ static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int 
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : wrote_all)
         for (int k = 0; k < nok; k++) {
             size_t i = b0 + (size_t)idx[k];
-            map_out *mo = &r->mo[k];
+            cli_map_out *mo = &r->mo[k];
             mo->wrote = false;
             if (isnan(r->res[k].score)) continue;
-            mo->wrote = write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
-                                   r->names[i], &r->style, r->res[k].score, o->raw, r->inputs, mo);
-            wrote_all = wrote_all && mo->wrote;
+            wrote_all = cli_write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
+                                       r->names[i], &r->style, r->res[k].score, o->raw,
+                                       r->inputs, mo) && wrote_all;
         }
     }
     ok = ok && wrote_all;
     for (int k = 0; k < nok; k++) {
         size_t i = b0 + (size_t)idx[k];
         if (isnan(r->res[k].score)) continue;
-        const map_out *mo = o->heat_dir ? &r->mo[k] : NULL;
-        bool wrote = mo && mo->wrote;
-        print_result(o, r->images.v[i], r->res[k].score, r->thr, wrote ? mo->png : NULL,
-                     wrote && o->raw ? mo->npy : NULL, mo);
+        cli_print_result(o->json, r->images.v[i], r->res[k].score, r->thr,
+                         o->heat_dir ? &r->mo[k] : NULL);
     }
     fflush(stdout);
     for (int j = 0; j < nb; j++) {
@@ -610,7 +602,7 @@ int cmd_predict(int argc, char **argv)
         return rc;
     }
     rc = 0;
-    uf_set_threads(o.c.threads);
+    cli_threads_init(&o.c);
     predict_run r;
     memset(&r, 0, sizeof r);
     bool ready = predict_setup(&o, &r);

@@ -59,7 +59,7 @@ int cmd_update(int argc, char **argv)
     if (!model_path) { rc = cli_usage_error(verb, "no model file given"); goto out; }
     if (npos == 0) { rc = cli_usage_error(verb, "no images given"); goto out; }
     lp.backbone_path = c.backbone;
-    uf_set_threads(c.threads);
+    cli_threads_init(&c);
     if (!out) out = model_path;
 
     cli_strings images = {0};
@@ -68,7 +68,7 @@ int cmd_update(int argc, char **argv)
     uf_image **batch = NULL;
     uf_inputs *inputs = NULL;
     const char *more[1] = {c.backbone};
-    if (!cli_expand_images(npos, pos, &images) ||
+    if (!cli_expand_images(&c, npos, pos, &images) ||
         !(inputs = cli_run_inputs(&images, npos, pos, more, 1)) || !cli_check_output(out, inputs)) {
         rc = CLI_EXIT_RUNTIME;
         goto done;
@@ -80,6 +80,7 @@ int cmd_update(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
+    uf_fitter_set_threads(fit, c.threads);
     if (!(batch = calloc((size_t)c.batch, sizeof *batch))) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);

@@ -25,6 +25,7 @@ static const char *const usage =
     "  calibrate  set a model's decision threshold from normal or labelled images\n"
     "  update     add new normal images to a fitted model\n"
     "  report     report.html from predict --json output and labels\n"
+    "  zeroshot   score a set of images against each other, no training images\n"
     "  eval       every task measured on a dataset: AUROC, pixel metrics, clustering\n"
     "  info       describe a model file or a checkpoint (.pth or .safetensors)\n"
     "  classify   top-k classes of images with a supervised ViT checkpoint\n"
@@ -99,8 +100,10 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    /* UF_CPU naming a level this CPU lacks (or no level): say which one runs instead */
+    if (*uf_cpu_note()) fprintf(stderr, "uniformaly: %s\n", uf_cpu_note());
     if (!strcmp(verb, "--version")) {
-        printf("uniformaly %s\n", uf_version());
+        printf("uniformaly %s\nkernels: %s\n", uf_version(), uf_cpu_level());
         return 0;
     }
     if (!strcmp(verb, "classify")) return cmd_classify(argc - 1, argv + 1);
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
     if (!strcmp(verb, "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
     if (!strcmp(verb, "update")) return cmd_update(argc - 1, argv + 1);
     if (!strcmp(verb, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(verb, "zeroshot")) return cmd_zeroshot(argc - 1, argv + 1);
     if (!strcmp(verb, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(verb, "serve")) return cmd_serve(argc - 1, argv + 1);

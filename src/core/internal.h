@@ -58,11 +58,6 @@ void uf__unmap_file(const uint8_t *buf, size_t len, bool mapped);
 /* "a directory", "a FIFO", ... for a st_mode that is not a regular file (messages). */
 const char *uf__file_kind(unsigned mode);
 
-/* ---- threads (threads.c) ------------------------------------------------------------- */
-
-/* Apply the thread bound to OpenMP and BLAS; call at the start of parallel work. */
-void uf__threads_apply(void);
-
 /* ---- little-endian loads at any alignment, on any host byte order ------------------- */
 static inline uint16_t uf__le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t uf__le32(const uint8_t *p)

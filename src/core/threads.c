@@ -1,27 +1,24 @@
 /*
- * threads.c - the single thread bound that covers both our OpenMP loops and OpenBLAS.
+ * threads.c - the library's default thread count.
  *
- * We link OpenBLAS's OpenMP build, so BLAS calls share the OpenMP runtime: a BLAS call made
- * inside one of our parallel regions runs single-threaded, one made outside uses the
- * bound. Setting both from one number means `--threads N` really caps the total.
+ * Every parallel region of the library names its thread count (an OpenMP num_threads
+ * clause) from the object doing the work: a session, fitter or scorer set with
+ * uf_*_set_threads, else this default. Nothing here or elsewhere calls
+ * omp_set_num_threads, omp_set_dynamic or openblas_set_num_threads: a program that embeds
+ * the library keeps its own OpenMP and BLAS settings (tests/test_threads.c checks it). The
+ * library's own GEMM replaced every BLAS call, so OpenBLAS's thread count plays no part.
  *
- * The default bound is OMP_NUM_THREADS when that is a positive integer (the OpenMP
- * convention; `make tsan` relies on it to keep libgomp's uninstrumented workers out of the
- * way), else the number of online cores. The bound is read concurrently by every scoring
- * thread, so it is an atomic: resolving the default lazily from several threads at once is
- * then not a data race (they all store the same value).
+ * The default is OMP_NUM_THREADS when that is a positive integer (the OpenMP convention;
+ * `make tsan` relies on it to keep libgomp's uninstrumented workers out of the way), else
+ * the number of online cores; uf_set_threads (deprecated) overrides it. It is read
+ * concurrently by every scoring thread, so it is an atomic: resolving it lazily from
+ * several threads at once is then not a data race (they all store the same value).
  */
 #include "core/internal.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-extern void openblas_set_num_threads(int num_threads);
-extern int openblas_get_num_threads(void);
 
 static _Atomic int g_threads = 0; /* 0: not yet resolved */
 
@@ -42,7 +39,6 @@ static int default_threads(void)
 void uf_set_threads(int n)
 {
     atomic_store_explicit(&g_threads, n > 0 ? n : default_threads(), memory_order_relaxed);
-    uf__threads_apply();
 }
 
 int uf_get_threads(void)
@@ -53,16 +49,4 @@ int uf_get_threads(void)
         atomic_store_explicit(&g_threads, n, memory_order_relaxed);
     }
     return n;
-}
-
-void uf__threads_apply(void)
-{
-    int n = uf_get_threads();
-#ifdef _OPENMP
-    omp_set_num_threads(n); /* the calling thread's own setting */
-    omp_set_dynamic(0);
-#endif
-    /* OpenBLAS's count is one process-wide variable: write it only when it changes, so
-     * threads scoring at once do not all store into it. */
-    if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
 }

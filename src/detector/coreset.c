@@ -15,8 +15,8 @@
  * naive loop's choices bit for bit, ties included (tests/test_kernels.c checks it).
  */
 #include "detector/kernels.h"
+#include "kernels/kern.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,42 +104,9 @@ uf_status uf__coreset_random(size_t N, double fraction, uint64_t seed, size_t *o
 
 /* ---- the greedy search --------------------------------------------------------------- */
 
-typedef float v16f __attribute__((vector_size(64)));
-
-/* Squared distance in a fixed summation order: two 16-lane accumulators over 32-float
- * steps, a 16-float step, lanes summed in order, then the scalar tail. Every comparison
- * in the search goes through this function, so naive and lazy searches agree exactly. */
-static inline float dist2(const float *a, const float *b, int d)
-{
-    v16f acc0 = {0}, acc1 = {0};
-    int c = 0;
-    for (; c + 32 <= d; c += 32) {
-        v16f x0, y0, x1, y1;
-        memcpy(&x0, a + c, sizeof x0);
-        memcpy(&y0, b + c, sizeof y0);
-        memcpy(&x1, a + c + 16, sizeof x1);
-        memcpy(&y1, b + c + 16, sizeof y1);
-        x0 -= y0;
-        x1 -= y1;
-        acc0 += x0 * x0;
-        acc1 += x1 * x1;
-    }
-    for (; c + 16 <= d; c += 16) {
-        v16f x0, y0;
-        memcpy(&x0, a + c, sizeof x0);
-        memcpy(&y0, b + c, sizeof y0);
-        x0 -= y0;
-        acc0 += x0 * x0;
-    }
-    acc0 += acc1;
-    float s = 0;
-    for (int u = 0; u < 16; u++) s += acc0[u];
-    for (; c < d; c++) {
-        float t = a[c] - b[c];
-        s += t * t;
-    }
-    return s;
-}
+/* Every distance of the search comes from one fixed-order function, the level's dist2
+ * (kernels/kern_impl.h: bit-identical at every CPU level), fetched once per function. */
+typedef float (*dist_fn)(const float *a, const float *b, int d);
 
 /* 1 when point a ranks strictly before point b: larger m, then lower index (torch.argmax
  * returns the first maximum). */
@@ -165,9 +132,10 @@ static void heap_down(uint32_t *h, size_t n, const float *m, size_t p)
 
 /* Initial m: (mean over starting points of the Euclidean distance)^2, +inf with none. */
 static void init_min_dist(const float *P, size_t N, int d, const size_t *start, size_t ns,
-                          float *m)
+                          float *m, int nth)
 {
-#pragma omp parallel for schedule(static)
+    const dist_fn dist2 = uf__kern_get()->dist2;
+#pragma omp parallel for schedule(static) num_threads(nth)
     for (size_t i = 0; i < N; i++) {
         if (ns == 0) {
             m[i] = INFINITY;
@@ -184,6 +152,7 @@ static void init_min_dist(const float *P, size_t N, int d, const size_t *start, 
 /* The reference: one full pass per selection. */
 static void greedy_naive(const float *P, size_t N, int d, float *m, size_t n_keep, size_t *out)
 {
+    const dist_fn dist2 = uf__kern_get()->dist2;
     for (size_t t = 0; t < n_keep; t++) {
         size_t best = 0;
         for (size_t i = 1; i < N; i++)
@@ -202,6 +171,7 @@ static int greedy_lazy(const float *P, size_t N, int d, float *m, size_t n_keep,
                        uint32_t *heap, uint32_t *stamp, float *C, uf_progress_fn progress,
                        void *user)
 {
+    const dist_fn dist2 = uf__kern_get()->dist2;
     /* progress: about 200 reports over the search; nonzero from it stops the search */
     const size_t step = n_keep / 200 > 0 ? n_keep / 200 : 1;
     size_t next = step;
@@ -262,7 +232,7 @@ static int greedy_lazy(const float *P, size_t N, int d, float *m, size_t n_keep,
 /* The core with progress reports (see kernels.h). */
 static uf_status greedy_core(const float *P, size_t N, int d, const size_t *start,
                              size_t n_start, size_t n_keep, int naive, size_t *out,
-                             uf_progress_fn progress, void *user)
+                             uf_progress_fn progress, void *user, int nth)
 {
     size_t bytes;
     if (!P || !out || (n_start && !start) || d < 1 || N == 0)
@@ -284,8 +254,7 @@ static uf_status greedy_core(const float *P, size_t N, int d, const size_t *star
         free(m), free(heap), free(stamp), free(C);
         return uf__err(UF_ERR_NOMEM, "coreset: out of memory (%zu points)", N);
     }
-    uf__threads_apply();
-    init_min_dist(P, N, d, start, n_start, m);
+    init_min_dist(P, N, d, start, n_start, m, nth > 0 ? nth : uf_get_threads());
     int cancelled = 0;
     if (naive)
         greedy_naive(P, N, d, m, n_keep, out);
@@ -299,18 +268,39 @@ static uf_status greedy_core(const float *P, size_t N, int d, const size_t *star
 uf_status uf__coreset_greedy_core(const float *P, size_t N, int d, const size_t *start,
                                   size_t n_start, size_t n_keep, int naive, size_t *out)
 {
-    return greedy_core(P, N, d, start, n_start, n_keep, naive, out, NULL, NULL);
+    return greedy_core(P, N, d, start, n_start, n_keep, naive, out, NULL, NULL, 0);
 }
 
 uf_status uf__coreset_greedy(const float *X, size_t N, int D, double fraction, uint64_t seed,
                              size_t *out_idx, size_t *n_out)
 {
-    return uf__coreset_greedy_progress(X, N, D, fraction, seed, out_idx, n_out, NULL, NULL);
+    return uf__coreset_greedy_progress(X, N, D, fraction, seed, out_idx, n_out, NULL, NULL, 0);
+}
+
+uf_status uf__coreset_project(const float *X, size_t N, int D, uint64_t seed, int nth, float *P)
+{
+    const int d = UF__CORESET_PROJ_DIM;
+    float *W = malloc((size_t)d * (size_t)D * sizeof *W); /* [d][D] */
+    /* P = X W^T in chunks of rows, so the packed copy of X stays small */
+    const size_t rows = 40 * UF__MR_MAX;
+    float *ap = aligned_alloc(64, rows * (size_t)D * sizeof(float)); /* [rows][D] */
+    if (!W || !ap) {
+        free(W), free(ap);
+        return uf__err(UF_ERR_NOMEM, "coreset: out of memory projecting %zu features", N);
+    }
+    uf__coreset_projection(seed, D, d, W);
+    const uf__kern *kn = uf__kern_get();
+    for (size_t r0 = 0; r0 < N; r0 += rows)
+        kn->gemm(nth > 0 ? nth : uf_get_threads(), (int)(N - r0 < rows ? N - r0 : rows), d, D,
+                 X + r0 * D, D, W, NULL, P + r0 * d, d, UF__EPI_SET, ap, NULL);
+    free(ap);
+    free(W);
+    return UF_OK;
 }
 
 uf_status uf__coreset_greedy_progress(const float *X, size_t N, int D, double fraction,
                                       uint64_t seed, size_t *out_idx, size_t *n_out,
-                                      uf_progress_fn progress, void *user)
+                                      uf_progress_fn progress, void *user, int nth)
 {
     size_t nx, np;
     if (!X || !out_idx || !n_out || D < 1) return uf__err(UF_ERR_ARG, "coreset: bad arguments");
@@ -335,23 +325,19 @@ uf_status uf__coreset_greedy_progress(const float *X, size_t N, int D, double fr
     const int d = UF__CORESET_PROJ_DIM;
     float *P = NULL; /* [N][d] */
     if (D != d) {
-        float *W = malloc((size_t)d * (size_t)D * sizeof *W); /* [d][D] */
-        P = malloc(np * sizeof *P);
-        if (!W || !P) {
-            free(W), free(P);
+        if (!(P = malloc(np * sizeof *P)))
             return uf__err(UF_ERR_NOMEM, "coreset: out of memory projecting %zu features", N);
+        uf_status sp = uf__coreset_project(X, N, D, seed, nth, P);
+        if (sp != UF_OK) {
+            free(P);
+            return sp;
         }
-        uf__coreset_projection(seed, D, d, W);
-        uf__threads_apply();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, d, D, 1.0f, X, D, W, D,
-                    0.0f, P, d);
-        free(W);
     }
     size_t start[UF__CORESET_N_START]; /* [ns] */
     size_t ns = N < UF__CORESET_N_START ? N : UF__CORESET_N_START;
     uf_status st = uf__coreset_start_points(seed, N, ns, start);
     if (st == UF_OK)
-        st = greedy_core(P ? P : X, N, d, start, ns, n_keep, 0, out_idx, progress, user);
+        st = greedy_core(P ? P : X, N, d, start, ns, n_keep, 0, out_idx, progress, user, nth);
     free(P);
     if (st == UF_OK) *n_out = n_keep;
     return st;

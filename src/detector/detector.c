@@ -46,6 +46,10 @@ uf_detector_params uf_detector_default_params(void)
     return p;
 }
 
+/* The whole-image geometry (uf_preprocess: crop 0 without pad_to): each image runs on its
+ * own patch grid at the top-left of the [gh][gw] grid; the other patches are padding. */
+static bool whole_image(const uf_preprocess *pre) { return pre->crop == 0 && pre->pad_to == 0; }
+
 uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbone *bb)
 {
     if (!p) return uf__err(UF_ERR_ARG, "detector params: NULL");
@@ -73,7 +77,7 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
         return uf__err(UF_ERR_ARG, "sigma %g: must be in [0, 1000]", p->sigma);
     const int S = uf_preprocess_size(&p->pre);
     if (S < 1 || p->pre.resize < 0 || p->pre.crop < 0 || p->pre.pad_to < 0)
-        return uf__err(UF_ERR_ARG, "preprocessing: need a crop (or pad_to) size > 0");
+        return uf__err(UF_ERR_ARG, "preprocessing: need a crop, pad_to or resize size > 0");
     if (S > UF__MAX_INPUT_SIDE || p->pre.resize > UF__MAX_INPUT_SIDE)
         return uf__err(UF_ERR_ARG,
                        "preprocessing: %s %d is above the limit of %d pixels (the network "
@@ -94,6 +98,9 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
     if (S < bb->w.patch)
         return uf__err(UF_ERR_ARG, "input size %d is smaller than the patch size %d", S,
                        bb->w.patch);
+    if (whole_image(&p->pre) && p->pre.resize % bb->w.patch != 0)
+        return uf__err(UF_ERR_ARG, "crop 0 (the whole image) needs resize %d to be a multiple "
+                       "of the patch size %d", p->pre.resize, bb->w.patch);
     return UF_OK;
 }
 
@@ -104,6 +111,7 @@ typedef struct extractor {
     const uf_backbone *bb;
     uf_detector_params p;
     uf_session *sess;
+    int threads;   /* uf_fitter/scorer_set_threads; 0: uf_get_threads() at each call  */
     int S, gh, gw, Np, D, n_sel; /* input side, grid, patches, dim, blocks averaged    */
     float *pixels; /* [CHUNK][3][S][S] */
     float *blocks; /* [n_sel][CHUNK][Np][D] */
@@ -111,7 +119,25 @@ typedef struct extractor {
     float *feats;  /* [CHUNK][Np][D]: mean of the selected blocks                      */
     float *smooth; /* [CHUNK][Np]: BPM map (smoothed, / max); 1 without BPM           */
     uint8_t *mask; /* [CHUNK][Np]: 1 = foreground                                     */
+    /* whole-image geometry only: one image's own grid at a time (NULL otherwise) */
+    float *sub_pixels; /* [3][S][S] the image's window of the canvas                  */
+    float *sub_blocks; /* [n_sel][Np][D] its tokens on its own grid                   */
+    float *sub_map;    /* [Np] smoothed BPM map on its own grid                       */
+    uint8_t *sub_mask; /* [Np]                                                        */
+    int sgh[CHUNK], sgw[CHUNK]; /* each image's own grid                             */
 } extractor;
+
+/* Threads of this fitter's or scorer's calls. */
+static int ex_threads(const extractor *e)
+{
+    return e->threads > 0 ? e->threads : uf_get_threads();
+}
+
+static void ex_set_threads(extractor *e, int n)
+{
+    e->threads = n > 0 ? n : 0;
+    uf_session_set_threads(e->sess, e->threads);
+}
 
 static void extractor_free(extractor *e)
 {
@@ -122,6 +148,10 @@ static void extractor_free(extractor *e)
     free(e->feats);
     free(e->smooth);
     free(e->mask);
+    free(e->sub_pixels);
+    free(e->sub_blocks);
+    free(e->sub_map);
+    free(e->sub_mask);
     memset(e, 0, sizeof *e);
 }
 
@@ -148,7 +178,15 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
     e->feats = malloc(nfeat * sizeof(float));
     e->smooth = malloc(CHUNK * Np * sizeof(float));
     e->mask = malloc(CHUNK * Np);
-    if (!e->pixels || !e->blocks || !e->attn || !e->feats || !e->smooth || !e->mask) {
+    bool sub = whole_image(&p->pre);
+    if (sub) {
+        e->sub_pixels = malloc(3 * S * S * sizeof(float));
+        e->sub_blocks = malloc(nfeat / CHUNK * (size_t)e->n_sel * sizeof(float));
+        e->sub_map = malloc(Np * sizeof(float));
+        e->sub_mask = malloc(Np);
+    }
+    if (!e->pixels || !e->blocks || !e->attn || !e->feats || !e->smooth || !e->mask ||
+        (sub && (!e->sub_pixels || !e->sub_blocks || !e->sub_map || !e->sub_mask))) {
         extractor_free(e);
         return uf__err(UF_ERR_NOMEM, "out of memory for the detector's buffers");
     }
@@ -169,11 +207,11 @@ static const char *which(char *buf, int idx, int total)
  * fault gives UF_ERR_NONFINITE naming it (base + its index, of total images); what says
  * where the features come from ("the backbone produced", "uf_score_features: got"). */
 static uf_status check_rows(const float *F, int n, int Np, int D, int base, int total,
-                            const char *what)
+                            const char *what, int nth)
 {
     const size_t rows = (size_t)n * (size_t)Np;
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad)
+#pragma omp parallel for schedule(static) reduction(| : bad) num_threads(nth)
     for (size_t r = 0; r < rows; r++) {
         const float *x = F + r * (size_t)D; /* [D] */
         double sq = 0;
@@ -196,6 +234,75 @@ static uf_status check_rows(const float *F, int n, int Np, int D, int base, int 
     return UF_OK;
 }
 
+/* The whole-image geometry: run the backbone on each image's own patch grid (ceil(w / P) x
+ * ceil(h / P) patches of its window at the canvas's top-left, edge pixels repeated into the
+ * part of the last patches beyond the image; a non-square grid, with the
+ * positional embeddings interpolated by uf_forward) and put its tokens at the top-left of
+ * the [gh][gw] grid of e->blocks, zero elsewhere; its attention goes compactly to
+ * e->attn[b][0 .. gh_b * gw_b). One forward per image: the grids differ. */
+static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, int n,
+                                   const uf_forward_request *req)
+{
+    const int P = e->bb->w.patch, S = e->S, Np = e->Np, D = e->D;
+    const size_t plane = 3 * (size_t)S * (size_t)S, per_img = (size_t)Np * (size_t)D;
+    const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
+    for (int b = 0; b < n; b++) {
+        int rw, rh;
+        uf_preprocess_geometry(&e->p.pre, imgs[b]->width, imgs[b]->height, &rw, &rh, NULL, NULL);
+        rw = rw < 1 ? 1 : rw > S ? S : rw;
+        rh = rh < 1 ? 1 : rh > S ? S : rh;
+        int gw = (rw + P - 1) / P, gh = (rh + P - 1) / P;
+        gw = gw < 1 ? 1 : gw > e->gw ? e->gw : gw;
+        gh = gh < 1 ? 1 : gh > e->gh ? e->gh : gh;
+        e->sgh[b] = gh;
+        e->sgw[b] = gw;
+        const int H = gh * P, W = gw * P;
+        const float *src = e->pixels + (size_t)b * plane; /* [3][S][S] */
+        /* the window; where the last column or row of patches runs past the image (w or h
+         * not a multiple of P), the image's edge pixels are repeated instead of the zero
+         * canvas, so a border patch looks like the part and not like a black bar */
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < H; y++) {
+                float *row = e->sub_pixels + ((size_t)c * H + y) * W;
+                const int sy = y < rh ? y : rh - 1;
+                memcpy(row, src + ((size_t)c * S + sy) * S, (size_t)rw * sizeof(float));
+                for (int x = rw; x < W; x++) row[x] = row[rw - 1];
+            }
+        uf_forward_output out = {.blocks = e->sub_blocks,
+                                 .attn = req->attn_block ? e->attn + (size_t)b * Np : NULL};
+        uf_status st = uf_forward(e->sess, e->sub_pixels, 1, H, W, req, &out);
+        if (st != UF_OK) return st;
+        const size_t own = (size_t)gh * (size_t)gw * (size_t)D; /* sub_blocks: [n_sel][gh*gw][D] */
+        for (int l = 0; l < e->n_sel; l++) {
+            float *dst = e->blocks + (size_t)l * blk_stride + (size_t)b * per_img;
+            memset(dst, 0, per_img * sizeof(float));
+            for (int y = 0; y < gh; y++)
+                memcpy(dst + (size_t)y * e->gw * D, e->sub_blocks + l * own + (size_t)y * gw * D,
+                       (size_t)gw * D * sizeof(float));
+        }
+    }
+    return UF_OK;
+}
+
+/* BPM map and mask of image b on its own grid, spread onto the [gh][gw] grid; a padding
+ * patch gets smooth -1 (uf_scorer_extract's mark of "not the image") and mask 0. */
+static uf_status own_grid_masks(extractor *e, int b, float *sm, uint8_t *mk)
+{
+    const int gh = e->sgh[b], gw = e->sgw[b];
+    if (e->p.bpm) {
+        uf_status st = uf__bpm(e->attn + (size_t)b * e->Np, gh, gw, e->p.bpm_kernel,
+                               e->p.bpm_lambda, e->sub_map, e->sub_mask);
+        if (st != UF_OK) return st;
+    }
+    for (int y = 0; y < e->gh; y++)
+        for (int x = 0; x < e->gw; x++) {
+            int i = y * e->gw + x, inside = y < gh && x < gw;
+            sm[i] = !inside ? -1.0f : e->p.bpm ? e->sub_map[y * gw + x] : 1.0f;
+            mk[i] = inside && (!e->p.bpm || e->p.soft_mask || e->sub_mask[y * gw + x]);
+        }
+    return UF_OK;
+}
+
 /* Features, BPM maps and masks of n <= CHUNK images into e->feats/smooth/mask. base is
  * the index of imgs[0] among the caller's total images, for the messages. An image whose
  * features are NaN, Inf or absurdly large (check_rows) is refused with UF_ERR_NONFINITE
@@ -212,7 +319,8 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int b
      * the first failure is re-raised on this thread after the loop */
     uf_status stb[CHUNK];
     char msg[CHUNK][256];
-#pragma omp parallel for schedule(dynamic, 1) num_threads(n < uf_get_threads() ? n : uf_get_threads())
+    const int nth = ex_threads(e);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n < nth ? n : nth)
     for (int b = 0; b < n; b++) {
         stb[b] = uf_preprocess_image(imgs[b], &e->p.pre, e->pixels + (size_t)b * plane);
         if (stb[b] != UF_OK) snprintf(msg[b], sizeof msg[b], "%s", uf_errmsg());
@@ -225,26 +333,35 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int b
     const int need_attn = e->p.bpm;
     req.attn_block = need_attn ? e->p.layer_last : 0;
     req.rollout = need_attn && e->p.rollout;
-    uf_forward_output out = {.blocks = e->blocks, .attn = need_attn ? e->attn : NULL};
-    st = uf_forward(e->sess, e->pixels, n, e->S, e->S, &req, &out);
+    if (e->sub_pixels) {
+        st = forward_own_grids(e, imgs, n, &req);
+    } else {
+        uf_forward_output out = {.blocks = e->blocks, .attn = need_attn ? e->attn : NULL};
+        st = uf_forward(e->sess, e->pixels, n, e->S, e->S, &req, &out);
+    }
     if (st != UF_OK) return st;
 
     /* feats = mean of the selected blocks, summed in block order (deterministic) */
     const size_t per_img = (size_t)e->Np * (size_t)e->D, n_vals = per_img * (size_t)n;
     const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
     const float inv = 1.0f / (float)e->n_sel;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nth)
     for (size_t i = 0; i < n_vals; i++) {
         float acc = e->blocks[i];
         for (int l = 1; l < e->n_sel; l++) acc += e->blocks[(size_t)l * blk_stride + i];
         e->feats[i] = acc * inv;
     }
-    st = check_rows(e->feats, n, e->Np, e->D, base, total, "the backbone produced");
+    st = check_rows(e->feats, n, e->Np, e->D, base, total, "the backbone produced", nth);
     if (st != UF_OK) return st;
 
     for (int b = 0; b < n; b++) {
         float *sm = e->smooth + (size_t)b * e->Np;
         uint8_t *mk = e->mask + (size_t)b * e->Np;
+        if (e->sub_pixels) {
+            st = own_grid_masks(e, b, sm, mk);
+            if (st != UF_OK) return st;
+            continue;
+        }
         if (!e->p.bpm) {
             for (int i = 0; i < e->Np; i++) sm[i] = 1.0f, mk[i] = 1;
             continue;
@@ -331,6 +448,11 @@ uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n)
 
 size_t uf_fitter_bank_size(const uf_fitter *f) { return f ? f->n : 0; }
 
+void uf_fitter_set_threads(uf_fitter *f, int n)
+{
+    if (f) ex_set_threads(&f->ex, n);
+}
+
 static int cmp_size(const void *a, const void *b)
 {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -366,7 +488,8 @@ uf_status uf_fitter_finish(uf_fitter *f, uf_progress_fn progress, void *user, uf
         uf_status s = p->sampler == UF_SAMPLER_RANDOM
                           ? uf__coreset_random(N, p->coreset, p->seed, idx, &got)
                           : uf__coreset_greedy_progress(f->bank, N, (int)D, p->coreset, p->seed,
-                                                        idx, &got, progress, user);
+                                                        idx, &got, progress, user,
+                                                        ex_threads(&f->ex));
         if (s != UF_OK) {
             free(idx);
             return s;
@@ -537,6 +660,11 @@ uf_status uf_scorer_new(const uf_model *m, uf_scorer **out)
     return UF_OK;
 }
 
+void uf_scorer_set_threads(uf_scorer *s, int n)
+{
+    if (s) ex_set_threads(&s->ex, n);
+}
+
 void uf_scorer_free(uf_scorer *s)
 {
     if (!s) return;
@@ -550,6 +678,43 @@ void uf_scorer_free(uf_scorer *s)
     free(s);
 }
 
+/* The [S][S] pixel map of patch scores d [gh][gw]: upsampled bilinearly and smoothed. In
+ * the whole-image geometry only the image's own grid (the top-left patches whose smooth
+ * is >= 0) is upsampled and smoothed, as a map of its own size, so the padding does not
+ * bleed into the image's border; the padding pixels get the map's minimum. */
+static uf_status pixel_map(uf_scorer *s, const float *d, const float *sm, float *map)
+{
+    const extractor *e = &s->ex;
+    const int S = e->S, P = e->bb->w.patch;
+    int gh = e->gh, gw = e->gw;
+    if (e->sub_pixels) {
+        gw = 0;
+        while (gw < e->gw && sm[gw] >= 0) gw++;
+        gh = 0;
+        while (gh < e->gh && sm[(size_t)gh * e->gw] >= 0) gh++;
+        if (gh == 0 || gw == 0) gh = e->gh, gw = e->gw; /* features from elsewhere */
+    }
+    if (gh == e->gh && gw == e->gw) {
+        uf_status st = uf__upsample_bilinear(d, gh, gw, map, S, S);
+        if (st == UF_OK && e->p.sigma > 0) st = uf__gaussian_filter(map, S, S, e->p.sigma, s->tmp);
+        return st;
+    }
+    const int H = gh * P, W = gw * P; /* the own grid's pixels, < S x S */
+    float *own = s->masked;           /* [gh][gw] compact (masked is free again here) */
+    for (int y = 0; y < gh; y++) memcpy(own + y * gw, d + (size_t)y * e->gw, gw * sizeof(float));
+    uf_status st = uf__upsample_bilinear(own, gh, gw, map, H, W); /* [H][W] at map's start */
+    if (st == UF_OK && e->p.sigma > 0) st = uf__gaussian_filter(map, H, W, e->p.sigma, s->tmp);
+    if (st != UF_OK) return st;
+    float lo = map[0];
+    for (size_t i = 1; i < (size_t)H * W; i++) lo = map[i] < lo ? map[i] : lo;
+    for (int y = S - 1; y >= 0; y--) { /* spread rows to stride S, last first (no overlap) */
+        float *row = map + (size_t)y * S;
+        if (y < H) memmove(row, map + (size_t)y * W, (size_t)W * sizeof(float));
+        for (int x = y < H ? W : 0; x < S; x++) row[x] = lo;
+    }
+    return UF_OK;
+}
+
 /* Everything derived from one image's patch scores d [Np] into *o; F [Np][D], sm [Np],
  * mk [Np] are that image's features, BPM map and mask. */
 static uf_status finish_image(uf_scorer *s, const float *d, const float *F, const float *sm,
@@ -557,8 +722,9 @@ static uf_status finish_image(uf_scorer *s, const float *d, const float *F, cons
 {
     const extractor *e = &s->ex;
     const int Np = e->Np, D = e->D;
-    for (int i = 0; i < Np; i++)
-        s->masked[i] = e->p.bpm && e->p.soft_mask ? d[i] * sm[i] : (mk[i] ? d[i] : 0.0f);
+    for (int i = 0; i < Np; i++) /* sm < 0: a padding patch of the whole-image geometry */
+        s->masked[i] = e->p.bpm && e->p.soft_mask ? (sm[i] > 0 ? d[i] * sm[i] : 0.0f)
+                                                  : (mk[i] ? d[i] : 0.0f);
     int K = 0;
     uf_status st = uf__topk_mean(s->masked, Np, e->p.topk, &o->score, s->topidx, &K);
     if (st != UF_OK) return st;
@@ -572,12 +738,14 @@ static uf_status finish_image(uf_scorer *s, const float *d, const float *F, cons
             o->feature[j] = (float)(acc / K);
         }
     }
-    if (o->pixel_map) {
-        st = uf__upsample_bilinear(d, e->gh, e->gw, o->pixel_map, e->S, e->S);
-        if (st == UF_OK && e->p.sigma > 0)
-            st = uf__gaussian_filter(o->pixel_map, e->S, e->S, e->p.sigma, s->tmp);
-    }
+    if (o->pixel_map) st = pixel_map(s, d, sm, o->pixel_map);
     return st;
+}
+
+uf_status uf__scorer_finish(uf_scorer *s, const float *d, const float *F, const float *sm,
+                            const uint8_t *mk, uf_score *o)
+{
+    return finish_image(s, d, F, sm, mk, o);
 }
 
 /* Score n <= CHUNK images from their features (feats [n][Np][D], smooth and mask
@@ -595,16 +763,16 @@ static uf_status score_chunk(uf_scorer *s, const float *feats, const float *smoo
     for (int b = 0; b < n; b++) all |= out[b].patch_scores || out[b].pixel_map;
     uf_status st;
     if (all) {
-        st = uf__knn(feats, (size_t)n * Np, m->bank, m->bank_norm, m->n_bank, m->dim,
-                     m->params.knn, s->dist);
+        st = uf__knn_ex(feats, (size_t)n * Np, m->bank, m->bank_norm, m->n_bank, m->dim,
+                        m->params.knn, s->dist, NULL, NULL, ex_threads(&s->ex));
     } else { /* gather the foreground rows, search, scatter */
         size_t nf = 0;
         for (size_t i = 0; i < (size_t)n * Np; i++) {
             s->dist[i] = 0.0f;
             if (mask[i]) memcpy(s->fgq + nf++ * D, feats + i * D, D * sizeof(float));
         }
-        st = uf__knn(s->fgq, nf, m->bank, m->bank_norm, m->n_bank, m->dim, m->params.knn,
-                     s->fgd);
+        st = uf__knn_ex(s->fgq, nf, m->bank, m->bank_norm, m->n_bank, m->dim, m->params.knn,
+                        s->fgd, NULL, NULL, ex_threads(&s->ex));
         for (size_t i = 0, k = 0; st == UF_OK && i < (size_t)n * Np; i++)
             if (mask[i]) s->dist[i] = s->fgd[k++];
     }
@@ -658,7 +826,8 @@ uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smoot
     if (!s || n < 0 || (n > 0 && (!feats || !smooth || !mask || !out)))
         return uf__err(UF_ERR_ARG, "uf_score_features: bad arguments");
     const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
-    uf_status cs = check_rows(feats, n, (int)Np, (int)D, 0, n, "uf_score_features: got");
+    uf_status cs = check_rows(feats, n, (int)Np, (int)D, 0, n, "uf_score_features: got",
+                              ex_threads(&s->ex));
     if (cs != UF_OK) return cs;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
@@ -700,10 +869,11 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
 
 /* The patches a fitter collected, handed over for uf_model_update (update.c): *bank
  * ([*n][D], malloc'd, the caller frees it) and the images added; the fitter is left empty.
- * *p, *bb: its settings and backbone. */
+ * *p, *bb, *threads: its settings, backbone and thread count. */
 void uf__fitter_take(uf_fitter *f, float **bank, size_t *n, size_t *n_train,
-                     const uf_detector_params **p, const uf_backbone **bb)
+                     const uf_detector_params **p, const uf_backbone **bb, int *threads)
 {
+    *threads = ex_threads(&f->ex);
     *p = &f->ex.p;
     *bb = f->ex.bb;
     *bank = f->bank;

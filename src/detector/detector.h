@@ -42,6 +42,20 @@ uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, floa
 
 /* Hand a fitter's patches over (see detector.c). */
 void uf__fitter_take(uf_fitter *f, float **bank, size_t *n, size_t *n_train,
-                     const uf_detector_params **p, const uf_backbone **bb);
+                     const uf_detector_params **p, const uf_backbone **bb, int *threads);
+
+/* Everything scoring derives from one image's patch scores d [Np], with the scorer's
+ * settings: masking, top-K image score, and the outputs o asks for (patch scores, mask,
+ * features, top-K feature, pixel map); F [Np][D], sm [Np], mk [Np] are that image's
+ * features, BPM map and mask. For scores computed elsewhere (zeroshot.c). Not thread-safe
+ * per scorer. Errors: as uf__topk_mean, uf__gaussian_filter. */
+uf_status uf__scorer_finish(uf_scorer *s, const float *d, const float *F, const float *sm,
+                            const uint8_t *mk, uf_score *o);
+
+/* Add n images to a zero-shot set from their features feats [n][Np][D], BPM maps smooth
+ * [n][Np] and masks [n][Np] (as uf_scorer_extract makes them) instead of images: for tests
+ * on synthetic features. Errors: UF_ERR_ARG, UF_ERR_NOMEM, UF_ERR_LIMIT. */
+uf_status uf__zeroshot_add_features(uf_zeroshot *z, const float *feats, const float *smooth,
+                                    const uint8_t *mask, int n);
 
 #endif /* UF_DETECTOR_H */

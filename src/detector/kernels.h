@@ -10,9 +10,11 @@
  *  - Shapes are row-major, outermost first: `[nq][D]` is nq rows of D floats.
  *  - Caller-allocated outputs; nothing returned here needs freeing unless stated.
  *  - Failures return a uf_status and set uf_errmsg() via uf__err(); nothing prints.
- *  - Thread-safety: every function is reentrant (no global state besides the thread bound
- *    read by uf__threads_apply()); calls on disjoint outputs may run concurrently. The
- *    OpenMP-parallel ones (uf__knn, uf__coreset_greedy) apply uf_get_threads() each call.
+ *  - Thread-safety: every function is reentrant (no global state); calls on disjoint
+ *    outputs may run concurrently. The OpenMP-parallel ones (uf__knn, uf__coreset_greedy)
+ *    take their thread count as a parameter (nth; 0 or the functions without it: the
+ *    library default uf_get_threads()) and pass it to each region as num_threads: no
+ *    process-wide OpenMP or BLAS setting is read or changed.
  */
 #ifndef UF_KERNELS_H
 #define UF_KERNELS_H
@@ -42,7 +44,7 @@ uf_status uf__knn_bank_norms(const float *B, size_t nb, int D, float *bnorm /* [
  * (k = 1: the nearest one).
  *  Q     [nq][D]  queries            B [nb][D] bank      bnorm [nb] from uf__knn_bank_norms
  *  out   [nq]     scores, float (>= 0)
- * Method: candidates are ranked by ||b||^2 - 2 q.b computed with cblas_sgemm on fixed
+ * Method: candidates are ranked by ||b||^2 - 2 q.b computed with our GEMM on fixed
  * tiles (UF__KNN_QB queries x UF__KNN_BB bank rows; never an nq x nb matrix), keeping a
  * running top-(k + 4) per query; the candidates' distances are then recomputed directly
  * as sum (q - b)^2 (accumulated in double) and the k smallest averaged. So scores are
@@ -51,7 +53,7 @@ uf_status uf__knn_bank_norms(const float *B, size_t nb, int D, float *bnorm /* [
  * neighbour within that error, and then only picks an equally near row.
  * Parallel (OpenMP) over query blocks, or over bank slices when there are few query
  * blocks; the tiling is independent of the thread count, so results are bit-identical
- * for any uf_set_threads() value.
+ * for any thread count.
  * Preconditions: nq >= 0 (0 is a no-op), nb >= 1, 1 <= k <= min(nb, UF__KNN_MAX_K), D >= 1.
  * Errors: UF_ERR_ARG, UF_ERR_NOMEM, UF_ERR_NONFINITE (a non-finite query value, or a
  * non-finite bnorm - which catches NaN/Inf bank rows). Thread-safe. */
@@ -59,11 +61,12 @@ uf_status uf__knn(const float *Q, size_t nq, const float *B, const float *bnorm,
                   int D, int k, float *out);
 
 /* Same, also returning the indices of the k nearest bank rows, nearest first (ties: lower
- * index first): idx [nq][k], and their squared distances dist [nq][k] (either may be NULL). */
+ * index first): idx [nq][k], and their squared distances dist [nq][k] (either may be NULL),
+ * on nth threads (0: uf_get_threads()). */
 uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bnorm, size_t nb,
-                     int D, int k, float *out, int64_t *idx, float *dist);
+                     int D, int k, float *out, int64_t *idx, float *dist, int nth);
 
-/* Tile sizes of uf__knn (queries x bank rows per sgemm call). */
+/* Tile sizes of uf__knn (queries x bank rows per GEMM call). */
 #define UF__KNN_QB 256
 #define UF__KNN_BB 2048
 
@@ -110,10 +113,11 @@ uf_status uf__coreset_greedy(const float *X, size_t N, int D, double fraction, u
 
 /* uf__coreset_greedy with progress: progress (may be NULL) is called from the calling
  * thread about 200 times during the search as (user, "coreset", picks so far, n_keep);
- * a nonzero return stops it with UF_ERR_ARG "cancelled" (out_idx then undefined). */
+ * a nonzero return stops it with UF_ERR_ARG "cancelled" (out_idx then undefined).
+ * nth: threads of the projection and the starting distances (0: uf_get_threads()). */
 uf_status uf__coreset_greedy_progress(const float *X, size_t N, int D, double fraction,
                                       uint64_t seed, size_t *out_idx, size_t *n_out,
-                                      uf_progress_fn progress, void *user);
+                                      uf_progress_fn progress, void *user, int nth);
 
 /* The greedy core on already projected features P [N][d] with given starting points
  * start [n_start] (indices < N, may be empty: then m starts at +inf) selecting n_keep
@@ -139,6 +143,10 @@ uf_status uf__coreset_random(size_t N, double fraction, uint64_t seed, size_t *o
  * Stream 3: random subsampling, the same shuffle. */
 void uf__coreset_projection(uint64_t seed, int D, int d, float *W /* [d][D] */);
 uf_status uf__coreset_start_points(uint64_t seed, size_t N, size_t n, size_t *out /* [n] */);
+/* P [N][UF__CORESET_PROJ_DIM] = X [N][D] projected with uf__coreset_projection(seed) on the
+ * level's GEMM with nth threads (0: uf_get_threads()), as the greedy search projects.
+ * Errors: UF_ERR_NOMEM. */
+uf_status uf__coreset_project(const float *X, size_t N, int D, uint64_t seed, int nth, float *P);
 
 /* ==== patch maps (patchmaps.c) ======================================================= */
 

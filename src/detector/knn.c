@@ -4,22 +4,24 @@
  * The detector scores every test patch by its squared L2 distance to the nearest
  * patch(es) of the memory bank, as faiss.IndexFlatL2 does in the reference; queries and bank
  * rows are the raw patch features (mean of the chosen blocks' tokens), not L2-normalised,
- * as in the PyTorch reference (scripts/ref_detector.py). Like faiss we
- * rank with the expansion ||q||^2 + ||b||^2 - 2 q.b, whose q.b part is a matrix product
- * (cblas_sgemm) on fixed tiles, keeping a running top list per query and never an
- * nq x nb matrix. Unlike faiss we then recompute the winners' distances directly, so the
- * scores carry no cancellation error (the expansion loses all accuracy for near-duplicates:
- * its absolute error is ~1e-7 (||q||^2 + ||b||^2), which can exceed the true distance).
+ * as in the PyTorch reference (scripts/ref_detector.py). Like faiss we rank with the
+ * expansion ||q||^2 + ||b||^2 - 2 q.b, whose q.b part is a matrix product (our GEMM,
+ * kernels/kern.h, at the level chosen at run time) on fixed tiles, keeping a running top
+ * list per query and never an nq x nb matrix. Unlike faiss we then recompute the winners'
+ * distances directly, so the scores carry no cancellation error (the expansion loses all
+ * accuracy for near-duplicates: its absolute error is ~1e-7 (||q||^2 + ||b||^2), which can
+ * exceed the true distance).
  *
  * Determinism: the tile grid (UF__KNN_QB queries x UF__KNN_BB bank rows) does not depend
- * on the thread count and each tile is one single-threaded sgemm call, so every
+ * on the thread count and each tile is one single-threaded GEMM call, so every
  * (query, bank row) pair gets the same ranking value whatever thread computes it; the
  * top lists use a total order (distance, then index), so merging per-slice lists gives the
- * same candidates as one pass. Results are bit-identical for any thread count.
+ * same candidates as one pass. Results are bit-identical for any thread count (and,
+ * since the exact distances decide, equal at every CPU level unless rows tie).
  */
 #include "detector/kernels.h"
+#include "kernels/kern.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +72,8 @@ uf_status uf__knn_bank_norms(const float *B, size_t nb, int D, float *bnorm)
     return UF_OK;
 }
 
-/* Scan one row of a tile: v = t[j] + bn[j] for j < mb (bank rows b0 + j) into the list L.
+/* Scan one row of a tile of products t = q.b: v = bn[j] - 2 t[j] for j < mb (bank rows
+ * b0 + j) into the list L.
  * Blocks of 16 are first reduced to their minimum (vectorisable) and skipped when no
  * entry can enter the list. */
 static void scan_row(const float *t, const float *bn, int mb, int64_t b0, knn_cand *L, int kc)
@@ -79,7 +82,7 @@ static void scan_row(const float *t, const float *bn, int mb, int64_t b0, knn_ca
     int j = 0;
     for (; j + 16 <= mb; j += 16) {
         float v[16], mn;
-        for (int u = 0; u < 16; u++) v[u] = t[j + u] + bn[j + u];
+        for (int u = 0; u < 16; u++) v[u] = bn[j + u] - 2.0f * t[j + u];
         mn = v[0];
         for (int u = 1; u < 16; u++) mn = v[u] < mn ? v[u] : mn;
         if (!(mn <= thr)) continue;
@@ -90,7 +93,7 @@ static void scan_row(const float *t, const float *bn, int mb, int64_t b0, knn_ca
             }
     }
     for (; j < mb; j++) {
-        float v = t[j] + bn[j];
+        float v = bn[j] - 2.0f * t[j];
         if (cand_before(v, b0 + j, L[kc - 1])) cand_insert(L, kc, v, b0 + j);
     }
 }
@@ -109,11 +112,11 @@ static double exact_d2(const float *q, const float *b, int D)
 uf_status uf__knn(const float *Q, size_t nq, const float *B, const float *bnorm, size_t nb,
                   int D, int k, float *out)
 {
-    return uf__knn_ex(Q, nq, B, bnorm, nb, D, k, out, NULL, NULL);
+    return uf__knn_ex(Q, nq, B, bnorm, nb, D, k, out, NULL, NULL, 0);
 }
 
 uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bnorm, size_t nb,
-                     int D, int k, float *out, int64_t *idx, float *dist)
+                     int D, int k, float *out, int64_t *idx, float *dist, int nth)
 {
     size_t tmp;
     if (nq == 0) return UF_OK;
@@ -137,8 +140,10 @@ uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bno
             return uf__err(UF_ERR_NONFINITE, "knn: query %zu is not finite or too large", i);
     }
 
-    uf__threads_apply();
-    const int T = uf_get_threads();
+    const int T = nth > 0 ? nth : uf_get_threads();
+    const uf__kern *kn = uf__kern_get();
+    /* packed query block of the GEMM: whole panels of the widest level */
+    const size_t apn = (size_t)(UF__KNN_QB + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * D;
     const int kc = (size_t)k + KNN_EXTRA <= nb ? k + KNN_EXTRA : (int)nb; /* list length */
     const size_t nbb = (nb + UF__KNN_BB - 1) / UF__KNN_BB;                /* bank blocks */
 
@@ -166,10 +171,13 @@ uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bno
             cand[e].i = INT64_MAX;
         }
 
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
         {
             float *tile = malloc((size_t)UF__KNN_QB * UF__KNN_BB * sizeof *tile); /* [QB][BB] */
-            if (!tile) {
+            float *ap = aligned_alloc(64, (apn * sizeof(float) + 63) / 64 * 64); /* packed Q */
+            if (!tile || !ap) {
+                free(tile), free(ap);
+                tile = NULL, ap = NULL;
 #pragma omp atomic write
                 failed = 1;
             }
@@ -184,21 +192,21 @@ uf_status uf__knn_ex(const float *Q, size_t nq, const float *B, const float *bno
                 for (size_t bb = bb0; bb < bb1; bb++) {
                     const size_t b0 = bb * UF__KNN_BB;
                     const int mb = (int)(nb - b0 < UF__KNN_BB ? nb - b0 : UF__KNN_BB);
-                    /* tile [mq][mb] = -2 Q_blk B_blk^T */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mq, mb, D, -2.0f,
-                                Q + (c0 + q0) * (size_t)D, D, B + b0 * (size_t)D, D, 0.0f,
-                                tile, mb);
+                    /* tile [mq][mb] = Q_blk B_blk^T (Q_blk packed on the first block) */
+                    kn->gemm(1, mq, mb, D, bb == bb0 ? Q + (c0 + q0) * (size_t)D : NULL, D,
+                             B + b0 * (size_t)D, NULL, tile, mb, UF__EPI_SET, ap, NULL);
                     for (int r = 0; r < mq; r++)
                         scan_row(tile + (size_t)r * mb, bnorm + b0, mb, (int64_t)b0,
                                  Ls + (size_t)r * kc, kc);
                 }
             }
             free(tile);
+            free(ap);
         }
         if (failed) break;
 
         /* Merge the slices' lists, recompute exact distances, keep the k best. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(T)
         for (size_t r = 0; r < cn; r++) {
             knn_cand L[UF__KNN_MAX_K + KNN_EXTRA]; /* [kc] merged, then exact */
             memcpy(L, cand + r * (size_t)kc, (size_t)kc * sizeof *L);

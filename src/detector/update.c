@@ -7,34 +7,22 @@
  */
 #include "detector/detector.h"
 #include "detector/kernels.h"
+#include "kernels/kern.h"
 
-#include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* X [n][D] projected to P [n][d] with W [d][D]. */
-static void project(const float *X, size_t n, int D, const float *W, int d, float *P)
-{
-    uf__threads_apply();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, d, D, 1.0f, X, D, W, D, 0.0f,
-                P, d);
-}
-
-static float pdist2(const float *a, const float *b, int d)
-{
-    float s = 0;
-    for (int k = 0; k < d; k++) s += (a[k] - b[k]) * (a[k] - b[k]);
-    return s;
-}
-
 /* Pick k of the new points Q [n][d] greedily: m[i] = min squared distance of Q[i] to the
  * old points O [n_old][d] and to the picks so far; each step picks argmax m (first index
- * among ties). out[k] indices into Q, in pick order. */
+ * among ties). out[k] indices into Q, in pick order. Distances: the level's dist2, as the
+ * fit's search; nth threads. */
 static void greedy_continue(const float *O, size_t n_old, const float *Q, size_t n, int d,
-                            size_t k, float *m, size_t *out)
+                            size_t k, float *m, size_t *out, int nth)
 {
-    #pragma omp parallel for schedule(static)
+    float (*const pdist2)(const float *, const float *, int) = uf__kern_get()->dist2;
+    #pragma omp parallel for schedule(static) num_threads(nth)
     for (size_t i = 0; i < n; i++) {
         float best = INFINITY;
         for (size_t j = 0; j < n_old; j++) {
@@ -48,7 +36,7 @@ static void greedy_continue(const float *O, size_t n_old, const float *Q, size_t
         for (size_t i = 1; i < n; i++)
             if (m[i] > m[c]) c = i;
         out[t] = c;
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) num_threads(nth)
         for (size_t i = 0; i < n; i++) {
             float v = pdist2(Q + i * (size_t)d, Q + c * (size_t)d, d);
             if (v < m[i]) m[i] = v;
@@ -63,10 +51,12 @@ static int cmp_size(const void *a, const void *b)
 }
 
 /* The indices of the new patches to add (sorted, distinct), *k of them. */
-static uf_status pick_new(const uf_model *m, const float *X, size_t n, size_t *idx, size_t *k)
+static uf_status pick_new(const uf_model *m, const float *X, size_t n, size_t *idx, size_t *k,
+                          int nth)
 {
     const uf_detector_params *p = &m->params;
     const int D = m->dim, d = UF__CORESET_PROJ_DIM;
+    if (nth <= 0) nth = uf_get_threads();
     if (*k >= n) {
         for (size_t i = 0; i < n; i++) idx[i] = i;
         *k = n;
@@ -79,25 +69,22 @@ static uf_status pick_new(const uf_model *m, const float *X, size_t n, size_t *i
         if (s == UF_OK) qsort(idx, got, sizeof *idx, cmp_size);
         return s;
     }
-    float *W = malloc((size_t)d * (size_t)D * sizeof *W);
     float *PO = malloc(m->n_bank * (size_t)d * sizeof *PO);
     float *PQ = malloc(n * (size_t)d * sizeof *PQ);
     float *md = malloc(n * sizeof *md);
     uf_status s = UF_OK;
-    if (!W || !PO || !PQ || !md) {
+    if (!PO || !PQ || !md) {
         s = uf__err(UF_ERR_NOMEM, "update: out of memory for %zu new patches", n);
-    } else {
-        uf__coreset_projection(p->seed, D, d, W); /* the fit's projection */
-        project(m->bank, m->n_bank, D, W, d, PO);
-        project(X, n, D, W, d, PQ);
-        greedy_continue(PO, m->n_bank, PQ, n, d, *k, md, idx);
+    } else if ((s = uf__coreset_project(m->bank, m->n_bank, D, p->seed, nth, PO)) == UF_OK &&
+               (s = uf__coreset_project(X, n, D, p->seed, nth, PQ)) == UF_OK) { /* the fit's */
+        greedy_continue(PO, m->n_bank, PQ, n, d, *k, md, idx, nth);
         qsort(idx, *k, sizeof *idx, cmp_size);
         size_t u = 0; /* distinct (a pick repeats once every m is 0) */
         for (size_t i = 0; i < *k; i++)
             if (u == 0 || idx[i] != idx[u - 1]) idx[u++] = idx[i];
         *k = u;
     }
-    free(W), free(PO), free(PQ), free(md);
+    free(PO), free(PQ), free(md);
     return s;
 }
 
@@ -131,7 +118,8 @@ uf_status uf_model_update(const uf_model *m, uf_fitter *f, uf_model **out)
     size_t n = 0, n_img = 0;
     const uf_detector_params *fp;
     const uf_backbone *fbb;
-    uf__fitter_take(f, &X, &n, &n_img, &fp, &fbb);
+    int nth;
+    uf__fitter_take(f, &X, &n, &n_img, &fp, &fbb, &nth);
     uf_status s = UF_OK;
     const uf_detector_params *p = &m->params;
     if (fbb->w.dim != m->dim || fp->layer_first != p->layer_first ||
@@ -151,7 +139,7 @@ uf_status uf_model_update(const uf_model *m, uf_fitter *f, uf_model **out)
         s = uf__err(UF_ERR_LIMIT, "update: memory bank beyond 2^31 patches");
     if (s == UF_OK && (!(idx = malloc((k ? k : 1) * sizeof *idx)) || !(bank = malloc(bytes))))
         s = uf__err(UF_ERR_NOMEM, "update: out of memory");
-    if (s == UF_OK) s = pick_new(m, X, n, idx, &k);
+    if (s == UF_OK) s = pick_new(m, X, n, idx, &k, nth);
     if (s == UF_OK) {
         const size_t D = (size_t)m->dim;
         memcpy(bank, m->bank, m->n_bank * D * sizeof(float));

@@ -436,7 +436,7 @@ static int km_seed(const float *X, size_t n, int d, int k, uint64_t *rng, km_wor
             }
             const float *xc = X + lo * (size_t)d;
             double *cand = w->cand, *closest = w->closest;
-#pragma omp parallel for schedule(static) if (KM_PAR(n, 1, d))
+#pragma omp parallel for schedule(static) if (KM_PAR(n, 1, d)) num_threads(uf_get_threads())
             for (size_t i = 0; i < n; i++) {
                 double e = sqdist_ff(X + i * (size_t)d, xc, d);
                 cand[i] = e < closest[i] ? e : closest[i];
@@ -468,7 +468,8 @@ static size_t km_assign(const float *X, size_t n, int d, int k, km_work *w)
     const double *C = w->C;
     int *lab = w->lab;
     double *dist = w->dist;
-#pragma omp parallel for schedule(static) reduction(+ : changed) if (KM_PAR(n, k, d))
+#pragma omp parallel for schedule(static) reduction(+ : changed) if (KM_PAR(n, k, d)) \
+    num_threads(uf_get_threads())
     for (size_t i = 0; i < n; i++) {
         const float *x = X + i * (size_t)d;
         int bj = 0;
@@ -583,7 +584,6 @@ uf_status uf_kmeans(const float *X, size_t n, int d, int k, int restarts, uint64
         st = uf__err(UF_ERR_NOMEM, "uf_kmeans: cannot allocate for %zu points", n);
         goto done;
     }
-    uf__threads_apply();
 
     double best = INFINITY;
     for (int r = 0; r < restarts; r++) {

@@ -104,26 +104,57 @@ uf_status uf__image_figs(const float *scores, const uint8_t *labels, const size_
     return UF_OK;
 }
 
+/* Copy the w x h window at (x0, y0) of the [S][S] maps and masks of image i into the
+ * packed buffers at *off, pointing maps[i] / gts[i] there. */
+static void take_window(const uf__evalrun *x, const uf__featset *fs, const uf__scored *sd,
+                        int i, float *mbuf, uint8_t *gbuf, size_t *off, const float **maps,
+                        const uint8_t **gts, int *hh, int *ww)
+{
+    size_t S = (size_t)x->S, SS = S * S;
+    const int *w4 = fs->win + 4 * (size_t)i;
+    const float *m = sd->maps + (size_t)i * SS;
+    const uint8_t *g = fs->gt + (size_t)i * SS;
+    maps[i] = mbuf + *off;
+    gts[i] = gbuf + *off;
+    hh[i] = w4[3];
+    ww[i] = w4[2];
+    for (int y = 0; y < w4[3]; y++) {
+        size_t src = (size_t)(y + w4[1]) * S + (size_t)w4[0];
+        memcpy(mbuf + *off, m + src, (size_t)w4[2] * sizeof(float));
+        memcpy(gbuf + *off, g + src, (size_t)w4[2]);
+        *off += (size_t)w4[2];
+    }
+}
+
 uf_status uf__pixel_figs(const uf__evalrun *x, const uf__featset *fs, const uf__scored *sd,
                          uf_eval_figures *f)
 {
     size_t SS = (size_t)x->S * (size_t)x->S;
     int n = (int)fs->n;
-    const float **maps = uf__alloc3((size_t)n, sizeof *maps, 1, 1);  /* [n] -> [S][S] */
-    const uint8_t **gts = uf__alloc3((size_t)n, sizeof *gts, 1, 1);  /* [n] -> [S][S] */
-    int *hw = uf__alloc3((size_t)n, sizeof(int), 1, 0);              /* [n] all S     */
+    const float **maps = uf__alloc3((size_t)n, sizeof *maps, 1, 1);  /* [n] -> [h][w] */
+    const uint8_t **gts = uf__alloc3((size_t)n, sizeof *gts, 1, 1);  /* [n] -> [h][w] */
+    int *hh = uf__alloc3((size_t)n, sizeof(int), 1, 0);              /* [n] heights   */
+    int *ww = uf__alloc3((size_t)n, sizeof(int), 1, 0);              /* [n] widths    */
+    /* whole-image geometry: the images' own rectangles, packed (at most n * S * S) */
+    float *mbuf = fs->win ? uf__alloc3((size_t)n, SS, sizeof(float), 0) : NULL;
+    uint8_t *gbuf = fs->win ? uf__alloc3((size_t)n, SS, 1, 0) : NULL;
     uf_status s = UF_ERR_NOMEM;
-    if (!maps || !gts || !hw) {
+    if (!maps || !gts || !hh || !ww || (fs->win && (!mbuf || !gbuf))) {
         uf__err(s, "out of memory for the pixel metrics of %d images", n);
         goto done;
     }
+    size_t off = 0;
     for (int i = 0; i < n; i++) {
+        if (fs->win) {
+            take_window(x, fs, sd, i, mbuf, gbuf, &off, maps, gts, hh, ww);
+            continue;
+        }
         maps[i] = sd->maps + (size_t)i * SS;
         gts[i] = fs->gt + (size_t)i * SS;
-        hw[i] = x->S;
+        hh[i] = ww[i] = x->S;
     }
     uf_pixel_result pr;
-    s = uf_pixel_metrics(maps, gts, hw, hw, n, x->p->max_fpr, 0, &pr);
+    s = uf_pixel_metrics(maps, gts, hh, ww, n, x->p->max_fpr, 0, &pr);
     if (s) {
         uf__err_prefix(s, "pixel metrics");
         goto done;
@@ -135,7 +166,10 @@ uf_status uf__pixel_figs(const uf__evalrun *x, const uf__featset *fs, const uf__
 done:
     free(maps);
     free(gts);
-    free(hw);
+    free(hh);
+    free(ww);
+    free(mbuf);
+    free(gbuf);
     return s;
 }
 

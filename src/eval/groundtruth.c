@@ -23,7 +23,7 @@ uf_status uf_eval_mask_to_network(const uint8_t *mask, int width, int height,
     uf_preprocess dflt = uf_preprocess_default();
     if (!pre) pre = &dflt;
     int S = uf_preprocess_size(pre);
-    if (S <= 0) return uf__err(UF_ERR_ARG, "uf_eval_mask_to_network: crop and pad_to are 0");
+    if (S <= 0) return uf__err(UF_ERR_ARG, "uf_eval_mask_to_network: crop, pad_to and resize are 0");
     uf_image *im = NULL, *rs = NULL;
     uf_status s = uf_image_new(width, height, &im);
     if (s) return s;

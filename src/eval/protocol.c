@@ -86,13 +86,16 @@ static uf_status batch_status(const batcherr *e, uf_image **imgs, int nb, const 
 /* Fitting, extraction, scoring                                                         */
 /* ------------------------------------------------------------------------------------ */
 
+/* The run's thread count: uf_eval_params.threads, or the library default. */
+static int eval_threads(const uf__evalrun *x) { return x->p->threads > 0 ? x->p->threads : uf_get_threads(); }
+
 /* Decode items[0..nb) into imgs in parallel. On failure every image is freed and the
  * error names the first failing file. */
 static uf_status load_batch(const uf__evalrun *x, const uf_dataset_item *const *items, int nb,
                             uf_image **imgs, const char *label)
 {
     batcherr e = {UF_OK, ""};
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(eval_threads(x))
     for (int j = 0; j < nb; j++) {
         imgs[j] = NULL;
         uf_status s = uf_dataset_load_image(x->ds, items[j], &imgs[j]);
@@ -115,6 +118,7 @@ static uf_status fit_model(uf__evalrun *x, const uf_detector_params *dp,
     if (!imgs) { s = uf__err(UF_ERR_NOMEM, "out of memory"); goto done; }
     if (n == 0) { s = uf__err(UF_ERR_ARG, "%s: no training images", label); goto done; }
     if ((s = uf_fitter_new(x->bb, dp, &fit)) != UF_OK) goto done;
+    uf_fitter_set_threads(fit, eval_threads(x));
     for (size_t b0 = 0; b0 < n; b0 += (size_t)batch) {
         int nb = (int)(n - b0 < (size_t)batch ? n - b0 : (size_t)batch);
         if ((s = load_batch(x, items + b0, nb, imgs, label)) != UF_OK) goto done;
@@ -156,6 +160,7 @@ static uf_status ensure_extractor(uf__evalrun *x, uf_model *m)
     if (x->xmodel) return UF_OK;
     uf_status s = uf_scorer_new(m, &x->xsc);
     if (s) return s;
+    uf_scorer_set_threads(x->xsc, eval_threads(x));
     x->xmodel = m;
     int gh, gw;
     uf_model_output_size(m, &gh, &gw, &x->S, &x->D);
@@ -178,13 +183,14 @@ static void featset_free(uf__featset *fs)
     free(fs->smooth);
     free(fs->mask);
     free(fs->gt);
+    free(fs->win);
     memset(fs, 0, sizeof *fs);
 }
 
 /* Decode the batch items[0..nb) with, when gt is not NULL, their masks mapped into network
  * space (gt[nb][S][S]). */
 static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *items, int nb,
-                                 uf_image **imgs, uint8_t *gt, const char *label)
+                                 uf_image **imgs, uint8_t *gt, int *win, const char *label)
 {
     const uf_dataset_item *ptr[256];
     for (int j = 0; j < nb; j++) ptr[j] = &items[j];
@@ -192,9 +198,18 @@ static uf_status load_test_batch(const uf__evalrun *x, const uf_dataset_item *it
     if (s || !gt) return s;
     size_t SS = (size_t)x->S * (size_t)x->S;
     batcherr e = {UF_OK, ""};
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(eval_threads(x))
     for (int j = 0; j < nb; j++) {
         const uf_dataset_item *it = &items[j];
+        if (win) { /* the image's rectangle on the canvas (images are shrunk: rw x rh) */
+            int rw, rh, left, top, *w4 = win + 4 * (size_t)j;
+            uf_preprocess_geometry(&x->r->params.pre, imgs[j]->width, imgs[j]->height, &rw,
+                                   &rh, &left, &top);
+            w4[0] = -left > 0 ? -left : 0;
+            w4[1] = -top > 0 ? -top : 0;
+            w4[2] = rw < x->S - w4[0] ? rw : x->S - w4[0];
+            w4[3] = rh < x->S - w4[1] ? rh : x->S - w4[1];
+        }
         if (!it->mask_path) continue;
         uint8_t *m = NULL; /* [h][w] 0/1 */
         uf_status ms = uf_dataset_load_mask(x->ds, it, imgs[j]->width, imgs[j]->height, &m);
@@ -222,7 +237,11 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
     fs->smooth = uf__alloc3(n, Np, sizeof(float), 0);
     fs->mask = uf__alloc3(n, Np, 1, 0);
     if (want_gt) fs->gt = uf__alloc3(n, SS, 1, 1);
-    if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt)) {
+    /* the whole-image geometry (no crop, no explicit canvas): metrics on the image only */
+    const uf_preprocess *pre = &x->r->params.pre;
+    bool whole = want_gt && pre->crop == 0 && pre->pad_to == 0;
+    if (whole) fs->win = uf__alloc3(n, 4, sizeof(int), 1);
+    if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt) || (whole && !fs->win)) {
         featset_free(fs);
         return uf__err(UF_ERR_NOMEM, "%s: out of memory for the features of %zu test images "
                                      "(%.1f GB)", label, n, (double)n * (double)Np * (double)D * 4e-9);
@@ -231,7 +250,8 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
     uf_status s = UF_OK;
     for (size_t b0 = 0; b0 < n && !s; b0 += (size_t)batch) {
         int nb = (int)(n - b0 < (size_t)batch ? n - b0 : (size_t)batch);
-        s = load_test_batch(x, items + b0, nb, imgs, fs->gt ? fs->gt + b0 * SS : NULL, label);
+        s = load_test_batch(x, items + b0, nb, imgs, fs->gt ? fs->gt + b0 * SS : NULL,
+                            fs->win ? fs->win + 4 * b0 : NULL, label);
         if (s) break;
         s = uf_scorer_extract(x->xsc, (const uf_image *const *)imgs, nb, fs->feats + b0 * Np * D,
                               fs->smooth + b0 * Np, fs->mask + b0 * Np);
@@ -387,6 +407,7 @@ static uf_status evaluate(uf__evalrun *x, uf_model *m, const uf__featset *fs,
     bool maps = fs->gt || (p->want_maps && !x->info.semantic); /* maps: [n][S][S] floats */
     if (m == x->xmodel) sc = x->xsc;
     else if ((s = uf_scorer_new(m, &sc)) != UF_OK) goto done;
+    else uf_scorer_set_threads(sc, eval_threads(x));
     if (row->clustering && (!(cidx = cluster_index(x, labels, fs->n, &nc)) ||
                             !(clu = cluster_flags(x, labels, fs->n)))) {
         s = uf__err(UF_ERR_NOMEM, "out of memory");
@@ -444,6 +465,11 @@ static uf_status train_items(uf__evalrun *x, const int *cats, int ncat, int rep,
         const uf_dataset_item *items;
         size_t ni;
         if ((s = uf_dataset_split(x->ds, cats[i], UF_SPLIT_TRAIN, &items, &ni)) != UF_OK) break;
+        if (p->shots && p->shots > ni) { /* as fit --shots: never fewer shots than asked */
+            s = uf__err(UF_ERR_ARG, "%s: %zu shots asked, but the category has only %zu training "
+                        "images", uf_dataset_category(x->ds, cats[i]), (size_t)p->shots, ni);
+            break;
+        }
         if (k == 0 || k >= ni) {
             for (size_t j = 0; j < ni; j++) v[(*n)++] = &items[j];
         } else {

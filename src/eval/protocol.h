@@ -16,6 +16,10 @@ typedef struct uf__featset {
     float *smooth;                /* [n][Np] BPM map (1 without BPM)                   */
     uint8_t *mask;                /* [n][Np] 1 = foreground patch                      */
     uint8_t *gt;                  /* [n][S][S] ground truth in network space, or NULL  */
+    int *win;                     /* [n][4] x, y, w, h: where the whole image lies on
+                                     the [S][S] canvas when the geometry keeps the whole
+                                     image (pixel metrics are taken there only, not on
+                                     the letterbox padding); NULL otherwise           */
     double seconds;               /* extraction time                                   */
 } uf__featset;
 

@@ -13,6 +13,10 @@
  *    before and the rest after; the offset along a larger side is
  *    int(round((n - crop) / 2.0)) with Python's round-half-to-even.
  *  - ToTensor/Normalize: out = ((float)v / 255 - mean) / std in float32, as PyTorch does.
+ * crop = 0 with pad_to = 0 is the whole-image mode: the *longer* side becomes `resize`
+ * (the shorter int(resize * short / long)) and the image is placed at the top-left corner
+ * of a zero canvas of resize x resize, so no pixel of the image is discarded (issue 13).
+ * The detector runs the ViT on the image's own (non-square) patch grid within that canvas.
  * The uint8 stage (after resize, crop and canvas) is exposed to tests as uf__preprocess_u8.
  */
 #include "core/internal.h"
@@ -54,8 +58,12 @@ static int half_round_even(int d)
     return k + (k & 1); /* x.5: to the even neighbour */
 }
 
-/* torchvision's _compute_resized_output_size for Resize(int); 0 keeps the size. */
-static void resized_size(int resize, int w, int h, int *rw, int *rh)
+/* The whole-image (letterbox) mode: no crop and no explicit canvas. */
+static int whole_mode(const uf_preprocess *p) { return p->crop == 0 && p->pad_to == 0; }
+
+/* torchvision's _compute_resized_output_size for Resize(int); 0 keeps the size. With
+ * fit_long the longer side becomes resize instead of the shorter. */
+static void resized_size(int resize, int fit_long, int w, int h, int *rw, int *rh)
 {
     if (resize <= 0) {
         *rw = w;
@@ -63,6 +71,13 @@ static void resized_size(int resize, int w, int h, int *rw, int *rh)
         return;
     }
     int sh = w <= h ? w : h, lg = w <= h ? h : w;
+    if (fit_long) {
+        int ns = (int)((int64_t)resize * sh / lg); /* int(resize * short / long) */
+        if (ns < 1) ns = 1;
+        *rw = w >= h ? resize : ns;
+        *rh = w >= h ? ns : resize;
+        return;
+    }
     /* Python computes resize * long exactly, then a correctly rounded true division:
      * both operands are exact doubles, so one IEEE division gives the same value. */
     double q = (double)((int64_t)resize * lg) / (double)sh;
@@ -79,7 +94,7 @@ static void resized_size(int resize, int w, int h, int *rw, int *rh)
 static void compute_geom(const uf_preprocess *p, int w, int h, geom *g)
 {
     memset(g, 0, sizeof *g);
-    resized_size(p->resize, w, h, &g->rw, &g->rh);
+    resized_size(p->resize, whole_mode(p), w, h, &g->rw, &g->rh);
     if (p->crop > 0) {
         int c = p->crop;
         g->cl = c > g->rw ? -((c - g->rw) / 2) : half_round_even(g->rw - c);
@@ -89,7 +104,9 @@ static void compute_geom(const uf_preprocess *p, int w, int h, geom *g)
         g->cw = g->rw;
         g->ch = g->rh;
     }
-    if (p->pad_to > 0) {
+    if (whole_mode(p)) { /* top-left, so the patch grid starts at the image's corner */
+        g->S = p->resize > 0 ? p->resize : 0;
+    } else if (p->pad_to > 0) {
         g->S = p->pad_to;
         g->ox = (p->pad_to - g->cw) / 2; /* may be negative: rejected by validate() */
         g->oy = (p->pad_to - g->ch) / 2;
@@ -124,8 +141,9 @@ static uf_status validate(const uf_preprocess *p, const uf_image *img, geom *g)
                        "would make it %dx%d, above the limit of %zu pixels",
                        img->width, img->height, p->resize, g->rw, g->rh, uf_get_max_pixels());
     if (g->S <= 0)
-        return uf__err(UF_ERR_ARG, "preprocess: crop = 0 needs pad_to > 0 to fix the output size");
-    if (p->pad_to > 0 && (g->cw > p->pad_to || g->ch > p->pad_to))
+        return uf__err(UF_ERR_ARG, "preprocess: crop = 0 needs resize > 0 or pad_to > 0 to fix "
+                       "the output size");
+    if (g->cw > g->S || g->ch > g->S)
         return uf__err(UF_ERR_ARG, "preprocess: image of %dx%d after resize/crop does not fit "
                        "pad_to %d", g->cw, g->ch, p->pad_to);
     return UF_OK;
@@ -151,7 +169,28 @@ int uf_preprocess_size(const uf_preprocess *p)
     uf_preprocess d = uf_preprocess_default();
     if (!p) p = &d;
     if (p->pad_to > 0) return p->pad_to;
+    if (whole_mode(p)) return p->resize > 0 ? p->resize : 0;
     return p->crop > 0 ? p->crop : 0;
+}
+
+double uf_preprocess_coverage(const uf_preprocess *p, int width, int height)
+{
+    uf_preprocess d = uf_preprocess_default();
+    if (!p) p = &d;
+    if (width <= 0 || height <= 0) return 0.0;
+    geom g;
+    compute_geom(p, width, height, &g);
+    if (g.rw <= 0 || g.rh <= 0 || g.S <= 0) return 0.0;
+    /* the crop window, clipped to the resized image and to the canvas */
+    int x0 = g.cl > 0 ? g.cl : 0, x1 = g.cl + g.cw < g.rw ? g.cl + g.cw : g.rw;
+    int y0 = g.ct > 0 ? g.ct : 0, y1 = g.ct + g.ch < g.rh ? g.ct + g.ch : g.rh;
+    int cx0 = g.cl - g.ox, cy0 = g.ct - g.oy; /* canvas (0, 0) in resized coordinates */
+    if (x0 < cx0) x0 = cx0;
+    if (y0 < cy0) y0 = cy0;
+    if (x1 > cx0 + g.S) x1 = cx0 + g.S;
+    if (y1 > cy0 + g.S) y1 = cy0 + g.S;
+    if (x1 <= x0 || y1 <= y0) return 0.0;
+    return (double)(x1 - x0) * (double)(y1 - y0) / ((double)g.rw * (double)g.rh);
 }
 
 uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_image **out)

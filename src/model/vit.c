@@ -6,38 +6,30 @@
  * kept row-major as [T][D] with T = B * (1 + Np) tokens (CLS first in each image), which
  * turns every Linear layer into one matrix product over all tokens of the batch.
  *
- * Speed (AVX-512 builds; OpenBLAS 0.3.21 drives this CPU family with its AVX2 kernels only,
- * at about half the machine's peak, so the hot loops are our own):
- *  - Linear layers run on an AVX-512 GEMM (gemm_avx512) that reads the immutable weights
- *    in place - no per-call weight packing, a full extra pass over the weights that
- *    weighs most at batch 1 - and transposes only the (smaller) activations; bias, GELU and the residual add happen in its epilogue, and
- *    fc1 writes its output directly in the packed layout fc2 reads.
- *  - Attention runs 48 queries at a time per (image, head) with the same micro-kernel on
- *    strided views of the qkv buffer: S^T = K Q^T, a softmax vectorised across queries,
- *    O = S V; no [heads][Nt][Nt] tensor exists beyond one [Nt][48] tile per thread.
+ * Speed: the Linear layers and attention run on our own kernels (kernels/kern.h), compiled
+ * for baseline x86-64, AVX2+FMA and AVX-512 and chosen once at run time from cpuid:
+ *  - the GEMM reads the immutable weights in place (no per-call weight packing, a full
+ *    extra pass over the weights that weighs most at batch 1) and transposes only the
+ *    (smaller) activations; bias, GELU and the residual add happen in its epilogue, and
+ *    fc1 writes its output directly in the packed layout fc2 reads;
+ *  - attention runs a panel of queries at a time per (image, head) with the same
+ *    micro-kernel on strided views of the qkv buffer; no [heads][Nt][Nt] tensor exists;
  *  - LayerNorm and the output copies are fused into one parallel pass over the rows.
- * Builds without AVX-512 fall back to OpenBLAS sgemm for both (BLAS calls inside our
- * parallel regions run single-threaded, outside them on uf_get_threads() threads).
- * On the AVX-512 path every output element is summed in the same order whatever the
- * thread count or batch partitioning, so results are bitwise reproducible across both
- * in optimised builds (the tests still allow float rounding, for the BLAS fallback).
+ * Every output element is summed in the same order whatever the thread count or batch
+ * partitioning, so results are bitwise reproducible across both at a given level.
+ * Threads: each session has its own count (uf_session_set_threads), passed to every
+ * OpenMP region as a num_threads clause; nothing process-wide is changed.
  *
  * Exactness: every step follows PyTorch's definition (biased-variance LayerNorm, exact
  * erf GELU, max-subtracted softmax, DINO's bicubic interpolate_pos_encoding computed in
  * double precision), so results match a float64 PyTorch reference to float rounding.
  */
 #include "core/internal.h"
+#include "kernels/kern.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 /* ------------------------------------------------------------------------------------ */
 /* Growable, 64-byte aligned scratch buffers                                            */
@@ -74,17 +66,22 @@ struct uf_session {
     buf qkv;    /* [T][3D] q | k | v per token                                  */
     buf ctx;    /* [T][D]  attention output, heads concatenated; also the patch
                            embedding result [B*Np][D]                             */
-    buf mlp;    /* [T][M]  MLP hidden activations (AVX-512: packed [T/48][M][48]) */
-    buf pk;     /* [ceil(T/48)*48][max(D,M,3PP)] packed GEMM input (AVX-512)  */
+    buf mlp;    /* [T][M]  MLP hidden activations (packed [T/mr][M][mr])      */
+    buf pk;     /* [ceil(T/48)*48][max(D,M,3PP)] packed GEMM input            */
     buf col;    /* [B*Np][3*P*P] im2col of the pixels                           */
-    buf att;    /* per-thread attention scratch: AVX-512 [threads][(hd + Nt)*48 + 16],
-                           BLAS fallback [threads][tile][Nt]                      */
+    buf att;    /* per-thread attention scratch [threads][attn_scratch(Nt, hd)] */
     buf clsatt; /* [B][heads][Nt] CLS query rows of the requested block         */
     buf roll;   /* [B][L][Nt][Nt] head-mean attention (rollout only)           */
     buf rvec;   /* [B][2][Nt] rollout row vectors                              */
     buf pos;    /* [1+Np][D] positional embedding for the cached grid           */
     int pos_gh, pos_gw; /* grid of the cached pos (0: none)                     */
+    int threads;        /* uf_session_set_threads; 0: uf_get_threads()          */
 };
+
+void uf_session_set_threads(uf_session *s, int n)
+{
+    if (s) s->threads = n > 0 ? n : 0;
+}
 
 uf_status uf_session_new(const uf_backbone *bb, uf_session **out)
 {
@@ -112,103 +109,8 @@ void uf_session_free(uf_session *s)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Vectorised elementwise kernels: exp, GELU, softmax, LayerNorm                        */
+/* LayerNorm                                                                            */
 /* ------------------------------------------------------------------------------------ */
-
-/* Coefficients of Numerical Recipes' erfc Chebyshev fit: fractional error < 1.2e-7 for
- * every z >= 0, so GELU keeps full float accuracy even for negative inputs (where it is
- * x * erfc(|x|/sqrt2) / 2 and an erf-based formula would cancel). */
-#define ERFC_C0 (-1.26551223f)
-#define ERFC_C1 1.00002368f
-#define ERFC_C2 0.37409196f
-#define ERFC_C3 0.09678418f
-#define ERFC_C4 (-0.18628806f)
-#define ERFC_C5 0.27886807f
-#define ERFC_C6 (-1.13520398f)
-#define ERFC_C7 1.48851587f
-#define ERFC_C8 (-0.82215223f)
-#define ERFC_C9 0.17087277f
-
-#if defined(__AVX512F__)
-/* e^(hi + lo) for 16 floats, |lo| <= ~2: hi + lo = n ln2 + r with |r| <= ln2/2
- * (Cody-Waite; lo is added after the exact reduction of hi, so a large argument given as
- * an exact hi plus a correction keeps full relative accuracy), degree-7 Taylor polynomial (truncation < 1e-8 relative),
- * scaled by 2^n with vscalefps (exact, handles underflow). */
-static inline __m512 exp16x(__m512 hi, __m512 lo)
-{
-    hi = _mm512_min_ps(_mm512_max_ps(hi, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
-    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_add_ps(hi, lo), log2e),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), hi);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    r = _mm512_add_ps(r, lo);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __m512 exp16(__m512 x) { return exp16x(x, _mm512_setzero_ps()); }
-
-/* Exact GELU x * Phi(x) for 16 floats via erfc (see ERFC_C*). */
-static inline __m512 gelu16(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-    __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
-    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(half, z, one));
-    __m512 p = _mm512_set1_ps(ERFC_C9);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C8));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C7));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C6));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C5));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C1));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(ERFC_C0));
-    /* exp(-z^2 + p) with z^2 = x^2/2 split exactly (x*x = xx + xl) so the exponent,
-     * up to ~-100, loses no accuracy: relative error stays ~1e-7 in the far tail */
-    const __m512 xx = _mm512_mul_ps(x, x), xl = _mm512_fmsub_ps(x, x, xx);
-    __m512 e = exp16x(_mm512_mul_ps(xx, _mm512_set1_ps(-0.5f)), _mm512_fnmadd_ps(half, xl, p));
-    __m512 hc = _mm512_mul_ps(_mm512_mul_ps(half, t), e); /* erfc(z)/2 */
-    /* Phi = 1 - erfc/2 for x >= 0, erfc/2 for x < 0 */
-    __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
-    __m512 phi = _mm512_mask_sub_ps(hc, pos, one, hc);
-    return _mm512_mul_ps(x, phi);
-}
-#endif
-
-#if !defined(__AVX512F__)
-/* v[i] = gelu(v[i] + b[i]) for i < n (b may be NULL), exact erf GELU (the AVX-512 build
- * applies gelu16 in the GEMM epilogue instead). */
-static void bias_gelu(float *v, const float *b, int n)
-{
-    for (int i = 0; i < n; i++) {
-        float x = v[i] + (b ? b[i] : 0.0f);
-        v[i] = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    }
-}
-
-/* In-place softmax of one row of n scores (max-subtracted, like PyTorch); the AVX-512
- * build does its softmax inside attention_avx512. */
-static void softmax_row(float *s, int n)
-{
-    float mx = -INFINITY, sum = 0;
-    for (int i = 0; i < n; i++) mx = s[i] > mx ? s[i] : mx;
-    for (int i = 0; i < n; i++) {
-        s[i] = expf(s[i] - mx);
-        sum += s[i];
-    }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) s[i] *= inv;
-}
-#endif
 
 /* y = LayerNorm(x) * w + b over one row of D (biased variance, two-pass). */
 static void layernorm_row(const float *restrict x, const float *restrict w,
@@ -228,231 +130,22 @@ static void layernorm_row(const float *restrict x, const float *restrict w,
     for (int i = 0; i < D; i++) y[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
-/* ------------------------------------------------------------------------------------ */
-/* Linear layers                                                                        */
-/* ------------------------------------------------------------------------------------ */
-
-enum epi { EPI_SET, EPI_ACC, EPI_GELU };
-
-#if defined(__AVX512F__)
-/*
- * Own AVX-512 GEMM for C[M][N] = A[M][K] W[N][K]^T (OpenBLAS 0.3.21 runs only its AVX2
- * kernels on this CPU family, at about half the AVX-512 peak).
- *
- * The vector dimension is the token (row of A) one: A is packed once per call into panels
- * of 48 rows, transposed to [K][48], and the weights W are read in place, unpacked: each
- * k step of the micro-kernel loads 3 vectors of 16 tokens and broadcasts 8 weights (8
- * rows of W, one per output column), accumulating a 48 x 8 tile of C^T in 24 registers.
- * Not packing W saves a full pass over the weights per call, which matters at batch 1.
- * The tile is transposed back to row-major C in the epilogue, which also applies the
- * bias, GELU and the residual add.
- */
-#define GM_MR 48  /* tokens per panel (3 vectors)          */
-#define GM_NR 8   /* output columns per micro-tile         */
-#define GM_KC 768 /* k block: the 8 x KC weight slice (24 KB) stays in L1 */
-#define GM_MC 4   /* panels per task: 4 x 147 KB in L2                    */
-
-#define UF_AI static inline __attribute__((always_inline))
-
-/* The micro-kernel: ct[j][i] = sum_k ap[k][i] * w[j*ldw + k*ldk] for j < nr, i < 16*mv.
- * ap: [kc][48] packed tokens; ct: [8][48]. GEMMs read weight rows (ldk = 1); attention
- * reads V in place (ldw = 1, ldk = row stride). Only rows j < nr and vectors v < mv of ct
- * are written. */
-UF_AI void micro(const int nr, const int mv, const float *restrict ap,
-                 const float *restrict w, size_t ldw, size_t ldk, int kc, float *restrict ct)
+/* Row r of a GEMM input written straight into the packed layout the kernels read,
+ * [panel][K][mr] (kernels/kern.h), so the GEMM that follows runs without its own packing
+ * pass and the barrier after it. */
+static void pack_row(const float *src, int K, int mr, size_t r, float *ap)
 {
-    __m512 acc[GM_NR][3];
-#pragma GCC unroll 8
-    for (int j = 0; j < GM_NR; j++)
-#pragma GCC unroll 3
-        for (int v = 0; v < 3; v++) acc[j][v] = _mm512_setzero_ps();
-    const float *wj[GM_NR];
-#pragma GCC unroll 8
-    for (int j = 0; j < GM_NR; j++) wj[j] = w + (j < nr ? (size_t)j * ldw : 0);
-    for (int k = 0; k < kc; k++) {
-        __m512 x[3];
-#pragma GCC unroll 3
-        for (int v = 0; v < 3; v++)
-            if (v < mv) x[v] = _mm512_load_ps(ap + (size_t)k * GM_MR + 16 * v);
-#pragma GCC unroll 8
-        for (int j = 0; j < GM_NR; j++) {
-            if (j >= nr) continue;
-            const __m512 b = _mm512_set1_ps(wj[j][(size_t)k * ldk]);
-#pragma GCC unroll 3
-            for (int v = 0; v < 3; v++)
-                if (v < mv) acc[j][v] = _mm512_fmadd_ps(b, x[v], acc[j][v]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < GM_NR; j++)
-#pragma GCC unroll 3
-        for (int v = 0; v < 3; v++)
-            if (j < nr && v < mv) _mm512_store_ps(ct + j * GM_MR + 16 * v, acc[j][v]);
+    float *o = ap + r / (size_t)mr * (size_t)K * (size_t)mr + r % (size_t)mr;
+    for (int k = 0; k < K; k++) o[(size_t)k * mr] = src[k];
 }
 
-typedef void (*micro_fn)(const float *, const float *, size_t, int, float *);
-#define GM_DEF(NR, MV)                                                                     \
-    static void micro_##NR##_##MV(const float *ap, const float *w, size_t ldw, int kc,     \
-                                  float *ct)                                               \
-    {                                                                                      \
-        micro(NR, MV, ap, w, ldw, 1, kc, ct);                                              \
-    }                                                                                      \
-    static void microv_##NR##_##MV(const float *ap, const float *w, size_t ldk, int kc,    \
-                                   float *ct)                                              \
-    {                                                                                      \
-        micro(NR, MV, ap, w, 1, ldk, kc, ct);                                              \
-    }
-#define GM_DEF3(NR) GM_DEF(NR, 1) GM_DEF(NR, 2) GM_DEF(NR, 3)
-GM_DEF3(1) GM_DEF3(2) GM_DEF3(3) GM_DEF3(4) GM_DEF3(5) GM_DEF3(6) GM_DEF3(7) GM_DEF3(8)
-#define GM_ROW(P, NR) {P##_##NR##_1, P##_##NR##_2, P##_##NR##_3}
-/* [nr-1][mv-1]: weight rows (GEMM) */
-static const micro_fn micro_tab[GM_NR][3] = {
-    GM_ROW(micro, 1), GM_ROW(micro, 2), GM_ROW(micro, 3), GM_ROW(micro, 4),
-    GM_ROW(micro, 5), GM_ROW(micro, 6), GM_ROW(micro, 7), GM_ROW(micro, 8)};
-/* [nr-1][mv-1]: consecutive columns of strided rows (attention's V) */
-static const micro_fn microv_tab[GM_NR][3] = {
-    GM_ROW(microv, 1), GM_ROW(microv, 2), GM_ROW(microv, 3), GM_ROW(microv, 4),
-    GM_ROW(microv, 5), GM_ROW(microv, 6), GM_ROW(microv, 7), GM_ROW(microv, 8)};
-
-/* Pack rows r0..r0+47 of A [M][K] (stride lda) into ap [K][48], zero past row M. */
-static void pack_panel(const float *A, size_t lda, int M, int K, int r0, float *ap)
+/* Zero the rows T.. of the last panel of a packed [panel][K][mr] input (never stored, but
+ * computed: they must hold numbers). */
+static void pack_pad(int K, int mr, size_t T, float *ap)
 {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
-                                                            5, 4, 3, 2, 1, 0),
-                                           _mm512_set1_epi32((int)lda));
-    for (int v = 0; v < 3; v++) {
-        const int rv = r0 + 16 * v, n = M - rv < 16 ? M - rv : 16;
-        float *o = ap + 16 * v;
-        if (n <= 0) {
-            for (int k = 0; k < K; k++) _mm512_store_ps(o + (size_t)k * GM_MR, _mm512_setzero_ps());
-            continue;
-        }
-        const float *a = A + (size_t)rv * lda;
-        const __mmask16 m = (__mmask16)(n == 16 ? 0xFFFF : (1u << n) - 1);
-        for (int k = 0; k < K; k++)
-            _mm512_store_ps(o + (size_t)k * GM_MR,
-                            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, a + k, 4));
-    }
-}
-
-/* ct[j][*] = gelu?(ct[j][*] + bias[j]) for j < nr, on the first mv vectors (16 tokens
- * per vector). */
-static void ct_bias_gelu(float *ct, int nr, int mv, const float *bias, int gelu)
-{
-    for (int j = 0; j < nr; j++) {
-        const __m512 bj = _mm512_set1_ps(bias ? bias[j] : 0.0f);
-        for (int v = 0; v < mv; v++) {
-            __m512 x = _mm512_add_ps(_mm512_load_ps(ct + j * GM_MR + 16 * v), bj);
-            if (gelu) x = gelu16(x);
-            _mm512_store_ps(ct + j * GM_MR + 16 * v, x);
-        }
-    }
-}
-
-/* Finish a [8][48] C^T tile (nr columns, `rows` tokens valid) into row-major C. bias is
- * given on the last k block only; gelu means "the sum is complete here": if the tile holds
- * the whole sum (!acc) bias and GELU are applied in the tile, 16 tokens per vector;
- * otherwise the tile is added to the old C while transposing (acc: residual add or a
- * later k block) and GELU follows the add. The transpose gathers one 8-float C row
- * segment per token. */
-static void epilogue(float *ct, int nr, int rows, float *C, size_t ldc, int acc,
-                     const float *bias, int gelu)
-{
-    if (bias || (gelu && !acc)) ct_bias_gelu(ct, nr, (rows + 15) / 16, bias, gelu && !acc);
-    const __m256i idx = _mm256_set_epi32(7 * GM_MR, 6 * GM_MR, 5 * GM_MR, 4 * GM_MR, 3 * GM_MR,
-                                         2 * GM_MR, GM_MR, 0);
-    const __mmask8 m = (__mmask8)((1u << nr) - 1);
-    for (int i = 0; i < rows; i++) {
-        float *c = C + (size_t)i * ldc;
-        __m256 r = _mm256_mmask_i32gather_ps(_mm256_setzero_ps(), m, idx, ct + i, 4);
-        if (acc) {
-            r = _mm256_add_ps(r, _mm256_maskz_loadu_ps(m, c));
-            if (gelu) r = _mm512_castps512_ps256(gelu16(_mm512_zextps256_ps512(r)));
-        }
-        _mm256_mask_storeu_ps(c, m, r);
-    }
-}
-
-/* C = epi(A W^T + bias) with the AVX-512 kernels; ap is scratch of ceil(M/48)*48*K
- * floats for the packed A, or A is NULL and ap already holds it. With pout (K <= GM_KC,
- * e != EPI_ACC) the result is written packed, [ceil(M/48)][N][48], ready to be the
- * next GEMM's ap (fc1 -> fc2 without a transpose and a repack). */
-static void gemm_avx512(int nth, int M, int N, int K, const float *A, int lda, const float *W,
-                        const float *bias, float *C, int ldc, enum epi e, float *ap,
-                        float *pout)
-{
-    const int npan = (M + GM_MR - 1) / GM_MR;
-    const int nmb = (npan + GM_MC - 1) / GM_MC, ppm = (npan + nmb - 1) / nmb; /* panels/task */
-    const int n8 = (N + GM_NR - 1) / GM_NR;
-    int nnb = (4 * nth + nmb - 1) / nmb; /* column chunks: ~4 tasks per thread */
-    if (nnb > n8) nnb = n8;
-    const int c8 = (n8 + nnb - 1) / nnb; /* 8-column blocks per chunk */
-    nnb = (n8 + c8 - 1) / c8;
-    const size_t pstride = (size_t)K * GM_MR; /* floats per packed panel */
-#pragma omp parallel num_threads(nth)
-    {
-#pragma omp for schedule(static)
-        for (int p = 0; p < npan; p++)
-            if (A) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
-        float ct[GM_NR * GM_MR] __attribute__((aligned(64))); /* [8][48] C^T tile */
-#pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < nmb * nnb; t++) {
-            const int pb = (t / nnb) * ppm, pe = pb + ppm < npan ? pb + ppm : npan;
-            const int jb = (t % nnb) * c8, je = jb + c8 < n8 ? jb + c8 : n8;
-            for (int k0 = 0; k0 < K; k0 += GM_KC) {
-                const int kc = K - k0 < GM_KC ? K - k0 : GM_KC, last = k0 + kc == K;
-                for (int jj = jb; jj < je; jj++) {
-                    const int n0 = jj * GM_NR, nr = N - n0 < GM_NR ? N - n0 : GM_NR;
-                    const float *wp = W + (size_t)n0 * K + k0;
-                    for (int p = pb; p < pe; p++) {
-                        const int m0 = p * GM_MR, rows = M - m0 < GM_MR ? M - m0 : GM_MR;
-                        const int mv = (rows + 15) / 16;
-                        micro_tab[nr - 1][mv - 1](ap + p * pstride + (size_t)k0 * GM_MR, wp,
-                                                  (size_t)K, kc, ct);
-                        if (pout) { /* single k block: finish in place, copy packed */
-                            ct_bias_gelu(ct, nr, mv, bias ? bias + n0 : NULL, e == EPI_GELU);
-                            float *o = pout + ((size_t)p * N + n0) * GM_MR;
-                            for (int j = 0; j < nr; j++)
-                                for (int v = 0; v < mv; v++)
-                                    _mm512_store_ps(o + j * GM_MR + 16 * v,
-                                                    _mm512_load_ps(ct + j * GM_MR + 16 * v));
-                            continue;
-                        }
-                        epilogue(ct, nr, rows, C + (size_t)m0 * ldc + n0, (size_t)ldc,
-                                 k0 > 0 || e == EPI_ACC, last && bias ? bias + n0 : NULL,
-                                 last && e == EPI_GELU);
-                    }
-                }
-            }
-        }
-    }
-}
-#endif
-
-/* C[M][N] (row stride ldc) = A[M][K] (stride lda) * W[N][K]^T + bias, then:
- *   EPI_SET: stored; EPI_ACC: added to C (residual); EPI_GELU: GELU applied.
- * bias may be NULL. Runs on nth threads; ap is packing scratch (AVX-512 path). */
-static void linear(int nth, int M, int N, int K, const float *A, int lda, const float *W,
-                   const float *bias, float *C, int ldc, enum epi e, float *ap)
-{
-#if defined(__AVX512F__)
-    gemm_avx512(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, NULL);
-#else
-    (void)ap;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, W, K,
-                e == EPI_ACC ? 1.0f : 0.0f, C, ldc);
-    if (!bias && e != EPI_GELU) return;
-#pragma omp parallel for schedule(static) num_threads(nth)
-    for (int i = 0; i < M; i++) {
-        float *c = C + (size_t)i * ldc;
-        if (e == EPI_GELU) {
-            bias_gelu(c, bias, N);
-        } else {
-#pragma omp simd
-            for (int j = 0; j < N; j++) c[j] += bias[j];
-        }
-    }
-#endif
+    float *o = ap + T / (size_t)mr * (size_t)K * (size_t)mr;
+    for (size_t r = T % (size_t)mr; r > 0 && r < (size_t)mr; r++)
+        for (int k = 0; k < K; k++) o[(size_t)k * mr + r] = 0.0f;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -544,182 +237,6 @@ static uf_status pos_prepare(uf_session *s, int gh, int gw, int H, int W, const 
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Attention                                                                            */
-/* ------------------------------------------------------------------------------------ */
-
-typedef struct attn_job {
-    int B, Nt, D, heads, nth;
-    int tile;          /* query rows per work item                 */
-    int ntile;         /* work items per image                     */
-    const float *qkv;  /* [T][3D]                                  */
-    float *ctx;        /* [T][D]                                   */
-    float *scores;     /* [nth][tile][Nt]                          */
-    float *clsatt;     /* [B][heads][Nt] or NULL: save CLS rows    */
-    float *mean;       /* [B][Lr][Nt][Nt] slice base or NULL       */
-    size_t mean_img;   /* floats between images in mean            */
-} attn_job;
-
-#if !defined(__AVX512F__)
-/* Multi-head self-attention for every image: ctx = softmax(Q K^T / sqrt(hd)) V per head.
- * Work items are (image, query tile); each loops over the heads so head-mean matrices can
- * be accumulated without races. */
-static void attention_blas(const attn_job *j)
-{
-    const int Nt = j->Nt, D = j->D, hd = D / j->heads, ld = 3 * D;
-    const float scale = 1.0f / sqrtf((float)hd), invh = 1.0f / (float)j->heads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(j->nth)
-    for (int it = 0; it < j->B * j->ntile; it++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        const int b = it / j->ntile, r0 = (it % j->ntile) * j->tile;
-        const int nq = Nt - r0 < j->tile ? Nt - r0 : j->tile;
-        if (nq <= 0) continue;
-        float *S = j->scores + (size_t)tid * j->tile * Nt; /* [nq][Nt] */
-        const float *base = j->qkv + (size_t)b * Nt * ld;  /* this image's [Nt][3D] */
-        for (int h = 0; h < j->heads; h++) {
-            const float *q = base + (size_t)r0 * ld + (size_t)h * hd;
-            const float *k = base + D + (size_t)h * hd;
-            const float *v = base + 2 * (size_t)D + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, Nt, hd, scale, q, ld, k,
-                        ld, 0.0f, S, Nt);
-            for (int i = 0; i < nq; i++) softmax_row(S + (size_t)i * Nt, Nt);
-            if (j->clsatt && r0 == 0)
-                memcpy(j->clsatt + ((size_t)b * j->heads + h) * Nt, S, (size_t)Nt * sizeof(float));
-            if (j->mean) {
-                float *m = j->mean + (size_t)b * j->mean_img + (size_t)r0 * Nt;
-                size_t n = (size_t)nq * Nt;
-                if (h == 0) {
-#pragma omp simd
-                    for (size_t i = 0; i < n; i++) m[i] = S[i] * invh;
-                } else {
-#pragma omp simd
-                    for (size_t i = 0; i < n; i++) m[i] += S[i] * invh;
-                }
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, Nt, 1.0f, S, Nt, v,
-                        ld, 0.0f, j->ctx + ((size_t)b * Nt + r0) * D + (size_t)h * hd, D);
-        }
-    }
-}
-
-#endif
-
-#if defined(__AVX512F__)
-/* Floats of per-thread attention scratch for the AVX-512 path: Q^T [hd][48] and
- * S^T [Nt][48]. */
-static size_t attn_scratch(int Nt, int hd) { return (size_t)GM_MR * ((size_t)hd + Nt) + 16; }
-
-/* Attention with the GEMM micro-kernel, 48 queries at a time, vector along queries:
- *   S^T[key][q] = K Q^T (weights = K rows, read in place), softmax along keys done
- *   16 queries per vector (no horizontal reductions), O^T = V^T S^T with V read in
- *   place, normalised by the row sums and transposed into ctx.
- * Work items are (image, head, query tile), or (image, query tile) looping over heads
- * when head-mean matrices are kept (so each thread owns the rows it accumulates). */
-static void attention_avx512(const attn_job *j)
-{
-    const int Nt = j->Nt, D = j->D, H = j->heads, hd = D / H;
-    const size_t ld = 3 * (size_t)D;
-    const float scale = 1.0f / sqrtf((float)hd), invh = 1.0f / (float)H;
-    const int nqt = (Nt + GM_MR - 1) / GM_MR;
-    const int per_head = j->mean == NULL; /* one head per work item */
-    const int items = j->B * nqt * (per_head ? H : 1);
-    const size_t scr = attn_scratch(Nt, hd);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(j->nth)
-    for (int it = 0; it < items; it++) {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        float *qp = j->scores + (size_t)tid * scr; /* [hd][48]  (64-byte aligned) */
-        float *st = qp + (size_t)hd * GM_MR;       /* [Nt][48] */
-        float ct[GM_NR * GM_MR] __attribute__((aligned(64)));
-        int b, qt, h0, h1;
-        if (per_head) {
-            b = it / (nqt * H);
-            h0 = it / nqt % H;
-            h1 = h0 + 1;
-        } else {
-            b = it / nqt;
-            h0 = 0;
-            h1 = H;
-        }
-        qt = it % nqt;
-        const int q0 = qt * GM_MR, nq = Nt - q0 < GM_MR ? Nt - q0 : GM_MR, mv = (nq + 15) / 16;
-        const float *img = j->qkv + (size_t)b * Nt * ld; /* [Nt][3D] */
-        for (int h = h0; h < h1; h++) {
-            /* S^T = K Q^T, 8 keys per micro-tile, with the running max per query taken
-             * while the tile is still in L1 */
-            pack_panel(img + (size_t)q0 * ld + (size_t)h * hd, ld, nq, hd, 0, qp);
-            const float *kh = img + D + (size_t)h * hd;
-            __m512 mx[3] = {_mm512_set1_ps(-INFINITY), _mm512_set1_ps(-INFINITY),
-                            _mm512_set1_ps(-INFINITY)};
-            for (int k0 = 0; k0 < Nt; k0 += GM_NR) {
-                const int nr = Nt - k0 < GM_NR ? Nt - k0 : GM_NR;
-                float *sk = st + (size_t)k0 * GM_MR;
-                micro_tab[nr - 1][mv - 1](qp, kh + (size_t)k0 * ld, ld, hd, sk);
-                for (int r = 0; r < nr; r++)
-                    for (int v = 0; v < mv; v++)
-                        mx[v] = _mm512_max_ps(mx[v], _mm512_load_ps(sk + r * GM_MR + 16 * v));
-            }
-            /* softmax over keys of scale * S, 16 queries per vector */
-            __m512 inv[3];
-            const __m512 vs = _mm512_set1_ps(scale);
-            for (int v = 0; v < mv; v++) {
-                __m512 sum = _mm512_setzero_ps();
-                for (int k = 0; k < Nt; k++) {
-                    float *p = st + (size_t)k * GM_MR + 16 * v;
-                    __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(p), mx[v]), vs));
-                    _mm512_store_ps(p, e);
-                    sum = _mm512_add_ps(sum, e);
-                }
-                inv[v] = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
-            }
-            /* probabilities wanted as outputs: the CLS query row, head means */
-            if (j->clsatt && q0 == 0) {
-                const float i0 = _mm512_cvtss_f32(inv[0]);
-                float *o = j->clsatt + ((size_t)b * H + h) * Nt;
-                for (int k = 0; k < Nt; k++) o[k] = st[(size_t)k * GM_MR] * i0;
-            }
-            if (j->mean) {
-                float iv[GM_MR];
-                for (int v = 0; v < mv; v++) _mm512_storeu_ps(iv + 16 * v, _mm512_mul_ps(inv[v], _mm512_set1_ps(invh)));
-                for (int i = 0; i < nq; i++) {
-                    float *m = j->mean + (size_t)b * j->mean_img + (size_t)(q0 + i) * Nt;
-                    if (h == 0)
-                        for (int k = 0; k < Nt; k++) m[k] = st[(size_t)k * GM_MR + i] * iv[i];
-                    else
-                        for (int k = 0; k < Nt; k++) m[k] += st[(size_t)k * GM_MR + i] * iv[i];
-                }
-            }
-            /* O^T = V^T S^T, 8 value dims per micro-tile, then normalise and store */
-            const float *vh = img + 2 * (size_t)D + (size_t)h * hd;
-            for (int d0 = 0; d0 < hd; d0 += GM_NR) {
-                const int nr = hd - d0 < GM_NR ? hd - d0 : GM_NR;
-                microv_tab[nr - 1][mv - 1](st, vh + d0, ld, Nt, ct);
-                for (int r = 0; r < nr; r++)
-                    for (int v = 0; v < mv; v++)
-                        _mm512_store_ps(ct + r * GM_MR + 16 * v,
-                                        _mm512_mul_ps(_mm512_load_ps(ct + r * GM_MR + 16 * v), inv[v]));
-                epilogue(ct, nr, nq, j->ctx + ((size_t)b * Nt + q0) * D + (size_t)h * hd + d0,
-                         (size_t)D, 0, NULL, 0);
-            }
-        }
-    }
-}
-#endif
-
-static void attention(const attn_job *j)
-{
-#if defined(__AVX512F__)
-    attention_avx512(j);
-#else
-    attention_blas(j);
-#endif
-}
-
-/* ------------------------------------------------------------------------------------ */
 /* Forward                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
@@ -796,8 +313,8 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
         return uf__err(UF_ERR_LIMIT, "uf_forward: batch of %d images of %dx%d is too large", B, H,
                        W);
 
-    uf__threads_apply();
-    const int nth = uf_get_threads();
+    const int nth = s->threads > 0 ? s->threads : uf_get_threads();
+    const uf__kern *kn = uf__kern_get();
 
     /* non-finite pixels would silently poison every output */
     size_t npx;
@@ -808,32 +325,21 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     for (size_t i = 0; i < npx; i++) bad |= !isfinite(pixels[i]);
     if (bad) return uf__err(UF_ERR_NONFINITE, "uf_forward: input pixels contain NaN or Inf");
 
-    /* attention tiling: at least two work items per thread when the batch is small */
-    int ntile = (int)((Nt + 63) / 64);
-    if ((size_t)B * ntile < 2 * (size_t)nth) ntile = (2 * nth + B - 1) / B;
-    if ((size_t)ntile > Nt) ntile = (int)Nt;
-    int tile = (int)((Nt + ntile - 1) / ntile);
-    ntile = (int)((Nt + tile - 1) / tile);
-
     /* packed GEMM input: whole 48-row panels of the widest K */
     size_t kmax = (size_t)(D > M ? D : M), npk;
     if (kmax < (size_t)3 * P * P) kmax = (size_t)3 * P * P;
-    if (!uf__mul_ok((T + 47) / 48 * 48, kmax, &npk))
+    if (!uf__mul_ok((T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX, kmax, &npk))
         return uf__err(UF_ERR_LIMIT, "uf_forward: batch too large");
     const int L_att = req->rollout ? req->attn_block : 0; /* blocks whose mean we keep */
     size_t n_att, n_roll = 0, nn;
-#if defined(__AVX512F__)
-    const size_t att_per = attn_scratch((int)Nt, D / heads);
-#else
-    const size_t att_per = (size_t)tile * Nt;
-#endif
+    const size_t att_per = kn->attn_scratch((int)Nt, D / heads);
     if (!uf__mul_ok((size_t)nth, att_per, &n_att) || !uf__mul_ok(Nt, Nt, &nn) ||
         (L_att && (!uf__mul_ok(nn, (size_t)B * L_att, &n_roll))))
         return uf__err(UF_ERR_LIMIT, "uf_forward: attention buffers too large");
 
     if ((st = buf_need(&s->x, T * D, "token")) || (st = buf_need(&s->h, T * D, "norm")) ||
         (st = buf_need(&s->qkv, T * 3 * D, "qkv")) || (st = buf_need(&s->ctx, T * D, "context")) ||
-        (st = buf_need(&s->mlp, (T + 47) / 48 * 48 * M, "mlp")) || (st = buf_need(&s->col, B * Np * 3 * P * P, "im2col")) ||
+        (st = buf_need(&s->mlp, (T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * M, "mlp")) || (st = buf_need(&s->col, B * Np * 3 * P * P, "im2col")) ||
         (st = buf_need(&s->pk, npk, "packing")) || (st = buf_need(&s->att, n_att, "attention")) ||
         (st = buf_need(&s->clsatt, (size_t)B * heads * Nt, "cls attention")) ||
         (L_att && (st = buf_need(&s->roll, n_roll, "rollout"))) ||
@@ -843,12 +349,14 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     if ((st = pos_prepare(s, gh, gw, H, W, &pos)) != UF_OK) return st;
 
     float *x = s->x.p, *h = s->h.p, *qkv = s->qkv.p, *ctx = s->ctx.p, *mlp = s->mlp.p;
+    float *pk = s->pk.p;
+    const int mr = kn->mr;
     const int iNt = (int)Nt, iNp = (int)Np, iT = (int)T;
 
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
     im2col(nth, pixels, B, H, W, P, gh, gw, s->col.p);
-    linear(nth, B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, w->patch_b, ctx, D,
-           EPI_SET, s->pk.p);
+    kn->gemm(nth, B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, w->patch_b, ctx, D,
+             UF__EPI_SET, s->pk.p, NULL);
 
     /* tokens = [CLS; patches] + pos, then the first block's LayerNorm */
     const uf__block_weights *bw0 = &w->blocks[0];
@@ -861,33 +369,37 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
 #pragma omp simd
         for (int d = 0; d < D; d++) xr[d] = src[d] + pp[d];
         layernorm_row(xr, bw0->ln1_w, bw0->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+        pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
     }
+    pack_pad(D, mr, T, pk);
 
-    attn_job aj = {.B = B, .Nt = iNt, .D = D, .heads = heads, .nth = nth, .tile = tile,
-                   .ntile = ntile, .qkv = qkv, .ctx = ctx, .scores = s->att.p};
+    uf__attn_job aj = {.B = B, .Nt = iNt, .D = D, .heads = heads, .nth = nth, .qkv = qkv,
+                       .ctx = ctx, .scores = s->att.p};
     int sel = 0; /* index of the next selected block output */
     for (int l = 0; l < nrun; l++) {
         const uf__block_weights *bw = &w->blocks[l];
         /* attention half */
-        linear(nth, iT, 3 * D, D, h, D, bw->qkv_w, bw->qkv_b, qkv, 3 * D, EPI_SET, s->pk.p);
+        /* qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
+        kn->gemm(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk,
+                 NULL);
         aj.clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
         aj.mean = l < L_att ? s->roll.p + (size_t)l * nn : NULL;
         aj.mean_img = (size_t)L_att * nn;
-        attention(&aj);
-        linear(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, EPI_ACC, s->pk.p);
+        kn->attention(&aj);
+        kn->gemm(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
 #pragma omp parallel for schedule(static) num_threads(nth)
-        for (int t = 0; t < iT; t++)
+        for (int t = 0; t < iT; t++) {
             layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
+            pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
+        }
+        pack_pad(D, mr, T, pk);
         /* MLP half */
-#if defined(__AVX512F__)
-        if (D <= GM_KC) { /* fc1 writes fc2's packed input directly (mlp is packed) */
-            gemm_avx512(nth, iT, M, D, h, D, bw->fc1_w, bw->fc1_b, NULL, 0, EPI_GELU, s->pk.p, mlp);
-            gemm_avx512(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, EPI_ACC, mlp, NULL);
-        } else
-#endif
-        {
-            linear(nth, iT, M, D, h, D, bw->fc1_w, bw->fc1_b, mlp, M, EPI_GELU, s->pk.p);
-            linear(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, EPI_ACC, s->pk.p);
+        if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
+            kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
+            kn->gemm(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
+        } else {
+            kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
+            kn->gemm(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
         }
         /* outputs of this block, then the next block's LayerNorm */
         float *ob = (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * Np * D : NULL;
@@ -898,8 +410,12 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
                 const int b = t / iNt, i = t % iNt;
                 const float *xr = x + (size_t)t * D;
                 if (ob && i > 0) memcpy(ob + ((size_t)b * Np + i - 1) * D, xr, (size_t)D * sizeof(float));
-                if (nb) layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+                if (nb) {
+                    layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+                    pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
+                }
             }
+            if (nb) pack_pad(D, mr, T, pk);
         }
     }
 
