@@ -103,7 +103,10 @@ int main(int argc, char **argv)
     /* UF_CPU naming a level this CPU lacks (or no level): say which one runs instead */
     if (*uf_cpu_note()) fprintf(stderr, "uniformaly: %s\n", uf_cpu_note());
     if (!strcmp(verb, "--version")) {
-        printf("uniformaly %s\nkernels: %s\n", uf_version(), uf_cpu_level());
+        const char *lv = uf_cpu_level();
+        /* no BF16 kernels yet: that level runs the avx512 FP32 kernels (say so) */
+        printf("uniformaly %s\nkernels: %s%s\n", uf_version(), lv,
+               strcmp(lv, "avx512bf16") == 0 ? " (FP32 kernels: avx512; no BF16 path yet)" : "");
         return 0;
     }
     if (!strcmp(verb, "classify")) return cmd_classify(argc - 1, argv + 1);

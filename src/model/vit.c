@@ -294,27 +294,40 @@ static uf_status check_request(const uf__vit_weights *w, const float *pixels, in
     return UF_OK;
 }
 
-uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
-                     const uf_forward_request *req, uf_forward_output *out)
-{
-    if (!s) return uf__err(UF_ERR_ARG, "uf_forward: session is NULL");
-    const uf__vit_weights *w = &s->bb->w;
-    int nrun = 0;
-    uf_status st = check_request(w, pixels, B, H, W, req, out, &nrun);
-    if (st != UF_OK) return st;
+/* The state of one forward call: sizes and the session's buffers, shared by its steps. */
+typedef struct fwd {
+    uf_session *s;
+    const uf__vit_weights *w;
+    const uf__kern *kn;
+    int B, D, P, M, heads, nth, mr, nrun, L_att; /* L_att: blocks whose attention mean is kept */
+    int iNt, iNp, iT;                            /* tokens per image, patches per image, B * Nt */
+    size_t Np, Nt, T, nn;                        /* nn = Nt * Nt                               */
+    const float *pos;                            /* [Nt][D] positional embeddings for the grid */
+} fwd;
 
-    const int D = w->dim, P = w->patch, M = w->mlp_dim, heads = w->heads;
+/* Check the request, size every buffer (overflow-checked; every GEMM dimension must fit an
+ * int) and prepare the positional embeddings of the grid. */
+static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, int W,
+                             const uf_forward_request *req, uf_forward_output *out, fwd *f)
+{
+    const uf__vit_weights *w = &s->bb->w;
+    uf_status st = check_request(w, pixels, B, H, W, req, out, &f->nrun);
+    if (st != UF_OK) return st;
+    f->s = s;
+    f->w = w;
+    f->B = B;
+    const int D = f->D = w->dim, P = f->P = w->patch, M = f->M = w->mlp_dim;
+    f->heads = w->heads;
     const int gh = H / P, gw = W / P;
-    /* sizes, overflow-checked; every BLAS dimension must also fit an int */
-    size_t Np = (size_t)gh * gw, Nt = Np + 1, T, tmp, big;
+    size_t Np = f->Np = (size_t)gh * gw, Nt = f->Nt = Np + 1, T, tmp, big;
     if (!uf__mul_ok((size_t)B, Nt, &T) || T > (size_t)INT32_MAX / 4 ||
         !uf__mul_ok(T, (size_t)(3 * D > M ? 3 * D : M), &big) ||
         !uf__mul_ok(T, (size_t)3 * P * P, &tmp))
         return uf__err(UF_ERR_LIMIT, "uf_forward: batch of %d images of %dx%d is too large", B, H,
                        W);
-
-    const int nth = s->threads > 0 ? s->threads : uf_get_threads();
-    const uf__kern *kn = uf__kern_get();
+    f->T = T;
+    const int nth = f->nth = s->threads > 0 ? s->threads : uf_get_threads();
+    const uf__kern *kn = f->kn = uf__kern_get();
 
     /* non-finite pixels would silently poison every output */
     size_t npx;
@@ -330,145 +343,188 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     if (kmax < (size_t)3 * P * P) kmax = (size_t)3 * P * P;
     if (!uf__mul_ok((T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX, kmax, &npk))
         return uf__err(UF_ERR_LIMIT, "uf_forward: batch too large");
-    const int L_att = req->rollout ? req->attn_block : 0; /* blocks whose mean we keep */
+    const int L_att = f->L_att = req->rollout ? req->attn_block : 0;
     size_t n_att, n_roll = 0, nn;
-    const size_t att_per = kn->attn_scratch((int)Nt, D / heads);
+    const size_t att_per = kn->attn_scratch((int)Nt, D / f->heads);
     if (!uf__mul_ok((size_t)nth, att_per, &n_att) || !uf__mul_ok(Nt, Nt, &nn) ||
         (L_att && (!uf__mul_ok(nn, (size_t)B * L_att, &n_roll))))
         return uf__err(UF_ERR_LIMIT, "uf_forward: attention buffers too large");
+    f->nn = nn;
 
     if ((st = buf_need(&s->x, T * D, "token")) || (st = buf_need(&s->h, T * D, "norm")) ||
         (st = buf_need(&s->qkv, T * 3 * D, "qkv")) || (st = buf_need(&s->ctx, T * D, "context")) ||
-        (st = buf_need(&s->mlp, (T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * M, "mlp")) || (st = buf_need(&s->col, B * Np * 3 * P * P, "im2col")) ||
+        (st = buf_need(&s->mlp, (T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * M, "mlp")) ||
+        (st = buf_need(&s->col, B * Np * 3 * P * P, "im2col")) ||
         (st = buf_need(&s->pk, npk, "packing")) || (st = buf_need(&s->att, n_att, "attention")) ||
-        (st = buf_need(&s->clsatt, (size_t)B * heads * Nt, "cls attention")) ||
+        (st = buf_need(&s->clsatt, (size_t)B * f->heads * Nt, "cls attention")) ||
         (L_att && (st = buf_need(&s->roll, n_roll, "rollout"))) ||
         (L_att && (st = buf_need(&s->rvec, (size_t)B * 2 * Nt, "rollout vector"))))
         return st;
-    const float *pos;
-    if ((st = pos_prepare(s, gh, gw, H, W, &pos)) != UF_OK) return st;
+    if ((st = pos_prepare(s, gh, gw, H, W, &f->pos)) != UF_OK) return st;
+    f->mr = kn->mr;
+    f->iNt = (int)Nt;
+    f->iNp = (int)Np;
+    f->iT = (int)T;
+    (void)out;
+    return UF_OK;
+}
 
-    float *x = s->x.p, *h = s->h.p, *qkv = s->qkv.p, *ctx = s->ctx.p, *mlp = s->mlp.p;
-    float *pk = s->pk.p;
-    const int mr = kn->mr;
-    const int iNt = (int)Nt, iNp = (int)Np, iT = (int)T;
-
+/* Patch embedding, tokens = [CLS; patches] + pos, and the first block's LayerNorm (packed
+ * for the first qkv GEMM). */
+static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
+{
+    uf_session *s = f->s;
+    const uf__vit_weights *w = f->w;
+    const int D = f->D, P = f->P, nth = f->nth, iNt = f->iNt, iNp = f->iNp;
+    float *x = s->x.p, *h = s->h.p, *ctx = s->ctx.p, *pk = s->pk.p;
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
-    im2col(nth, pixels, B, H, W, P, gh, gw, s->col.p);
-    kn->gemm(nth, B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, w->patch_b, ctx, D,
-             UF__EPI_SET, s->pk.p, NULL);
-
-    /* tokens = [CLS; patches] + pos, then the first block's LayerNorm */
+    im2col(nth, pixels, f->B, H, W, P, H / P, W / P, s->col.p);
+    f->kn->gemm(nth, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, w->patch_b, ctx,
+                D, UF__EPI_SET, s->pk.p, NULL);
     const uf__block_weights *bw0 = &w->blocks[0];
 #pragma omp parallel for schedule(static) num_threads(nth)
-    for (int t = 0; t < iT; t++) {
+    for (int t = 0; t < f->iT; t++) {
         const int b = t / iNt, i = t % iNt;
-        const float *src = i == 0 ? w->cls : ctx + ((size_t)b * Np + i - 1) * D;
-        const float *pp = pos + (size_t)i * D;
+        const float *src = i == 0 ? w->cls : ctx + ((size_t)b * f->Np + i - 1) * D;
+        const float *pp = f->pos + (size_t)i * D;
         float *xr = x + (size_t)t * D;
 #pragma omp simd
         for (int d = 0; d < D; d++) xr[d] = src[d] + pp[d];
         layernorm_row(xr, bw0->ln1_w, bw0->ln1_b, w->ln_eps, h + (size_t)t * D, D);
+        pack_row(h + (size_t)t * D, D, f->mr, (size_t)t, pk);
+    }
+    pack_pad(D, f->mr, f->T, pk);
+}
+
+/* Block l: attention and MLP halves, the block's output into ob ([B][Np][D], or NULL), and
+ * the next block's LayerNorm (packed) when there is one. */
+static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__attn_job *aj,
+                      float *ob)
+{
+    uf_session *s = f->s;
+    const uf__vit_weights *w = f->w;
+    const uf__kern *kn = f->kn;
+    const int D = f->D, M = f->M, nth = f->nth, iT = f->iT, iNt = f->iNt, mr = f->mr;
+    float *x = s->x.p, *h = s->h.p, *qkv = s->qkv.p, *ctx = s->ctx.p, *mlp = s->mlp.p;
+    float *pk = s->pk.p;
+    const uf__block_weights *bw = &w->blocks[l];
+    /* attention half; qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
+    kn->gemm(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk, NULL);
+    aj->clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
+    aj->mean = l < f->L_att ? s->roll.p + (size_t)l * f->nn : NULL;
+    aj->mean_img = (size_t)f->L_att * f->nn;
+    kn->attention(aj);
+    kn->gemm(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+#pragma omp parallel for schedule(static) num_threads(nth)
+    for (int t = 0; t < iT; t++) {
+        layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
         pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
     }
-    pack_pad(D, mr, T, pk);
-
-    uf__attn_job aj = {.B = B, .Nt = iNt, .D = D, .heads = heads, .nth = nth, .qkv = qkv,
-                       .ctx = ctx, .scores = s->att.p};
-    int sel = 0; /* index of the next selected block output */
-    for (int l = 0; l < nrun; l++) {
-        const uf__block_weights *bw = &w->blocks[l];
-        /* attention half */
-        /* qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
-        kn->gemm(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk,
-                 NULL);
-        aj.clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
-        aj.mean = l < L_att ? s->roll.p + (size_t)l * nn : NULL;
-        aj.mean_img = (size_t)L_att * nn;
-        kn->attention(&aj);
-        kn->gemm(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+    pack_pad(D, mr, f->T, pk);
+    /* MLP half */
+    if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
+        kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
+        kn->gemm(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
+    } else {
+        kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
+        kn->gemm(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+    }
+    /* outputs of this block, then the next block's LayerNorm */
+    const uf__block_weights *nb = l + 1 < f->nrun ? &w->blocks[l + 1] : NULL;
+    if (!ob && !nb) return;
 #pragma omp parallel for schedule(static) num_threads(nth)
-        for (int t = 0; t < iT; t++) {
-            layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
+    for (int t = 0; t < iT; t++) {
+        const int b = t / iNt, i = t % iNt;
+        const float *xr = x + (size_t)t * D;
+        if (ob && i > 0) memcpy(ob + ((size_t)b * f->Np + i - 1) * D, xr, (size_t)D * sizeof(float));
+        if (nb) {
+            layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
             pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
         }
-        pack_pad(D, mr, T, pk);
-        /* MLP half */
-        if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
-            kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
-            kn->gemm(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
-        } else {
-            kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
-            kn->gemm(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
-        }
-        /* outputs of this block, then the next block's LayerNorm */
-        float *ob = (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * Np * D : NULL;
-        const uf__block_weights *nb = l + 1 < nrun ? &w->blocks[l + 1] : NULL;
-        if (ob || nb) {
-#pragma omp parallel for schedule(static) num_threads(nth)
-            for (int t = 0; t < iT; t++) {
-                const int b = t / iNt, i = t % iNt;
-                const float *xr = x + (size_t)t * D;
-                if (ob && i > 0) memcpy(ob + ((size_t)b * Np + i - 1) * D, xr, (size_t)D * sizeof(float));
-                if (nb) {
-                    layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
-                    pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
-                }
-            }
-            if (nb) pack_pad(D, mr, T, pk);
-        }
     }
+    if (nb) pack_pad(D, mr, f->T, pk);
+}
 
-    /* CLS attention of one block, mean over heads, patch columns */
-    if (req->attn_block && !req->rollout) {
-        for (int b = 0; b < B; b++)
-            for (size_t p = 0; p < Np; p++) {
-                float acc = 0;
-                for (int hh = 0; hh < heads; hh++)
-                    acc += s->clsatt.p[((size_t)b * heads + hh) * Nt + 1 + p];
-                out->attn[(size_t)b * Np + p] = acc / (float)heads;
-            }
-    }
-    /* rollout: r = e0^T A'_L, then r <- r A'_l for l = L-1..1, A' = (A + I) / 2 */
-    if (L_att) {
-#pragma omp parallel for schedule(static) num_threads(nth)
-        for (int b = 0; b < B; b++) {
-            float *r = s->rvec.p + (size_t)b * 2 * Nt, *r2 = r + Nt;
-            const float *A = s->roll.p + (size_t)b * L_att * nn + (size_t)(L_att - 1) * nn;
-            for (size_t j = 0; j < Nt; j++) r[j] = 0.5f * (A[j] + (j == 0));
-            for (int l = L_att - 2; l >= 0; l--) {
-                A = s->roll.p + (size_t)b * L_att * nn + (size_t)l * nn;
-                for (size_t j = 0; j < Nt; j++) r2[j] = 0.5f * r[j];
-                for (size_t i = 0; i < Nt; i++) {
-                    const float ri = 0.5f * r[i];
-                    const float *Ai = A + i * Nt;
+/* CLS attention of one block, mean over heads, patch columns: out->attn [B][Np]. */
+static void fwd_cls_attention(const fwd *f, uf_forward_output *out)
+{
+    const float *ca = f->s->clsatt.p; /* [B][heads][Nt] */
+    for (int b = 0; b < f->B; b++)
+        for (size_t p = 0; p < f->Np; p++) {
+            float acc = 0;
+            for (int hh = 0; hh < f->heads; hh++) acc += ca[((size_t)b * f->heads + hh) * f->Nt + 1 + p];
+            out->attn[(size_t)b * f->Np + p] = acc / (float)f->heads;
+        }
+}
+
+/* Rollout: r = e0^T A'_L, then r <- r A'_l for l = L-1..1, A' = (A + I) / 2; the patch
+ * columns of r into out->attn [B][Np]. */
+static void fwd_rollout(const fwd *f, uf_forward_output *out)
+{
+    const size_t Nt = f->Nt, nn = f->nn, Np = f->Np;
+    const int L_att = f->L_att;
+    uf_session *s = f->s;
+#pragma omp parallel for schedule(static) num_threads(f->nth)
+    for (int b = 0; b < f->B; b++) {
+        float *r = s->rvec.p + (size_t)b * 2 * Nt, *r2 = r + Nt;
+        const float *A = s->roll.p + (size_t)b * L_att * nn + (size_t)(L_att - 1) * nn;
+        for (size_t j = 0; j < Nt; j++) r[j] = 0.5f * (A[j] + (j == 0));
+        for (int l = L_att - 2; l >= 0; l--) {
+            A = s->roll.p + (size_t)b * L_att * nn + (size_t)l * nn;
+            for (size_t j = 0; j < Nt; j++) r2[j] = 0.5f * r[j];
+            for (size_t i = 0; i < Nt; i++) {
+                const float ri = 0.5f * r[i];
+                const float *Ai = A + i * Nt;
 #pragma omp simd
-                    for (size_t j = 0; j < Nt; j++) r2[j] += ri * Ai[j];
-                }
-                float *t2 = r;
-                r = r2;
-                r2 = t2;
+                for (size_t j = 0; j < Nt; j++) r2[j] += ri * Ai[j];
             }
-            memcpy(out->attn + (size_t)b * Np, r + 1, Np * sizeof(float));
+            float *t2 = r;
+            r = r2;
+            r2 = t2;
         }
+        memcpy(out->attn + (size_t)b * Np, r + 1, Np * sizeof(float));
     }
-    /* final LayerNorm of CLS, head */
-    if (req->want_cls || req->want_logits) {
-        float *cls = req->want_cls ? out->cls : h; /* [B][D] */
-        for (int b = 0; b < B; b++)
-            layernorm_row(x + (size_t)b * Nt * D, w->norm_w, w->norm_b, w->ln_eps,
-                          cls + (size_t)b * D, D);
-        if (req->want_logits) {
-            const int C = w->n_classes;
-            for (int b = 0; b < B; b++)
-                for (int c = 0; c < C; c++) {
-                    const float *hw = w->head_w + (size_t)c * D, *cb = cls + (size_t)b * D;
-                    float acc = 0;
+}
+
+/* Final LayerNorm of CLS (out->cls [B][D]) and the classifier (out->logits [B][C]). */
+static void fwd_head(const fwd *f, const uf_forward_request *req, uf_forward_output *out)
+{
+    const uf__vit_weights *w = f->w;
+    const int D = f->D;
+    const float *x = f->s->x.p;
+    float *cls = req->want_cls ? out->cls : f->s->h.p; /* [B][D] */
+    for (int b = 0; b < f->B; b++)
+        layernorm_row(x + (size_t)b * f->Nt * D, w->norm_w, w->norm_b, w->ln_eps,
+                      cls + (size_t)b * D, D);
+    if (!req->want_logits) return;
+    const int C = w->n_classes;
+    for (int b = 0; b < f->B; b++)
+        for (int c = 0; c < C; c++) {
+            const float *hw = w->head_w + (size_t)c * D, *cb = cls + (size_t)b * D;
+            float acc = 0;
 #pragma omp simd reduction(+ : acc)
-                    for (int d = 0; d < D; d++) acc += hw[d] * cb[d];
-                    out->logits[(size_t)b * C + c] = acc + w->head_b[c];
-                }
+            for (int d = 0; d < D; d++) acc += hw[d] * cb[d];
+            out->logits[(size_t)b * C + c] = acc + w->head_b[c];
         }
+}
+
+uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
+                     const uf_forward_request *req, uf_forward_output *out)
+{
+    if (!s) return uf__err(UF_ERR_ARG, "uf_forward: session is NULL");
+    fwd f;
+    uf_status st = fwd_prepare(s, pixels, B, H, W, req, out, &f);
+    if (st != UF_OK) return st;
+    fwd_embed(&f, pixels, H, W);
+    uf__attn_job aj = {.B = B, .Nt = f.iNt, .D = f.D, .heads = f.heads, .nth = f.nth,
+                       .qkv = s->qkv.p, .ctx = s->ctx.p, .scores = s->att.p};
+    int sel = 0; /* index of the next selected block output */
+    for (int l = 0; l < f.nrun; l++) {
+        float *ob = (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * f.Np * f.D : NULL;
+        fwd_block(&f, l, req, &aj, ob);
     }
+    if (req->attn_block && !req->rollout) fwd_cls_attention(&f, out);
+    if (f.L_att) fwd_rollout(&f, out);
+    if (req->want_cls || req->want_logits) fwd_head(&f, req, out);
     return UF_OK;
 }
