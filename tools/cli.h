@@ -247,6 +247,15 @@ void cli_fit_check_image(cli_fit_check *k, size_t idx, const uf_image *img);
 void cli_fit_check_report(const cli_fit_check *k, const cli_strings *images);
 void cli_fit_check_free(cli_fit_check *k);
 
+/* A growable text buffer (eval's result files, report.html): cli_buf_printf appends; after
+ * an allocation failure oom is set and further appends do nothing. Zero-initialise; free(s). */
+typedef struct cli_buf {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} cli_buf;
+void cli_buf_printf(cli_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Verbs. */
 int cmd_zeroshot(int argc, char **argv);
 int cmd_classify(int argc, char **argv);

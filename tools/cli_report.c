@@ -13,47 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct hbuf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} hbuf;
-
-static void hb_printf(hbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void hb_printf(hbuf *b, const char *fmt, ...)
-{
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = true; return; }
-        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t nc = (b->cap ? 2 * b->cap : 1 << 16) + (size_t)k;
-        char *ns = realloc(b->s, nc);
-        if (!ns) { b->oom = true; return; }
-        b->s = ns;
-        b->cap = nc;
-    }
-}
-
 /* Text with &, <, >, " escaped (names are bytes; invalid UTF-8 is fixed by the caller). */
-static void hb_text(hbuf *b, const char *s)
+static void hb_text(cli_buf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': hb_printf(b, "&amp;"); break;
-        case '<': hb_printf(b, "&lt;"); break;
-        case '>': hb_printf(b, "&gt;"); break;
-        case '"': hb_printf(b, "&quot;"); break;
-        default: hb_printf(b, "%c", *s);
+        case '&': cli_buf_printf(b, "&amp;"); break;
+        case '<': cli_buf_printf(b, "&lt;"); break;
+        case '>': cli_buf_printf(b, "&gt;"); break;
+        case '"': cli_buf_printf(b, "&quot;"); break;
+        default: cli_buf_printf(b, "%c", *s);
         }
     }
 }
 
 /* A file's bytes as a base64 data URI (PNG or JPEG, at most 8 MB), or nothing. */
-static void hb_image(hbuf *b, const char *path)
+static void hb_image(cli_buf *b, const char *path)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     FILE *f = path ? cli_open_input(path) : NULL;
@@ -64,14 +39,14 @@ static void hb_image(hbuf *b, const char *path)
     const char *mime = n > 8 && !memcmp(d, "\x89PNG", 4) ? "image/png"
                        : n > 3 && d[0] == 0xff && d[1] == 0xd8 ? "image/jpeg" : NULL;
     if (mime && n < (8u << 20)) {
-        hb_printf(b, "<img alt=\"\" src=\"data:%s;base64,", mime);
+        cli_buf_printf(b, "<img alt=\"\" src=\"data:%s;base64,", mime);
         for (size_t i = 0; i < n; i += 3) {
             unsigned v = (unsigned)d[i] << 16 | (i + 1 < n ? (unsigned)d[i + 1] << 8 : 0) |
                          (i + 2 < n ? d[i + 2] : 0);
-            hb_printf(b, "%c%c%c%c", b64[v >> 18 & 63], b64[v >> 12 & 63],
+            cli_buf_printf(b, "%c%c%c%c", b64[v >> 18 & 63], b64[v >> 12 & 63],
                       i + 1 < n ? b64[v >> 6 & 63] : '=', i + 2 < n ? b64[v & 63] : '=');
         }
-        hb_printf(b, "\">");
+        cli_buf_printf(b, "\">");
     }
     free(d);
 }
@@ -90,9 +65,9 @@ static int cmp_desc(const void *a, const void *b)
 #define PW 260 /* plot side in pixels */
 #define PM 36  /* margin for the axes */
 
-static void svg_axes(hbuf *b, const char *xl, const char *yl)
+static void svg_axes(cli_buf *b, const char *xl, const char *yl)
 {
-    hb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">"
+    cli_buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">"
                  "<rect x=\"%d\" y=\"4\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#888\"/>"
                  "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>"
                  "<text x=\"10\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\" "
@@ -101,28 +76,28 @@ static void svg_axes(hbuf *b, const char *xl, const char *yl)
 }
 
 /* ROC and PR curves of the sorted scores. */
-static void curves(hbuf *b, const sidx *o, const uint8_t *y, size_t n, size_t np, size_t nn)
+static void curves(cli_buf *b, const sidx *o, const uint8_t *y, size_t n, size_t np, size_t nn)
 {
     for (int pr = 0; pr < 2; pr++) {
         svg_axes(b, pr ? "recall" : "false-positive rate", pr ? "precision" : "true-positive rate");
-        hb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+        cli_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
                   pr ? "#c0392b" : "#2c3e50");
         size_t tp = 0, fp = 0;
-        if (!pr) hb_printf(b, "%d,%d ", PM, 4 + PW);
+        if (!pr) cli_buf_printf(b, "%d,%d ", PM, 4 + PW);
         for (size_t k = 0; k < n; k++) {
             tp += y[o[k].i] != 0;
             fp += y[o[k].i] == 0;
             if (k + 1 < n && o[k + 1].s == o[k].s) continue; /* ties: one point */
             double xv = pr ? (double)tp / np : (double)fp / nn,
                    yv = pr ? (double)tp / (double)(tp + fp) : (double)tp / np;
-            hb_printf(b, "%.1f,%.1f ", PM + xv * PW, 4 + (1 - yv) * PW);
+            cli_buf_printf(b, "%.1f,%.1f ", PM + xv * PW, 4 + (1 - yv) * PW);
         }
-        hb_printf(b, "\"/></svg>\n");
+        cli_buf_printf(b, "\"/></svg>\n");
     }
 }
 
 /* Histogram of normal and anomalous scores with the thresholds marked. */
-static void histogram(hbuf *b, const float *s, const uint8_t *y, size_t n, const cli_decision *d)
+static void histogram(cli_buf *b, const float *s, const uint8_t *y, size_t n, const cli_decision *d)
 {
     enum { NB = 30 };
     float lo = INFINITY, hi = -INFINITY;
@@ -138,13 +113,13 @@ static void histogram(hbuf *b, const float *s, const uint8_t *y, size_t n, const
         if (++cnt[y[i] != 0][k] > mx) mx = cnt[y[i] != 0][k];
     }
     const int W = 2 * PW;
-    hb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">"
+    cli_buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">"
                  "<rect x=\"%d\" y=\"4\" width=\"%d\" height=\"%d\" fill=\"#fff\" stroke=\"#888\"/>",
               W + PM + 8, PW + PM, PM, W, PW);
     for (int c = 0; c < 2; c++)
         for (int k = 0; k < NB; k++)
             if (cnt[c][k])
-                hb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                cli_buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
                              "fill=\"%s\" fill-opacity=\"0.55\"/>",
                           PM + (double)k * W / NB, 4 + PW - (double)cnt[c][k] * (PW - 20) / mx,
                           (double)W / NB, (double)cnt[c][k] * (PW - 20) / mx,
@@ -155,12 +130,12 @@ static void histogram(hbuf *b, const float *s, const uint8_t *y, size_t n, const
         if (!isfinite(d[k].threshold)) continue;
         double x = PM + (d[k].threshold - lo) / (hi - lo) * W;
         x = x < PM ? PM : x > PM + W ? PM + W : x;
-        hb_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"4\" y2=\"%d\" stroke=\"%s\" "
+        cli_buf_printf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"4\" y2=\"%d\" stroke=\"%s\" "
                      "stroke-width=\"2\" stroke-dasharray=\"5,3\"/><text x=\"%.1f\" y=\"%d\" "
                      "font-size=\"10\" fill=\"%s\">%s</text>",
                   x, x, 4 + PW, col[k], x + 3, 16 + 12 * k, col[k], lab[k]);
     }
-    hb_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.4g</text><text x=\"%d\" y=\"%d\" "
+    cli_buf_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.4g</text><text x=\"%d\" y=\"%d\" "
                  "font-size=\"11\" text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\" "
                  "font-size=\"11\" text-anchor=\"middle\">image score (blue normal, red "
                  "anomalous)</text></svg>\n",
@@ -168,16 +143,16 @@ static void histogram(hbuf *b, const float *s, const uint8_t *y, size_t n, const
 }
 
 /* One category's section. */
-static void section(hbuf *b, const cli_report_set *r)
+static void section(cli_buf *b, const cli_report_set *r)
 {
     size_t np = 0, nn;
     for (size_t i = 0; i < r->n; i++) np += r->labels[i] != 0;
     nn = r->n - np;
-    hb_printf(b, "<section><h2>");
+    cli_buf_printf(b, "<section><h2>");
     hb_text(b, r->name);
-    hb_printf(b, "</h2>");
+    cli_buf_printf(b, "</h2>");
     if (!np || !nn) {
-        hb_printf(b, "<p>%zu normal and %zu anomalous images: no curves.</p></section>\n", nn, np);
+        cli_buf_printf(b, "<p>%zu normal and %zu anomalous images: no curves.</p></section>\n", nn, np);
         return;
     }
     sidx *o = malloc(r->n * sizeof *o);
@@ -186,20 +161,20 @@ static void section(hbuf *b, const cli_report_set *r)
     qsort(o, r->n, sizeof *o, cmp_desc);
     cli_decision d[CLI_N_DECISIONS];
     bool hasd = cli_decisions(r->scores, r->labels, r->n, d);
-    hb_printf(b, "<p>%zu normal, %zu anomalous images; image AUROC <b>%.4f</b></p><div class=\"row\">",
+    cli_buf_printf(b, "<p>%zu normal, %zu anomalous images; image AUROC <b>%.4f</b></p><div class=\"row\">",
               nn, np, uf_auroc(r->scores, r->labels, r->n));
     curves(b, o, r->labels, r->n, np, nn);
-    hb_printf(b, "</div><div class=\"row\">");
+    cli_buf_printf(b, "</div><div class=\"row\">");
     histogram(b, r->scores, r->labels, r->n, hasd ? d : NULL);
-    hb_printf(b, "</div><table><tr><th>threshold (anomalous if score &gt;)</th><th>value</th>"
+    cli_buf_printf(b, "</div><table><tr><th>threshold (anomalous if score &gt;)</th><th>value</th>"
                  "<th>recall</th><th>false-positive rate</th></tr>");
     static const char *const lab[CLI_N_DECISIONS] = {"F1-optimal", "at 1% FPR", "at 5% FPR"};
     for (int k = 0; hasd && k < CLI_N_DECISIONS; k++)
-        hb_printf(b, "<tr><td>%s</td><td>%.5g</td><td>%.1f%%</td><td>%.1f%%</td></tr>", lab[k],
+        cli_buf_printf(b, "<tr><td>%s</td><td>%.5g</td><td>%.1f%%</td><td>%.1f%%</td></tr>", lab[k],
                   d[k].threshold, 100 * d[k].recall, 100 * d[k].fpr);
-    hb_printf(b, "</table>");
+    cli_buf_printf(b, "</table>");
     if (r->types) { /* AUROC of each defect type against the normal images */
-        hb_printf(b, "<table><tr><th>defect type</th><th>images</th><th>AUROC vs normal</th></tr>");
+        cli_buf_printf(b, "<table><tr><th>defect type</th><th>images</th><th>AUROC vs normal</th></tr>");
         float *s = malloc(r->n * sizeof *s);
         uint8_t *y = malloc(r->n);
         for (size_t t = 0; s && y && t < r->n; t++) {
@@ -215,18 +190,18 @@ static void section(hbuf *b, const cli_report_set *r)
                     y[m++] = r->labels[i] != 0;
                     k += r->labels[i] != 0;
                 }
-            hb_printf(b, "<tr><td>");
+            cli_buf_printf(b, "<tr><td>");
             hb_text(b, r->types[t]);
-            hb_printf(b, "</td><td>%zu</td><td>%.4f</td></tr>", k, uf_auroc(s, y, m));
+            cli_buf_printf(b, "</td><td>%zu</td><td>%.4f</td></tr>", k, uf_auroc(s, y, m));
         }
         free(s);
         free(y);
-        hb_printf(b, "</table>");
+        cli_buf_printf(b, "</table>");
     }
     /* the most confident mistakes at the F1-optimal threshold: the highest-scoring normal
      * and the lowest-scoring anomalous images, whether or not they cross it */
     for (int fn = 0; hasd && fn < 2; fn++) {
-        hb_printf(b, "<h3>%s</h3><div class=\"row\">",
+        cli_buf_printf(b, "<h3>%s</h3><div class=\"row\">",
                   fn ? "Lowest-scoring anomalous images (false negatives when below the "
                        "F1-optimal threshold)"
                      : "Highest-scoring normal images (false positives when above the "
@@ -237,25 +212,25 @@ static void section(hbuf *b, const cli_report_set *r)
             if ((r->labels[e->i] != 0) != fn) continue;
             bool wrong = fn ? !(e->s > d[0].threshold) : e->s > d[0].threshold;
             shown++;
-            hb_printf(b, "<figure>");
+            cli_buf_printf(b, "<figure>");
             if (r->thumbs && r->thumbs[e->i]) hb_image(b, r->thumbs[e->i]);
-            hb_printf(b, "<figcaption>");
+            cli_buf_printf(b, "<figcaption>");
             hb_text(b, r->names[e->i]);
-            hb_printf(b, "<br>score %.5g%s</figcaption></figure>", e->s,
+            cli_buf_printf(b, "<br>score %.5g%s</figcaption></figure>", e->s,
                       wrong ? (fn ? " <b>false negative</b>" : " <b>false positive</b>") : "");
         }
-        hb_printf(b, "</div>");
+        cli_buf_printf(b, "</div>");
     }
-    hb_printf(b, "</section>\n");
+    cli_buf_printf(b, "</section>\n");
     free(o);
 }
 
 bool cli_write_report(const char *path, const char *title, const cli_report_set *sets, int n)
 {
-    hbuf b = {0};
-    hb_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+    cli_buf b = {0};
+    cli_buf_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
     hb_text(&b, title);
-    hb_printf(&b, "</title><style>body{font-family:sans-serif;margin:20px;color:#222}"
+    cli_buf_printf(&b, "</title><style>body{font-family:sans-serif;margin:20px;color:#222}"
                   "section{border-top:2px solid #ccc;margin-top:16px}"
                   ".row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}"
                   "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;"
@@ -263,11 +238,11 @@ bool cli_write_report(const char *path, const char *title, const cli_report_set 
                   "figure img{width:180px;height:auto;display:block}"
                   "figcaption{font-size:11px;word-break:break-all}</style></head><body><h1>");
     hb_text(&b, title);
-    hb_printf(&b, "</h1><p>Thresholds are measured on these scores, so they are optimistic "
+    cli_buf_printf(&b, "</h1><p>Thresholds are measured on these scores, so they are optimistic "
                   "for new data; calibrate a model on held-out normal images "
                   "(<code>uniformaly calibrate</code>).</p>\n");
     for (int k = 0; k < n; k++) section(&b, &sets[k]);
-    hb_printf(&b, "</body></html>\n");
+    cli_buf_printf(&b, "</body></html>\n");
     size_t tn = 0;
     char *t = b.oom ? NULL : cli_utf8_valid(b.s, b.n, &tn);
     bool ok = t && uf_write_file_atomic(path, t, tn) == UF_OK;

@@ -172,40 +172,13 @@ static bool write_atomic(const char *path, const char *data, size_t len)
     return false;
 }
 
-/* A growable text buffer. */
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = true; return; }
-        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->n + (size_t)k + 1) nc *= 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) { b->oom = true; return; }
-        b->s = ns;
-        b->cap = nc;
-    }
-}
-
 /* A CSV field: quoted when it holds a comma, quote or line break (RFC 4180). */
-static void sb_csv(sbuf *b, const char *s)
+static void sb_csv(cli_buf *b, const char *s)
 {
-    if (!strpbrk(s, ",\"\r\n")) { sb_printf(b, "%s", s); return; }
-    sb_printf(b, "\"");
-    for (; *s; s++) sb_printf(b, *s == '"' ? "\"\"" : "%c", *s);
-    sb_printf(b, "\"");
+    if (!strpbrk(s, ",\"\r\n")) { cli_buf_printf(b, "%s", s); return; }
+    cli_buf_printf(b, "\"");
+    for (; *s; s++) cli_buf_printf(b, *s == '"' ? "\"\"" : "%c", *s);
+    cli_buf_printf(b, "\"");
 }
 
 /* mkdir -p */
@@ -400,8 +373,8 @@ static bool write_json(const ctx *x)
     }
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/results.json", x->dir);
-    sbuf jb = {0};
-    sb_printf(&jb, "%s\n", js);
+    cli_buf jb = {0};
+    cli_buf_printf(&jb, "%s\n", js);
     free(js);
     bool ok = !jb.oom && write_atomic(path, jb.s, jb.n);
     free(jb.s);
@@ -409,12 +382,12 @@ static bool write_json(const ctx *x)
 }
 
 /* One line of results.csv and results.md: a row (r), or the mean (r NULL). */
-static void table_line(const ctx *x, sbuf *cb, sbuf *mb, const char *name, const uf_eval_row *r,
+static void table_line(const ctx *x, cli_buf *cb, cli_buf *mb, const char *name, const uf_eval_row *r,
                        const uf_eval_figures *f)
 {
     bool clu = x->o->ep.cluster != 0, shots = x->o->ep.shots > 0;
     sb_csv(cb, name);
-    sb_printf(mb, "| %s |", name);
+    cli_buf_printf(mb, "| %s |", name);
     double v[N_METRIC + 3 * UF_EVAL_N_FEATURES], sd[N_METRIC + 3];
     int nv = 0;
     for (int k = 0; k < N_METRIC; k++) {
@@ -432,35 +405,35 @@ static void table_line(const ctx *x, sbuf *cb, sbuf *mb, const char *name, const
         }
     }
     for (int k = 0; k < nv; k++) {
-        if (isfinite(v[k])) sb_printf(cb, ",%.6f", v[k]);
-        else sb_printf(cb, ",");
+        if (isfinite(v[k])) cli_buf_printf(cb, ",%.6f", v[k]);
+        else cli_buf_printf(cb, ",");
         if (k >= N_METRIC + 3) continue; /* Markdown: the top-K clustering only */
         /* few-shot rows: mean ± population std over the repeats */
         if (isfinite(v[k]) && shots && r && r->n_done > 1 && isfinite(sd[k]))
-            sb_printf(mb, " %.4f ± %.4f |", v[k], sd[k]);
-        else if (isfinite(v[k])) sb_printf(mb, " %.4f |", v[k]);
-        else sb_printf(mb, " - |");
+            cli_buf_printf(mb, " %.4f ± %.4f |", v[k], sd[k]);
+        else if (isfinite(v[k])) cli_buf_printf(mb, " %.4f |", v[k]);
+        else cli_buf_printf(mb, " - |");
     }
     if (r) {
-        sb_printf(cb, ",%.0f,%zu,%.0f,%.2f,%.2f,%.2f", f->n_train, r->n_test, f->bank_size,
+        cli_buf_printf(cb, ",%.0f,%zu,%.0f,%.2f,%.2f,%.2f", f->n_train, r->n_test, f->bank_size,
                   f->fit_seconds, f->extract_seconds, f->score_seconds);
         for (size_t k = 0; k < sizeof extra / sizeof *extra; k++) {
             double e = fig(f, extra[k].off);
-            if (isfinite(e)) sb_printf(cb, ",%.9g", e);
-            else sb_printf(cb, ",");
+            if (isfinite(e)) cli_buf_printf(cb, ",%.9g", e);
+            else cli_buf_printf(cb, ",");
         }
-        sb_printf(cb, "\n");
-        sb_printf(mb, " %.0f | %zu | %.0f | %.1f | %.1f |\n", f->n_train, r->n_test, f->bank_size,
+        cli_buf_printf(cb, "\n");
+        cli_buf_printf(mb, " %.0f | %zu | %.0f | %.1f | %.1f |\n", f->n_train, r->n_test, f->bank_size,
                   f->fit_seconds, f->extract_seconds + f->score_seconds);
     } else {
-        sb_printf(cb, ",,,,,,,,\n");
-        sb_printf(mb, " | | | | |\n");
+        cli_buf_printf(cb, ",,,,,,,,\n");
+        cli_buf_printf(mb, " | | | | |\n");
     }
 }
 
 /* results.md: the thresholds a production line would pick per category (anomalous = score
  * > threshold), from the first repeat's test scores: F1-optimal, 1% and 5% FPR. */
-static void decision_table(const ctx *x, sbuf *mb)
+static void decision_table(const ctx *x, cli_buf *mb)
 {
     const uf_eval_result *r = x->r;
     bool head = false;
@@ -471,16 +444,16 @@ static void decision_table(const ctx *x, sbuf *mb)
             !cli_decisions(row->repeats[0].scores, row->labels, row->n_scored, d))
             continue;
         if (!head)
-            sb_printf(mb, "\nDecision thresholds on the image score (anomalous when score > "
+            cli_buf_printf(mb, "\nDecision thresholds on the image score (anomalous when score > "
                           "threshold; measured on the test set, so optimistic):\n\n"
                           "| category | F1-optimal | recall (FPR) | at 1%% FPR | recall (FPR) | "
                           "at 5%% FPR | recall (FPR) |\n|---|---:|---:|---:|---:|---:|---:|\n");
         head = true;
-        sb_printf(mb, "| %s |", row->name);
+        cli_buf_printf(mb, "| %s |", row->name);
         for (int k = 0; k < CLI_N_DECISIONS; k++)
-            sb_printf(mb, " %.5g | %.1f%% (%.1f%%) |", d[k].threshold, 100 * d[k].recall,
+            cli_buf_printf(mb, " %.5g | %.1f%% (%.1f%%) |", d[k].threshold, 100 * d[k].recall,
                       100 * d[k].fpr);
-        sb_printf(mb, "\n");
+        cli_buf_printf(mb, "\n");
     }
 }
 
@@ -490,15 +463,15 @@ static bool write_tables(const ctx *x)
     const opts *o = x->o;
     const uf_eval_result *r = x->r;
     bool clu = o->ep.cluster != 0;
-    sbuf cb = {0}, mb = {0};
-    sb_printf(&cb, "category");
-    for (int i = 0; i < N_METRIC; i++) sb_printf(&cb, ",%s", metric[i].key);
-    if (clu) sb_printf(&cb, ",nmi,ari,cluster_f1,nmi_all_patches,ari_all_patches,f1_all_patches,"
+    cli_buf cb = {0}, mb = {0};
+    cli_buf_printf(&cb, "category");
+    for (int i = 0; i < N_METRIC; i++) cli_buf_printf(&cb, ",%s", metric[i].key);
+    if (clu) cli_buf_printf(&cb, ",nmi,ari,cluster_f1,nmi_all_patches,ari_all_patches,f1_all_patches,"
                             "nmi_max_patch,ari_max_patch,f1_max_patch");
-    sb_printf(&cb, ",n_train,n_test,bank_size,fit_seconds,extract_seconds,score_seconds,"
+    cli_buf_printf(&cb, ",n_train,n_test,bank_size,fit_seconds,extract_seconds,score_seconds,"
                    "f1_threshold,pixel_f1_threshold\n");
-    sb_printf(&mb, "# uniformaly eval: %s (%s)\n\n", uf_dataset_kind_name(x->info.kind), x->info.root);
-    sb_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s; coreset %g (%s)%s%s%s.\n\n", o->c.backbone,
+    cli_buf_printf(&mb, "# uniformaly eval: %s (%s)\n\n", uf_dataset_kind_name(x->info.kind), x->info.root);
+    cli_buf_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s; coreset %g (%s)%s%s%s.\n\n", o->c.backbone,
               r->backbone_sha256[0] ? " (sha256 " : "", r->backbone_sha256,
               r->backbone_sha256[0] ? "...)" : "", o->ep.multi_class ? "multi-class" : "one-class",
               o->ep.shots ? ", few-shot (mean ± std over repeats)" : "",
@@ -509,11 +482,11 @@ static bool write_tables(const ctx *x)
                   : "",
               x->info.semantic ? "" : o->gt_exact ? "; ground truth exact (255 after resizing)"
                                                   : "; ground truth >= threshold after resizing");
-    sb_printf(&mb, "| category | image AUROC | pixel AUROC | AUPRO | F1-max | pixel F1-max |");
-    if (clu) sb_printf(&mb, " NMI | ARI | cluster F1 |");
-    sb_printf(&mb, " train | test | bank | fit s | score s |\n|---|---:|---:|---:|---:|---:|");
-    if (clu) sb_printf(&mb, "---:|---:|---:|");
-    sb_printf(&mb, "---:|---:|---:|---:|---:|\n");
+    cli_buf_printf(&mb, "| category | image AUROC | pixel AUROC | AUPRO | F1-max | pixel F1-max |");
+    if (clu) cli_buf_printf(&mb, " NMI | ARI | cluster F1 |");
+    cli_buf_printf(&mb, " train | test | bank | fit s | score s |\n|---|---:|---:|---:|---:|---:|");
+    if (clu) cli_buf_printf(&mb, "---:|---:|---:|");
+    cli_buf_printf(&mb, "---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < r->n_rows; i++)
         if (row_done(x, &r->rows[i])) table_line(x, &cb, &mb, r->rows[i].name, &r->rows[i], &r->rows[i].mean);
     if (r->n_finished > 0) table_line(x, &cb, &mb, "mean", NULL, &r->mean);
@@ -584,19 +557,19 @@ static bool append_scores(const ctx *x, const uf_eval_row *row)
     if (!row->n_scored) return true;
     /* the semantic multi-class pass covers every test image: category "all" */
     const char *cat = row->category < 0 ? "all" : row->name;
-    sbuf b = {0};
+    cli_buf b = {0};
     for (int rep = 0; rep < row->n_done; rep++) {
         const float *sc = row->repeats[rep].scores;
         for (size_t i = 0; sc && i < row->n_scored; i++) {
             const uf_dataset_item *it = &row->items[i];
             sb_csv(&b, cat);
-            sb_printf(&b, ",");
+            cli_buf_printf(&b, ",");
             sb_csv(&b, it->name ? it->name : "?");
-            sb_printf(&b, ",");
+            cli_buf_printf(&b, ",");
             sb_csv(&b, it->type ? it->type : "?");
-            sb_printf(&b, ",%d,%.9g", row->labels[i] ? 1 : 0, sc[i]);
-            if (x->o->ep.shots) sb_printf(&b, ",%d", rep);
-            sb_printf(&b, "\n");
+            cli_buf_printf(&b, ",%d,%.9g", row->labels[i] ? 1 : 0, sc[i]);
+            if (x->o->ep.shots) cli_buf_printf(&b, ",%d", rep);
+            cli_buf_printf(&b, "\n");
         }
     }
     char path[PATH_MAX];
@@ -875,10 +848,10 @@ static int select_categories(ctx *x)
                 return cli_usage_error(verb, "--category '%s' names a category given before",
                                        o->cats.v[k]);
         if (c < 0) {
-            sbuf l = {0};
+            cli_buf l = {0};
             for (int j = 0; j < ncat && j < 40; j++)
-                sb_printf(&l, "%s'%s'", j ? ", " : "", uf_dataset_category(x->ds, j));
-            if (ncat > 40) sb_printf(&l, ", ... (%d in all)", ncat);
+                cli_buf_printf(&l, "%s'%s'", j ? ", " : "", uf_dataset_category(x->ds, j));
+            if (ncat > 40) cli_buf_printf(&l, ", ... (%d in all)", ncat);
             int rc = cli_usage_error(verb, "%s: no category '%s'; valid: %s", o->root, o->cats.v[k],
                                      l.s ? l.s : "");
             free(l.s);
@@ -896,9 +869,9 @@ static int select_categories(ctx *x)
 /* The command line and start time for the record. */
 static bool record_command(ctx *x, int argc, char **argv)
 {
-    sbuf cmd = {0};
-    sb_printf(&cmd, "uniformaly");
-    for (int i = 0; i < argc; i++) sb_printf(&cmd, " %s", argv[i]);
+    cli_buf cmd = {0};
+    cli_buf_printf(&cmd, "uniformaly");
+    for (int i = 0; i < argc; i++) cli_buf_printf(&cmd, " %s", argv[i]);
     x->command = cmd.s;
     time_t tt = time(NULL);
     struct tm tm;
