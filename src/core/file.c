@@ -51,29 +51,40 @@ uf_status uf_open_input(const char *path, int *fd)
     return UF_OK;
 }
 
+/* Open an input file (uf_open_input: regular files only, never blocking) and give its
+ * size, refusing one above max_bytes before anything is allocated. */
+static uf_status open_sized(const char *path, size_t max_bytes, int *fd, size_t *n)
+{
+    uf_status s = uf_open_input(path, fd);
+    if (s != UF_OK) return s;
+    struct stat st;
+    if (fstat(*fd, &st) != 0) {
+        s = uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(*fd);
+        return s;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(*fd);
+        return uf__err(UF_ERR_LIMIT, "%s: file too large (%lld bytes, limit %zu)", path,
+                       (long long)st.st_size, max_bytes);
+    }
+    *n = (size_t)st.st_size;
+    return UF_OK;
+}
+
 uf_status uf__read_file(const char *path, size_t max_bytes, uint8_t **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
     int fd;
-    uf_status s = uf_open_input(path, &fd);
+    size_t n;
+    uf_status s = open_sized(path, max_bytes, &fd, &n);
     if (s != UF_OK) return s;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         close(fd);
         return uf__err(UF_ERR_NOMEM, "%s: cannot open: out of memory", path);
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        fclose(f);
-        return uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        fclose(f);
-        return uf__err(UF_ERR_LIMIT, "%s: file too large (%lld bytes, limit %zu)", path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
     uint8_t *b = malloc(n ? n : 1);
     if (!b) {
         fclose(f);
@@ -97,19 +108,9 @@ uf_status uf__map_file(const char *path, size_t max_bytes, const uint8_t **buf, 
     *len = 0;
     *mapped = false;
     int fd;
-    uf_status s = uf_open_input(path, &fd);
+    size_t n;
+    uf_status s = open_sized(path, max_bytes, &fd, &n);
     if (s != UF_OK) return s;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return uf__err(UF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        close(fd);
-        return uf__err(UF_ERR_LIMIT, "%s: file too large (%lld bytes, limit %zu)", path,
-                       (long long)st.st_size, max_bytes);
-    }
-    size_t n = (size_t)st.st_size;
     /* Map rather than read: checkpoints are hundreds of MB and only the converted float32
      * copies of the tensors we keep need to live in memory. */
     void *map = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
