@@ -8,11 +8,15 @@
  *  - GELU (through a K = 1 GEMM) against erf in double over [-20, 20];
  *  - attention against a double reference, with the CLS rows and head means;
  *  - the coreset distance bit-identical at every level;
+ *  - the BF16 GEMM (uf__lp_gemm: native vdpbf16ps on avx512bf16, emulated below) against a
+ *    double reference on the BF16-rounded inputs, native against emulated, its packed
+ *    output path, and the rounding (to nearest even, subnormals to zero, NaN kept);
  *  - the dispatch: UF_CPU picks the level it names, the level reported is one the CPU has.
  */
 #include "harness.h"
 #include "core/internal.h"
 #include "kernels/kern.h"
+#include "model/bf16.h"
 
 #include <math.h>
 
@@ -29,6 +33,7 @@ static int tables(table *t)
     t[n++] = (table){&uf__kern_generic, UF__CPU_GENERIC};
     if (best >= UF__CPU_AVX2) t[n++] = (table){&uf__kern_avx2, UF__CPU_AVX2};
     if (best >= UF__CPU_AVX512) t[n++] = (table){&uf__kern_avx512, UF__CPU_AVX512};
+    if (best >= UF__CPU_AVX512BF16) t[n++] = (table){&uf__kern_avx512bf16, UF__CPU_AVX512BF16};
     return n;
 }
 
@@ -86,7 +91,7 @@ static double gemm_case(const uf__kern *k, int M, int N, int K, uf__epi e, int w
 
 static void test_gemm(void)
 {
-    table t[3];
+    table t[4];
     const int nt = tables(t);
     static const int Ms[] = {1, 11, 12, 13, 47, 48, 49, 97, 197};
     static const int Ns[] = {1, 3, 4, 5, 8, 9, 31};
@@ -114,7 +119,7 @@ static void test_gemm(void)
 /* fc1 with GELU written packed, then fc2 reading it, equals the unpacked pair. */
 static void test_gemm_packed(void)
 {
-    table t[3];
+    table t[4];
     const int nt = tables(t);
     const int M = 61, D = 40, H = 72;
     th_sm r = th_sm_new(7, 1);
@@ -146,7 +151,7 @@ static void test_gemm_packed(void)
 /* GELU over [-20, 20] (and the tails where it is ~0 or x) within 2e-6 relative + 1e-30. */
 static void test_gelu(void)
 {
-    table t[3];
+    table t[4];
     const int nt = tables(t);
     enum { M = 4001 };
     float *A = malloc(sizeof(float) * M), *C = malloc(sizeof(float) * M);
@@ -171,7 +176,7 @@ static void test_gelu(void)
 /* Attention of B images, heads, against double; CLS rows and head means too. */
 static void test_attention(void)
 {
-    table t[3];
+    table t[4];
     const int nt = tables(t);
     const int B = 2, Nt = 53, H = 3, hd = 12, D = H * hd;
     th_sm r = th_sm_new(11, 1);
@@ -231,7 +236,7 @@ static void test_attention(void)
 /* dist2 is bit-identical at every level (coreset selections do not depend on the CPU). */
 static void test_dist2(void)
 {
-    table t[3];
+    table t[4];
     const int nt = tables(t);
     th_sm r = th_sm_new(5, 1);
     float a[300], b[300];
@@ -248,6 +253,167 @@ static void test_dist2(void)
                    t[l].k->name, ds[c], d, d0);
         }
     }
+}
+
+/* W [N][K] as table k's BF16 GEMM takes it (see model/bf16.h), malloc'd. */
+static void *bf16_weights(const uf__kern *k, const float *W, int N, int K)
+{
+    const size_t K2 = (size_t)(K + 1) / 2 * 2;
+    if (k->gemm_bf16) {
+        uint16_t *o = calloc((size_t)N * K2, sizeof *o);
+        if (o)
+            for (int n = 0; n < N; n++)
+                for (int q = 0; q < K; q++) o[n * K2 + q] = uf__bf16_round(W[(size_t)n * K + q]);
+        return o;
+    }
+    float *o = malloc(sizeof(float) * (size_t)N * K);
+    if (o)
+        for (size_t i = 0; i < (size_t)N * K; i++) o[i] = uf__bf16_float(uf__bf16_round(W[i]));
+    return o;
+}
+
+static double bf(float x) { return uf__bf16_float(uf__bf16_round(x)); }
+
+/* One BF16 GEMM case at table k (C = epi(A W^T + bias), A [M][lda]) against a double
+ * reference on the rounded A and W: the products are exact, so only FP32 summation
+ * separates them. Returns the largest error relative to the magnitude of the terms; the
+ * result goes to Cout [M][N]. */
+static double bf16_case(const uf__kern *k, int M, int N, int K, uf__epi e, int nth, uint64_t seed,
+                        float *Cout)
+{
+    th_sm r = th_sm_new(seed, 1);
+    const int lda = K + 3;
+    float *A = malloc(sizeof(float) * (size_t)M * lda), *W = malloc(sizeof(float) * (size_t)N * K);
+    float *bias = malloc(sizeof(float) * (size_t)N), *C = malloc(sizeof(float) * (size_t)M * N);
+    float *C0 = malloc(sizeof(float) * (size_t)M * N);
+    float *ap = amalloc(sizeof(float) * ((size_t)(M + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX) * K);
+    void *Wl = NULL;
+    double worst = INFINITY;
+    if (A && W && bias && C && C0 && ap) {
+        for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = urand(&r);
+        for (size_t i = 0; i < (size_t)N * K; i++) W[i] = urand(&r);
+        for (int i = 0; i < N; i++) bias[i] = urand(&r);
+        for (size_t i = 0; i < (size_t)M * N; i++) C[i] = C0[i] = urand(&r);
+        Wl = bf16_weights(k, W, N, K);
+    }
+    if (Wl) {
+        const uf__lp lp = {.native = k->gemm_bf16 != NULL};
+        uf__lp_gemm(k, &lp, nth, M, N, K, A, lda, Wl, bias, C, N, e, ap, NULL);
+        worst = 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s = bias[j], mag = fabs(bias[j]);
+                for (int q = 0; q < K; q++) {
+                    const double t = bf(A[(size_t)i * lda + q]) * bf(W[(size_t)j * K + q]);
+                    s += t, mag += fabs(t);
+                }
+                if (e == UF__EPI_ACC) s += C0[(size_t)i * N + j], mag += fabs(C0[(size_t)i * N + j]);
+                if (e == UF__EPI_GELU) s = gelu_ref(s);
+                double err = fabs(C[(size_t)i * N + j] - s) / (mag + 1e-30);
+                if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+            }
+        memcpy(Cout, C, sizeof(float) * (size_t)M * N);
+    }
+    free(A), free(W), free(bias), free(C), free(C0), free(ap), free(Wl);
+    return worst;
+}
+
+static void test_gemm_bf16(void)
+{
+    table t[4];
+    const int nt = tables(t);
+    static const int Ms[] = {1, 13, 49, 97};
+    static const int Ns[] = {1, 5, 8, 9, 31};
+    static const int Ks[] = {1, 7, 64, 769};
+    const size_t cmax = 97 * 31;
+    float *c0 = malloc(sizeof(float) * cmax), *c1 = malloc(sizeof(float) * cmax);
+    REQUIRE(c0 && c1);
+    int n_native = 0;
+    for (int l = 0; l < nt; l++) n_native += t[l].k->gemm_bf16 != NULL;
+    for (int l = 0; l < nt; l++) {
+        double worst = 0, vs = 0;
+        int cases = 0;
+        for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+            for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
+                for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++)
+                    for (int e = 0; e < 3; e++) {
+                        const int M = Ms[a], N = Ns[b], K = Ks[c];
+                        const uint64_t seed = 1000 * a + 10 * b + c;
+                        double err = bf16_case(t[l].k, M, N, K, (uf__epi)e, 1 + (int)(a & 1),
+                                               seed, c0);
+                        if (!(err <= worst)) worst = err;
+                        cases++;
+                        CHECKF(err <= 1e-6, "%s bf16: M %d N %d K %d epi %d: relative error %.3g",
+                               t[l].k->name, M, N, K, e, err);
+                        /* native against the emulation on the FP32 avx512 table */
+                        if (t[l].k->gemm_bf16) {
+                            bf16_case(&uf__kern_avx512, M, N, K, (uf__epi)e, 1, seed, c1);
+                            const double mx = th_max_abs(c1, (size_t)M * N);
+                            const double d = th_max_abs_diff(c0, c1, (size_t)M * N) /
+                                             (mx > 1 ? mx : 1);
+                            if (!(d <= vs)) vs = d;
+                        }
+                    }
+        fprintf(stderr, "    %-10s %s: %d BF16 GEMM cases, worst relative error %.3g", t[l].k->name,
+                t[l].k->gemm_bf16 ? "native" : "emulated", cases, worst);
+        if (t[l].k->gemm_bf16) fprintf(stderr, ", vs emulated %.3g", vs);
+        fprintf(stderr, "\n");
+        if (t[l].k->gemm_bf16) CHECKF(vs <= 1e-5, "native vs emulated BF16 GEMM: %.3g", vs);
+    }
+    if (!n_native) fprintf(stderr, "    (no avx512bf16 table on this CPU: native path not run)\n");
+    free(c0), free(c1);
+}
+
+/* The BF16 fc1 -> fc2 pair through the packed output equals the unpacked pair. */
+static void test_gemm_bf16_packed(void)
+{
+    table t[4];
+    const int nt = tables(t);
+    const int M = 61, D = 40, H = 73;
+    th_sm r = th_sm_new(8, 1);
+    float *X = malloc(sizeof(float) * M * D), *W1 = malloc(sizeof(float) * H * D);
+    float *W2 = malloc(sizeof(float) * D * H), *b1 = malloc(sizeof(float) * H);
+    float *b2 = malloc(sizeof(float) * D), *Y1 = malloc(sizeof(float) * M * D);
+    float *Y2 = malloc(sizeof(float) * M * D), *Hd = malloc(sizeof(float) * M * H);
+    const size_t pk = (size_t)(M + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * H;
+    float *ap = amalloc(sizeof(float) * pk), *hp = amalloc(sizeof(float) * pk);
+    REQUIRE(X && W1 && W2 && b1 && b2 && Y1 && Y2 && Hd && ap && hp);
+    for (int i = 0; i < M * D; i++) X[i] = urand(&r);
+    for (int i = 0; i < H * D; i++) W1[i] = urand(&r), W2[i] = urand(&r);
+    for (int i = 0; i < H; i++) b1[i] = urand(&r);
+    for (int i = 0; i < D; i++) b2[i] = urand(&r);
+    for (int l = 0; l < nt; l++) {
+        const uf__kern *k = t[l].k;
+        const uf__lp lp = {.native = k->gemm_bf16 != NULL};
+        void *w1 = bf16_weights(k, W1, H, D), *w2 = bf16_weights(k, W2, D, H);
+        REQUIRE(w1 && w2);
+        for (int i = 0; i < M * D; i++) Y1[i] = Y2[i] = X[i];
+        uf__lp_gemm(k, &lp, 2, M, H, D, X, D, w1, b1, Hd, H, UF__EPI_GELU, ap, NULL);
+        uf__lp_gemm(k, &lp, 2, M, D, H, Hd, H, w2, b2, Y1, D, UF__EPI_ACC, ap, NULL);
+        uf__lp_gemm(k, &lp, 2, M, H, D, X, D, w1, b1, NULL, 0, UF__EPI_GELU, ap, hp);
+        uf__lp_gemm(k, &lp, 2, M, D, H, NULL, 0, w2, b2, Y2, D, UF__EPI_ACC, hp, NULL);
+        int same = 1;
+        for (int i = 0; i < M * D; i++) same &= Y1[i] == Y2[i];
+        CHECKF(same, "%s: BF16 packed fc1 -> fc2 differs from the unpacked pair", k->name);
+        free(w1), free(w2);
+    }
+    free(X), free(W1), free(W2), free(b1), free(b2), free(Y1), free(Y2), free(Hd), free(ap), free(hp);
+}
+
+/* Rounding to BF16: nearest, ties to even, subnormals to zero, Inf and NaN kept. */
+static void test_bf16_round(void)
+{
+    CHECK(uf__bf16_round(1.0f) == 0x3F80);
+    CHECK(uf__bf16_round(1.0f + 0x1p-8f) == 0x3F80);          /* tie, even stays      */
+    CHECK(uf__bf16_round(1.0f + 3 * 0x1p-8f) == 0x3F82);      /* tie, odd rounds up   */
+    CHECK(uf__bf16_round(1.0f + 0x1p-8f + 0x1p-20f) == 0x3F81); /* above the tie      */
+    CHECK(uf__bf16_round(-2.5f) == 0xC020);
+    CHECK(uf__bf16_round(0x1p-130f) == 0x0000);                /* subnormal flushes    */
+    CHECK(uf__bf16_round(-0x1p-130f) == 0x8000);
+    CHECK(uf__bf16_round(INFINITY) == 0x7F80);
+    CHECK(uf__bf16_round(3.4e38f) == 0x7F80);                  /* rounds up to Inf     */
+    CHECK(isnan(uf__bf16_float(uf__bf16_round(NAN))));
+    CHECK(uf__bf16_float(0x4049) == 3.140625f);
 }
 
 /* The level in use is the one UF_CPU names when the CPU has it, never above the best. */
@@ -277,6 +443,9 @@ int main(void)
 {
     RUN(test_gemm);
     RUN(test_gemm_packed);
+    RUN(test_gemm_bf16);
+    RUN(test_gemm_bf16_packed);
+    RUN(test_bf16_round);
     RUN(test_gelu);
     RUN(test_attention);
     RUN(test_dist2);

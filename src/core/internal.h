@@ -194,6 +194,8 @@ struct uf_backbone {
     char sha256[65];           /* hex sha256 of the checkpoint bytes ("" for random)   */
     size_t file_size;          /* bytes of the checkpoint (0 for random)               */
     uf_vit_config random_cfg;  /* for format "random": the configuration it came from  */
+    uf_precision precision;    /* uf_backbone_set_precision [FP32]                     */
+    struct uf__lp *lp;         /* the BF16 weights (model/bf16.h) when precision is BF16 */
 };
 
 /* Build a backbone from checkpoint bytes (.pth zip or safetensors, sniffed from the

@@ -607,6 +607,13 @@ void uf_model_set_threshold(uf_model *m, float threshold)
     if (m) m->threshold = isfinite(threshold) ? threshold : NAN;
 }
 
+uf_status uf_model_set_precision(uf_model *m, uf_precision p)
+{
+    if (!m) return uf__err(UF_ERR_ARG, "uf_model_set_precision: model is NULL");
+    /* the model's backbone: owned (loaded models) or the fitter's, which the caller owns */
+    return uf_backbone_set_precision((uf_backbone *)m->bb, p);
+}
+
 const float *uf_model_bank(const uf_model *m) { return m ? m->bank : NULL; }
 
 void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D)

@@ -73,7 +73,7 @@ const char *uf__cpu_note(void)
 const uf__kern *uf__kern_get(void)
 {
     switch (uf__cpu_level_get()) {
-    case UF__CPU_AVX512BF16:
+    case UF__CPU_AVX512BF16: return &uf__kern_avx512bf16;
     case UF__CPU_AVX512: return &uf__kern_avx512;
     case UF__CPU_AVX2: return &uf__kern_avx2;
     default: return &uf__kern_generic;

@@ -10,8 +10,10 @@
  *   generic  baseline x86-64 (SSE2), 4 lanes          kern_generic.c
  *   avx2     AVX2 + FMA (Haswell, Zen 1-3), 8 lanes    kern_avx2.c
  *   avx512   AVX-512 F/BW/DQ/VL (Skylake-X, Zen 4-5)   kern_avx512.c
- * avx512bf16 is reported for CPUs that also have AVX512_BF16; it runs the avx512 FP32
- * table (no BF16 GEMM yet). The environment variable UF_CPU forces a lower level.
+ *   avx512bf16  avx512 + AVX512_BF16 (Cooper Lake, Sapphire Rapids, Zen 4)  kern_bf16.c
+ * avx512bf16 runs the avx512 FP32 kernels and adds gemm_bf16, the GEMM of backbones set to
+ * BF16 (model/bf16.c); below it BF16 is emulated on the FP32 GEMM. The environment
+ * variable UF_CPU forces a lower level.
  *
  * Results: every level computes the same formulas; they differ only in float rounding
  * (FMA contracts products; the baseline has no FMA), within the
@@ -22,6 +24,7 @@
 #define UF_KERN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Instruction-set levels, in increasing order. */
 typedef enum uf__cpu_level {
@@ -60,6 +63,16 @@ typedef struct uf__kern {
      * written packed, [ceil(M/mr)][N][mr], ready to be the next gemm's ap; C unused. */
     void (*gemm)(int nth, int M, int N, int K, const float *A, int lda, const float *W,
                  const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
+    /* Pack rows r0..r0+mr-1 of A [M][K] (stride lda) into ap [K][mr], zero past row M:
+     * one panel of gemm's packed input. */
+    void (*pack)(const float *A, size_t lda, int M, int K, int r0, float *ap);
+    /* gemm with BF16 weights W [N][K2] (K2 = K rounded up to even; uf__bf16_round values,
+     * zero in the padding column) and the inputs rounded to BF16 (round to nearest even),
+     * products accumulated in FP32 (vdpbf16ps). Same arguments and packed layouts as gemm;
+     * ap is consumed: its panels are converted to BF16 pairs in place. NULL below
+     * avx512bf16. */
+    void (*gemm_bf16)(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
     /* Floats of per-thread attention scratch (a multiple of 16, so slices stay aligned). */
     size_t (*attn_scratch)(int Nt, int hd);
     void (*attention)(const uf__attn_job *j);
@@ -68,7 +81,7 @@ typedef struct uf__kern {
 } uf__kern;
 
 /* The tables (kern_<level>.c). */
-extern const uf__kern uf__kern_generic, uf__kern_avx2, uf__kern_avx512;
+extern const uf__kern uf__kern_generic, uf__kern_avx2, uf__kern_avx512, uf__kern_avx512bf16;
 
 /* The level in use: the CPU's best, or UF_CPU's when set to a level the CPU has (read
  * once, on the first call; a level the CPU lacks or an unknown name is clamped to the

@@ -459,6 +459,10 @@ const uf__kern KERN_TABLE = {
     .mr = GM_MR,
     .kc = GM_KC,
     .gemm = gemm,
+    .pack = pack_panel,
+#ifdef KERN_GEMM_BF16
+    .gemm_bf16 = KERN_GEMM_BF16,
+#endif
     .attn_scratch = attn_scratch,
     .attention = attention,
     .dist2 = dist2,

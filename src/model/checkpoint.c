@@ -15,6 +15,7 @@
  * them.
  */
 #include "core/internal.h"
+#include "model/bf16.h"
 
 #include <errno.h>
 #include <math.h>
@@ -818,6 +819,7 @@ void uf_backbone_free(uf_backbone *bb)
 {
     if (!bb) return;
     uf__vit_weights_free(&bb->w);
+    uf__lp_free(bb->lp);
     free(bb->path);
     free(bb);
 }

@@ -26,6 +26,7 @@
  */
 #include "core/internal.h"
 #include "kernels/kern.h"
+#include "model/bf16.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -299,6 +300,7 @@ typedef struct fwd {
     uf_session *s;
     const uf__vit_weights *w;
     const uf__kern *kn;
+    const uf__lp *lp; /* the BF16 weights when the backbone runs in BF16, else NULL */
     int B, D, P, M, heads, nth, mr, nrun, L_att; /* L_att: blocks whose attention mean is kept */
     int iNt, iNp, iT;                            /* tokens per image, patches per image, B * Nt */
     size_t Np, Nt, T, nn;                        /* nn = Nt * Nt                               */
@@ -328,6 +330,7 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
     f->T = T;
     const int nth = f->nth = s->threads > 0 ? s->threads : uf_get_threads();
     const uf__kern *kn = f->kn = uf__kern_get();
+    f->lp = s->bb->precision == UF_PRECISION_BF16 ? s->bb->lp : NULL;
 
     /* non-finite pixels would silently poison every output */
     size_t npx;
@@ -369,6 +372,18 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
     return UF_OK;
 }
 
+/* One Linear layer, kn->gemm's contract (kernels/kern.h): on the FP32 weights w, or on lw,
+ * their BF16 copy (model/bf16.h), when the backbone runs in BF16. */
+static void linear(const fwd *f, int M, int N, int K, const float *A, int lda, const float *w,
+                   const void *lw, const float *bias, float *C, int ldc, uf__epi e, float *ap,
+                   float *pout)
+{
+    if (f->lp)
+        uf__lp_gemm(f->kn, f->lp, f->nth, M, N, K, A, lda, lw, bias, C, ldc, e, ap, pout);
+    else
+        f->kn->gemm(f->nth, M, N, K, A, lda, w, bias, C, ldc, e, ap, pout);
+}
+
 /* Patch embedding, tokens = [CLS; patches] + pos, and the first block's LayerNorm (packed
  * for the first qkv GEMM). */
 static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
@@ -379,8 +394,8 @@ static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
     float *x = s->x.p, *h = s->h.p, *ctx = s->ctx.p, *pk = s->pk.p;
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
     im2col(nth, pixels, f->B, H, W, P, H / P, W / P, s->col.p);
-    f->kn->gemm(nth, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, w->patch_b, ctx,
-                D, UF__EPI_SET, s->pk.p, NULL);
+    linear(f, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w,
+           f->lp ? f->lp->patch : NULL, w->patch_b, ctx, D, UF__EPI_SET, s->pk.p, NULL);
     const uf__block_weights *bw0 = &w->blocks[0];
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int t = 0; t < f->iT; t++) {
@@ -408,13 +423,15 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     float *x = s->x.p, *h = s->h.p, *qkv = s->qkv.p, *ctx = s->ctx.p, *mlp = s->mlp.p;
     float *pk = s->pk.p;
     const uf__block_weights *bw = &w->blocks[l];
+    const uf__lp_block *lb = f->lp ? &f->lp->blocks[l] : &(const uf__lp_block){0};
     /* attention half; qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
-    kn->gemm(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk, NULL);
+    linear(f, iT, 3 * D, D, NULL, 0, bw->qkv_w, lb->qkv, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk,
+           NULL);
     aj->clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
     aj->mean = l < f->L_att ? s->roll.p + (size_t)l * f->nn : NULL;
     aj->mean_img = (size_t)f->L_att * f->nn;
     kn->attention(aj);
-    kn->gemm(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+    linear(f, iT, D, D, ctx, D, bw->proj_w, lb->proj, bw->proj_b, x, D, UF__EPI_ACC, pk, NULL);
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int t = 0; t < iT; t++) {
         layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
@@ -423,11 +440,11 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     pack_pad(D, mr, f->T, pk);
     /* MLP half */
     if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
-        kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
-        kn->gemm(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
+        linear(f, iT, M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
+        linear(f, iT, D, M, NULL, 0, bw->fc2_w, lb->fc2, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
     } else {
-        kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
-        kn->gemm(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+        linear(f, iT, M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
+        linear(f, iT, D, M, mlp, M, bw->fc2_w, lb->fc2, bw->fc2_b, x, D, UF__EPI_ACC, pk, NULL);
     }
     /* outputs of this block, then the next block's LayerNorm */
     const uf__block_weights *nb = l + 1 < f->nrun ? &w->blocks[l + 1] : NULL;

@@ -1,0 +1,152 @@
+/*
+ * kern_bf16.c - the kernel table for AVX-512 CPUs with AVX512_BF16 (Cooper Lake, Sapphire
+ * Rapids, Zen 4 and later): the avx512 FP32 kernels plus gemm_bf16, the GEMM of backbones
+ * set to BF16 (uf_backbone_set_precision, model/bf16.c).
+ *
+ * Why a kernel of its own: vdpbf16ps does 32 multiply-adds per instruction where vfmadd231ps
+ * does 16, and BF16 weights are half the bytes to stream; both matter on the ViT's Linear
+ * layers, which are most of a forward. The FP32 kernels come from kern_impl.h (included
+ * below, so the FP32 half of this level is the avx512 one, compiled again with the BF16
+ * target added) and gemm_bf16 reuses its packing, epilogue and task layout.
+ *
+ * gemm_bf16 keeps gemm's shape (kern_impl.h): the vector dimension is the token one, panels
+ * of MR = 48 tokens, weights read in place and broadcast. vdpbf16ps sums pairs of adjacent
+ * BF16 elements of each 32-bit lane, so the pair is two consecutive k: a packed FP32 panel
+ * [K][48] is converted in place to [K/2][48][2] BF16 (round to nearest even, vcvtne2ps2bf16,
+ * then an interleave), and the weights, BF16 [N][K2] row-major, give the matching pair
+ * (w[n][k], w[n][k+1]) as one 32-bit broadcast. Sums, bias, GELU and the residual add stay
+ * FP32. Products of BF16 values are exact in FP32, so the result differs from the FP32
+ * GEMM on BF16-rounded inputs (model/bf16.c's emulation) only by the summation order.
+ */
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,avx512bf16")
+#define UF_ISA 3
+#define KERN_TABLE uf__kern_avx512bf16
+#define KERN_NAME "avx512bf16"
+#include "kernels/kern.h"
+static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
+#define KERN_GEMM_BF16 gemm_bf16
+#include "kernels/kern_impl.h"
+
+/* A packed FP32 panel [K][48] in place into BF16 pairs [ceil(K/2)][48][2] (an odd K gets a
+ * zero partner). The pairs of step kp overwrite FP32 row kp, read at step kp/2 or earlier. */
+static void panel_to_bf16(float *ap, int K)
+{
+    /* vcvtne2ps2bf16 gives row k in elements 0..15 and row k+1 in 16..31: interleave */
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+    for (int kp = 0; kp < (K + 1) / 2; kp++) {
+        const float *r0 = ap + (size_t)2 * kp * GM_MR, *r1 = r0 + GM_MR;
+        __m512i o[3];
+        for (int v = 0; v < 3; v++) {
+            const __m512 x1 = 2 * kp + 1 < K ? _mm512_load_ps(r1 + 16 * v) : _mm512_setzero_ps();
+            o[v] = _mm512_permutexvar_epi16(
+                idx, (__m512i)_mm512_cvtne2ps_pbh(x1, _mm512_load_ps(r0 + 16 * v)));
+        }
+        for (int v = 0; v < 3; v++) _mm512_store_si512(ap + (size_t)kp * GM_MR + 16 * v, o[v]);
+    }
+}
+
+/* ct[j][i] = sum_k ap[k][i] * w[j*ldw + k] for j < nr, i < 16*mv, over kc2 k pairs.
+ * ap: [kc2][48][2] BF16 pairs; w: BF16 rows; ct: [NR][MR] FP32. */
+UF_AI void micro_bf(const int nr, const int mv, const uint16_t *restrict ap,
+                    const uint16_t *restrict w, size_t ldw, int kc2, float *restrict ct)
+{
+    __m512 acc[GM_NR][3];
+#pragma GCC unroll 8
+    for (int j = 0; j < GM_NR; j++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++) acc[j][v] = _mm512_setzero_ps();
+    const uint16_t *wj[GM_NR];
+#pragma GCC unroll 8
+    for (int j = 0; j < GM_NR; j++) wj[j] = w + (j < nr ? (size_t)j * ldw : 0);
+    for (int kp = 0; kp < kc2; kp++) {
+        __m512bh x[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++)
+            if (v < mv) x[v] = (__m512bh)_mm512_load_si512(ap + (size_t)kp * 2 * GM_MR + 32 * v);
+#pragma GCC unroll 8
+        for (int j = 0; j < GM_NR; j++) {
+            if (j >= nr) continue;
+            int32_t pair;
+            memcpy(&pair, wj[j] + 2 * (size_t)kp, sizeof pair);
+            const __m512bh b = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 3
+            for (int v = 0; v < 3; v++)
+                if (v < mv) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], x[v], b);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < GM_NR; j++)
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; v++)
+            if (j < nr && v < mv) _mm512_store_ps(ct + j * GM_MR + 16 * v, acc[j][v]);
+}
+
+typedef void (*micro_bf_fn)(const uint16_t *, const uint16_t *, size_t, int, float *);
+#define BF_DEF(NR, MV)                                                                     \
+    static void micro_bf_##NR##_##MV(const uint16_t *ap, const uint16_t *w, size_t ldw,    \
+                                     int kc2, float *ct)                                   \
+    {                                                                                      \
+        micro_bf(NR, MV, ap, w, ldw, kc2, ct);                                             \
+    }
+#define BF_DEF3(NR) BF_DEF(NR, 1) BF_DEF(NR, 2) BF_DEF(NR, 3)
+BF_DEF3(1) BF_DEF3(2) BF_DEF3(3) BF_DEF3(4) BF_DEF3(5) BF_DEF3(6) BF_DEF3(7) BF_DEF3(8)
+#define BF_ROW(NR) {micro_bf_##NR##_1, micro_bf_##NR##_2, micro_bf_##NR##_3}
+/* [nr-1][mv-1] */
+static const micro_bf_fn micro_bf_tab[GM_NR][3] = {BF_ROW(1), BF_ROW(2), BF_ROW(3), BF_ROW(4),
+                                                   BF_ROW(5), BF_ROW(6), BF_ROW(7), BF_ROW(8)};
+
+/* See uf__kern.gemm_bf16 in kern.h; the tasks are gemm's (kern_impl.h). */
+static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+{
+    const int npan = (M + GM_MR - 1) / GM_MR;
+    const int nmb = (npan + GM_MC - 1) / GM_MC, ppm = (npan + nmb - 1) / nmb;
+    const int nn = (N + GM_NR - 1) / GM_NR;
+    int nnb = (4 * nth + nmb - 1) / nmb;
+    if (nnb > nn) nnb = nn;
+    const int cn = (nn + nnb - 1) / nnb;
+    nnb = (nn + cn - 1) / cn;
+    const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)(K + 1) / 2 * 2;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < npan; p++) {
+            if (A) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
+            panel_to_bf16(ap + p * pstride, K);
+        }
+        float ct[GM_NR * GM_MR] __attribute__((aligned(64)));
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < nmb * nnb; t++) {
+            const int pb = (t / nnb) * ppm, pe = pb + ppm < npan ? pb + ppm : npan;
+            const int jb = (t % nnb) * cn, je = jb + cn < nn ? jb + cn : nn;
+            for (int k0 = 0; k0 < K; k0 += GM_KC) { /* GM_KC is even: k0 starts a pair */
+                const int kc = K - k0 < GM_KC ? K - k0 : GM_KC, last = k0 + kc == K;
+                for (int jj = jb; jj < je; jj++) {
+                    const int n0 = jj * GM_NR, nr = N - n0 < GM_NR ? N - n0 : GM_NR;
+                    for (int p = pb; p < pe; p++) {
+                        const int m0 = p * GM_MR, rows = M - m0 < GM_MR ? M - m0 : GM_MR;
+                        const int mv = (rows + 15) / 16;
+                        micro_bf_tab[nr - 1][mv - 1]((const uint16_t *)(ap + p * pstride) +
+                                                         (size_t)k0 * GM_MR,
+                                                     W + (size_t)n0 * K2 + k0, K2,
+                                                     (kc + 1) / 2, ct);
+                        if (pout) { /* single k block: finish in place, copy packed */
+                            ct_bias_gelu(ct, nr, mv, bias ? bias + n0 : NULL, e == UF__EPI_GELU);
+                            float *o = pout + ((size_t)p * N + n0) * GM_MR;
+                            for (int j = 0; j < nr; j++)
+                                for (int v = 0; v < mv; v++)
+                                    vstore(o + j * GM_MR + VL * v, vload(ct + j * GM_MR + VL * v));
+                            continue;
+                        }
+                        epilogue(ct, nr, rows, C + (size_t)m0 * ldc + n0, (size_t)ldc,
+                                 k0 > 0 || e == UF__EPI_ACC, last && bias ? bias + n0 : NULL,
+                                 last && e == UF__EPI_GELU);
+                    }
+                }
+            }
+        }
+    }
+}
