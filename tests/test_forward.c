@@ -12,7 +12,8 @@
  * 4 heads, depth 3, no head; input 48x40 (interpolated, non-square).
  *
  * Tolerance: max |ours - golden| <= 1e-4 * max(1, max |golden|) for every output.
- * Also checked: block subsets and early stop, B=1 vs B=2, errors, thread-count invariance
+ * BF16 (uf_backbone_set_precision): the same golden outputs within 1e-2 * max(1, max |golden|)
+ * (see check_bf16). Also checked: block subsets and early stop, B=1 vs B=2, errors, thread-count invariance
  * (1 vs 2 threads, <= 1e-5 relative) and two sessions running concurrently in two pthreads,
  * and, against a naive double-precision reference written here, random models with sizes
  * that reach the GEMM/attention edge cases the golden models do not (same tolerance).
@@ -367,6 +368,77 @@ static void test_m1_interpolated(void)
 
 static void test_m2_golden(void) { check_case(GOLD "m2.safetensors", GOLD "m2_out.safetensors", 0); }
 
+/* BF16 (uf_backbone_set_precision): every block output and CLS within 1e-2 of the FP32
+ * golden outputs in the norm max |ours - golden| <= 1e-2 * max(1, max |golden|) (the
+ * relative L2 error ||ours - golden|| / ||golden|| is printed too); the outputs must differ
+ * from FP32 (the BF16 path really ran), and going back to FP32 restores the FP32 results. */
+static void check_bf16(const char *model, const char *outfile)
+{
+    gold g;
+    uf_backbone *bb = load_bb(model);
+    REQUIRE(bb != NULL);
+    if (!gold_load(outfile, &g)) {
+        uf_backbone_free(bb);
+        REQUIRE(0);
+    }
+    uf_backbone_info in;
+    uf_backbone_get_info(bb, &in);
+    uf_session *s = NULL;
+    REQUIRE_OK(uf_session_new(bb, &s));
+    const size_t bs = (size_t)g.B * g.Np * g.D;
+    uf_forward_request rq = {0};
+    rq.blocks = (1ull << in.depth) - 1;
+    rq.want_cls = 1;
+    run r32, r16;
+    REQUIRE_OK(do_run(s, bb, g.input, g.B, g.H, g.W, &rq, &r32));
+    REQUIRE_OK(uf_backbone_set_precision(bb, UF_PRECISION_BF16));
+    CHECK(uf_backbone_precision(bb) == UF_PRECISION_BF16);
+    uf_status st = do_run(s, bb, g.input, g.B, g.H, g.W, &rq, &r16);
+    CHECKF(st == UF_OK, "%s", uf_errmsg());
+    for (int i = 1; st == UF_OK && r32.blocks && i <= in.depth + 1; i++) {
+        char name[32];
+        snprintf(name, sizeof name, i <= in.depth ? "block%d" : "cls", i);
+        const size_t n = i <= in.depth ? bs : (size_t)g.B * g.D, off = (size_t)(i - 1) * bs;
+        const float *ref = gt(&g, name, n);
+        const float *v = i <= in.depth ? r16.blocks + off : r16.cls;
+        const float *v32 = i <= in.depth ? r32.blocks + off : r32.cls;
+        CHECK(ref != NULL);
+        if (!ref) break;
+        double e2 = 0, g2 = 0;
+        for (size_t k = 0; k < n; k++) {
+            e2 += ((double)v[k] - ref[k]) * ((double)v[k] - ref[k]);
+            g2 += (double)ref[k] * ref[k];
+        }
+        const double err = th_max_abs_diff(v, ref, n), mx = th_max_abs(ref, n);
+        const double tol = 1e-2 * (mx > 1 ? mx : 1), d32 = th_max_abs_diff(v, v32, n);
+        fprintf(stderr, "    bf16 %-8s max|err| %.3g  tol %.3g  rel L2 %.3g  (vs fp32 run %.3g)\n",
+                name, err, tol, sqrt(e2 / (g2 > 0 ? g2 : 1)), d32);
+        CHECKF(err <= tol, "bf16 %s: %.3g > %.3g", name, err, tol);
+        CHECKF(d32 > 1e-5 * (mx > 1 ? mx : 1), "bf16 %s equals the fp32 run: BF16 not used", name);
+    }
+    run_free(&r16);
+    REQUIRE_OK(uf_backbone_set_precision(bb, UF_PRECISION_FP32));
+    REQUIRE_OK(do_run(s, bb, g.input, g.B, g.H, g.W, &rq, &r16));
+    if (r16.blocks && r32.blocks)
+        CHECK(th_max_abs_diff(r16.blocks, r32.blocks, (size_t)in.depth * bs) == 0);
+    CHECK(uf_backbone_set_precision(bb, (uf_precision)7) == UF_ERR_ARG);
+    CHECK(uf_backbone_set_precision(NULL, UF_PRECISION_BF16) == UF_ERR_ARG);
+    run_free(&r16);
+    run_free(&r32);
+    uf_session_free(s);
+    uf_backbone_free(bb);
+    uf__tensors_free(&g.ts);
+}
+
+static void test_bf16_golden(void)
+{
+    fprintf(stderr, "    level %s (BF16 %s)\n", uf_cpu_level(),
+            strcmp(uf_cpu_level(), "avx512bf16") ? "emulated" : "native");
+    check_bf16(GOLD "m1.safetensors", GOLD "m1_out.safetensors");
+    check_bf16(GOLD "m1.safetensors", GOLD "m1_interp_out.safetensors");
+    check_bf16(GOLD "m2.safetensors", GOLD "m2_out.safetensors");
+}
+
 /* Block subsets (only block 2; blocks {1,3}) together with attention of another block, on a
  * session that already ran other sizes (buffers and the positional cache get reused). */
 static void test_subsets(void)
@@ -662,6 +734,7 @@ int main(void)
     RUN(test_m1_golden);
     RUN(test_m1_interpolated);
     RUN(test_m2_golden);
+    RUN(test_bf16_golden);
     RUN(test_subsets);
     RUN(test_early_stop);
     RUN(test_batch_consistency);
