@@ -9,6 +9,10 @@
  * timed calls until at least 3 calls and --budget seconds; the best call is the headline
  * figure (least disturbed by other processes), the median is reported too.
  *
+ * --precisions fp32,bf16 times both precisions of the same model (uf_backbone_set_precision)
+ * in one run, the calls alternating, so the BF16 / FP32 ratio holds on a busy machine too;
+ * every record names its precision.
+ *
  * With --check-in/--check-out it also runs the check image and reports the relative error
  * max|ours - ref| / max|ref| against the float64 PyTorch reference, so a fast but wrong
  * forward cannot go unnoticed. With --sgemm it times OpenBLAS cblas_sgemm on 2048^3 at the
@@ -24,7 +28,7 @@
  *   bench_vit --sgemm|--gemm [--threads N] [--out FILE]
  *   bench_vit --name vit_s16 (--weights F.safetensors | --random D,HEADS,DEPTH,MLP,PATCH)
  *             [--batches 1,8] [--threads N] [--budget SEC] [--check-in F --check-out F]
- *             [--out FILE]
+ *             [--precisions fp32,bf16] [--out FILE]
  */
 #include "uniformaly.h"
 #include "kernels/kern.h"
@@ -234,6 +238,8 @@ typedef struct opts {
     int batches[MAX_BATCHES], n_batches;
     int threads, sgemm, gemm;
     double budget;
+    uf_precision prec[2]; /* --precisions, timed interleaved */
+    int n_prec;
 } opts;
 
 /* Relative error of our batch-1 forward on the check image, or -1 if no check files. */
@@ -269,45 +275,68 @@ static double check_error(const opts *o, uf_session *s, const uf_backbone_info *
     return err;
 }
 
-static int bench_model(const opts *o, FILE *out)
+/* Load the model o names, at precision p. NULL after printing a failure record. */
+static uf_backbone *open_model(const opts *o, FILE *out, uf_precision p, const char **source)
 {
     uf_backbone *bb = NULL;
-    const char *source;
     if (o->weights) {
-        if (uf_backbone_load(o->weights, NULL, &bb) != UF_OK)
-            return fail(out, o->name, 0, "uf_backbone_load");
-        source = "safetensors";
+        if (uf_backbone_load(o->weights, NULL, &bb) != UF_OK) {
+            fail(out, o->name, 0, "uf_backbone_load");
+            return NULL;
+        }
+        *source = "safetensors";
     } else {
         uf_vit_config c = {0};
         if (sscanf(o->random, "%d,%d,%d,%d,%d", &c.dim, &c.heads, &c.depth, &c.mlp_dim,
                    &c.patch) != 5 || c.patch <= 0) {
             fprintf(stderr, "bench_vit: --random wants D,HEADS,DEPTH,MLP,PATCH\n");
-            return 2;
+            return NULL;
         }
         c.grid = 224 / c.patch;
         c.seed = 1234;
-        if (uf_backbone_random(&c, &bb) != UF_OK)
-            return fail(out, o->name, 0, "uf_backbone_random");
-        source = "random";
+        if (uf_backbone_random(&c, &bb) != UF_OK) {
+            fail(out, o->name, 0, "uf_backbone_random");
+            return NULL;
+        }
+        *source = "random";
+    }
+    if (uf_backbone_set_precision(bb, p) != UF_OK) {
+        fail(out, o->name, 0, "uf_backbone_set_precision");
+        uf_backbone_free(bb);
+        return NULL;
+    }
+    return bb;
+}
+
+/* Every precision of o on the same model, one backbone and session each; the timed calls
+ * alternate between them (fp32, bf16, fp32, ...), so a busy machine slows both alike and
+ * their ratio stays meaningful. */
+static int bench_model(const opts *o, FILE *out)
+{
+    const int np = o->n_prec;
+    uf_backbone *bb[2] = {NULL, NULL};
+    uf_session *s[2] = {NULL, NULL};
+    const char *source = "";
+    int rc = 0;
+    for (int q = 0; q < np && rc == 0; q++) {
+        if (!(bb[q] = open_model(o, out, o->prec[q], &source))) rc = 1;
+        else if (uf_session_new(bb[q], &s[q]) != UF_OK) rc = fail(out, o->name, 0, "uf_session_new");
+        else uf_session_set_threads(s[q], o->threads);
     }
     uf_backbone_info in;
-    uf_backbone_get_info(bb, &in);
+    uf_backbone_get_info(bb[0], &in);
     const int S = in.grid_h * in.patch; /* trained input side, 224 here */
     const int n_sel = in.depth < FORWARD_BLOCKS ? in.depth : FORWARD_BLOCKS;
     const uint64_t mask = (n_sel >= 64) ? ~0ull : ((1ull << n_sel) - 1); /* blocks 1..n_sel */
     const size_t Np = (size_t)in.grid_h * (size_t)in.grid_w;
     const double flop = vit_flops(&in, S, S, n_sel);
 
-    uf_session *s = NULL;
-    if (uf_session_new(bb, &s) != UF_OK) {
-        int rc = fail(out, o->name, 0, "uf_session_new");
-        uf_backbone_free(bb);
-        return rc;
+    double err[2] = {-1, -1};
+    for (int q = 0; q < np && rc == 0; q++) {
+        int check_failed = 0;
+        err[q] = check_error(o, s[q], &in, S, mask, n_sel, &check_failed);
+        if (check_failed) rc = fail(out, o->name, 1, "uf_forward (check image)");
     }
-    uf_session_set_threads(s, o->threads);
-    int rc = 0, check_failed = 0;
-    double err = check_error(o, s, &in, S, mask, n_sel, &check_failed);
-    if (check_failed) rc = fail(out, o->name, 1, "uf_forward (check image)");
 
     for (int bi = 0; bi < o->n_batches && rc == 0; bi++) {
         const int B = o->batches[bi];
@@ -315,7 +344,7 @@ static int bench_model(const opts *o, FILE *out)
         size_t n_out = (size_t)n_sel * B * Np * (size_t)in.dim;   /* [n_sel][B][Np][D] */
         float *px = malloc(n_px * sizeof *px);
         float *y = malloc(n_out * sizeof *y);
-        double *t = malloc(1000 * sizeof *t); /* per-call seconds */
+        double *t = malloc(2 * 1000 * sizeof *t); /* per-call seconds [precision][call] */
         if (!px || !y || !t) {
             fprintf(stderr, "bench_vit: out of memory for batch %d\n", B);
             rc = 1;
@@ -328,48 +357,53 @@ static int bench_model(const opts *o, FILE *out)
             /* warm-up: at least one call and 0.5 s (buffers grow, caches and pools warm) */
             double t_end = now_sec() + 0.5;
             do {
-                if (uf_forward(s, px, B, S, S, &req, &fo) != UF_OK) {
-                    rc = fail(out, o->name, B, "uf_forward");
-                    break;
-                }
-            } while (now_sec() < t_end);
+                for (int q = 0; q < np && rc == 0; q++)
+                    if (uf_forward(s[q], px, B, S, S, &req, &fo) != UF_OK)
+                        rc = fail(out, o->name, B, "uf_forward");
+            } while (rc == 0 && now_sec() < t_end);
             int n = 0;
             double spent = 0;
             while (rc == 0 && n < 1000 && (n < 3 || spent < o->budget)) {
-                double t0 = now_sec();
-                if (uf_forward(s, px, B, S, S, &req, &fo) != UF_OK) {
-                    rc = fail(out, o->name, B, "uf_forward");
-                    break;
+                for (int q = 0; q < np && rc == 0; q++) {
+                    double t0 = now_sec();
+                    if (uf_forward(s[q], px, B, S, S, &req, &fo) != UF_OK) {
+                        rc = fail(out, o->name, B, "uf_forward");
+                        break;
+                    }
+                    t[q * 1000 + n] = now_sec() - t0;
+                    spent += t[q * 1000 + n];
                 }
-                t[n] = now_sec() - t0;
-                spent += t[n++];
+                n++;
             }
-            if (rc == 0) {
+            for (int q = 0; q < np && rc == 0; q++) {
                 double best, med;
-                best_median(t, n, &best, &med);
+                best_median(t + q * 1000, n, &best, &med);
                 best /= B, med /= B;
+                const char *pn = uf_precision_name(o->prec[q]);
                 fprintf(out, "{\"impl\":\"ours\",\"model\":");
                 json_str(out, o->name);
                 fprintf(out,
                         ",\"batch\":%d,\"status\":\"ok\",\"threads\":%d,\"reps\":%d,"
                         "\"ms_per_img\":%.3f,\"ms_per_img_median\":%.3f,\"gflop_per_img\":%.3f,"
                         "\"gflops\":%.2f,\"blocks\":%d,\"weights\":\"%s\",\"level\":\"%s\","
-                        "\"rel_err\":",
+                        "\"precision\":\"%s\",\"interleaved\":%d,\"rel_err\":",
                         B, o->threads, n, best * 1e3, med * 1e3, flop * 1e-9,
-                        flop / best * 1e-9, n_sel, source, uf_cpu_level());
-                if (isnan(err)) fprintf(out, "\"NaN\"}\n"); /* JSON has no NaN */
-                else if (err >= 0) fprintf(out, "%.3g}\n", err);
+                        flop / best * 1e-9, n_sel, source, uf_cpu_level(), pn, np);
+                if (isnan(err[q])) fprintf(out, "\"NaN\"}\n"); /* JSON has no NaN */
+                else if (err[q] >= 0) fprintf(out, "%.3g}\n", err[q]);
                 else fprintf(out, "null}\n");            /* no check files */
                 fflush(out);
-                fprintf(stderr, "bench_vit: %s b%d %s: %.1f ms/img (median %.1f, %d reps), "
-                        "%.1f GFLOP/s\n", o->name, B, uf_cpu_level(), best * 1e3, med * 1e3, n,
-                        flop / best * 1e-9);
+                fprintf(stderr, "bench_vit: %s b%d %s %s: %.1f ms/img (median %.1f, %d reps), "
+                        "%.1f GFLOP/s\n", o->name, B, uf_cpu_level(), pn, best * 1e3, med * 1e3,
+                        n, flop / best * 1e-9);
             }
         }
         free(px), free(y), free(t);
     }
-    uf_session_free(s);
-    uf_backbone_free(bb);
+    for (int q = 0; q < np; q++) {
+        uf_session_free(s[q]);
+        uf_backbone_free(bb[q]);
+    }
     return rc;
 }
 
@@ -383,13 +417,15 @@ static int usage(void)
             "usage: bench_vit --sgemm|--gemm [--threads N] [--out FILE]\n"
             "       bench_vit --name NAME (--weights F.safetensors | --random D,H,DEPTH,MLP,P)\n"
             "                 [--batches 1,8] [--threads N] [--budget SEC]\n"
-            "                 [--check-in F --check-out F] [--out FILE]\n");
+            "                 [--check-in F --check-out F] [--precisions fp32,bf16]\n"
+            "                 [--out FILE]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {.name = "vit", .threads = 2, .budget = 6.0, .n_batches = 2, .batches = {1, 8}};
+    opts o = {.name = "vit", .threads = 2, .budget = 6.0, .n_batches = 2, .batches = {1, 8},
+              .n_prec = 1, .prec = {UF_PRECISION_FP32}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm")) { o.sgemm = 1; continue; }
@@ -404,6 +440,19 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--check-in")) o.check_in = v;
         else if (!strcmp(a, "--check-out")) o.check_out = v;
         else if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--precisions")) {
+            o.n_prec = 0;
+            for (const char *p = v; *p;) {
+                const size_t len = strcspn(p, ",");
+                int q = -1;
+                for (int k = 0; k < 2; k++)
+                    if (len == 4 && !strncmp(p, uf_precision_name((uf_precision)k), 4)) q = k;
+                if (q < 0 || o.n_prec == 2) return usage();
+                o.prec[o.n_prec++] = (uf_precision)q;
+                p += len + (p[len] == ',');
+            }
+            if (o.n_prec == 0) return usage();
+        }
         else if (!strcmp(a, "--batches")) {
             o.n_batches = 0;
             for (const char *p = v; *p && o.n_batches < MAX_BATCHES;) {
