@@ -13,7 +13,10 @@
  *    UF_ERR_FORMAT before anything large is allocated;
  *  - saving is atomic: a failing write (RLIMIT_FSIZE in a child process) leaves the old
  *    file byte-identical and no temporary file behind;
- *  - wrong magic, version 0 and a newer version.
+ *  - wrong magic, version 0 and a newer version;
+ *  - the precision (uf_model_set_precision): recorded, restored on load (scores bit-identical
+ *    to the saved model's), overridable after loading; a header without the key (older
+ *    files) loads as FP32; an unknown value is refused.
  */
 #include "detector/detector.h"
 #include "harness.h"
@@ -732,6 +735,10 @@ static void test_hostile_headers(void)
 
     /* missing fields, wrong types, out-of-range values, each named in the message */
     mutate(&pt, "params", "sigma", NULL, "sigma missing", "'params.sigma'");
+    mutate(&pt, "backbone", "precision", cJSON_CreateString("fp16"), "precision fp16",
+           "'backbone.precision'");
+    mutate(&pt, "backbone", "precision", cJSON_CreateNumber(1), "precision 1",
+           "'backbone.precision'");
     mutate(&pt, "params", "knn", cJSON_CreateNumber(-1), "knn -1", "'params.knn'");
     mutate(&pt, "params", "knn", cJSON_CreateNumber(2.5), "knn 2.5", "'params.knn'");
     mutate(&pt, "params", "knn", cJSON_CreateNumber(1e300), "knn 1e300", "'params.knn'");
@@ -1049,6 +1056,88 @@ done:
     uf_backbone_free(bb);
 }
 
+/* ---- precision ------------------------------------------------------------------------ */
+
+/* The score of one fixed random image with model m. */
+static float score_of(const uf_model *m)
+{
+    float out = NAN;
+    uf_image *img = NULL;
+    uf_scorer *sc = NULL;
+    uf_score o = {0};
+    if (uf_image_new(80, 70, &img) == UF_OK && uf_scorer_new(m, &sc) == UF_OK) {
+        uint64_t r = 9;
+        for (size_t i = 0; i < (size_t)80 * 70 * 3; i++) img->rgb[i] = (uint8_t)rng_next(&r);
+        const uf_image *imgs[1] = {img};
+        if (uf_score_images(sc, imgs, 1, &o) == UF_OK) out = o.score;
+    }
+    uf_scorer_free(sc);
+    uf_image_free(img);
+    return out;
+}
+
+static void test_precision(void)
+{
+    uf_vit_config cfg = small_cfg();
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_random(&cfg, &bb));
+    uf_model *m = NULL, *l = NULL;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    parts pt = {0};
+    if (make_model(bb, 50, &m) != UF_OK) {
+        CHECKF(0, "setup: %s", uf_errmsg());
+        goto done;
+    }
+    const float s32 = score_of(m);
+    CHECK(uf_model_set_precision(NULL, UF_PRECISION_BF16) == UF_ERR_ARG);
+    REQUIRE_OK(uf_model_set_precision(m, UF_PRECISION_BF16));
+    CHECK(uf_backbone_precision(bb) == UF_PRECISION_BF16); /* the fitted model's backbone */
+    const float s16 = score_of(m);
+    fprintf(stderr, "    score fp32 %.7g, bf16 %.7g\n", s32, s16);
+    CHECK(isfinite(s32) && isfinite(s16) && s16 != s32 && fabsf(s16 - s32) <= 0.05f * fabsf(s32));
+    const char *p = tpath("prec.ufm");
+    uf_status s = uf_model_save(m, p, 0);
+    if (s == UF_OK) s = uf_model_load(p, NULL, &l);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (s != UF_OK) goto done;
+    CHECK(uf_backbone_precision(uf_model_backbone(l)) == UF_PRECISION_BF16);
+    CHECKF(same_bits_f(score_of(l), s16), "loaded bf16 model scores %.7g, saved one %.7g",
+           score_of(l), s16);
+    CHECK(uf_model_set_precision(l, UF_PRECISION_FP32) == UF_OK);
+    CHECK(same_bits_f(score_of(l), s32));
+    uf_model_free(l);
+    l = NULL;
+    /* the header without "precision" (a file from before the key): FP32 */
+    if (!read_all(p, &b, &n) || !split_file(b, n, &pt)) {
+        CHECKF(0, "cannot split %s", p);
+        goto done;
+    }
+    const cJSON *B = cJSON_GetObjectItemCaseSensitive(pt.hdr, "backbone");
+    CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(B, "precision")) &&
+          !strcmp(cJSON_GetObjectItemCaseSensitive(B, "precision")->valuestring, "bf16"));
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(pt.hdr, "backbone"),
+                                            "precision");
+    char *j = cJSON_Print(pt.hdr);
+    if (j) assemble(tpath("h.ufm"), j, strlen(j), 2, 0, UINT64_MAX, pt.data, pt.n_data, 0);
+    free(j);
+    s = uf_model_load(tpath("h.ufm"), NULL, &l);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (l) {
+        CHECK(uf_backbone_precision(uf_model_backbone(l)) == UF_PRECISION_FP32);
+        CHECK(same_bits_f(score_of(l), s32));
+    }
+    unlink(p);
+    unlink(tpath("h.ufm"));
+done:
+    cJSON_Delete(pt.hdr);
+    free(pt.data);
+    free(b);
+    uf_model_free(l);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
 /* ---- 6. not a model, versions --------------------------------------------------------- */
 
 static void test_magic_version(void)
@@ -1186,6 +1275,7 @@ int main(void)
     RUN(test_corruption);
     RUN(test_hostile_headers);
     RUN(test_atomic_save);
+    RUN(test_precision);
     RUN(test_magic_version);
     RUN(test_calibration);
     RUN(test_threshold_at_fpr);

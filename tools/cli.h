@@ -47,6 +47,8 @@ typedef struct cli_common {
     uf_backbone_params bp; /* --heads                                  */
     int threads;           /* --threads (0 = all cores)                */
     int batch;             /* --batch                                  */
+    int precision;         /* --precision: a uf_precision, or -1 when not given (a
+                              checkpoint then runs FP32, a model file as it records) */
     bool quiet;            /* --quiet: no progress on stderr           */
     cli_patterns *include; /* --include GLOB (repeatable): folder inputs keep only
                               matching files; NULL = all                */
@@ -64,6 +66,9 @@ void cli_threads_init(cli_common *c);
  * return 1; return 0 if it is not a common option; return -1 after printing a usage error
  * (bad or missing value). */
 int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, int *i);
+
+/* Parse --precision's value: fp32 or bf16 into *p; false (usage error printed) otherwise. */
+bool cli_parse_precision(const char *verb, const char *v, int *p);
 
 /* Help text for the common options (printed by each verb's --help). */
 extern const char *const cli_common_help;

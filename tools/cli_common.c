@@ -87,6 +87,7 @@ void cli_common_init(cli_common *c)
     c->bp = uf_backbone_default_params();
     c->threads = 0;
     c->batch = 8;
+    c->precision = -1;
 }
 
 const char *const cli_common_help =
@@ -108,7 +109,21 @@ const char *const cli_common_help =
     "                       e.g. '*_mask.png'\n"
     "  --batch N            images per forward pass (default 8)\n"
     "  --threads N          compute threads (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --precision P        fp32 (default) or bf16: the backbone's Linear layers with BF16\n"
+    "                       weights and inputs, FP32 sums (native on CPUs with AVX512_BF16,\n"
+    "                       emulated at FP32 speed elsewhere); a fitted model records it\n"
     "  --quiet              no progress output on stderr\n";
+
+bool cli_parse_precision(const char *verb, const char *v, int *p)
+{
+    for (int k = 0; k <= UF_PRECISION_BF16; k++)
+        if (!strcmp(v, uf_precision_name((uf_precision)k))) {
+            *p = k;
+            return true;
+        }
+    cli_usage_error(verb, "--precision: expected fp32 or bf16, got '%s'", v);
+    return false;
+}
 
 /* --threads resolved (0: the library default) and applied to the program's own OpenMP loops;
  * each verb hands c->threads to its library objects (uf_*_set_threads). */
@@ -205,6 +220,9 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             return -1;
         }
         c->batch = (int)n;
+    } else if (!strcmp(a, "--precision")) {
+        if (!(v = opt_value(verb, argc, argv, i)) || !cli_parse_precision(verb, v, &c->precision))
+            return -1;
     } else if (!strcmp(a, "--quiet")) {
         c->quiet = true;
     } else {
@@ -468,8 +486,11 @@ uf_backbone *cli_load_backbone(const cli_common *c)
 {
     uf_backbone *bb = NULL;
     uf_status s = uf_backbone_load(c->backbone, &c->bp, &bb);
+    if (s == UF_OK && c->precision >= 0)
+        s = uf_backbone_set_precision(bb, (uf_precision)c->precision);
     if (s != UF_OK) {
         cli_error("%s", uf_errmsg());
+        uf_backbone_free(bb);
         return NULL;
     }
     return bb;

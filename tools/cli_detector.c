@@ -268,5 +268,6 @@ cJSON *cli_model_json(const char *path, const uf_model *m)
     cJSON_AddNumberToObject(b, "heads", in.backbone.heads);
     cJSON_AddNumberToObject(b, "patch", in.backbone.patch);
     cJSON_AddNumberToObject(b, "n_params", (double)in.backbone.n_params);
+    cJSON_AddStringToObject(b, "precision", uf_precision_name(uf_backbone_precision(uf_model_backbone(m))));
     return o;
 }

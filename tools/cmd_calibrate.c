@@ -32,6 +32,7 @@ static const char *const help =
     "  --objective O        with --val: f1 (the F1-optimal threshold) or fpr=F (default f1)\n"
     "  --out PATH           write the calibrated model here instead of over MODEL\n"
     "  --backbone W, --allow-other-backbone, --batch N, --threads N, --quiet\n"
+    "  --precision P        fp32 or bf16 (default: the one the model records)\n"
     "Images scoring above the threshold are anomalous (predict).\n";
 
 /* Calibrate on a labelled list: statistics of the normal images, threshold by objective
@@ -165,7 +166,8 @@ int cmd_calibrate(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
-    if (uf_model_load(model_path, &lp, &m) != UF_OK) {
+    if (uf_model_load(model_path, &lp, &m) != UF_OK ||
+        (c.precision >= 0 && uf_model_set_precision(m, (uf_precision)c.precision) != UF_OK)) {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;
         goto done;

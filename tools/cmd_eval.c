@@ -329,6 +329,8 @@ static cJSON *settings_json(const ctx *x)
     cJSON_AddNumberToObject(b, "heads", bi.heads);
     cJSON_AddNumberToObject(b, "patch", bi.patch);
     cJSON_AddNumberToObject(b, "n_params", (double)bi.n_params);
+    cJSON_AddStringToObject(b, "precision", uf_precision_name(uf_backbone_precision(x->bb)));
+    cJSON_AddStringToObject(b, "kernels", uf_cpu_level());
     cJSON_AddNumberToObject(s, "threads", uf_get_threads());
     cJSON_AddNumberToObject(s, "batch", o->c.batch);
     cJSON *v = cJSON_AddObjectToObject(s, "versions");

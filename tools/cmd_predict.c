@@ -64,6 +64,8 @@ static const char *const help =
     "  --allow-other-backbone\n"
     "  --batch N            images per forward pass (default 8)\n"
     "  --threads N          total compute threads (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --precision P        fp32 or bf16 (default: the precision the model file records,\n"
+    "                       fp32 for files without one)\n"
     "  --quiet              no progress output on stderr\n";
 
 /* "a/b/c.png" -> "a_b_c.png" (leading "./", "../" and "/" dropped), malloc'd. */
@@ -280,6 +282,7 @@ int cmd_model_info(const char *path, bool json)
         printf("checkpoint:   %s%s\n", in.backbone_path[0] ? in.backbone_path : "(random weights)",
                in.backbone_embedded ? " (embedded in the model file)" : "");
         if (in.backbone_sha256[0]) printf("sha256:       %s\n", in.backbone_sha256);
+        printf("precision:    %s\n", uf_precision_name(uf_backbone_precision(uf_model_backbone(m))));
         printf("preprocess:   resize %d, crop %d%s, %s, mean %g,%g,%g, std %g,%g,%g\n",
                p->pre.resize, p->pre.crop,
                p->pre.pad_to             ? " (padded)"
@@ -368,6 +371,9 @@ static int parse_predict_args(int argc, char **argv, predict_opts *o)
             if (!has || !cli_parse_floats(argv[i + 1], 2, o->range) || !(o->range[1] > o->range[0]))
                 return cli_usage_error(verb, "--heatmap-range: expected L,H with L < H");
             i++;
+        } else if (!strcmp(a, "--precision")) {
+            if (!has) return cli_usage_error(verb, "option %s needs a value", a);
+            if (!cli_parse_precision(verb, argv[++i], &o->c.precision)) return CLI_EXIT_USAGE;
         } else if (!strcmp(a, "--batch") || !strcmp(a, "--threads")) {
             long hi = a[2] == 'b' ? 256 : 1024, lo = a[2] == 'b' ? 1 : 0;
             if (!has || !cli_parse_int(argv[i + 1], lo, hi, &n))
@@ -440,6 +446,8 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
         }
     }
     if (uf_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
+        (o->c.precision >= 0 &&
+         uf_model_set_precision(r->m, (uf_precision)o->c.precision) != UF_OK) ||
         uf_scorer_new(r->m, &r->sc) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return false;

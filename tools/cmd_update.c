@@ -22,7 +22,9 @@ static const char *const help =
     "again when the threshold matters.\n"
     "\n"
     "  --out PATH           write the updated model here instead of over MODEL\n"
-    "  --backbone W, --allow-other-backbone, --batch N, --threads N, --quiet\n";
+    "  --backbone W, --allow-other-backbone, --batch N, --threads N, --quiet\n"
+    "  --precision P        fp32 or bf16 (default: the one the model records; the updated\n"
+    "                       model records the one used)\n";
 
 int cmd_update(int argc, char **argv)
 {
@@ -75,6 +77,7 @@ int cmd_update(int argc, char **argv)
     }
     uf_model_info mi;
     if (uf_model_load(model_path, &lp, &m) != UF_OK ||
+        (c.precision >= 0 && uf_model_set_precision(m, (uf_precision)c.precision) != UF_OK) ||
         (uf_model_get_info(m, &mi), uf_fitter_new(uf_model_backbone(m), &mi.params, &fit)) != UF_OK) {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;

@@ -104,9 +104,12 @@ int main(int argc, char **argv)
     if (*uf_cpu_note()) fprintf(stderr, "uniformaly: %s\n", uf_cpu_note());
     if (!strcmp(verb, "--version")) {
         const char *lv = uf_cpu_level();
-        /* no BF16 kernels yet: that level runs the avx512 FP32 kernels (say so) */
-        printf("uniformaly %s\nkernels: %s%s\n", uf_version(), lv,
-               strcmp(lv, "avx512bf16") == 0 ? " (FP32 kernels: avx512; no BF16 path yet)" : "");
+        /* --precision bf16 runs vdpbf16ps only at the avx512bf16 level; below it, emulated */
+        printf("uniformaly %s\nkernels: %s\nbf16: %s\n", uf_version(), lv,
+               strcmp(lv, "avx512bf16") == 0
+                   ? "native (AVX512_BF16 vdpbf16ps; FP32 kernels as avx512)"
+                   : "emulated (no AVX512_BF16 at this level: BF16-rounded weights and inputs "
+                     "on the FP32 kernels, FP32 speed)");
         return 0;
     }
     if (!strcmp(verb, "classify")) return cmd_classify(argc - 1, argv + 1);

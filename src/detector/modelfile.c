@@ -48,6 +48,10 @@
  *   backbone         {format ("pth" | "safetensors" | "random"), path, sha256 (64 hex
  *                     digits, "" for random), file_size, heads, ln_eps, dim, depth, patch,
  *                     mlp_dim, grid_h, grid_w, n_classes, embedded (bool),
+ *                     precision ("fp32" | "bf16"; optional, absent = "fp32": the
+ *                     uf_precision scoring runs at; readers older than the key ignore
+ *                     it and score in FP32, within the BF16 tolerance, so the format
+ *                     version stays 2),
  *                     data {offset, length}   only when the checkpoint bytes are embedded,
  *                     random {dim, depth, heads, patch, mlp_dim, grid, n_classes,
  *                             seed (string)}  only for format "random"}
@@ -349,6 +353,7 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
         j_num(B, "grid_w", w->grid_w, &ok);
         j_num(B, "n_classes", w->n_classes, &ok);
         if (!cJSON_AddBoolToObject(B, "embedded", embed ? 1 : 0)) ok = false;
+        j_str(B, "precision", uf_precision_name(bb->precision), &ok);
         if (r->bytes) j_section(B, "data", emb_off, r->n_bytes, &ok);
         if (!strcmp(r->format, "random")) {
             const uf_vit_config *c = &bb->random_cfg;
@@ -632,6 +637,7 @@ typedef struct mf_header {
     uf_backbone_params bb_params;   /* recorded heads and ln_eps                        */
     int bb_depth;
     int embedded;                   /* the "embedded" flag                              */
+    uf_precision precision;         /* "precision" (FP32 when absent)                   */
     int has_data;                   /* checkpoint bytes present                         */
     size_t data_off, data_len;      /* relative to the data area                        */
     int is_random;
@@ -861,6 +867,12 @@ static uf_status parse_backbone(const char *path, const cJSON *root, mf_header *
     const cJSON *E = cJSON_GetObjectItemCaseSensitive(B, "embedded");
     NEED(cJSON_IsBool(E), "backbone.embedded");
     h->embedded = cJSON_IsTrue(E) ? 1 : 0;
+    const char *prec = "fp32";
+    NEED(!cJSON_HasObjectItem(B, "precision") ||
+             (jget_str(B, "precision", &prec) &&
+              (!strcmp(prec, "fp32") || !strcmp(prec, "bf16"))),
+         "backbone.precision");
+    h->precision = strcmp(prec, "bf16") ? UF_PRECISION_FP32 : UF_PRECISION_BF16;
     return parse_backbone_sections(path, B, h);
 }
 
@@ -1189,6 +1201,7 @@ uf_status uf_model_load(const char *path, const uf_model_load_params *p, uf_mode
     if (s == UF_OK)
         s = load_backbone(path, &h, buf + L.data_start + L.emb_off, &lp, &bb, &other);
     if (s == UF_OK) s = check_backbone_fits(path, &h, bb, other || lp.backbone_path);
+    if (s == UF_OK) s = uf_backbone_set_precision(bb, h.precision); /* as recorded */
     if (s == UF_OK) {
         s = model_from_parts(path, &h, &lp, other, bb, bank, &L, out);
         bb = NULL; /* taken over, on failure too */
