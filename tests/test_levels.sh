@@ -2,8 +2,9 @@
 # test_levels.sh - the kernel and forward tests at every instruction-set level this CPU has
 # (issue 11), forced with UF_CPU: the ordinary run covers the best level only. A level the
 # CPU lacks is reported as SKIP (it cannot run here; test_qemu.sh emulates older CPUs).
-# avx512bf16 runs the avx512 FP32 kernels, so it is not repeated. Needs UF_BIN (to ask which
-# levels exist) and UF_TEST_DIR (the built test binaries; make test sets both).
+# avx512bf16, the best level here, is what the ordinary run tests (native BF16); the levels
+# below it run BF16 emulated, so test_forward's BF16 check covers both. Needs UF_BIN (to ask
+# which levels exist) and UF_TEST_DIR (the built test binaries; make test sets both).
 . "$(dirname "$0")/lib.sh"
 DIR=${UF_TEST_DIR:-build/tests}
 for lvl in generic avx2 avx512; do

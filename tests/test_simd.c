@@ -272,6 +272,24 @@ static void *bf16_weights(const uf__kern *k, const float *W, int N, int K)
     return o;
 }
 
+/* tables(), plus the avx512bf16 table with vdpbf16ps alone (its gemm_bf16 takes AMX
+ * tiles for K, N multiples of 32 when the OS grants them). */
+static uf__kern dp_table;
+static int bf16_tables(table *t)
+{
+    int n = tables(t);
+    if (uf__cpu_level_best() >= UF__CPU_AVX512BF16) {
+        dp_table = uf__kern_avx512bf16;
+        dp_table.name = "avx512bf16 (vdpbf16ps only)";
+        dp_table.gemm_bf16 = uf__gemm_bf16_dp;
+        t[n++] = (table){&dp_table, UF__CPU_AVX512BF16};
+        static int said;
+        if (!said++)
+            fprintf(stderr, "    AMX tiles %s\n", uf__amx_ready() ? "in use" : "not available");
+    }
+    return n;
+}
+
 static double bf(float x) { return uf__bf16_float(uf__bf16_round(x)); }
 
 /* One BF16 GEMM case at table k (C = epi(A W^T + bias), A [M][lda]) against a double
@@ -320,12 +338,12 @@ static double bf16_case(const uf__kern *k, int M, int N, int K, uf__epi e, int n
 
 static void test_gemm_bf16(void)
 {
-    table t[4];
-    const int nt = tables(t);
-    static const int Ms[] = {1, 13, 49, 97};
-    static const int Ns[] = {1, 5, 8, 9, 31};
-    static const int Ks[] = {1, 7, 64, 769};
-    const size_t cmax = 97 * 31;
+    table t[5];
+    const int nt = bf16_tables(t);
+    static const int Ms[] = {1, 49, 97};
+    static const int Ns[] = {1, 9, 31, 32, 64}; /* K, N multiples of 32: AMX tiles */
+    static const int Ks[] = {1, 7, 64, 800};
+    const size_t cmax = 97 * 64;
     float *c0 = malloc(sizeof(float) * cmax), *c1 = malloc(sizeof(float) * cmax);
     REQUIRE(c0 && c1);
     int n_native = 0;
@@ -365,11 +383,10 @@ static void test_gemm_bf16(void)
 }
 
 /* The BF16 fc1 -> fc2 pair through the packed output equals the unpacked pair. */
-static void test_gemm_bf16_packed(void)
+static void bf16_packed(int M, int D, int H)
 {
-    table t[4];
-    const int nt = tables(t);
-    const int M = 61, D = 40, H = 73;
+    table t[5];
+    const int nt = bf16_tables(t);
     th_sm r = th_sm_new(8, 1);
     float *X = malloc(sizeof(float) * M * D), *W1 = malloc(sizeof(float) * H * D);
     float *W2 = malloc(sizeof(float) * D * H), *b1 = malloc(sizeof(float) * H);
@@ -394,10 +411,17 @@ static void test_gemm_bf16_packed(void)
         uf__lp_gemm(k, &lp, 2, M, D, H, NULL, 0, w2, b2, Y2, D, UF__EPI_ACC, hp, NULL);
         int same = 1;
         for (int i = 0; i < M * D; i++) same &= Y1[i] == Y2[i];
-        CHECKF(same, "%s: BF16 packed fc1 -> fc2 differs from the unpacked pair", k->name);
+        CHECKF(same, "%s: BF16 packed fc1 -> fc2 differs from the unpacked pair (M %d D %d H %d)",
+               k->name, M, D, H);
         free(w1), free(w2);
     }
     free(X), free(W1), free(W2), free(b1), free(b2), free(Y1), free(Y2), free(Hd), free(ap), free(hp);
+}
+
+static void test_gemm_bf16_packed(void)
+{
+    bf16_packed(61, 40, 73);
+    bf16_packed(113, 64, 96); /* AMX shapes */
 }
 
 /* Rounding to BF16: nearest, ties to even, subnormals to zero, Inf and NaN kept. */

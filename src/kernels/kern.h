@@ -83,6 +83,14 @@ typedef struct uf__kern {
 /* The tables (kern_<level>.c). */
 extern const uf__kern uf__kern_generic, uf__kern_avx2, uf__kern_avx512, uf__kern_avx512bf16;
 
+/* The avx512bf16 table's gemm_bf16 runs on AMX tiles when uf__amx_ready() (AMX-BF16 CPU,
+ * UF_AMX not 0, Linux granted the tile registers: asked on the first call) and the shape
+ * fits (K, N multiples of 32), else on uf__gemm_bf16_dp (vdpbf16ps). Thread-safe. Only on a
+ * CPU with AVX512_BF16. */
+int uf__amx_ready(void);
+void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
+
 /* The level in use: the CPU's best, or UF_CPU's when set to a level the CPU has (read
  * once, on the first call; a level the CPU lacks or an unknown name is clamped to the
  * best available and explained by uf__cpu_note()). Thread-safe. */

@@ -28,6 +28,12 @@ static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, con
 #define KERN_GEMM_BF16 gemm_bf16
 #include "kernels/kern_impl.h"
 
+#include <cpuid.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 /* A packed FP32 panel [K][48] in place into BF16 pairs [ceil(K/2)][48][2] (an odd K gets a
  * zero partner). The pairs of step kp overwrite FP32 row kp, read at step kp/2 or earlier. */
 static void panel_to_bf16(float *ap, int K)
@@ -98,8 +104,20 @@ BF_DEF3(1) BF_DEF3(2) BF_DEF3(3) BF_DEF3(4) BF_DEF3(5) BF_DEF3(6) BF_DEF3(7) BF_
 static const micro_bf_fn micro_bf_tab[GM_NR][3] = {BF_ROW(1), BF_ROW(2), BF_ROW(3), BF_ROW(4),
                                                    BF_ROW(5), BF_ROW(6), BF_ROW(7), BF_ROW(8)};
 
-/* See uf__kern.gemm_bf16 in kern.h; the tasks are gemm's (kern_impl.h). */
-static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+/* Pack (A given) and convert every panel of ap to BF16 pairs, in the calling parallel
+ * region (ends with its barrier). */
+static void prepare_panels(int npan, const float *A, int lda, int M, int K, float *ap)
+{
+    const size_t pstride = (size_t)K * GM_MR;
+#pragma omp for schedule(static)
+    for (int p = 0; p < npan; p++) {
+        if (A) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
+        panel_to_bf16(ap + p * pstride, K);
+    }
+}
+
+/* uf__kern.gemm_bf16 with vdpbf16ps; the tasks are gemm's (kern_impl.h). */
+void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                       const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
 {
     const int npan = (M + GM_MR - 1) / GM_MR;
@@ -112,11 +130,7 @@ static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, con
     const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)(K + 1) / 2 * 2;
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
-#pragma omp for schedule(static)
-        for (int p = 0; p < npan; p++) {
-            if (A) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
-            panel_to_bf16(ap + p * pstride, K);
-        }
+        prepare_panels(npan, A, lda, M, K, ap);
         float ct[GM_NR * GM_MR] __attribute__((aligned(64)));
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < nmb * nnb; t++) {
@@ -149,4 +163,165 @@ static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, con
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* AMX                                                                                  */
+/* ------------------------------------------------------------------------------------ */
+
+/* AMX tiles (Sapphire Rapids and later): tdpbf16ps multiplies a 16 x 32 BF16 tile by a
+ * 16 x 16 pair tile into 16 x 16 FP32 sums, 8192 multiply-adds per instruction. The data
+ * need no new layout: the A tile is 16 weight rows read in place (W [N][K2] row-major), the
+ * B tile 16 tokens of a converted panel ([K/2][48][2], row stride 192 bytes), so the C tile
+ * is C^T [16 columns][16 tokens], the tile gemm's epilogue takes. Linux hands the tile
+ * registers to a process only after arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA): asked once,
+ * at the first BF16 GEMM (UF_AMX=0 never asks, and keeps vdpbf16ps); a refusal (an older
+ * kernel) keeps vdpbf16ps too. */
+
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int amx_ok;
+
+static void amx_probe(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24)))
+        return; /* AMX-BF16, AMX-TILE */
+    const char *e = getenv("UF_AMX");
+    if (e && !strcmp(e, "0")) return;
+    amx_ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+}
+
+int uf__amx_ready(void)
+{
+    pthread_once(&amx_once, amx_probe);
+    return amx_ok;
+}
+
+/* Palette 1, tiles 0-7 all 16 rows x 64 bytes: 0-3 C, 4-5 weights, 6-7 tokens. */
+typedef struct amx_cfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* A constant in memory: GCC 12's _tile_loadconfig tells the compiler it reads only 8 bytes,
+ * so a configuration built on the stack could lose its other stores. */
+static const amx_cfg amx_config __attribute__((aligned(64))) = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+__attribute__((target("amx-tile"))) static void amx_begin(void) { _tile_loadconfig(&amx_config); }
+
+__attribute__((target("amx-tile"))) static void amx_end(void) { _tile_release(); }
+
+/* ct[j][i] (row stride 48) = sum_k w[j][k] x_i[k] for 32 columns j (weight rows w, stride
+ * ldw elements) and 16 * nb tokens i (b[0], b[1]: 16-token blocks of converted panels). */
+__attribute__((target("amx-tile,amx-bf16"))) static void amx_tile32(int nb, int K,
+                                                                     const uint16_t *w, size_t ldw,
+                                                                     const uint16_t *const b[2],
+                                                                     float *ct)
+{
+    const size_t lw = ldw * sizeof(uint16_t), lb = 2 * GM_MR * sizeof(uint16_t);
+    const uint16_t *w1 = w + 16 * ldw;
+    _tile_zero(0);
+    _tile_zero(1);
+    if (nb == 2) {
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int k = 0; k < K; k += 32) {
+            _tile_loadd(4, w + k, lw);
+            _tile_loadd(5, w1 + k, lw);
+            _tile_loadd(6, b[0] + (size_t)k * GM_MR, lb);
+            _tile_loadd(7, b[1] + (size_t)k * GM_MR, lb);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+            _tile_dpbf16ps(2, 4, 7);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+        _tile_stored(2, ct + 16, GM_MR * sizeof(float));
+        _tile_stored(3, ct + 16 * GM_MR + 16, GM_MR * sizeof(float));
+    } else {
+        for (int k = 0; k < K; k += 32) {
+            _tile_loadd(4, w + k, lw);
+            _tile_loadd(5, w1 + k, lw);
+            _tile_loadd(6, b[0] + (size_t)k * GM_MR, lb);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 5, 6);
+        }
+    }
+    _tile_stored(0, ct, GM_MR * sizeof(float));
+    _tile_stored(1, ct + 16 * GM_MR, GM_MR * sizeof(float));
+}
+
+#define AMX_TB 12 /* 16-token blocks per task: 192 tokens */
+
+/* uf__kern.gemm_bf16 on AMX tiles; needs K and N multiples of 32. Tasks: 192 tokens x a
+ * chunk of 32-column groups (about 4 tasks per thread), each C tile summed over all of K. */
+static void gemm_amx(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                     const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+{
+    const int npan = (M + GM_MR - 1) / GM_MR, nblk = (M + 15) / 16;
+    const int ntb = (nblk + AMX_TB - 1) / AMX_TB, ng = N / 32;
+    int ncc = (4 * nth + ntb - 1) / ntb;
+    if (ncc > ng) ncc = ng;
+    const int cg = (ng + ncc - 1) / ncc; /* 32-column groups per chunk */
+    ncc = (ng + cg - 1) / cg;
+    const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)K;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        prepare_panels(npan, A, lda, M, K, ap);
+        float ct[32 * GM_MR] __attribute__((aligned(64))); /* C^T [32 columns][48] */
+        amx_begin();
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < ntb * ncc; t++) {
+            const int b0 = (t / ncc) * AMX_TB, b1 = b0 + AMX_TB < nblk ? b0 + AMX_TB : nblk;
+            const int g0 = (t % ncc) * cg, g1 = g0 + cg < ng ? g0 + cg : ng;
+            for (int g = g0; g < g1; g++) {
+                const int n0 = 32 * g;
+                for (int bk = b0; bk < b1; bk += 2) {
+                    const int nb = bk + 1 < b1 ? 2 : 1, m0 = 16 * bk;
+                    const int rows = M - m0 < 16 * nb ? M - m0 : 16 * nb;
+                    const uint16_t *bp[2];
+                    for (int i = 0; i < nb; i++) {
+                        const int tok = m0 + 16 * i;
+                        bp[i] = (const uint16_t *)(ap + (size_t)(tok / GM_MR) * pstride) +
+                                2 * (tok % GM_MR);
+                    }
+                    amx_tile32(nb, K, W + (size_t)n0 * K2, K2, bp, ct);
+                    for (int q = 0; q < 4; q++) { /* 8 columns at a time, as gemm's tiles */
+                        float *cq = ct + (size_t)q * GM_NR * GM_MR;
+                        const float *bq = bias ? bias + n0 + GM_NR * q : NULL;
+                        if (!pout) {
+                            epilogue(cq, GM_NR, rows, C + (size_t)m0 * ldc + n0 + GM_NR * q,
+                                     (size_t)ldc, e == UF__EPI_ACC, bq, e == UF__EPI_GELU);
+                            continue;
+                        }
+                        ct_bias_gelu(cq, GM_NR, nb, bq, e == UF__EPI_GELU);
+                        for (int i = 0; i < nb; i++) { /* into fc2's packed panels */
+                            const int tok = m0 + 16 * i;
+                            float *o = pout + ((size_t)(tok / GM_MR) * N + n0 + GM_NR * q) * GM_MR +
+                                       tok % GM_MR;
+                            for (int j = 0; j < GM_NR; j++)
+                                vstore(o + (size_t)j * GM_MR, vload(cq + j * GM_MR + 16 * i));
+                        }
+                    }
+                }
+            }
+        }
+        amx_end();
+    }
+}
+
+/* See uf__kern.gemm_bf16 in kern.h: AMX tiles when the OS grants them and the shape fits
+ * (K, N multiples of 32: every Linear layer of the usual ViTs, the patch embedding of patch
+ * 16 and 8), vdpbf16ps otherwise. */
+static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+{
+    if (K % 32 == 0 && N % 32 == 0 && uf__amx_ready())
+        gemm_amx(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
+    else
+        uf__gemm_bf16_dp(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
 }
