@@ -15,8 +15,11 @@
 #   BENCH_MODELS=vit_s16,vit_b16,vit_b8
 #   BENCH_BATCHES=1,8
 #   BENCH_BUDGET=8                 seconds of timed calls per (impl, model, batch), >= 3 calls
-#   BENCH_LEVELS=generic,avx2,avx512   our kernel levels to time (UF_CPU); default: every
-#                                  level this CPU has (avx512bf16 runs the avx512 kernels)
+#   BENCH_LEVELS=generic,avx2,avx512,avx512bf16   our kernel levels to time (UF_CPU); default:
+#                                  every level this CPU has
+#   BENCH_PRECISIONS=fp32,bf16     precisions timed at the avx512bf16 level (interleaved in
+#                                  one process: the BF16 / FP32 ratio); the other levels
+#                                  run FP32 only (BF16 is emulated there, at FP32 speed)
 #   PYTHON=/usr/bin/python3  BUILD=build  BENCH_OUT=bench/out
 set -u
 
@@ -83,7 +86,7 @@ fi
 if [ -z "${BENCH_LEVELS:-}" ]; then
     BENCH_LEVELS=""
     make -s uniformaly >&2
-    for l in generic avx2 avx512; do
+    for l in generic avx2 avx512 avx512bf16; do
         [ "$(UF_CPU=$l ./uniformaly --version 2>/dev/null | sed -n 's/^kernels: //p')" = "$l" ] &&
             BENCH_LEVELS="$BENCH_LEVELS${BENCH_LEVELS:+,}$l"
     done
@@ -125,9 +128,12 @@ for m in ${MODELS//,/ }; do
         say "$m: no $OUT/$m.safetensors, using uf_backbone_random with the same shape"
     fi
     for l in ${LEVELS//,/ }; do
-        say "$m: ours, $l kernels"
+        prec=fp32
+        [ "$l" = avx512bf16 ] && prec=${BENCH_PRECISIONS:-fp32,bf16}
+        say "$m: ours, $l kernels, $prec"
         UF_CPU=$l "$BUILD/bench_vit" --name "$m" "${src[@]}" --batches "$BATCHES" \
-            --threads "$THREADS" --budget "$BUDGET" --out "$RES/ours.jsonl" || OURS_FAILED=1
+            --threads "$THREADS" --budget "$BUDGET" --precisions "$prec" \
+            --out "$RES/ours.jsonl" || OURS_FAILED=1
     done
 
     # PyTorch

@@ -40,8 +40,9 @@ def load(impl):
                     best = recs.get(key)
                     if r.get("status") == "ok" and (not best or r["gflops"] > best["gflops"]):
                         recs[key] = r
-                elif impl == "ours":
-                    recs[(r.get("model"), r.get("batch"), r.get("level"))] = r
+                elif impl == "ours":  # BF16 rows: level "<level> bf16"
+                    lvl = (r.get("level") or "") + (" bf16" if r.get("precision") == "bf16" else "")
+                    recs[(r.get("model"), r.get("batch"), lvl)] = r
                 else:
                     recs[(r.get("model"), r.get("batch"))] = r
     except OSError:
@@ -57,7 +58,10 @@ own = [r for c, r in sgemms.items() if c != "Haswell"] or list(sgemms.values())
 sg = max(own, key=lambda r: r["gflops"]) if own else None
 sgemm = sg["gflops"] if sg else None
 if not LEVELS:
-    LEVELS = sorted({k[2] for k in ours if len(k) == 3 and k[2]})
+    LEVELS = sorted({k[2] for k in ours if len(k) == 3 and k[2] and not k[2].endswith(" bf16")})
+# each level's BF16 rows (bench_vit --precisions) follow its FP32 rows
+LEVELS = [x for l in LEVELS for x in [l] + ([l + " bf16"] if any(
+    len(k) == 3 and k[2] == l + " bf16" for k in ours) else [])]
 notes = []  # full text of every reason shortened in a cell
 
 
@@ -151,6 +155,22 @@ print("ms per image: best timed call / batch, and the median call / batch; ratio
       "kernels (UF_CPU)")
 print()
 print(render(head, rows))
+bf_rows = []
+for m in MODELS:
+    for b in BATCHES:
+        for lvl in LEVELS:
+            if not lvl.endswith(" bf16"):
+                continue
+            f32, b16 = ours.get((m, b, lvl[:-5])), ours.get((m, b, lvl))
+            if f32 and b16 and f32.get("status") == "ok" and b16.get("status") == "ok":
+                bf_rows.append([m, str(b), lvl[:-5], ratio(f32["ms_per_img"], b16["ms_per_img"]),
+                                ratio(f32.get("ms_per_img_median"), b16.get("ms_per_img_median")),
+                                "yes" if b16.get("interleaved", 1) > 1 else "no"])
+if bf_rows:
+    print()
+    print("BF16 speed-up over our FP32 at the same level (FP32 ms / BF16 ms; interleaved: the "
+          "two ran in one process, calls alternating):")
+    print(render(["model", "batch", "level", "best", "median", "interleaved"], bf_rows))
 print()
 print("GEMM 2048^3 GFLOP/s, best of 2 x 5 calls (start and end of the run):")
 grows = [[f"OpenBLAS sgemm ({c})", f"{r['gflops']:.1f}", f"{r['gflops_median']:.1f}", ""]

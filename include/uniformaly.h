@@ -323,7 +323,8 @@ uf_status uf_backbone_load(const char *path, const uf_backbone_params *p, uf_bac
 /* Release a backbone; NULL is a no-op. All sessions made from it must be freed first. */
 void uf_backbone_free(uf_backbone *bb);
 
-/* Arithmetic of a backbone's Linear layers (the patch embedding, qkv, proj, fc1, fc2). */
+/* Arithmetic of the Linear layers of a backbone's blocks (qkv, proj, fc1, fc2; the patch
+ * embedding stays FP32). */
 typedef enum uf_precision {
     UF_PRECISION_FP32 = 0, /* FP32 weights and inputs (the default)                   */
     UF_PRECISION_BF16 = 1  /* weights and GEMM inputs rounded to BF16 (round to nearest

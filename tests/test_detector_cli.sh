@@ -149,6 +149,28 @@ for delay in 0.05 0.3 1; do
   check "no stray file after kill -9 at ${delay}s" '[ -z "$(ls "$T" | grep "keep.ufm.")" ]'
 done
 
+# --- precision: fit records it, info shows it, predict uses it unless --precision ---
+expect 2 "fit bad --precision"      "$BIN" fit --backbone $M1 $OPTS --precision fp16 --out "$T/mb.ufm" "$T/train"
+expect 2 "predict bad --precision"  "$BIN" predict "$T/m.ufm" --precision half $TEST
+expect 0 "fit --precision bf16" "$BIN" fit --backbone $M1 $OPTS --coreset 0.5 --precision bf16 \
+    --out "$T/mb.ufm" "$T/train"
+expect 0 "info of a bf16 model" "$BIN" info "$T/mb.ufm"
+grep -q "^precision: *bf16" "$T/out" && ok "info says bf16" || bad "info precision: $(cat "$T/out")"
+expect 0 "info of an fp32 model" "$BIN" info "$T/m.ufm"
+grep -q "^precision: *fp32" "$T/out" && ok "info says fp32" || bad "info precision: $(cat "$T/out")"
+expect 0 "predict bf16 model" "$BIN" predict "$T/mb.ufm" $TEST && cut -f2 "$T/out" > "$T/s_b16"
+expect 0 "predict bf16 model --precision fp32" "$BIN" predict "$T/mb.ufm" --precision fp32 $TEST &&
+  cut -f2 "$T/out" > "$T/s_b32"
+expect 0 "predict bf16 model emulated (UF_CPU=avx2)" env UF_CPU=avx2 "$BIN" predict "$T/mb.ufm" $TEST &&
+  cut -f2 "$T/out" > "$T/s_emu"
+# the override changes the arithmetic (scores move, a little); the emulation matches native
+check "--precision fp32 overrides the recorded bf16" \
+  'paste "$T/s_b16" "$T/s_b32" | awk "{ if (\$1 == \$2) same++; d = (\$1 - \$2) / \$2; if (d < 0) d = -d; if (d > 0.1) far++ } END { exit (NR != 3 || same == NR || far) }"'
+check "emulated bf16 scores = native within 1e-3" \
+  'paste "$T/s_b16" "$T/s_emu" | awk "{ d = (\$1 - \$2) / \$2; if (d < 0) d = -d; if (d > 1e-3) far++ } END { exit (NR != 3 || far) }"'
+expect 0 "--version" "$BIN" --version
+grep -q "^bf16: " "$T/out" && ok "--version names the bf16 path" || bad "--version: $(cat "$T/out")"
+
 # --- demo (random ViT-S/16, small) ---
 expect 0 "demo" "$BIN" demo --out "$T/demo" --train 8 --threads 2
 grep -q "texture" "$T/out" && grep -q "object" "$T/out" && ok "demo reports both datasets" || bad "demo output: $(cat "$T/out")"

@@ -67,16 +67,14 @@ uf_status uf__lp_new(const uf__vit_weights *w, const uf__kern *kn, uf__lp **out)
 {
     *out = NULL;
     const int native = kn->gemm_bf16 != NULL, D = w->dim, M = w->mlp_dim;
-    const int KP = 3 * w->patch * w->patch;
     /* sizes are bounded by the FP32 weights already in memory: no overflow */
-    const size_t patch = layer_bytes(native, D, KP);
     const size_t per_block = layer_bytes(native, 3 * D, D) + layer_bytes(native, D, D) +
                              layer_bytes(native, M, D) + layer_bytes(native, D, M);
     uf__lp *lp = calloc(1, sizeof *lp);
     uf__lp_block *blocks = calloc((size_t)w->depth, sizeof *blocks);
     void *mem = NULL;
     if (!lp || !blocks ||
-        posix_memalign(&mem, 64, patch + (size_t)w->depth * per_block) != 0 || !mem) {
+        posix_memalign(&mem, 64, (size_t)w->depth * per_block) != 0 || !mem) {
         free(lp);
         free(blocks);
         return uf__err(UF_ERR_NOMEM, "uf_backbone_set_precision: out of memory for the BF16 "
@@ -86,9 +84,6 @@ uf_status uf__lp_new(const uf__vit_weights *w, const uf__kern *kn, uf__lp **out)
     lp->native = native;
     lp->mem = mem;
     lp->blocks = blocks;
-    convert_layer(native, w->patch_w, D, KP, p);
-    lp->patch = p;
-    p += patch;
     for (int l = 0; l < w->depth; l++) {
         const uf__block_weights *bw = &w->blocks[l];
         const struct { const float *src; int N, K; const void **dst; } layers[4] = {

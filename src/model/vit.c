@@ -373,12 +373,12 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
 }
 
 /* One Linear layer, kn->gemm's contract (kernels/kern.h): on the FP32 weights w, or on lw,
- * their BF16 copy (model/bf16.h), when the backbone runs in BF16. */
+ * their BF16 copy (model/bf16.h), when the backbone runs in BF16 and lw is given. */
 static void linear(const fwd *f, int M, int N, int K, const float *A, int lda, const float *w,
                    const void *lw, const float *bias, float *C, int ldc, uf__epi e, float *ap,
                    float *pout)
 {
-    if (f->lp)
+    if (f->lp && lw)
         uf__lp_gemm(f->kn, f->lp, f->nth, M, N, K, A, lda, lw, bias, C, ldc, e, ap, pout);
     else
         f->kn->gemm(f->nth, M, N, K, A, lda, w, bias, C, ldc, e, ap, pout);
@@ -394,8 +394,9 @@ static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
     float *x = s->x.p, *h = s->h.p, *ctx = s->ctx.p, *pk = s->pk.p;
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
     im2col(nth, pixels, f->B, H, W, P, H / P, W / P, s->col.p);
-    linear(f, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w,
-           f->lp ? f->lp->patch : NULL, w->patch_b, ctx, D, UF__EPI_SET, s->pk.p, NULL);
+    /* (FP32 in BF16 backbones too: rounding the pixels cost more accuracy than its 1-2 % of
+     * the FLOPs are worth, model/bf16.h) */
+    linear(f, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, NULL, w->patch_b, ctx, D, UF__EPI_SET, s->pk.p, NULL);
     const uf__block_weights *bw0 = &w->blocks[0];
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int t = 0; t < f->iT; t++) {
