@@ -7,10 +7,11 @@
  * does 16, and BF16 weights are half the bytes to stream; both matter on the ViT's Linear
  * layers, which are most of a forward. The FP32 kernels come from kern_impl.h (included
  * below, so the FP32 half of this level is the avx512 one, compiled again with the BF16
- * target added) and gemm_bf16 reuses its packing, epilogue and task layout.
+ * target added) and gemm_bf16 reuses its packing and epilogue.
  *
- * gemm_bf16 keeps gemm's shape (kern_impl.h): the vector dimension is the token one, panels
- * of MR = 48 tokens, weights read in place and broadcast. vdpbf16ps sums pairs of adjacent
+ * gemm_bf16 keeps gemm's data (kern_impl.h): panels of MR = 48 tokens, weights read in
+ * place, C^T tiles [columns][48]; on AMX the tiles come from tdpbf16ps (below), else from a
+ * vdpbf16ps micro-kernel with the token as the vector dimension. vdpbf16ps sums pairs of adjacent
  * BF16 elements of each 32-bit lane, so the pair is two consecutive k: a packed FP32 panel
  * [K][48] is converted in place to [K/2][48][2] BF16 (round to nearest even, vcvtne2ps2bf16,
  * then an interleave), and the weights, BF16 [N][K2] row-major, give the matching pair
@@ -97,12 +98,30 @@ typedef void (*micro_bf_fn)(const uint16_t *, const uint16_t *, size_t, int, flo
     {                                                                                      \
         micro_bf(NR, MV, ap, w, ldw, kc2, ct);                                             \
     }
-#define BF_DEF3(NR) BF_DEF(NR, 1) BF_DEF(NR, 2) BF_DEF(NR, 3)
-BF_DEF3(1) BF_DEF3(2) BF_DEF3(3) BF_DEF3(4) BF_DEF3(5) BF_DEF3(6) BF_DEF3(7) BF_DEF3(8)
-#define BF_ROW(NR) {micro_bf_##NR##_1, micro_bf_##NR##_2, micro_bf_##NR##_3}
-/* [nr-1][mv-1] */
-static const micro_bf_fn micro_bf_tab[GM_NR][3] = {BF_ROW(1), BF_ROW(2), BF_ROW(3), BF_ROW(4),
+#define BF_DEF2(NR) BF_DEF(NR, 1) BF_DEF(NR, 2)
+BF_DEF2(1) BF_DEF2(2) BF_DEF2(3) BF_DEF2(4) BF_DEF2(5) BF_DEF2(6) BF_DEF2(7) BF_DEF2(8)
+#define BF_ROW(NR) {micro_bf_##NR##_1, micro_bf_##NR##_2}
+/* [nr-1][mv-1]: nr weight rows, mv 16-token vectors */
+static const micro_bf_fn micro_bf_tab[GM_NR][2] = {BF_ROW(1), BF_ROW(2), BF_ROW(3), BF_ROW(4),
                                                    BF_ROW(5), BF_ROW(6), BF_ROW(7), BF_ROW(8)};
+
+/* The same product as amx_tile32 below with vdpbf16ps: ct[j][i] (row stride 48) for the
+ * ncol <= 32 columns of weight rows w (stride ldw) and the 16 * nb tokens of blocks b. */
+static void dp_tile32(int nb, int K, int ncol, const uint16_t *w, size_t ldw,
+                      const uint16_t *const b[2], float *ct)
+{
+    const int kc2 = (K + 1) / 2, joined = nb == 2 && b[1] == b[0] + 32; /* one panel */
+    for (int q = 0; 8 * q < ncol; q++) {
+        const int nr = ncol - 8 * q < 8 ? ncol - 8 * q : 8;
+        const uint16_t *wq = w + (size_t)8 * q * ldw;
+        float *cq = ct + (size_t)8 * q * GM_MR;
+        if (joined) {
+            micro_bf_tab[nr - 1][1](b[0], wq, ldw, kc2, cq);
+            continue;
+        }
+        for (int i = 0; i < nb; i++) micro_bf_tab[nr - 1][0](b[i], wq, ldw, kc2, cq + 16 * i);
+    }
+}
 
 /* Pack (A given) and convert every panel of ap to BF16 pairs, in the calling parallel
  * region (ends with its barrier). */
@@ -113,55 +132,6 @@ static void prepare_panels(int npan, const float *A, int lda, int M, int K, floa
     for (int p = 0; p < npan; p++) {
         if (A) pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
         panel_to_bf16(ap + p * pstride, K);
-    }
-}
-
-/* uf__kern.gemm_bf16 with vdpbf16ps; the tasks are gemm's (kern_impl.h). */
-void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
-                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
-{
-    const int npan = (M + GM_MR - 1) / GM_MR;
-    const int nmb = (npan + GM_MC - 1) / GM_MC, ppm = (npan + nmb - 1) / nmb;
-    const int nn = (N + GM_NR - 1) / GM_NR;
-    int nnb = (4 * nth + nmb - 1) / nmb;
-    if (nnb > nn) nnb = nn;
-    const int cn = (nn + nnb - 1) / nnb;
-    nnb = (nn + cn - 1) / cn;
-    const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)(K + 1) / 2 * 2;
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-        prepare_panels(npan, A, lda, M, K, ap);
-        float ct[GM_NR * GM_MR] __attribute__((aligned(64)));
-#pragma omp for schedule(dynamic, 1)
-        for (int t = 0; t < nmb * nnb; t++) {
-            const int pb = (t / nnb) * ppm, pe = pb + ppm < npan ? pb + ppm : npan;
-            const int jb = (t % nnb) * cn, je = jb + cn < nn ? jb + cn : nn;
-            for (int k0 = 0; k0 < K; k0 += GM_KC) { /* GM_KC is even: k0 starts a pair */
-                const int kc = K - k0 < GM_KC ? K - k0 : GM_KC, last = k0 + kc == K;
-                for (int jj = jb; jj < je; jj++) {
-                    const int n0 = jj * GM_NR, nr = N - n0 < GM_NR ? N - n0 : GM_NR;
-                    for (int p = pb; p < pe; p++) {
-                        const int m0 = p * GM_MR, rows = M - m0 < GM_MR ? M - m0 : GM_MR;
-                        const int mv = (rows + 15) / 16;
-                        micro_bf_tab[nr - 1][mv - 1]((const uint16_t *)(ap + p * pstride) +
-                                                         (size_t)k0 * GM_MR,
-                                                     W + (size_t)n0 * K2 + k0, K2,
-                                                     (kc + 1) / 2, ct);
-                        if (pout) { /* single k block: finish in place, copy packed */
-                            ct_bias_gelu(ct, nr, mv, bias ? bias + n0 : NULL, e == UF__EPI_GELU);
-                            float *o = pout + ((size_t)p * N + n0) * GM_MR;
-                            for (int j = 0; j < nr; j++)
-                                for (int v = 0; v < mv; v++)
-                                    vstore(o + j * GM_MR + VL * v, vload(ct + j * GM_MR + VL * v));
-                            continue;
-                        }
-                        epilogue(ct, nr, rows, C + (size_t)m0 * ldc + n0, (size_t)ldc,
-                                 k0 > 0 || e == UF__EPI_ACC, last && bias ? bias + n0 : NULL,
-                                 last && e == UF__EPI_GELU);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -255,63 +225,78 @@ __attribute__((target("amx-tile,amx-bf16"))) static void amx_tile32(int nb, int 
     _tile_stored(1, ct + 16 * GM_MR, GM_MR * sizeof(float));
 }
 
-#define AMX_TB 12 /* 16-token blocks per task: 192 tokens */
+/* ------------------------------------------------------------------------------------ */
+/* GEMM                                                                                 */
+/* ------------------------------------------------------------------------------------ */
 
-/* uf__kern.gemm_bf16 on AMX tiles; needs K and N multiples of 32. Tasks: 192 tokens x a
- * chunk of 32-column groups (about 4 tasks per thread), each C tile summed over all of K. */
-static void gemm_amx(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
-                     const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+#define BF_TB 12 /* 16-token blocks per task: 192 tokens */
+
+/* uf__kern.gemm_bf16 on AMX tiles (amx: K and N multiples of 32) or vdpbf16ps. Tasks: 192
+ * tokens x a chunk of 32-column groups (about 4 tasks per thread); each tile of 32 columns
+ * x 32 tokens is summed over all of K, then finished 8 columns at a time by gemm's
+ * epilogue (kern_impl.h) or copied into fc2's packed panels (pout). */
+static void gemm_tiles(int amx, int nth, int M, int N, int K, const float *A, int lda,
+                       const uint16_t *W, const float *bias, float *C, int ldc, uf__epi e,
+                       float *ap, float *pout)
 {
     const int npan = (M + GM_MR - 1) / GM_MR, nblk = (M + 15) / 16;
-    const int ntb = (nblk + AMX_TB - 1) / AMX_TB, ng = N / 32;
+    const int ntb = (nblk + BF_TB - 1) / BF_TB, ng = (N + 31) / 32;
     int ncc = (4 * nth + ntb - 1) / ntb;
     if (ncc > ng) ncc = ng;
     const int cg = (ng + ncc - 1) / ncc; /* 32-column groups per chunk */
     ncc = (ng + cg - 1) / cg;
-    const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)K;
+    const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)(K + 1) / 2 * 2;
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
         prepare_panels(npan, A, lda, M, K, ap);
         float ct[32 * GM_MR] __attribute__((aligned(64))); /* C^T [32 columns][48] */
-        amx_begin();
+        if (amx) amx_begin();
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < ntb * ncc; t++) {
-            const int b0 = (t / ncc) * AMX_TB, b1 = b0 + AMX_TB < nblk ? b0 + AMX_TB : nblk;
+            const int b0 = (t / ncc) * BF_TB, b1 = b0 + BF_TB < nblk ? b0 + BF_TB : nblk;
             const int g0 = (t % ncc) * cg, g1 = g0 + cg < ng ? g0 + cg : ng;
             for (int g = g0; g < g1; g++) {
-                const int n0 = 32 * g;
+                const int n0 = 32 * g, ncol = N - n0 < 32 ? N - n0 : 32;
                 for (int bk = b0; bk < b1; bk += 2) {
                     const int nb = bk + 1 < b1 ? 2 : 1, m0 = 16 * bk;
                     const int rows = M - m0 < 16 * nb ? M - m0 : 16 * nb;
-                    const uint16_t *bp[2];
+                    const uint16_t *bp[2] = {NULL, NULL};
                     for (int i = 0; i < nb; i++) {
                         const int tok = m0 + 16 * i;
                         bp[i] = (const uint16_t *)(ap + (size_t)(tok / GM_MR) * pstride) +
                                 2 * (tok % GM_MR);
                     }
-                    amx_tile32(nb, K, W + (size_t)n0 * K2, K2, bp, ct);
-                    for (int q = 0; q < 4; q++) { /* 8 columns at a time, as gemm's tiles */
+                    if (amx) amx_tile32(nb, K, W + (size_t)n0 * K2, K2, bp, ct);
+                    else dp_tile32(nb, K, ncol, W + (size_t)n0 * K2, K2, bp, ct);
+                    for (int q = 0; 8 * q < ncol; q++) { /* 8 columns at a time */
+                        const int nr = ncol - 8 * q < 8 ? ncol - 8 * q : 8;
                         float *cq = ct + (size_t)q * GM_NR * GM_MR;
                         const float *bq = bias ? bias + n0 + GM_NR * q : NULL;
                         if (!pout) {
-                            epilogue(cq, GM_NR, rows, C + (size_t)m0 * ldc + n0 + GM_NR * q,
+                            epilogue(cq, nr, rows, C + (size_t)m0 * ldc + n0 + GM_NR * q,
                                      (size_t)ldc, e == UF__EPI_ACC, bq, e == UF__EPI_GELU);
                             continue;
                         }
-                        ct_bias_gelu(cq, GM_NR, nb, bq, e == UF__EPI_GELU);
+                        ct_bias_gelu(cq, nr, nb, bq, e == UF__EPI_GELU);
                         for (int i = 0; i < nb; i++) { /* into fc2's packed panels */
                             const int tok = m0 + 16 * i;
                             float *o = pout + ((size_t)(tok / GM_MR) * N + n0 + GM_NR * q) * GM_MR +
                                        tok % GM_MR;
-                            for (int j = 0; j < GM_NR; j++)
+                            for (int j = 0; j < nr; j++)
                                 vstore(o + (size_t)j * GM_MR, vload(cq + j * GM_MR + 16 * i));
                         }
                     }
                 }
             }
         }
-        amx_end();
+        if (amx) amx_end();
     }
+}
+
+void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+{
+    gemm_tiles(0, nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
 }
 
 /* See uf__kern.gemm_bf16 in kern.h: AMX tiles when the OS grants them and the shape fits
@@ -320,8 +305,6 @@ static void gemm_amx(int nth, int M, int N, int K, const float *A, int lda, cons
 static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                       const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
 {
-    if (K % 32 == 0 && N % 32 == 0 && uf__amx_ready())
-        gemm_amx(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
-    else
-        uf__gemm_bf16_dp(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
+    gemm_tiles(K % 32 == 0 && N % 32 == 0 && uf__amx_ready(), nth, M, N, K, A, lda, W, bias, C,
+               ldc, e, ap, pout);
 }
