@@ -119,20 +119,29 @@ static uf_status do_run(uf_session *s, const uf_backbone *bb, const float *px, i
     return uf_forward(s, px, B, H, W, rq, &o);
 }
 
+/* The model, golden outputs, info and a session of one golden case; 0 (printed) if any
+ * fails to load. */
+static int open_case(const char *model, const char *outfile, gold *g, uf_backbone **bb,
+                     uf_session **s, uf_backbone_info *in)
+{
+    *s = NULL;
+    if (!(*bb = load_bb(model))) return 0;
+    uf_backbone_get_info(*bb, in);
+    if (gold_load(outfile, g) && uf_session_new(*bb, s) == UF_OK) return 1;
+    fprintf(stderr, "cannot open the case %s: %s\n", outfile, uf_errmsg());
+    uf__tensors_free(&g->ts);
+    uf_backbone_free(*bb);
+    return 0;
+}
+
 /* Check every output kind of one golden case on one session. */
 static void check_case(const char *model, const char *outfile, int has_head)
 {
     gold g;
-    uf_backbone *bb = load_bb(model);
-    REQUIRE(bb != NULL);
-    if (!gold_load(outfile, &g)) {
-        uf_backbone_free(bb);
-        REQUIRE(0);
-    }
+    uf_backbone *bb;
+    uf_session *s;
     uf_backbone_info in;
-    uf_backbone_get_info(bb, &in);
-    uf_session *s = NULL;
-    REQUIRE_OK(uf_session_new(bb, &s));
+    REQUIRE(open_case(model, outfile, &g, &bb, &s, &in));
     const size_t bs = (size_t)g.B * g.Np * g.D;
     char name[32];
 
@@ -375,16 +384,10 @@ static void test_m2_golden(void) { check_case(GOLD "m2.safetensors", GOLD "m2_ou
 static void check_bf16(const char *model, const char *outfile)
 {
     gold g;
-    uf_backbone *bb = load_bb(model);
-    REQUIRE(bb != NULL);
-    if (!gold_load(outfile, &g)) {
-        uf_backbone_free(bb);
-        REQUIRE(0);
-    }
+    uf_backbone *bb;
+    uf_session *s;
     uf_backbone_info in;
-    uf_backbone_get_info(bb, &in);
-    uf_session *s = NULL;
-    REQUIRE_OK(uf_session_new(bb, &s));
+    REQUIRE(open_case(model, outfile, &g, &bb, &s, &in));
     const size_t bs = (size_t)g.B * g.Np * g.D;
     uf_forward_request rq = {0};
     rq.blocks = (1ull << in.depth) - 1;

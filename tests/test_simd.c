@@ -116,38 +116,6 @@ static void test_gemm(void)
     }
 }
 
-/* fc1 with GELU written packed, then fc2 reading it, equals the unpacked pair. */
-static void test_gemm_packed(void)
-{
-    table t[4];
-    const int nt = tables(t);
-    const int M = 61, D = 40, H = 72;
-    th_sm r = th_sm_new(7, 1);
-    float *X = malloc(sizeof(float) * M * D), *W1 = malloc(sizeof(float) * H * D);
-    float *W2 = malloc(sizeof(float) * D * H), *b1 = malloc(sizeof(float) * H);
-    float *b2 = malloc(sizeof(float) * D), *Y1 = malloc(sizeof(float) * M * D);
-    float *Y2 = malloc(sizeof(float) * M * D), *Hd = malloc(sizeof(float) * M * H);
-    const size_t pk = (size_t)(M + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * H;
-    float *ap = amalloc(sizeof(float) * pk), *hp = amalloc(sizeof(float) * pk);
-    REQUIRE(X && W1 && W2 && b1 && b2 && Y1 && Y2 && Hd && ap && hp);
-    for (int i = 0; i < M * D; i++) X[i] = urand(&r);
-    for (int i = 0; i < H * D; i++) W1[i] = urand(&r), W2[i] = urand(&r);
-    for (int i = 0; i < H; i++) b1[i] = urand(&r);
-    for (int i = 0; i < D; i++) b2[i] = urand(&r);
-    for (int l = 0; l < nt; l++) {
-        const uf__kern *k = t[l].k;
-        for (int i = 0; i < M * D; i++) Y1[i] = Y2[i] = X[i];
-        k->gemm(2, M, H, D, X, D, W1, b1, Hd, H, UF__EPI_GELU, ap, NULL);
-        k->gemm(2, M, D, H, Hd, H, W2, b2, Y1, D, UF__EPI_ACC, ap, NULL);
-        k->gemm(2, M, H, D, X, D, W1, b1, NULL, 0, UF__EPI_GELU, ap, hp);
-        k->gemm(2, M, D, H, NULL, 0, W2, b2, Y2, D, UF__EPI_ACC, hp, NULL);
-        int same = 1;
-        for (int i = 0; i < M * D; i++) same &= Y1[i] == Y2[i];
-        CHECKF(same, "%s: packed fc1 -> fc2 differs from the unpacked pair", k->name);
-    }
-    free(X), free(W1), free(W2), free(b1), free(b2), free(Y1), free(Y2), free(Hd), free(ap), free(hp);
-}
-
 /* GELU over [-20, 20] (and the tails where it is ~0 or x) within 2e-6 relative + 1e-30. */
 static void test_gelu(void)
 {
@@ -382,12 +350,23 @@ static void test_gemm_bf16(void)
     free(c0), free(c1);
 }
 
-/* The BF16 fc1 -> fc2 pair through the packed output equals the unpacked pair. */
-static void bf16_packed(int M, int D, int H)
+/* One GEMM of table k: the FP32 gemm (lp NULL, w the FP32 weights) or uf__lp_gemm (w in
+ * lp's layout). */
+static void gm(const uf__kern *k, const uf__lp *lp, int M, int N, int K, const float *A, int lda,
+               const void *w, const float *bias, float *C, int ldc, uf__epi e, float *ap,
+               float *pout)
+{
+    if (lp) uf__lp_gemm(k, lp, 2, M, N, K, A, lda, w, bias, C, ldc, e, ap, pout);
+    else k->gemm(2, M, N, K, A, lda, w, bias, C, ldc, e, ap, pout);
+}
+
+/* fc1 with GELU written packed, then fc2 reading it, equals the unpacked pair: FP32 at
+ * every table, or (bf16) BF16 at every table (native, vdpbf16ps alone, emulated). */
+static void packed_pair(int M, int D, int H, int bf16)
 {
     table t[5];
-    const int nt = bf16_tables(t);
-    th_sm r = th_sm_new(8, 1);
+    const int nt = bf16 ? bf16_tables(t) : tables(t);
+    th_sm r = th_sm_new(7, 1);
     float *X = malloc(sizeof(float) * M * D), *W1 = malloc(sizeof(float) * H * D);
     float *W2 = malloc(sizeof(float) * D * H), *b1 = malloc(sizeof(float) * H);
     float *b2 = malloc(sizeof(float) * D), *Y1 = malloc(sizeof(float) * M * D);
@@ -401,27 +380,29 @@ static void bf16_packed(int M, int D, int H)
     for (int i = 0; i < D; i++) b2[i] = urand(&r);
     for (int l = 0; l < nt; l++) {
         const uf__kern *k = t[l].k;
-        const uf__lp lp = {.native = k->gemm_bf16 != NULL};
-        void *w1 = bf16_weights(k, W1, H, D), *w2 = bf16_weights(k, W2, D, H);
+        const uf__lp lpv = {.native = k->gemm_bf16 != NULL}, *lp = bf16 ? &lpv : NULL;
+        void *w1 = bf16 ? bf16_weights(k, W1, H, D) : W1, *w2 = bf16 ? bf16_weights(k, W2, D, H) : W2;
         REQUIRE(w1 && w2);
         for (int i = 0; i < M * D; i++) Y1[i] = Y2[i] = X[i];
-        uf__lp_gemm(k, &lp, 2, M, H, D, X, D, w1, b1, Hd, H, UF__EPI_GELU, ap, NULL);
-        uf__lp_gemm(k, &lp, 2, M, D, H, Hd, H, w2, b2, Y1, D, UF__EPI_ACC, ap, NULL);
-        uf__lp_gemm(k, &lp, 2, M, H, D, X, D, w1, b1, NULL, 0, UF__EPI_GELU, ap, hp);
-        uf__lp_gemm(k, &lp, 2, M, D, H, NULL, 0, w2, b2, Y2, D, UF__EPI_ACC, hp, NULL);
+        gm(k, lp, M, H, D, X, D, w1, b1, Hd, H, UF__EPI_GELU, ap, NULL);
+        gm(k, lp, M, D, H, Hd, H, w2, b2, Y1, D, UF__EPI_ACC, ap, NULL);
+        gm(k, lp, M, H, D, X, D, w1, b1, NULL, 0, UF__EPI_GELU, ap, hp);
+        gm(k, lp, M, D, H, NULL, 0, w2, b2, Y2, D, UF__EPI_ACC, hp, NULL);
         int same = 1;
         for (int i = 0; i < M * D; i++) same &= Y1[i] == Y2[i];
-        CHECKF(same, "%s: BF16 packed fc1 -> fc2 differs from the unpacked pair (M %d D %d H %d)",
-               k->name, M, D, H);
-        free(w1), free(w2);
+        CHECKF(same, "%s%s: packed fc1 -> fc2 differs from the unpacked pair (M %d D %d H %d)",
+               k->name, bf16 ? " bf16" : "", M, D, H);
+        if (bf16) free(w1), free(w2);
     }
     free(X), free(W1), free(W2), free(b1), free(b2), free(Y1), free(Y2), free(Hd), free(ap), free(hp);
 }
 
+static void test_gemm_packed(void) { packed_pair(61, 40, 72, 0); }
+
 static void test_gemm_bf16_packed(void)
 {
-    bf16_packed(61, 40, 73);
-    bf16_packed(113, 64, 96); /* AMX shapes */
+    packed_pair(61, 40, 73, 1);
+    packed_pair(113, 64, 96, 1); /* AMX shapes */
 }
 
 /* Rounding to BF16: nearest, ties to even, subnormals to zero, Inf and NaN kept. */
