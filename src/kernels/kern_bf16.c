@@ -3,9 +3,13 @@
  * Rapids, Zen 4 and later): the avx512 FP32 kernels plus gemm_bf16, the GEMM of backbones
  * set to BF16 (uf_backbone_set_precision, model/bf16.c).
  *
- * Why a kernel of its own: vdpbf16ps does 32 multiply-adds per instruction where vfmadd231ps
- * does 16, and BF16 weights are half the bytes to stream; both matter on the ViT's Linear
- * layers, which are most of a forward. The FP32 kernels come from kern_impl.h (included
+ * Why a kernel of its own: the ViT's Linear layers are most of a forward, and BF16 halves
+ * the weight bytes and packs more multiply-adds per instruction: vdpbf16ps 32 where
+ * vfmadd231ps does 16, AMX's tdpbf16ps 8192. Measured on a Sapphire Rapids (2 cores, loaded):
+ * vdpbf16ps alone reaches only 0.6-0.8x our FP32 GEMM (it issues at about half the rate of
+ * the two FMA ports), AMX tiles 4-14x; so AMX is used whenever Linux grants it, vdpbf16ps
+ * for the shapes AMX does not take and on CPUs without AMX (Cooper Lake, Zen 4), where it
+ * was not measured. The FP32 kernels come from kern_impl.h (included
  * below, so the FP32 half of this level is the avx512 one, compiled again with the BF16
  * target added) and gemm_bf16 reuses its packing and epilogue.
  *
