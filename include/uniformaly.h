@@ -332,14 +332,18 @@ typedef enum uf_precision {
                               softmax, GELU and every other step stay FP32             */
 } uf_precision;
 
-/* Set the precision of bb's forward passes. UF_PRECISION_BF16 converts the Linear weights
- * once, here (the FP32 weights are kept, so going back to FP32 is exact and free): on a
- * CPU with AVX512_BF16 (uf_cpu_level() "avx512bf16") to BF16 for vdpbf16ps, extra memory
+/* Set the precision of bb's forward passes. UF_PRECISION_BF16 converts the blocks' Linear
+ * weights once, here (the FP32 weights are kept, so going back to FP32 is exact and free):
+ * on a CPU with AVX512_BF16 (uf_cpu_level() "avx512bf16") to BF16, extra memory
  * half the FP32 weights; on any other CPU (or a lower UF_CPU) to FP32 copies of the
  * BF16-rounded weights, with the GEMM inputs rounded the same way: the same numbers up to
- * the FP32 summation order, at FP32 speed, extra memory the size of the weights. Measured
- * cost (README): block outputs within 1e-2 relative of FP32, bottle and MTD AUROC within
- * 0.002. A model records its backbone's precision (uf_model_save) and uf_model_load
+ * the FP32 summation order, at FP32 speed, extra memory the size of the weights. On CPUs
+ * with AMX the GEMMs run on AMX tiles: the first BF16 forward asks Linux once for the
+ * process's AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM, which enlarges the signal
+ * frames of every thread: the one process-wide change the library makes, and only then);
+ * the environment variable UF_AMX=0 prevents it (vdpbf16ps is used instead). Measured
+ * cost (README): block outputs within 1e-2 relative of FP32; bottle AUROC within 0.0002,
+ * MTD image / pixel AUROC +0.0020 / +0.0045. A model records its backbone's precision (uf_model_save) and uf_model_load
  * restores it. Not thread-safe with forward passes of sessions of bb. Errors: UF_ERR_ARG
  * (NULL, unknown precision), UF_ERR_NOMEM (bb unchanged). */
 uf_status uf_backbone_set_precision(uf_backbone *bb, uf_precision p);
