@@ -489,8 +489,10 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
  * alpha): the outline of the region where map > outline (NaN: none), a colour bar at the
  * right edge (colorbar nonzero, lo < hi finite) with lo and hi written at its ends and a
  * white tick at mark (NaN: none; e.g. the threshold), and label (ASCII; NULL: none) at the
- * top left in a box coloured by decision (1 red, 0 green, -1 grey). Text uses a built-in
- * 5x7 font scaled with the image. */
+ * top left in a box coloured by decision (1 red, 0 green, -1 grey). Pixels where
+ * inspected ([img->height][img->width]; NULL: none) is 0 are drawn grey (the original's
+ * brightness, dimmed and without colour: the part the model never saw,
+ * uf_model_inspected). Text uses a built-in 5x7 font scaled with the image. */
 typedef struct uf_annotation {
     float lo, hi, alpha;
     float outline;
@@ -498,6 +500,7 @@ typedef struct uf_annotation {
     float mark;
     const char *label;
     int decision;
+    const uint8_t *inspected;
 } uf_annotation;
 
 /* The overlay of map ([img->height][img->width]) over img with the annotations of a; *out
@@ -790,6 +793,14 @@ uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smoot
  * Thread-safe. */
 uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int width,
                                 int height, float *out);
+
+/* Which pixels of an original image (width x height) the model inspects: out
+ * ([height][width], caller-allocated) receives 1 where the network input shows the pixel
+ * (its centre lies in the part of the resized image that the crop, or the canvas, keeps),
+ * 0 where the geometry discards it (e.g. outside the centre crop); all 1 when the geometry
+ * keeps the whole image. Overlays grey out the 0s (uf_annotation.inspected). Errors:
+ * UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_model_inspected(const uf_model *m, int width, int height, uint8_t *out);
 
 /* ------------------------------------------------------------------------------------ */
 /* Zero-shot scoring (src/detector/zeroshot.c)                                          */

@@ -136,6 +136,14 @@ struct cJSON *cli_model_json(const char *path, const uf_model *m);
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
  * number decoded. */
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
+/* As cli_load_images, but an image is kept at its full decoded size (full[j] true) while the
+ * full-size images of the call stay within max_bytes of pixels; past that it is loaded
+ * shrunk (full[j] false). For overlays, drawn on the same decoded pixels that were scored
+ * (the detector shrinks a full-size image itself, with the same results). */
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+                         bool *full, size_t max_bytes);
+/* The bound of cli_load_images_full used by predict: 256 MB of originals per batch. */
+#define CLI_KEEP_BYTES ((size_t)256 << 20)
 
 /* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies
  * whatever it is given), so every JSON document the program writes goes through
@@ -206,6 +214,7 @@ typedef struct cli_overlay_style {
     float level;      /* outline / mask / region level, NaN: none     */
     double thr;       /* image threshold (NaN: none)                  */
     bool masks;       /* --masks: NAME.mask.png                       */
+    bool regions;     /* find the regions (for --json); init: true    */
 } cli_overlay_style;
 /* The style from --heatmap-range range (0,0: none), the image threshold thr (NaN: none) and
  * the calibration of m (NULL or uncalibrated: none; zeroshot has none): a calibrated model
@@ -223,12 +232,14 @@ typedef struct cli_map_out {
     char png[4200], npy[4200], mask[4200];
 } cli_map_out;
 /* Write dir/name.png (annotated overlay of the pixel map pmap [S][S] of model m on the image
- * at img_path, scored score, in style st), with raw dir/name.npy, with st->masks
- * dir/name.mask.png; the paths and regions go to mo (mo->wrote = the result); outputs that
- * are inputs are refused; false after printing an error. Thread-safe (one mo each). */
+ * at img_path - orig, its full-size decoded pixels, or NULL to decode it here - scored
+ * score, in style st, the part m does not inspect greyed), with raw dir/name.npy, with
+ * st->masks dir/name.mask.png; the paths and regions go to mo (mo->wrote = the result);
+ * outputs that are inputs are refused; false after printing an error. Thread-safe (one mo
+ * each). */
 bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const char *img_path,
-                    const char *name, const cli_overlay_style *st, float score, bool raw,
-                    const uf_inputs *inputs, cli_map_out *mo);
+                    const uf_image *orig, const char *name, const cli_overlay_style *st,
+                    float score, bool raw, const uf_inputs *inputs, cli_map_out *mo);
 /* The result line of one image, text (PATH TAB SCORE TAB anomalous|normal|- TAB
  * NORMALIZED|-) or JSON ("normalized", and with mo: "heatmap", "map", "mask", "regions");
  * mo NULL when no maps were asked for; thr NaN when unknown. */

@@ -143,17 +143,49 @@ static void warn_coverage(const char *path, int w, int h, const uf_preprocess *p
             path, w, h, 100.0 * kept);
 }
 
-int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
+/* Decode paths[j] into *img: at full size while *kept (shared by the threads) stays within
+ * max_bytes (*full true), else shrunk. uf_image_load_shrunk's status. */
+static uf_status load_one(const char *path, const uf_preprocess *pre, uf_image **img, int *w,
+                          int *h, bool *full, size_t max_bytes, size_t *kept)
+{
+    *full = false;
+    if (max_bytes) {
+        uf_status s = uf_image_load(path, img);
+        if (s != UF_OK) return s;
+        *w = (*img)->width;
+        *h = (*img)->height;
+        size_t bytes = (size_t)*w * (size_t)*h * 3, now;
+#pragma omp atomic capture
+        now = *kept += bytes;
+        if (now <= max_bytes) {
+            *full = true;
+            return UF_OK;
+        }
+#pragma omp atomic
+        *kept -= bytes;
+        uf_image_free(*img); /* over the bound: shrunk, as without overlays */
+        *img = NULL;
+    }
+    return uf_image_load_shrunk(path, pre, img, w, h);
+}
+
+/* cli_load_images (max_bytes 0) and cli_load_images_full. */
+static int load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+                       bool *full, size_t max_bytes)
 {
     int ok = 0;
+    size_t kept = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
     for (int j = 0; j < n; j++) {
         imgs[j] = NULL;
         int w, h; /* the file's own size */
-        if (uf_image_load_shrunk(paths[j], pre, &imgs[j], &w, &h) == UF_OK) {
+        bool f;
+        if (load_one(paths[j], pre, &imgs[j], &w, &h, &f, max_bytes, &kept) == UF_OK) {
             ok++;
+            if (full) full[j] = f;
             warn_coverage(paths[j], w, h, pre);
         } else {
+            if (full) full[j] = false;
             const char *m = uf_errmsg();
             /* uf_image_load's messages start with the path */
             if (strncmp(m, paths[j], strlen(paths[j])) == 0) cli_error("%s", m);
@@ -161,6 +193,17 @@ int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_imag
         }
     }
     return ok;
+}
+
+int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
+{
+    return load_images(paths, n, pre, imgs, NULL, 0);
+}
+
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+                         bool *full, size_t max_bytes)
+{
+    return load_images(paths, n, pre, imgs, full, max_bytes);
 }
 
 /* A float as the shortest decimal that reads back to it (0.1f prints as 0.1). */

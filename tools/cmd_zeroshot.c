@@ -160,7 +160,7 @@ static bool score_and_print(const zs_opts *o, const cli_strings *images, char **
         for (size_t k = 0; ok && k < nc; k++) {
             size_t i = c0 + k;
             if (o->heat_dir)
-                ok = cli_write_maps(m, res[k].pixel_map, o->heat_dir, images->v[i], names[i],
+                ok = cli_write_maps(m, res[k].pixel_map, o->heat_dir, images->v[i], NULL, names[i],
                                     &style, res[k].score, o->raw, inputs, mo);
             cli_print_result(o->json, images->v[i], res[k].score, o->thr,
                              o->heat_dir ? mo : NULL);

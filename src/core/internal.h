@@ -257,6 +257,10 @@ void uf__sha256_free(uf__sha256_ctx *c);
  * uf_preprocess_image's output is ((float)v / 255 - mean) / std of this. */
 uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_image **out);
 
+/* A PNG of img (8-bit RGB) in memory (src/io/pngfast.c): *out malloc'd, *len bytes.
+ * Errors: UF_ERR_LIMIT, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf__png_encode(const uf_image *img, uint8_t **out, size_t *len);
+
 /* Overlay drawing (src/io/imgout.c, src/io/annotate.c). uf__jet_colors: rgb[n][3] the
  * overlay's jet colours of t[n] in [0, 1]. The drawing calls clip at the image border. */
 void uf__jet_colors(const double *t, int n, uint8_t *rgb);

@@ -867,6 +867,56 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
     return st;
 }
 
+/* The part of the resized image (rw x rh) that network input pixels show, [*a, *b) along one
+ * side, by the public geometry (uf_preprocess_geometry): network pixel u shows resized pixel
+ * u + off; with pad_to only the placed crop (or image) of width cw, from (pad_to - cw) / 2. */
+static void shown_span(const uf_preprocess *p, int S, int off, int rn, int *a, int *b)
+{
+    int n0 = 0, n1 = S; /* network pixels holding the image (or the crop) */
+    if (p->pad_to > 0) {
+        const int cw = p->crop > 0 ? p->crop : rn;
+        n0 = (p->pad_to - cw) / 2;
+        n1 = n0 + cw;
+    }
+    *a = n0 + off > 0 ? n0 + off : 0;
+    *b = n1 + off < rn ? n1 + off : rn;
+}
+
+/* 1 for the original pixels along one side (n of them, rn after resizing) whose centre
+ * falls in the shown span [a, b) of the resized side. */
+static void shown_pixels(int n, int rn, int a, int b, uint8_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        const double c = ((double)i + 0.5) * rn / n; /* centre, resized coordinates */
+        out[i] = c >= a && c < b;
+    }
+}
+
+uf_status uf_model_inspected(const uf_model *m, int width, int height, uint8_t *out)
+{
+    if (!m || !out || width < 1 || height < 1)
+        return uf__err(UF_ERR_ARG, "uf_model_inspected: bad arguments");
+    const uf_preprocess *p = &m->params.pre;
+    const int S = uf_preprocess_size(p);
+    int rw, rh, left, top, x0, x1, y0, y1;
+    uf_preprocess_geometry(p, width, height, &rw, &rh, &left, &top);
+    if (rw < 1 || rh < 1 || S < 1) return uf__err(UF_ERR_ARG, "uf_model_inspected: bad geometry");
+    shown_span(p, S, left, rw, &x0, &x1);
+    shown_span(p, S, top, rh, &y0, &y1);
+    uint8_t *col = malloc((size_t)width + (size_t)height);
+    if (!col) return uf__err(UF_ERR_NOMEM, "out of memory");
+    uint8_t *row = col + width;
+    shown_pixels(width, rw, x0, x1, col);
+    shown_pixels(height, rh, y0, y1, row);
+    for (int y = 0; y < height; y++) {
+        uint8_t *o = out + (size_t)y * (size_t)width;
+        if (row[y]) memcpy(o, col, (size_t)width);
+        else memset(o, 0, (size_t)width);
+    }
+    free(col);
+    return UF_OK;
+}
+
 /* The patches a fitter collected, handed over for uf_model_update (update.c): *bank
  * ([*n][D], malloc'd, the caller frees it) and the images added; the fitter is left empty.
  * *p, *bb, *threads: its settings, backbone and thread count. */

@@ -56,6 +56,14 @@ static void put_px(uf_image *im, int x, int y, const uint8_t rgb[3])
     memcpy(im->rgb + 3 * ((size_t)y * (size_t)im->width + (size_t)x), rgb, 3);
 }
 
+/* The grey that stands for an uninspected pixel p (RGB): its luma squeezed into 80..144,
+ * so it reads as the image, is never mistaken for a jet colour, and text stays legible. */
+static uint8_t grey_of(const uint8_t *p)
+{
+    const int luma = (77 * p[0] + 150 * p[1] + 29 * p[2]) >> 8; /* 0..255 */
+    return (uint8_t)(80 + luma / 4);
+}
+
 int uf__text_width(const char *s, int scale) { return (int)strlen(s) * 6 * scale; }
 
 void uf__draw_text(uf_image *im, int x, int y, int scale, const char *s, const uint8_t fg[3],
@@ -195,6 +203,14 @@ uf_status uf_heatmap_annotate(const uf_image *img, const float *map, const uf_an
     uf_status s = uf_heatmap_overlay(img, map, a->lo, a->hi, a->alpha, &o);
     if (s != UF_OK) return s;
     const int scale = 1 + (img->width < img->height ? img->width : img->height) / 300;
+    if (a->inspected) { /* what the model never saw: the original, dimmed and colourless */
+        const size_t npx = (size_t)img->width * (size_t)img->height;
+        for (size_t i = 0; i < npx; i++) {
+            if (a->inspected[i]) continue;
+            const uint8_t *p = img->rgb + 3 * i;
+            memset(o->rgb + 3 * i, grey_of(p), 3);
+        }
+    }
     static const uint8_t white[3] = {255, 255, 255}, black[3] = {0, 0, 0},
                          red[3] = {220, 20, 20}, green[3] = {20, 160, 60}, grey[3] = {90, 90, 90};
     if (isfinite(a->outline)) uf__draw_outline(o, map, a->outline, 1 + scale, white);
