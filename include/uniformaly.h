@@ -1266,12 +1266,17 @@ typedef struct uf_eval_params {
      *             caller can write results incrementally.
      *  on_maps:   defect datasets, first repeat: the pixel maps [n][S][S] of a scored test
      *             set (items[n], model m), when the row has masks or want_maps is set;
-     *             maps and m live for the call only.                                       */
+     *             maps and m live for the call only.
+     *  on_model:  each model the run fits, right after its fit (before it is scored): row
+     *             is its category's row (one-class) or the overall row (multi-class),
+     *             repeat its index; m lives for the call only (e.g. uf_model_save it).     */
     uf_progress_fn progress;
     int (*on_update)(void *user, const uf_eval_result *r, const uf_eval_row *row);
     int (*on_maps)(void *user, const uf_eval_result *r, const uf_eval_row *row,
                    const uf_model *m, const uf_dataset_item *items, size_t n,
                    const float *maps);
+    int (*on_model)(void *user, const uf_eval_result *r, const uf_eval_row *row, int repeat,
+                    const uf_model *m);
     void *user;
 } uf_eval_params;
 

@@ -233,8 +233,22 @@ PY
 
 # --- --shots with repeats: per-repeat values, mean and std ---
 O3="$T/shots"
-expect 0 "eval --shots 2 --repeats 3" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category b_disc \
-  --shots 2 --repeats 3 --cluster 2 --out "$O3"
+expect 0 "eval --shots 2 --repeats 3 --save-models" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category b_disc \
+  --shots 2 --repeats 3 --cluster 2 --out "$O3" --save-models "$T/models3"
+# --save-models: one model per repeat, each the fit of its draw (its training count), and
+# scoring a test image with it gives the score eval wrote for that repeat
+ls "$T/models3" > "$T/models3.ls"
+[ "$(cat "$T/models3.ls" | tr '\n' ' ')" = "b_disc-rep0.ufm b_disc-rep1.ufm b_disc-rep2.ufm " ] \
+  && ok "--save-models: a model per repeat" || bad "--save-models: a model per repeat: $(cat "$T/models3.ls" | tr '\n' ' ')"
+"$BIN" predict "$T/models3/b_disc-rep1.ufm" "$DS/b_disc/test/blob/000.png" > "$T/models3.pred" 2>/dev/null
+pycheck "--save-models: the saved model scores as eval did" "$T/models3.pred" "$O3/scores.csv" <<'PY'
+import csv, sys
+got = float(open(sys.argv[1]).read().split("\t")[1])
+rows = [r for r in csv.DictReader(open(sys.argv[2])) if r["repeat"] == "1" and r["image"].endswith("blob/000.png")]
+assert len(rows) == 1, rows
+want = float(rows[0]["score"])
+assert abs(got - want) <= 1e-4 * max(1.0, abs(want)), (got, want)
+PY
 pycheck "shots: three repeats, mean and std" "$O3/results.json" "$O3/scores.csv" <<'PY'
 import csv, json, sys
 r = json.load(open(sys.argv[1]))
@@ -252,8 +266,13 @@ PY
 
 # --- --max-train and --multi-class ---
 O4="$T/multi"
-expect 0 "eval --multi-class --max-train 3" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --multi-class \
-  --max-train 3 --out "$O4"
+expect 0 "eval --multi-class --max-train 3 --save-models" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --multi-class \
+  --max-train 3 --out "$O4" --save-models "$T/models4"
+[ "$(ls "$T/models4")" = "multi-class.ufm" ] && "$BIN" info "$T/models4/multi-class.ufm" | grep -q "training: *6 images" \
+  && ok "--save-models --multi-class: one model of the 6 images" || bad "--save-models --multi-class: $(ls "$T/models4")"
+: > "$T/not_a_dir"
+expect 1 "--save-models onto a file" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category a_disc \
+  --out "$T/o-sm" --save-models "$T/not_a_dir"
 pycheck "multi-class: one bank, per-category and overall AUROC" "$O4/results.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

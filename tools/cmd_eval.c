@@ -85,7 +85,13 @@ static const char *const help =
     "                       each figure is the mean over the draws, with std and values\n"
     "  --max-train N        at most N training images per category (a seeded subset), for\n"
     "                       quick runs; recorded in results.json\n"
-    "  --heatmaps           write heatmap overlays of every test image (defect datasets)\n";
+    "  --heatmaps           write heatmap overlays of every test image (defect datasets)\n"
+    "  --save-models DIR    keep every model the run fits: DIR/CATEGORY.ufm (one-class),\n"
+    "                       DIR/multi-class.ufm (--multi-class), with -repN before .ufm\n"
+    "                       for repeat N when there are several (--shots); each written\n"
+    "                       atomically right after its fit (an existing file is replaced),\n"
+    "                       recording the backbone's path and sha256 as `fit` does, no\n"
+    "                       threshold (calibrate it: 'uniformaly calibrate')\n";
 
 /* ------------------------------------------------------------------------------------ */
 /* Options and the writer's state                                                       */
@@ -95,6 +101,7 @@ typedef struct opts {
     cli_common c;
     uf_eval_params ep;
     const char *dataset, *root, *out;
+    const char *save_models; /* --save-models DIR, or NULL */
     cli_strings cats; /* --category values as given */
     bool heatmaps;    /* --heatmaps                 */
     bool gt_exact;    /* --gt-mode exact            */
@@ -666,6 +673,36 @@ static void heat_name(const char *cat, const char *name, char *out, size_t n)
     out[j] = '\0';
 }
 
+/* A row's name as one file or folder name: no '/', no leading '.'. */
+static void file_name(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s", name);
+    for (char *p = out; *p; p++)
+        if (*p == '/' || (p == out && *p == '.')) *p = '_';
+}
+
+/* --save-models: DIR/<category>[-rep<N>].ufm, or multi-class[-rep<N>].ufm, as fitted. */
+static int on_model(void *user, const uf_eval_result *r, const uf_eval_row *row, int repeat,
+                    const uf_model *m)
+{
+    ctx *x = user;
+    if (!x->o->save_models) return 0;
+    char base[256], rep[32] = "", path[PATH_MAX];
+    file_name(row->category < 0 ? "multi-class" : row->name, base, sizeof base);
+    if (r->repeats > 1) snprintf(rep, sizeof rep, "-rep%d", repeat);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s%s.ufm", x->o->save_models, base, rep) >= sizeof path) {
+        cli_error("%s: path too long", x->o->save_models);
+        x->write_failed = true;
+        return 1;
+    }
+    if (uf_model_save(m, path, 0) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        x->write_failed = true;
+        return 1;
+    }
+    return 0;
+}
+
 /* Heatmap overlays of a scored test set: DIR/heatmaps/<cat>/<name>.png, one colour scale
  * per category (its maps' min..max) so images compare. */
 static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, const uf_model *m,
@@ -674,9 +711,7 @@ static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, 
     ctx *x = user;
     if (!x->o->heatmaps) return 0;
     char dir[PATH_MAX], cname[256];
-    snprintf(cname, sizeof cname, "%s", row->name); /* a folder name: no '/', no leading '.' */
-    for (char *p = cname; *p; p++)
-        if (*p == '/' || (p == cname && *p == '.')) *p = '_';
+    file_name(row->name, cname, sizeof cname);
     snprintf(dir, sizeof dir, "%s/heatmaps/%s", x->dir, cname);
     if (!make_dirs(dir)) { x->write_failed = true; return 1; }
     size_t SS = (size_t)r->S * (size_t)r->S, total = n * SS;
@@ -736,10 +771,11 @@ static int eval_option(opts *o, const char *verb, int argc, char **argv, int *i)
     bool has = *i + 1 < argc;
     uf_eval_params *ep = &o->ep;
     if (!strcmp(a, "--dataset") || !strcmp(a, "--root") || !strcmp(a, "--out") ||
-        !strcmp(a, "--category")) {
+        !strcmp(a, "--category") || !strcmp(a, "--save-models")) {
         if (!has) return cli_usage_error(verb, "option %s needs a value", a), -1;
         const char *v = argv[++*i];
-        if (a[2] == 'd') o->dataset = v;
+        if (a[2] == 's') o->save_models = v;
+        else if (a[2] == 'd') o->dataset = v;
         else if (a[2] == 'r') o->root = v;
         else if (a[2] == 'o') o->out = v;
         else {
@@ -908,6 +944,7 @@ static int prepare(ctx *x)
     o->ep.threads = o->c.threads;
     x->dir = strdup(o->out);
     if (!x->dir || !make_dirs(x->dir)) return CLI_EXIT_RUNTIME;
+    if (o->save_models && !make_dirs(o->save_models)) return CLI_EXIT_RUNTIME;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/scores.csv", x->dir);
     const char *hdr = o->ep.shots ? "category,image,type,anomalous,score,repeat\n"
@@ -954,6 +991,7 @@ int cmd_eval(int argc, char **argv)
     o.ep.progress = o.c.quiet ? NULL : on_progress;
     o.ep.on_update = on_update;
     o.ep.on_maps = on_maps;
+    o.ep.on_model = on_model;
     o.ep.user = &x;
     uf_status s = uf_eval_run(x.ds, x.bb, x.sel, x.nsel, &o.ep, &res);
     if (s != UF_OK) {

@@ -152,6 +152,14 @@ done:
     return s;
 }
 
+/* Hand a fitted model to on_model; UF_OK, or the cancellation. */
+static uf_status model_fitted(uf__evalrun *x, const uf_eval_row *row, int rep, const uf_model *m)
+{
+    const uf_eval_params *p = x->p;
+    if (p->on_model && p->on_model(p->user, x->r, row, rep, m)) return cancelled();
+    return UF_OK;
+}
+
 /* Make model m the extractor if there is none yet (its scorer computes every test set's
  * features: they depend only on the backbone and the feature settings, shared by all the
  * models of the run). */
@@ -568,6 +576,7 @@ static uf_status one_class_repeat(uf__evalrun *x, int c, uf_eval_row *row, int r
     uf_status s = train_items(x, &c, 1, rep, &train, &ntrain);
     if (!s) s = fit_model(x, &dp, train, ntrain, label, &m, f);
     free(train);
+    if (!s) s = model_fitted(x, row, rep, m);
     if (!s) s = ensure_extractor(x, m);
     f->extract_seconds = 0;
     if (!s && fs->n == 0 && (s = extract_set(x, test, ntest, row->pixel, label, fs)) == UF_OK)
@@ -787,6 +796,7 @@ static uf_status run_multi_class(uf__evalrun *x)
         s = train_items(x, x->sel, x->nsel, rep, &train, &ntrain);
         if (!s) s = fit_model(x, &dp, train, ntrain, label, &m, fo);
         free(train);
+        if (!s) s = model_fitted(x, ov, rep, m);
         if (!s) s = ensure_extractor(x, m);
         if (!s) s = x->info.semantic ? multi_semantic_repeat(x, &mc, m, rep, label)
                                      : multi_defect_repeat(x, &mc, m, rep);
