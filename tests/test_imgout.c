@@ -800,6 +800,18 @@ static void test_annotate(void)
     CHECKF(!memcmp(c, plain->rgb + 3 * (150 * W + 120), 3) && c[2] != c[0], "inspected pixel %d %d %d",
            c[0], c[1], c[2]);
     free(seen);
+    /* a narrow image: the label wraps onto lines that fit it, the score is not lost */
+    uf_image *narrow = NULL, *nar = NULL;
+    REQUIRE_OK(uf_image_new(100, 160, &narrow));
+    memset(narrow->rgb, 128, 100 * 160 * 3);
+    uf_annotation lab = {0, 10, 0.5f, NAN, 0, NAN, "ANOMALOUS 1.40 (SCORE 39.43)", 1, NULL};
+    REQUIRE_OK(uf_heatmap_annotate(narrow, map, &lab, &nar)); /* map: >= 100 x 160 values */
+    int lines = 0;
+    for (int y = 2; y < 60; y += 9) /* each line's box starts red at x = 2 */
+        lines += !memcmp(nar->rgb + 3 * (y * 100 + 2), "\xdc\x14\x14", 3);
+    CHECKF(lines == 2, "%d label lines on a 100 px wide image (want 2 of at most 16 characters)", lines);
+    uf_image_free(narrow);
+    uf_image_free(nar);
     uf_image_free(img);
     uf_image_free(plain);
     uf_image_free(ann);

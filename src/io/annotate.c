@@ -194,6 +194,38 @@ uf_status uf_map_regions(const float *map, int width, int height, float level, i
     return UF_OK;
 }
 
+/* The label at the top left, white on bg, wrapped at spaces into lines that fit the
+ * image's width (a narrow image, e.g. a 130 px wide tile, showed "ANOMALOUS 1.40 (SCORE"
+ * and lost the score); a word wider than the image is cut at the border. */
+static void draw_label(uf_image *o, int scale, const char *label, const uint8_t bg[3])
+{
+    static const uint8_t white[3] = {255, 255, 255};
+    /* the font is monospaced: uf__text_width is 6 * scale a character */
+    size_t cols = (size_t)((o->width - 4 * scale) / uf__text_width("x", scale));
+    char line[256];
+    if (cols < 1) cols = 1;
+    if (cols > sizeof line - 1) cols = sizeof line - 1;
+    int y = 2 * scale;
+    for (const char *p = label; *p && y < o->height; y += 9 * scale) {
+        while (*p == ' ') p++;
+        size_t n = strlen(p), take = n;
+        if (n > cols) { /* the last space within cols, else the whole word */
+            take = 0;
+            for (size_t k = 1; k <= cols; k++)
+                if (p[k] == ' ') take = k;
+            if (!take) {
+                take = strcspn(p, " ");
+                if (take > sizeof line - 1) take = sizeof line - 1;
+            }
+        }
+        if (!take) break;
+        memcpy(line, p, take);
+        line[take] = '\0';
+        uf__draw_text(o, 2 * scale, y, scale, line, white, bg);
+        p += take;
+    }
+}
+
 uf_status uf_heatmap_annotate(const uf_image *img, const float *map, const uf_annotation *a,
                               uf_image **out)
 {
@@ -217,8 +249,7 @@ uf_status uf_heatmap_annotate(const uf_image *img, const float *map, const uf_an
     if (a->colorbar && isfinite(a->lo) && isfinite(a->hi) && a->hi > a->lo)
         uf__draw_colorbar(o, a->lo, a->hi, a->mark, scale);
     if (a->label && *a->label)
-        uf__draw_text(o, 2 * scale, 2 * scale, scale, a->label, white,
-                      a->decision > 0 ? red : a->decision == 0 ? green : grey);
+        draw_label(o, scale, a->label, a->decision > 0 ? red : a->decision == 0 ? green : grey);
     (void)black;
     *out = o;
     return UF_OK;
