@@ -184,6 +184,16 @@ for cat in ("a_disc", "b_disc"):
 PY
 check "heatmaps: one PNG per test image" \
   '[ "$(ls "$O/heatmaps/a_disc" | grep -c "\.png$")" -eq 3 ] && [ -s "$O/heatmaps/b_disc/blob_000.png" ]'
+# resize 56 / crop 48 of a 64 x 70 image: the border the crop discards is grey, the centre not
+pycheck "heatmaps: the uninspected border is grey" "$O/heatmaps/b_disc/blob_000.png" <<'PY'
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("RGB")
+w, h = im.size
+corner, centre = im.getpixel((1, 1)), im.getpixel((w // 2, h // 2))
+assert corner[0] == corner[1] == corner[2], corner
+assert not (centre[0] == centre[1] == centre[2]), centre
+PY
 
 # --- eval scores equal fit + predict on the same images (same bank, same scorer) ---
 "$BIN" fit $OPTS --out "$T/m.ufm" "$DS/a_disc/train/good" 2>"$T/err" &&

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 static const char *const help =
     "Usage: uniformaly eval --backbone W --dataset D --root DIR --out DIR [options]\n"
@@ -35,7 +37,8 @@ static const char *const help =
     "                 \"std\"; the settings with where the task defaults come from\n"
     "  results.csv    one row per category, then the mean\n"
     "  results.md     the same as a Markdown table, and the thresholds per category\n"
-    "  scores.csv     the score of every test image\n"
+    "  scores.csv     the score of every test image (appended per category, each whole or\n"
+    "                 not at all)\n"
     "  report.html    when the run completes: one self-contained page (no network) with\n"
     "                 per category ROC and PR curves, score histograms with the thresholds\n"
     "                 marked, AUROC per defect type and the most confident mistakes\n"
@@ -559,6 +562,37 @@ static bool write_results(const ctx *x)
 }
 
 /* Append the scores of a finished row (every repeat) to scores.csv. */
+/* Append data[n] to path as a whole or not at all: a write that fails part way (disk
+ * full, file size limit) is cut back to the file's previous length, so scores.csv only
+ * ever holds whole categories. (Rewriting the file atomically for every category would
+ * copy it quadratically: a CIFAR-100 run scores 10,000 images per class.) A kill during
+ * the write itself can still leave a partial last line; results.json, written after, then
+ * does not list that category. false with errno set. */
+static bool append_whole(const char *path, const char *data, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return false;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return false;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = write(fd, data + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    int e = done < n ? (errno ? errno : EIO) : 0;
+    if (e && ftruncate(fd, st.st_size) != 0) { /* the cut failed too: say the first cause */ }
+    if (close(fd) != 0 && !e) e = errno;
+    errno = e;
+    return !e;
+}
+
 static bool append_scores(const ctx *x, const uf_eval_row *row)
 {
     if (!row->n_scored) return true;
@@ -583,9 +617,7 @@ static bool append_scores(const ctx *x, const uf_eval_row *row)
     snprintf(path, sizeof path, "%s/scores.csv", x->dir);
     size_t tn = 0; /* names are bytes; CSV readers want UTF-8 (cli.h, issue 12) */
     char *t = b.oom ? NULL : cli_utf8_valid(b.s, b.n, &tn);
-    FILE *f = t ? fopen(path, "a") : NULL;
-    bool ok = f && fwrite(t, 1, tn, f) == tn;
-    if (f) ok = fclose(f) == 0 && ok;
+    bool ok = t && append_whole(path, t, tn);
     if (!ok) cli_error("%s: cannot write: %s", path, !t ? "out of memory" : strerror(errno));
     free(t);
     free(b.s);
@@ -728,22 +760,28 @@ static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, 
         heat_name(row->name, it->name ? it->name : "image", name, sizeof name);
         snprintf(path, sizeof path, "%s/%s.png", dir, name);
         uf_image *img = NULL, *ov = NULL;
-        float *full = NULL; /* [h][w] */
+        float *full = NULL;   /* [h][w] */
+        uint8_t *seen = NULL; /* [h][w] what the model inspects; the rest is greyed */
         uf_status s = uf_dataset_load_image(x->ds, it, &img);
         if (s == UF_OK) {
             full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
-            s = full ? uf_model_map_to_image(m, maps + (size_t)i * SS, img->width, img->height, full)
-                     : UF_ERR_NOMEM;
+            seen = malloc((size_t)img->width * (size_t)img->height);
+            s = full && seen ? uf_model_map_to_image(m, maps + (size_t)i * SS, img->width, img->height, full)
+                             : UF_ERR_NOMEM;
         }
-        if (s == UF_OK) s = uf_heatmap_overlay(img, full, lo, hi, 0.5f, &ov);
+        if (s == UF_OK) s = uf_model_inspected(m, img->width, img->height, seen);
+        uf_annotation an = {.lo = lo, .hi = hi, .alpha = 0.5f, .outline = NAN, .mark = NAN,
+                            .decision = -1, .inspected = seen};
+        if (s == UF_OK) s = uf_heatmap_annotate(img, full, &an, &ov);
         if (s == UF_OK) s = uf_image_write_png(ov, path);
         if (s != UF_OK) {
-            const char *msg = s == UF_ERR_NOMEM && !full ? "out of memory" : uf_errmsg();
+            const char *msg = s == UF_ERR_NOMEM && !(full && seen) ? "out of memory" : uf_errmsg();
             if (strncmp(msg, path, strlen(path)) == 0) cli_error("%s", msg);
             else cli_error("%s: %s", path, msg);
             bad++;
         }
         free(full);
+        free(seen);
         uf_image_free(ov);
         uf_image_free(img);
     }
