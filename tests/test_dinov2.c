@@ -277,27 +277,51 @@ static void test_bad_tensors(void)
     }
 }
 
-/* Truncations of an official .pth at 64 spread offsets each fail cleanly, naming the file. */
+/* Truncations of an official .pth and of an HF safetensors file at 64 spread offsets each
+ * fail cleanly, naming the file; 200 seeded single-byte corruptions of each load or fail
+ * cleanly (a crash or a sanitizer report under make asan would be the failure). */
 static void test_damaged_files(void)
 {
-    const char *file = DV2 "dinov2_vitg14_reg4_pretrain.pth";
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    REQUIRE(uf__read_file(file, (size_t)1 << 30, &buf, &len) == UF_OK);
-    int tried = 0, failed = 0, named = 0;
-    for (int k = 0; k < 64; k++) {
-        size_t cut = len * (size_t)k / 64 + (size_t)k * 7 % 13;
-        if (cut >= len) continue;
-        uf_backbone *bb = NULL;
-        uf_status s = uf__backbone_load_mem(buf, cut, "cut.pth", NULL, &bb);
-        tried++;
-        failed += s != UF_OK && !bb;
-        named += s != UF_OK && strstr(uf_errmsg(), "cut.pth") != NULL;
-        uf_backbone_free(bb);
+    static const char *const files[] = {DV2 "dinov2_vitg14_reg4_pretrain.pth",
+                                        DV2 "hf_vitg14_reg4.safetensors"};
+    for (int f = 0; f < 2; f++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        REQUIRE(uf__read_file(files[f], (size_t)1 << 30, &buf, &len) == UF_OK);
+        int tried = 0, failed = 0, named = 0;
+        for (int k = 0; k < 64; k++) {
+            size_t cut = len * (size_t)k / 64 + (size_t)k * 7 % 13;
+            if (cut >= len) continue;
+            uf_backbone *bb = NULL;
+            uf_status s = uf__backbone_load_mem(buf, cut, "cut.file", NULL, &bb);
+            tried++;
+            failed += s != UF_OK && !bb;
+            named += s != UF_OK && strstr(uf_errmsg(), "cut.file") != NULL;
+            uf_backbone_free(bb);
+        }
+        CHECKF(failed == tried && named == tried, "%s: %d of %d truncations failed, %d named "
+               "the file", files[f], failed, tried, named);
+        th_sm r = th_sm_new(15, (uint64_t)f);
+        int loaded = 0, clean = 0;
+        for (int k = 0; k < 200; k++) {
+            size_t at = (size_t)(th_sm_next(&r) % len);
+            uint8_t old = buf[at];
+            buf[at] ^= (uint8_t)(1u << (th_sm_next(&r) % 8));
+            uf_backbone_params p = uf_backbone_default_params();
+            p.heads = 2;
+            uf_backbone *bb = NULL;
+            uf_status s = uf__backbone_load_mem(buf, len, "flip.file", &p, &bb);
+            loaded += s == UF_OK && bb;
+            clean += s != UF_OK && !bb && strstr(uf_errmsg(), "flip.file");
+            uf_backbone_free(bb);
+            buf[at] = old;
+        }
+        CHECKF(loaded + clean == 200, "%s: %d corruptions loaded, %d failed cleanly, of 200",
+               files[f], loaded, clean);
+        fprintf(stderr, "    %s: %d of 200 corruptions still load (tensor data), %d refused\n",
+                files[f], loaded, clean);
+        free(buf);
     }
-    CHECKF(failed == tried && named == tried, "%d of %d truncations failed, %d named the file",
-           failed, tried, named);
-    free(buf);
 }
 
 int main(void)
