@@ -36,14 +36,16 @@ heads, register columns excluded), "cls" [1,D] (final norm of CLS).
 
 Run:  /usr/bin/python3 scripts/gen_dinov2_golden.py   (or `make golden`). Deterministic.
 """
-import json
 import os
-import struct
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# the DINO-style pieces DINOv2 shares unchanged (pre-norm attention with qkv bias, exact-GELU
+# MLP, conv patch embedding) and the safetensors writer
+from gen_golden import Attention, Mlp, PatchEmbed, save_safetensors
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "dinov2")
 DIM, HEADS, DEPTH, MLP, PATCH, GRID = 12, 2, 3, 40, 14, 37
@@ -53,26 +55,6 @@ BLOCKS = (1, 3)
 # --------------------------------------------------------------------------------------
 # Reference model (dinov2/models/vision_transformer.py, dinov2/layers/*)
 # --------------------------------------------------------------------------------------
-
-class LayerScale(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        return x * self.gamma
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
 
 class SwiGLUFFN(nn.Module):
     """SwiGLUFFNFused: hidden = (int(hidden * 2 / 3) + 7) // 8 * 8."""
@@ -88,45 +70,23 @@ class SwiGLUFFN(nn.Module):
         return self.w3(F.silu(x1) * x2)
 
 
-class Attention(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.num_heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim, bias=True)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-        self.last_attn = attn
-        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
-
-
 class Block(nn.Module):
+    """dinov2/layers/block.py: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))); the
+    LayerScale modules hold only `gamma` (a ParameterDict keeps the published names)."""
+
     def __init__(self, dim, heads, mlp, swiglu):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads)
-        self.ls1 = LayerScale(dim)
+        self.ls1 = nn.ParameterDict({"gamma": nn.Parameter(torch.ones(dim))})
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = SwiGLUFFN(dim, mlp) if swiglu else Mlp(dim, mlp)
-        self.ls2 = LayerScale(dim)
+        self.ls2 = nn.ParameterDict({"gamma": nn.Parameter(torch.ones(dim))})
 
     def forward(self, x):
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Conv2d(3, DIM, kernel_size=PATCH, stride=PATCH)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
+        y, self.last_attn = self.attn(self.norm1(x))
+        x = x + y * self.ls1["gamma"]
+        return x + self.mlp(self.norm2(x)) * self.ls2["gamma"]
 
 
 class DinoV2(nn.Module):
@@ -135,7 +95,7 @@ class DinoV2(nn.Module):
     def __init__(self, n_reg, swiglu, interp):
         super().__init__()
         self.interp = interp
-        self.patch_embed = PatchEmbed()
+        self.patch_embed = PatchEmbed(PATCH, DIM)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, DIM))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + GRID * GRID, DIM))
         self.register_tokens = nn.Parameter(torch.zeros(1, n_reg, DIM)) if n_reg else None
@@ -143,34 +103,27 @@ class DinoV2(nn.Module):
         self.blocks = nn.ModuleList([Block(DIM, HEADS, MLP, swiglu) for _ in range(DEPTH)])
         self.norm = nn.LayerNorm(DIM, eps=1e-6)
 
-    def interpolate_pos_encoding(self, x, w, h):
-        # the official names: w is the input's height (dim 2), h its width
-        npatch = x.shape[1] - 1
-        N = self.pos_embed.shape[1] - 1
-        if npatch == N and w == h:
+    def pos_for(self, H, W):
+        """vision_transformer.py interpolate_pos_encoding: the table as is when the grid has
+        as many patches and the input is square, else resampled per self.interp."""
+        gh, gw, M = H // PATCH, W // PATCH, GRID
+        if gh * gw == M * M and H == W:
             return self.pos_embed
-        class_pos_embed = self.pos_embed[:, 0]
-        patch_pos_embed = self.pos_embed[:, 1:]
-        dim = x.shape[-1]
-        w0, h0 = w // PATCH, h // PATCH
-        M = int(N ** 0.5)
-        src = patch_pos_embed.reshape(1, M, M, dim).permute(0, 3, 1, 2)
-        if self.interp == "offset":
-            out = F.interpolate(src, scale_factor=(float(w0 + 0.1) / M, float(h0 + 0.1) / M),
+        src = self.pos_embed[:, 1:].reshape(1, M, M, DIM).permute(0, 3, 1, 2)
+        if self.interp == "offset":  # scale_factor (g + interpolate_offset) / M
+            out = F.interpolate(src, scale_factor=(float(gh + 0.1) / M, float(gw + 0.1) / M),
                                 mode="bicubic")
-        elif self.interp == "aa":
-            out = F.interpolate(src, size=(w0, h0), mode="bicubic", antialias=True)
-        else:
-            out = F.interpolate(src, size=(w0, h0), mode="bicubic", align_corners=False)
-        assert (w0, h0) == tuple(out.shape[-2:])
-        out = out.permute(0, 2, 3, 1).reshape(1, -1, dim)
-        return torch.cat((class_pos_embed.unsqueeze(0), out), dim=1)
+        else:  # size (gh, gw); antialias for the register models
+            out = F.interpolate(src, size=(gh, gw), mode="bicubic", align_corners=False,
+                                antialias=self.interp == "aa")
+        assert (gh, gw) == tuple(out.shape[-2:])
+        return torch.cat((self.pos_embed[:, :1], out.permute(0, 2, 3, 1).reshape(1, -1, DIM)), dim=1)
 
     def forward(self, x):
-        B, nc, w, h = x.shape
+        B, _, H, W = x.shape
         x = self.patch_embed(x)
         x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + self.interpolate_pos_encoding(x, w, h)
+        x = x + self.pos_for(H, W)
         R = 0
         if self.register_tokens is not None:
             R = self.register_tokens.shape[1]
@@ -180,7 +133,7 @@ class DinoV2(nn.Module):
             x = blk(x)
             if i in BLOCKS:
                 outs["block%d" % i] = x[:, 1 + R:]
-        a = self.blocks[-1].attn.last_attn.mean(dim=1)  # [B][Nt][Nt]
+        a = self.blocks[-1].last_attn.mean(dim=1)  # [B][Nt][Nt]
         outs["attn%d" % DEPTH] = a[:, 0, 1 + R:]
         outs["cls"] = self.norm(x)[:, 0]
         return outs
@@ -276,24 +229,6 @@ def to_hf(sd):
     return out
 
 
-def save_safetensors(path, tensors, metadata=None):
-    header, off, blobs = {}, 0, []
-    if metadata:
-        header["__metadata__"] = metadata
-    for k, t in tensors.items():
-        b = t.detach().float().contiguous().numpy().astype("<f4").tobytes()
-        header[k] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-
 def pixels(H, W, seed):
     i = torch.arange(3 * H * W, dtype=torch.int64)
     h = (i * 2654435761 + seed) % (1 << 32)
@@ -333,12 +268,8 @@ def main():
         if name == "vitg14_reg4":  # HF Dinov2WithRegistersModel: same semantics as official
             save_safetensors(os.path.join(OUT, "hf_%s.safetensors" % name), to_hf(sd),
                              {"format": "pt"})
-    total = 0
-    for f in sorted(os.listdir(OUT)):
-        n = os.path.getsize(os.path.join(OUT, f))
-        total += n
-        print("%-36s %9d" % (f, n))
-    print("total %d bytes" % total)
+    sizes = [os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT)]
+    print("%s: %d files, %d bytes" % (OUT, len(sizes), sum(sizes)))
 
 
 if __name__ == "__main__":
