@@ -32,7 +32,8 @@ flattened [1][3][H][W] input is ((i * 2654435761 + seed) mod 2^32 >> 8) / 2^23 -
 float32, which tests/test_dinov2.c computes the same way.
 
 Outputs per case (safetensors, float32): "block{i}" [1,Np,D] for the blocks in BLOCKS, "attn{depth}" [1,Np] (CLS -> patch attention of the last block, mean over
-heads, register columns excluded), "cls" [1,D] (final norm of CLS).
+heads, register columns excluded), "rollout{depth}" [1,Np] (attention rollout through every
+block, A' = (A + I) / 2, CLS row, patch columns), "cls" [1,D] (final norm of CLS).
 
 Run:  /usr/bin/python3 scripts/gen_dinov2_golden.py   (or `make golden`). Deterministic.
 """
@@ -128,13 +129,16 @@ class DinoV2(nn.Module):
         if self.register_tokens is not None:
             R = self.register_tokens.shape[1]
             x = torch.cat((x[:, :1], self.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)
-        outs = {}
+        outs, roll = {}, None
         for i, blk in enumerate(self.blocks, start=1):
             x = blk(x)
             if i in BLOCKS:
                 outs["block%d" % i] = x[:, 1 + R:]
-        a = self.blocks[-1].last_attn.mean(dim=1)  # [B][Nt][Nt]
+            a = blk.last_attn.mean(dim=1)  # [B][Nt][Nt], mean over heads
+            ap = (a + torch.eye(a.shape[-1], dtype=a.dtype)) / 2  # rollout: A' = (A + I) / 2
+            roll = ap if roll is None else ap @ roll
         outs["attn%d" % DEPTH] = a[:, 0, 1 + R:]
+        outs["rollout%d" % DEPTH] = roll[:, 0, 1 + R:]
         outs["cls"] = self.norm(x)[:, 0]
         return outs
 
