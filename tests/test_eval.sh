@@ -184,6 +184,16 @@ for cat in ("a_disc", "b_disc"):
 PY
 check "heatmaps: one PNG per test image" \
   '[ "$(ls "$O/heatmaps/a_disc" | grep -c "\.png$")" -eq 3 ] && [ -s "$O/heatmaps/b_disc/blob_000.png" ]'
+# with --heatmaps the report's thumbnails are the overlays (each equals one of heatmaps/)
+pycheck "report.html: the thumbnails are the heatmap overlays" "$O/report.html" "$O/heatmaps" <<'PY'
+import base64, glob, io, re, sys
+from PIL import Image
+h = open(sys.argv[1], encoding="utf-8").read()
+thumbs = [Image.open(io.BytesIO(base64.b64decode(m))).convert("RGB").tobytes()
+          for m in re.findall(r'data:image/png;base64,([^"]+)', h)]
+overlays = {Image.open(f).convert("RGB").tobytes() for f in glob.glob(sys.argv[2] + "/*/*.png")}
+assert thumbs and all(t in overlays for t in thumbs), (len(thumbs), len(overlays))
+PY
 # resize 56 / crop 48 of a 64 x 70 image: the border the crop discards is grey, the centre not
 pycheck "heatmaps: the uninspected border is grey" "$O/heatmaps/b_disc/blob_000.png" <<'PY'
 import sys

@@ -517,6 +517,24 @@ static bool write_tables(const ctx *x)
     return ok;
 }
 
+static void heat_name(const char *cat, const char *name, char *out, size_t n);
+static void file_name(const char *name, char *out, size_t n);
+
+/* The thumbnail of a row's item: its overlay from --heatmaps when written, else the image.
+ * *own receives a malloc'd path to free (NULL when the image's own path is used). */
+static const char *thumb_path(const ctx *x, const uf_eval_row *row, const uf_dataset_item *it,
+                              char **own)
+{
+    *own = NULL;
+    if (!x->o->heatmaps || row->category < 0) return it->path;
+    char cname[256], name[1024], path[PATH_MAX + 1400];
+    file_name(row->name, cname, sizeof cname);
+    heat_name(row->name, it->name ? it->name : "image", name, sizeof name);
+    snprintf(path, sizeof path, "%s/heatmaps/%s/%s.png", x->dir, cname, name);
+    if (access(path, R_OK) != 0 || !(*own = strdup(path))) return it->path;
+    return *own;
+}
+
 /* report.html (cli_report.c) from the first repeat's scores of every finished row. */
 static bool write_report(const ctx *x)
 {
@@ -528,7 +546,9 @@ static bool write_report(const ctx *x)
     for (int i = 0; i < r->n_rows; i++) total += r->rows[i].n_scored;
     if (r->overall) total += r->overall->n_scored;
     strs = calloc(3 * (total ? total : 1), sizeof *strs);
-    bool ok = sets && strs;
+    char **owned = calloc(total ? total : 1, sizeof *owned); /* [total] thumbnail paths made here */
+    bool ok = sets && strs && owned;
+    size_t no = 0;
     size_t at = 0;
     for (int i = 0; ok && i <= r->n_rows; i++) {
         const uf_eval_row *row = i < r->n_rows ? &r->rows[i] : r->overall;
@@ -539,7 +559,8 @@ static bool write_report(const ctx *x)
         for (size_t k = 0; k < row->n_scored; k++) {
             nm[k] = row->items[k].name ? row->items[k].name : "?";
             ty[k] = row->items[k].type ? row->items[k].type : "?";
-            th[k] = row->items[k].path;
+            th[k] = thumb_path(x, row, &row->items[k], &owned[no]);
+            if (owned[no]) no++;
         }
         sets[n++] = (cli_report_set){row->name, row->n_scored, row->repeats[0].scores, row->labels,
                                      ty, nm, th};
@@ -550,6 +571,8 @@ static bool write_report(const ctx *x)
              x->info.root);
     if (!ok) cli_error("out of memory");
     ok = ok && cli_write_report(path, title, sets, n);
+    for (size_t k = 0; owned && k < no; k++) free(owned[k]);
+    free(owned);
     free(sets);
     free(strs);
     return ok;
