@@ -194,7 +194,7 @@ _INTERP = {"bilinear": 0, "bicubic": 1, "lanczos": 2, "nearest": 3}
 _SAMPLER = {"greedy": 0, "random": 1}
 # fit's keyword arguments, as the CLI's flags (--bpm-kernel -> bpm_kernel)
 _METHOD = ("bpm", "bpm_kernel", "bpm_lambda", "soft_mask", "rollout", "coreset", "seed", "knn",
-           "topk", "sigma")
+           "topk", "sigma", "cosine", "pca_mask", "pca_threshold", "rotations")
 _PRE = ("resize", "crop", "pad_to")
 
 
@@ -209,7 +209,9 @@ def _params(kw):
     raise TypeError; values are checked by the library (uf_detector_params_check)."""
     p = lib.uf_detector_default_params()
     for k, v in kw.items():
-        if k == "layers":
+        if k == "layers" and v == "last":  # UF_LAYER_LAST: the backbone's last block
+            p.layer_first = p.layer_last = -1
+        elif k == "layers":
             a, b = (int(t) for t in (v.split("-") if isinstance(v, str) else v))
             p.layer_first, p.layer_last = a, b
         elif k in _METHOD:
@@ -237,7 +239,7 @@ def _params_dict(p):
          "interp": inv_i.get(p.pre.interp, "?"), "mean": tuple(p.pre.mean), "std": tuple(p.pre.std)}
     d.update({k: getattr(p, k) for k in _METHOD})
     d.update({k: getattr(p.pre, k) for k in _PRE})
-    for k in ("bpm", "soft_mask", "rollout"):
+    for k in ("bpm", "soft_mask", "rollout", "cosine", "pca_mask"):
         d[k] = bool(d[k])
     return d
 
@@ -395,8 +397,9 @@ def fit(backbone, images, heads=0, batch=8, shots=None, threshold=None, **params
     (folders expanded as the CLI does). shots: train on that many images drawn with
     `seed`, as --shots. params: layers=(3, 10), bpm, bpm_kernel, bpm_lambda, soft_mask,
     rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, resize, crop,
-    pad_to, interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std. Returns a
-    Model."""
+    pad_to, interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std; the
+    AnomalyDINO parts: layers="last", cosine, pca_mask, pca_threshold, rotations (see
+    uf_detector_preset_anomalydino in the header for their values). Returns a Model."""
     if not isinstance(backbone, Backbone):
         backbone = Backbone(backbone, heads=heads)
     p = _params(params)

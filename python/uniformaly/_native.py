@@ -62,7 +62,8 @@ class DetectorParams(Structure):
                 ("bpm_kernel", c_int), ("bpm_lambda", c_float), ("soft_mask", c_int),
                 ("rollout", c_int), ("coreset", c_double), ("sampler", c_int),
                 ("seed", c_uint64), ("knn", c_int), ("topk", c_double), ("sigma", c_double),
-                ("pre", Preprocess)]
+                ("pre", Preprocess), ("cosine", c_int), ("pca_mask", c_int),
+                ("pca_threshold", c_float), ("rotations", c_int)]
 
 
 class BackboneParams(Structure):
