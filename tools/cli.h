@@ -136,6 +136,10 @@ struct cJSON *cli_model_json(const char *path, const uf_model *m);
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
  * number decoded. */
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
+/* The same; full != 0 keeps each image at its file's size (the fitter's rotations must turn
+ * the original image, as AnomalyDINO does, before the resize). */
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, int full,
+                         uf_image **imgs);
 
 /* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies
  * whatever it is given), so every JSON document the program writes goes through

@@ -206,7 +206,7 @@ int cmd_fit(int argc, char **argv)
     if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
-        int ok = cli_load_images(images.v + b0, nb, &dp.pre, batch);
+        int ok = cli_load_images_full(images.v + b0, nb, &dp.pre, dp.rotations > 1, batch);
         uf_status s = UF_OK;
         int bad = 0; /* the image at fault within the batch */
         if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)batch, nb);

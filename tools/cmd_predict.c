@@ -293,6 +293,11 @@ int cmd_model_info(const char *path, bool json)
                    p->bpm_kernel, p->bpm_lambda, p->rollout ? ", rollout" : "");
         else
             printf("bpm:          off\n");
+        if (p->pca_mask) printf("pca mask:     threshold %g\n", p->pca_threshold);
+        if (p->cosine || p->rotations > 1)
+            printf("anomalydino:  %s, %d rotation%s of each training image\n",
+                   p->cosine ? "cosine distance (2 (1 - cos))" : "squared L2", p->rotations,
+                   p->rotations == 1 ? "" : "s");
         printf("coreset:      %g (%s, seed %llu)\n", p->coreset,
                p->sampler == UF_SAMPLER_RANDOM ? "random" : "greedy", (unsigned long long)p->seed);
         printf("scoring:      knn %d, top %g of patches, sigma %g\n", p->knn, p->topk, p->sigma);
