@@ -38,11 +38,11 @@
  * Only the functions declared here are exported from the shared library (it is built with
  * hidden visibility; everything internal is named uf__ and invisible). The rule holds
  * already for MAJOR 0: any incompatible change bumps MAJOR. */
-#define UF_VERSION_MAJOR 0
-#define UF_VERSION_MINOR 1
+#define UF_VERSION_MAJOR 1
+#define UF_VERSION_MINOR 0
 #define UF_VERSION_PATCH 0
 #define UF_VERSION_NUMBER (UF_VERSION_MAJOR * 10000 + UF_VERSION_MINOR * 100 + UF_VERSION_PATCH)
-#define UF_VERSION_STRING "0.1.0"
+#define UF_VERSION_STRING "1.0.0"
 
 /* UF_API marks a function exported from the shared library. The declarations below need no
  * mark: they all sit inside a "visibility default" region; UF_API is for definitions or
@@ -1393,7 +1393,9 @@ uf_status uf_eval_resolve(const uf_dataset *ds, const int *cats, int n, const uf
 
 /* Run the evaluation of categories cats[n] of ds with backbone bb (borrowed). One-class:
  * a model per category (per repeat) scored on the category's test set; multi-class: one
- * model per repeat from every selected category's training images. Each test image's
+ * model per repeat from every selected category's training images; zero-shot
+ * (p->zero_shot > 0): no model, each category's test set scored against itself
+ * (uf_zeroshot_*; n_train 0, bank sizes NaN; on_maps gets uf_zeroshot_model's model). Each test image's
  * features are computed once and reused by every model of the run (semantic datasets share
  * one test sequence across classes). Figures: image AUROC and F1-max; pixel AUROC, AUPRO
  * and pixel F1-max where every anomalous test image has a mask (masks mapped by
