@@ -401,7 +401,7 @@ int cmd_serve(int argc, char **argv)
     struct MHD_Daemon *d = NULL;
     struct addrinfo *ai = NULL;
     rc = CLI_EXIT_RUNTIME;
-    if (uf_model_load(o.model, &lp, &sv.m) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
+    if (cli_model_load(o.model, &lp, &sv.m) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
     if (!isfinite(o.thr)) {
         uf_model_info mi;
         uf_model_get_info(sv.m, &mi);
