@@ -100,13 +100,15 @@ check "installed predict finds it again" \
 PY=${UF_PYTHON:-$PY}
 if "$PY" -c 'import numpy' 2>/dev/null; then
   pydir=$(ls -d "$P"/lib/python3*/dist-packages 2>/dev/null | head -1); blob="$(pwd)/$D/test_blob.png"
-  out=$(cd "$T" && env -u UNIFORMALY_LIB PYTHONPATH="$pydir" "$PY" -c '
+  out=$(cd "$T" && env -u UNIFORMALY_LIB -u UNIFORMALY_BACKBONE PYTHONPATH="$pydir" "$PY" -c '
 import uniformaly, sys
 m = uniformaly.Model.load(sys.argv[1])
-print(uniformaly.__file__); print("%.9g" % m.predict(sys.argv[2]).score)' "$T/m.ufm" "$blob" 2>&1)
+print(uniformaly.__file__); print("%.9g" % m.predict(sys.argv[2]).score); print(uniformaly.bundled_backbone())' "$T/m.ufm" "$blob" 2>&1)
   want=$(sed -n 2p "$T/dyn.txt" | cut -f2)
   check "installed Python module loads the installed library and scores as the CLI" \
     '[ "$(printf "%s\n" "$out" | head -1)" = "$pydir/uniformaly/__init__.py" ] && [ "$(printf "%s\n" "$out" | sed -n 2p)" = "$want" ]'
+  check "installed Python module finds the installed bundled backbone" \
+    '[ "$(printf "%s\n" "$out" | sed -n 3p)" = "$P/share/uniformaly/$NAME" ]'
 else
   skp "installed Python module: python3-numpy not installed"
 fi
