@@ -156,7 +156,7 @@ check "demo detects: image AUROC >= 0.9 on both datasets" \
   '[ "$(awk '"'"'$1 == "texture" || $1 == "object" { if ($7 >= 0.9) n++ } END { print n + 0 }'"'"' "$T/out")" -eq 2 ]'
 check "demo wrote overlays" '[ "$(ls "$T/demo/texture" | grep -c png)" -gt 10 ]'
 check "demo wrote models" '[ -s "$T/demo/texture.ufm" ] && [ -s "$T/demo/object.ufm" ]'
-expect 0 "demo --random-backbone" "$BIN" demo --random-backbone --out "$T/demor" --train 2 --threads 2
+expect 0 "demo --random-backbone" "$BIN" demo --random-backbone --out "$T/demor" --train 2 --threads 2 --resize 72 --crop 64
 check "says its figures come from random weights" 'grep -q "NOT a trained model" "$T/out" && grep -q "RANDOM" "$T/out"'
 expect 2 "demo --backbone with --random-backbone" "$BIN" demo --random-backbone --backbone "$M1" --out "$T/demox"
 finish
