@@ -139,11 +139,11 @@ tsan:
 	@echo "tsan: done"
 
 bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
-	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(BIN) ./bench/serve.sh || rc=1; exit $$rc
+	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(abspath $(BIN)) ./bench/serve.sh || rc=1; exit $$rc
 
 # Only the service load test of make bench (bench/serve.sh; loopback, bounded).
 bench-serve: $(BIN)
-	BIN=$(BIN) ./bench/serve.sh
+	BIN=$(abspath $(BIN)) ./bench/serve.sh
 
 # Only the detector part of `make bench` (kNN, coreset, fit/predict, fit memory).
 bench-detector: $(BIN) $(BUILD)/bench_detector
