@@ -54,7 +54,7 @@ expect 2 "unknown option"          "$BIN" eval $OPTS --dataset mvtec --root "$DS
 expect 2 "missing --out"           "$BIN" eval $OPTS --dataset mvtec --root "$DS"
 expect 2 "missing --dataset"       "$BIN" eval $OPTS --root "$DS" --out "$T/o"
 expect 2 "missing --root"          "$BIN" eval $OPTS --dataset mvtec --out "$T/o"
-expect 2 "missing --backbone"      "$BIN" eval --dataset mvtec --root "$DS" --out "$T/o"
+UNIFORMALY_BACKBONE="$T/none.safetensors" expect 1 "no --backbone, bundled one missing" "$BIN" eval --dataset mvtec --root "$DS" --out "$T/o2"
 expect 2 "unknown dataset"         "$BIN" eval $OPTS --dataset mvtek --root "$DS" --out "$T/o"
 grep -q "fashion-mnist" "$T/err" && ok "unknown dataset: valid names listed" || bad "unknown dataset: $(cat "$T/err")"
 expect 2 "unknown category"        "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category zebra --out "$T/o"

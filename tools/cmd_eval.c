@@ -833,7 +833,7 @@ static int parse(opts *o, int argc, char **argv)
         if (a[0] == '-' && a[1]) return cli_usage_error(verb, "unknown option '%s'", a);
         return cli_usage_error(verb, "unexpected argument '%s'", a);
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (!o->dataset) return cli_usage_error(verb, "--dataset is required");
     if (!o->root) return cli_usage_error(verb, "--root is required");
     if (!o->out) return cli_usage_error(verb, "--out is required");

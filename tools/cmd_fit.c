@@ -146,7 +146,7 @@ int cmd_fit(int argc, char **argv)
             pos[npos++] = argv[i];
         }
     }
-    if (!c.backbone) { rc = cli_usage_error(verb, "--backbone is required"); goto out; }
+    if (!cli_default_backbone(&c)) { rc = CLI_EXIT_RUNTIME; goto out; }
     if (!out_path) { rc = cli_usage_error(verb, "--out is required"); goto out; }
     if (npos == 0) { rc = cli_usage_error(verb, "no training images given"); goto out; }
     dp.pre = c.pre;

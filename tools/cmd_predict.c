@@ -258,7 +258,7 @@ int cmd_model_info(const char *path, bool json)
     uf_model *m = NULL;
     /* describing a model needs no backbone weights, but loading checks them; a missing
      * checkpoint is reported like any other failure */
-    if (uf_model_load(path, NULL, &m) != UF_OK) {
+    if (cli_model_load(path, NULL, &m) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return CLI_EXIT_RUNTIME;
     }
@@ -444,7 +444,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
             return false;
         }
     }
-    if (uf_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
+    if (cli_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
         uf_scorer_new(r->m, &r->sc) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return false;

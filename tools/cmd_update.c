@@ -74,7 +74,7 @@ int cmd_update(int argc, char **argv)
         goto done;
     }
     uf_model_info mi;
-    if (uf_model_load(model_path, &lp, &m) != UF_OK ||
+    if (cli_model_load(model_path, &lp, &m) != UF_OK ||
         (uf_model_get_info(m, &mi), uf_fitter_new(uf_model_backbone(m), &mi.params, &fit)) != UF_OK) {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;

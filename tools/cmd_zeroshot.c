@@ -100,7 +100,7 @@ static int parse_args(int argc, char **argv, zs_opts *o)
             o->pos[o->npos++] = argv[i];
         }
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (o->npos == 0) return cli_usage_error(verb, "no images given");
     if (o->raw && !o->heat_dir) return cli_usage_error(verb, "--raw-maps needs --heatmap-dir");
     o->dp.pre = o->c.pre;
