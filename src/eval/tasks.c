@@ -125,6 +125,7 @@ uf_status uf_eval_resolve(const uf_dataset *ds, const int *cats, int n, const uf
     uf_detector_params d = p->detector;
     const char *cs = "set by the caller", *ps = "set by the caller";
     if (!(p->keep & UF_EVAL_KEEP_CORESET)) d.coreset = task_coreset(ds, &info, cats, n, p, &cs);
+    if (p->zero_shot > 0) cs = "unused: zero-shot scoring keeps no memory bank";
     if (info.semantic && info.image_width > 0) {
         /* small in-memory images: the reference's protocol for the fields not chosen */
         if (!(p->keep & UF_EVAL_KEEP_RESIZE)) d.pre.resize = 112;
