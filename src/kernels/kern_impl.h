@@ -105,8 +105,22 @@ UF_AI void micro(const int nr, const int mv, const float *restrict ap,
     const float *wj[GM_NR];
 #pragma GCC unroll 8
     for (int j = 0; j < GM_NR; j++) wj[j] = w + (j < nr ? (size_t)j * ldw : 0);
+    /* AVX2 and SSE2: unrolled by 4 (the loop's own instructions otherwise compete with
+     * the 12 FMAs for the front end) and the packed tokens prefetched 8 steps ahead
+     * (prefetches never fault, so reading past the panel is harmless); measured +8-10%
+     * on a 2048^3 GEMM at the avx2 level, thread CPU time beside OpenBLAS. AVX-512 as
+     * before (not re-measured). */
+#if VL <= 8
+#pragma GCC unroll 4
+#endif
     for (int k = 0; k < kc; k++) {
         vf x[3];
+#if VL <= 8
+        if ((k & 1) == 0) {
+            __builtin_prefetch(ap + (size_t)(k + 8) * GM_MR, 0, 3);
+            __builtin_prefetch(ap + (size_t)(k + 8) * GM_MR + 16, 0, 3);
+        }
+#endif
 #pragma GCC unroll 3
         for (int v = 0; v < 3; v++)
             if (v < mv) x[v] = vload(ap + (size_t)k * GM_MR + VL * v);
@@ -232,7 +246,28 @@ static void epilogue(float *ct, int nr, int rows, float *C, size_t ldc, int acc,
         _mm256_mask_storeu_ps(c, m, r);
     }
 #else
-    for (int i = 0; i < rows; i++) {
+    int i0 = 0;
+    if (nr == GM_NR && GM_NR == 4 && !(acc && gelu)) {
+        /* 4 tokens at a time: a 4 x 4 transpose in registers, 16-byte row stores (the
+         * scalar loop below cost ~7% of a large GEMM at this level) */
+        for (; i0 + 4 <= rows; i0 += 4) {
+            __m128 r0 = _mm_load_ps(ct + i0), r1 = _mm_load_ps(ct + GM_MR + i0);
+            __m128 r2 = _mm_load_ps(ct + 2 * GM_MR + i0), r3 = _mm_load_ps(ct + 3 * GM_MR + i0);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float *c = C + (size_t)i0 * ldc;
+            if (acc) {
+                r0 = _mm_add_ps(r0, _mm_loadu_ps(c));
+                r1 = _mm_add_ps(r1, _mm_loadu_ps(c + ldc));
+                r2 = _mm_add_ps(r2, _mm_loadu_ps(c + 2 * ldc));
+                r3 = _mm_add_ps(r3, _mm_loadu_ps(c + 3 * ldc));
+            }
+            _mm_storeu_ps(c, r0);
+            _mm_storeu_ps(c + ldc, r1);
+            _mm_storeu_ps(c + 2 * ldc, r2);
+            _mm_storeu_ps(c + 3 * ldc, r3);
+        }
+    }
+    for (int i = i0; i < rows; i++) {
         float *c = C + (size_t)i * ldc;
         if (!acc) {
             for (int j = 0; j < nr; j++) c[j] = ct[j * GM_MR + i];
