@@ -286,9 +286,10 @@ static void epilogue(float *ct, int nr, int rows, float *C, size_t ldc, int acc,
 /* GEMM                                                                                 */
 /* ------------------------------------------------------------------------------------ */
 
-/* See uf__kern.gemm in kern.h. */
-static void gemm(int nth, int M, int N, int K, const float *A, int lda, const float *W,
-                 const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+/* See uf__kern.gemm_team in kern.h: orphaned work-sharing loops, so every thread of the
+ * caller's team runs this with the same arguments; gemm below gives it a team of its own. */
+static void gemm_team(int nth, int M, int N, int K, const float *A, int lda, const float *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
 {
     const int npan = (M + GM_MR - 1) / GM_MR;
     const int nmb = (npan + GM_MC - 1) / GM_MC, ppm = (npan + nmb - 1) / nmb; /* panels/task */
@@ -298,7 +299,6 @@ static void gemm(int nth, int M, int N, int K, const float *A, int lda, const fl
     const int cn = (nn + nnb - 1) / nnb; /* NR-column blocks per chunk */
     nnb = (nn + cn - 1) / cn;
     const size_t pstride = (size_t)K * GM_MR; /* floats per packed panel */
-#pragma omp parallel num_threads(nth) if (nth > 1)
     {
         if (A) { /* (A NULL: already packed, no pass and no barrier) */
 #pragma omp for schedule(static)
@@ -338,6 +338,15 @@ static void gemm(int nth, int M, int N, int K, const float *A, int lda, const fl
     }
 }
 
+/* See uf__kern.gemm in kern.h. (With nth 1 the region is inactive, a team of the calling
+ * thread alone, so gemm_team's loops bind to it even inside a caller's region.) */
+static void gemm(int nth, int M, int N, int K, const float *A, int lda, const float *W,
+                 const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+{
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    gemm_team(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Attention                                                                            */
 /* ------------------------------------------------------------------------------------ */
@@ -355,7 +364,7 @@ static size_t attn_scratch(int Nt, int hd)
  *   place, normalised by the row sums and transposed into ctx.
  * Work items are (image, head, query tile), or (image, query tile) looping over heads
  * when head-mean matrices are kept (so each thread owns the rows it accumulates). */
-static void attention(const uf__attn_job *j)
+static void attention_team(const uf__attn_job *j)
 {
     const int Nt = j->Nt, D = j->D, H = j->heads, hd = D / H;
     const size_t ld = 3 * (size_t)D;
@@ -364,7 +373,7 @@ static void attention(const uf__attn_job *j)
     const int per_head = j->mean == NULL; /* one head per work item */
     const int items = j->B * nqt * (per_head ? H : 1);
     const size_t scr = attn_scratch(Nt, hd);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(j->nth) if (j->nth > 1)
+#pragma omp for schedule(dynamic, 1)
     for (int it = 0; it < items; it++) {
         int tid = 0;
 #ifdef _OPENMP
@@ -446,6 +455,12 @@ static void attention(const uf__attn_job *j)
     }
 }
 
+static void attention(const uf__attn_job *j)
+{
+#pragma omp parallel num_threads(j->nth) if (j->nth > 1)
+    attention_team(j);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Coreset distance                                                                     */
 /* ------------------------------------------------------------------------------------ */
@@ -494,7 +509,9 @@ const uf__kern KERN_TABLE = {
     .mr = GM_MR,
     .kc = GM_KC,
     .gemm = gemm,
+    .gemm_team = gemm_team,
     .attn_scratch = attn_scratch,
     .attention = attention,
+    .attention_team = attention_team,
     .dist2 = dist2,
 };
