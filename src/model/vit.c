@@ -18,7 +18,10 @@
  * Every output element is summed in the same order whatever the thread count or batch
  * partitioning, so results are bitwise reproducible across both at a given level.
  * Threads: each session has its own count (uf_session_set_threads), passed to every
- * OpenMP region as a num_threads clause; nothing process-wide is changed.
+ * OpenMP region as a num_threads clause; nothing process-wide is changed. The blocks run
+ * in one parallel region per call (the kernels' *_team entry points), so a step costs a
+ * barrier, not the start of a team: with OMP_WAIT_POLICY=passive each start woke the
+ * sleeping threads again, many times per block.
  *
  * Exactness: every step follows PyTorch's definition (biased-variance LayerNorm, exact
  * erf GELU, max-subtracted softmax, DINO's bicubic interpolate_pos_encoding computed in
