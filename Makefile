@@ -159,7 +159,7 @@ $(BUILD)/bench_vit: bench/bench_vit.c $(LIB) $(HDRS)
 # (UF_SHARED); legacy.pth is the one file that differs on each run (see gen_pth_fixtures.py).
 GOLDEN_GEN = gen_golden gen_image_golden gen_metrics_golden gen_imgout_golden \
              gen_detector_golden gen_dataset_fixtures gen_kernel_golden gen_pth_fixtures \
-             gen_imagenet_golden
+             gen_imagenet_golden gen_dinov2_golden
 golden:
 	set -e; for g in $(GOLDEN_GEN); do echo "== $$g"; /usr/bin/python3 scripts/$$g.py; done
 golden-list: # for tests/test_runner.sh: every kind of golden file has its generator here

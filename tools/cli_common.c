@@ -92,7 +92,11 @@ void cli_common_init(cli_common *c)
 const char *const cli_common_help =
     "Backbone and preprocessing options:\n"
     "  --backbone PATH      ViT checkpoint: PyTorch .pth (torch.save zip format) or\n"
-    "                       .safetensors (timm/DINO or Hugging Face key names)\n"
+    "                       .safetensors (timm/DINO or Hugging Face key names): DINO,\n"
+    "                       iBOT, MAE, timm and HF ViTs, and DINOv2 S/B/L/g-14 with and\n"
+    "                       without registers (dinov2_vit?14[_reg4]_pretrain.pth,\n"
+    "                       facebook/dinov2[-with-registers]-* model.safetensors; use\n"
+    "                       crops that are multiples of 14, e.g. --resize 512 --crop 448)\n"
     "  --heads N            attention heads (default: from the embedding dim)\n"
     "  --resize R           resize the shorter side to R pixels (default 256; 0 = keep)\n"
     "  --crop S             centre-crop S x S pixels (default 224); 0 keeps the whole\n"
