@@ -855,6 +855,11 @@ uf_status uf_zeroshot_new(const uf_backbone *bb, const uf_detector_params *p, do
  * on failure no image of this call is added. Not thread-safe per set. */
 uf_status uf_zeroshot_add(uf_zeroshot *z, const uf_image *const *imgs, int n);
 
+/* Number of threads the set's calls use (feature extraction, the kNN searches); n <= 0:
+ * the library default (uf_get_threads()), read at each call. Nothing process-wide changes;
+ * results do not depend on it. NULL is a no-op. Not thread-safe per set. */
+void uf_zeroshot_set_threads(uf_zeroshot *z, int n);
+
 /* Images added so far. */
 size_t uf_zeroshot_count(const uf_zeroshot *z);
 

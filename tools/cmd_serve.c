@@ -480,9 +480,8 @@ int cmd_serve(int argc, char **argv)
     int rc = parse(argc, argv, &o, &c, &lp);
     if (rc >= 0) return rc;
 
-    uf_set_threads(0);
     if (o.workers == 0) o.workers = uf_get_threads();
-    uf_set_threads(o.workers > 1 ? 1 : c.threads); /* K scorers at once: one thread each */
+    const int threads = o.workers > 1 ? 1 : c.threads; /* K scorers at once: one thread each */
     uf_set_max_pixels((size_t)o.max_pixels);
 
     server sv = {.model_path = o.model, .queue_max = (int)o.queue, .timeout_s = o.timeout,
@@ -500,8 +499,10 @@ int cmd_serve(int argc, char **argv)
     }
     sv.thr = o.thr;
     if (!(sv.scorers = calloc((size_t)o.workers, sizeof *sv.scorers))) { cli_error("out of memory"); goto done; }
-    for (sv.K = 0; sv.K < o.workers; sv.K++)
+    for (sv.K = 0; sv.K < o.workers; sv.K++) {
         if (uf_scorer_new(sv.m, &sv.scorers[sv.K]) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
+        uf_scorer_set_threads(sv.scorers[sv.K], threads);
+    }
     sv.nfree = sv.K;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
