@@ -80,15 +80,9 @@ if [ -z "$ORT_SKIP" ] && ! (cd bench && node -e "require('onnxruntime-node')") 2
 fi
 
 # ---- our kernel levels -------------------------------------------------------------------
-if [ -z "${BENCH_LEVELS:-}" ]; then
-    BENCH_LEVELS=""
-    make -s uniformaly >&2
-    for l in generic avx2 avx512; do
-        [ "$(UF_CPU=$l ./uniformaly --version 2>/dev/null | sed -n 's/^kernels: //p')" = "$l" ] &&
-            BENCH_LEVELS="$BENCH_LEVELS${BENCH_LEVELS:+,}$l"
-    done
-fi
-LEVELS=$BENCH_LEVELS
+. bench/levels.sh
+[ -n "${BENCH_LEVELS:-}" ] || make -s uniformaly >&2
+LEVELS=$(bench_levels ./uniformaly)
 
 # ---- measurements -------------------------------------------------------------------------
 OURS_FAILED=0

@@ -42,7 +42,9 @@ typedef struct cli_patterns {
 
 /* Options shared by every verb that runs a backbone on images. */
 typedef struct cli_common {
-    const char *backbone;  /* --backbone PATH                          */
+    const char *backbone;  /* --backbone PATH (cli_default_backbone fills it in) */
+    bool bundled;          /* backbone is the bundled one, not --backbone  */
+    unsigned norm_given;   /* bit 0: --mean given, bit 1: --std given      */
     uf_preprocess pre;     /* --resize --crop --interp --mean --std    */
     uf_backbone_params bp; /* --heads                                  */
     int threads;           /* --threads (0 = all cores)                */
@@ -105,6 +107,26 @@ uf_inputs *cli_run_inputs(const cli_strings *images, int npos, char *const *pos,
  * written. */
 bool cli_check_output(const char *path, const uf_inputs *in);
 
+/* The backbone that ships with the program: the ImageNet ViT-Tiny/16 of timm, FP16
+ * (models/ in the source tree, $(PREFIX)/share/uniformaly once installed; see NOTICE).
+ * Its path: $UNIFORMALY_BACKBONE if set (used as is), else the first existing of
+ * <dir>/../share/uniformaly/NAME, <dir>/models/NAME and <dir>/../models/NAME, where <dir>
+ * is the folder of the running program. NULL if none exists. Static storage. */
+#define CLI_BUNDLED_NAME "vit_tiny_patch16_224.fp16.safetensors"
+const char *cli_bundled_backbone(void);
+
+/* When --backbone was not given: use the bundled backbone, with its own normalisation
+ * (mean and std 0.5, unless --mean / --std were given). False after printing where it
+ * looked when it is not there. */
+bool cli_default_backbone(cli_common *c);
+
+/* uf_model_load, and, when the backbone recorded in the model cannot be read (UF_ERR_IO)
+ * and lp names none, again with the bundled backbone: the library accepts it only if its
+ * sha256 is the recorded one, so a model fitted with the bundled backbone loads wherever
+ * the program finds it (another machine, another install prefix). On failure
+ * uf_errmsg() holds the first attempt's message. */
+uf_status cli_model_load(const char *path, const uf_model_load_params *lp, uf_model **out);
+
 /* Load the backbone given by --backbone (error printed on failure). */
 uf_backbone *cli_load_backbone(const cli_common *c);
 
@@ -136,13 +158,17 @@ struct cJSON *cli_model_json(const char *path, const uf_model *m);
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
  * number decoded. */
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
+/* The same; full != 0 keeps each image at its file's size (the fitter's rotations must turn
+ * the original image, as AnomalyDINO does, before the resize). */
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, int full,
+                         uf_image **imgs);
 /* As cli_load_images, but an image is kept at its full decoded size (full[j] true) while the
  * full-size images of the call stay within max_bytes of pixels; past that it is loaded
  * shrunk (full[j] false). For overlays, drawn on the same decoded pixels that were scored
  * (the detector shrinks a full-size image itself, with the same results). */
-int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+int cli_load_images_keep(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
                          bool *full, size_t max_bytes);
-/* The bound of cli_load_images_full used by predict: 256 MB of originals per batch. */
+/* The bound of cli_load_images_keep used by predict: 256 MB of originals per batch. */
 #define CLI_KEEP_BYTES ((size_t)256 << 20)
 
 /* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies

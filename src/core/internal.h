@@ -274,6 +274,11 @@ uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_imag
  * Errors: UF_ERR_LIMIT, UF_ERR_NOMEM. Thread-safe. */
 uf_status uf__png_encode(const uf_image *img, uint8_t **out, size_t *len);
 
+/* img rotated by `degrees` about its centre into a new image of the same size (*out, free
+ * with uf_image_free), as AnomalyDINO's rotate_image (cv2.warpAffine, bilinear,
+ * BORDER_REFLECT_101; see rotate.c). Errors: UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf__image_rotate(const uf_image *img, double degrees, uf_image **out);
+
 /* Overlay drawing (src/io/imgout.c, src/io/annotate.c). uf__jet_colors: rgb[n][3] the
  * overlay's jet colours of t[n] in [0, 1]. The drawing calls clip at the image border. */
 void uf__jet_colors(const double *t, int n, uint8_t *rgb);

@@ -6,12 +6,12 @@
  * deployed as one file. The format is a small binary frame around a JSON header, so the
  * settings stay readable with `head -c 4096 model.ufm` while the bank is raw float32.
  *
- * Format version 2 (all integers little-endian; version 1 is the same without the
- * "calibration" key, and still loads):
+ * Format version 3 (all integers little-endian; version 2 is the same without the
+ * AnomalyDINO params keys, version 1 also without "calibration"; both still load):
  *
  *   offset  size  contents
  *   0       8     magic "UFMODEL\0"
- *   8       4     u32 format version (2)
+ *   8       4     u32 format version (3)
  *   12      4     u32 reserved, 0
  *   16      8     u64 H: length of the JSON header in bytes
  *   24      H     the JSON header (UTF-8, no NUL)
@@ -35,6 +35,8 @@
  *   params           every field of uf_detector_params: layer_first, layer_last, bpm,
  *                    bpm_kernel, bpm_lambda, soft_mask, rollout, coreset,
  *                    sampler ("greedy" | "random"), seed (string), knn, topk, sigma,
+ *                    (version 3; optional, absent = the defaults) cosine, pca_mask,
+ *                    pca_threshold, rotations,
  *                    preprocess {resize, crop, pad_to,
  *                                interp ("bilinear" | "bicubic" | "lanczos" | "nearest"),
  *                                mean [3], std [3]}
@@ -98,7 +100,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MF_VERSION 2u                        /* 2: adds "calibration"; 1 still loads      */
+#define MF_VERSION 3u                        /* 3: AnomalyDINO params; 2: "calibration";
+                                                older versions still load                */
 #define MF_PREAMBLE 24                       /* magic + version + reserved + header length */
 #define MF_TRAILER 40                        /* sha256 + end marker                        */
 #define MF_ALIGN 64                          /* section alignment                          */
@@ -296,6 +299,10 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
         j_num(P, "knn", p->knn, &ok);
         j_num(P, "topk", p->topk, &ok);
         j_num(P, "sigma", p->sigma, &ok);
+        j_num(P, "cosine", p->cosine ? 1 : 0, &ok);
+        j_num(P, "pca_mask", p->pca_mask ? 1 : 0, &ok);
+        j_num(P, "pca_threshold", (double)p->pca_threshold, &ok);
+        j_num(P, "rotations", p->rotations, &ok);
         cJSON *Q = j_obj(P, "preprocess", &ok);
         if (Q) {
             j_num(Q, "resize", p->pre.resize, &ok);
@@ -705,6 +712,23 @@ static uf_status parse_params(const char *path, const cJSON *root, uf_detector_p
     p->topk = v;
     NEED(jget_num(P, "sigma", 0, 1000, &v), "params.sigma");
     p->sigma = v;
+    /* version 3 keys; a file without them was fitted without these options */
+    if (cJSON_GetObjectItemCaseSensitive(P, "cosine")) {
+        NEED(jget_int(P, "cosine", 0, 1, &v), "params.cosine");
+        p->cosine = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "pca_mask")) {
+        NEED(jget_int(P, "pca_mask", 0, 1, &v), "params.pca_mask");
+        p->pca_mask = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "pca_threshold")) {
+        NEED(jget_num(P, "pca_threshold", -FLT_MAX, FLT_MAX, &v), "params.pca_threshold");
+        p->pca_threshold = (float)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "rotations")) {
+        NEED(jget_int(P, "rotations", 1, 360, &v), "params.rotations");
+        p->rotations = (int)v;
+    }
     uf_status st = parse_preprocess(path, P, &p->pre);
     if (st != UF_OK) return st;
     /* the combinations (layer order, crop or pad_to present) */

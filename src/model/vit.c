@@ -21,7 +21,10 @@
  * Every output element is summed in the same order whatever the thread count or batch
  * partitioning, so results are bitwise reproducible across both at a given level.
  * Threads: each session has its own count (uf_session_set_threads), passed to every
- * OpenMP region as a num_threads clause; nothing process-wide is changed.
+ * OpenMP region as a num_threads clause; nothing process-wide is changed. The blocks run
+ * in one parallel region per call (the kernels' *_team entry points), so a step costs a
+ * barrier, not the start of a team: with OMP_WAIT_POLICY=passive each start woke the
+ * sleeping threads again, many times per block.
  *
  * Exactness: every step follows PyTorch's definition (biased-variance LayerNorm, exact
  * erf GELU, max-subtracted softmax, DINO's bicubic interpolate_pos_encoding computed in
@@ -272,12 +275,12 @@ static uf_status pos_prepare(uf_session *s, int gh, int gw, int H, int W, const 
 /* Forward                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
-/* im2col: col[b*Np + py*gw + px][c*P*P + ky*P + kx] = pixels[b][c][py*P+ky][px*P+kx]. */
-static void im2col(int nth, const float *px, int B, int H, int W, int P, int gh, int gw,
-                   float *col)
+/* im2col: col[b*Np + py*gw + px][c*P*P + ky*P + kx] = pixels[b][c][py*P+ky][px*P+kx].
+ * Called by every thread of the forward's team. */
+static void im2col(const float *px, int B, int H, int W, int P, int gh, int gw, float *col)
 {
     const size_t K = 3 * (size_t)P * P;
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp for schedule(static)
     for (int r = 0; r < B * gh; r++) {
         const int b = r / gh, py = r % gh;
         for (int pxi = 0; pxi < gw; pxi++) {
@@ -405,6 +408,11 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
     return UF_OK;
 }
 
+/* The steps below run inside the forward's one parallel region (uf_forward), called by
+ * every thread of its team: their loops are orphaned work-sharing constructs, and each
+ * ends with the team's barrier where the next step needs all of its output (a region per
+ * step cost a wake-up of the sleeping threads per step with OMP_WAIT_POLICY=passive). */
+
 /* Patch embedding, tokens = [CLS + pos[0]; registers; patches + pos[1..]] (DINOv2's
  * registers carry no positional embedding), and the first block's LayerNorm (packed for
  * the first qkv GEMM). */
@@ -415,11 +423,13 @@ static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
     const int D = f->D, P = f->P, nth = f->nth, iNt = f->iNt, iNp = f->iNp, R = f->R;
     float *x = s->x.p, *h = s->h.p, *ctx = s->ctx.p, *pk = s->pk.p;
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
-    im2col(nth, pixels, f->B, H, W, P, H / P, W / P, s->col.p);
-    f->kn->gemm(nth, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, w->patch_b, ctx,
-                D, UF__EPI_SET, s->pk.p, NULL);
+    im2col(pixels, f->B, H, W, P, H / P, W / P, s->col.p);
+    f->kn->gemm_team(nth, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w,
+                     w->patch_b, ctx, D, UF__EPI_SET, s->pk.p, NULL);
     const uf__block_weights *bw0 = &w->blocks[0];
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp single nowait
+    pack_pad(D, f->mr, f->T, pk);
+#pragma omp for schedule(static)
     for (int t = 0; t < f->iT; t++) {
         const int b = t / iNt, i = t % iNt;
         float *xr = x + (size_t)t * D;
@@ -435,7 +445,6 @@ static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
         layernorm_row(xr, bw0->ln1_w, bw0->ln1_b, w->ln_eps, h + (size_t)t * D, D);
         pack_row(h + (size_t)t * D, D, f->mr, (size_t)t, pk);
     }
-    pack_pad(D, f->mr, f->T, pk);
 }
 
 /* Block l: attention and MLP halves, the block's output into ob ([B][Np][D], or NULL), and
@@ -451,39 +460,50 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     float *pk = s->pk.p;
     const uf__block_weights *bw = &w->blocks[l];
     /* attention half; qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
-    kn->gemm(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk, NULL);
+    kn->gemm_team(nth, iT, 3 * D, D, NULL, 0, bw->qkv_w, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk,
+                  NULL);
     aj->clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
     aj->mean = l < f->L_att ? s->roll.p + (size_t)l * f->nn : NULL;
     aj->mean_img = (size_t)f->L_att * f->nn;
-    kn->attention(aj);
-    kn->gemm(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
-#pragma omp parallel for schedule(static) num_threads(nth)
+    kn->attention_team(aj);
+    kn->gemm_team(nth, iT, D, D, ctx, D, bw->proj_w, bw->proj_b, x, D, UF__EPI_ACC, s->pk.p,
+                  NULL);
+#pragma omp single nowait
+    pack_pad(D, mr, f->T, pk);
+#pragma omp for schedule(static)
     for (int t = 0; t < iT; t++) {
         layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
         pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
     }
-    pack_pad(D, mr, f->T, pk);
     /* MLP half */
     if (w->swiglu) { /* hidden = silu(x1) * x2 into the x1 half, fc2 reads it with stride 2M */
-        kn->gemm(nth, iT, 2 * M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, 2 * M, UF__EPI_SET, pk,
-                 NULL);
-#pragma omp parallel for schedule(static) num_threads(nth)
+        kn->gemm_team(nth, iT, 2 * M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, 2 * M, UF__EPI_SET,
+                      pk, NULL);
+#pragma omp for schedule(static)
         for (int t = 0; t < iT; t++) {
             float *r = mlp + (size_t)t * 2 * M;
             for (int k = 0; k < M; k++) r[k] = r[k] / (1.0f + expf(-r[k])) * r[M + k];
         }
-        kn->gemm(nth, iT, D, M, mlp, 2 * M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+        kn->gemm_team(nth, iT, D, M, mlp, 2 * M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p,
+                      NULL);
     } else if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
-        kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
-        kn->gemm(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
+        kn->gemm_team(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk,
+                      mlp);
+        kn->gemm_team(nth, iT, D, M, NULL, 0, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
     } else {
-        kn->gemm(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
-        kn->gemm(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p, NULL);
+        kn->gemm_team(nth, iT, M, D, NULL, 0, bw->fc1_w, bw->fc1_b, mlp, M, UF__EPI_GELU, pk,
+                      NULL);
+        kn->gemm_team(nth, iT, D, M, mlp, M, bw->fc2_w, bw->fc2_b, x, D, UF__EPI_ACC, s->pk.p,
+                      NULL);
     }
     /* outputs of this block, then the next block's LayerNorm */
     const uf__block_weights *nb = l + 1 < f->nrun ? &w->blocks[l + 1] : NULL;
     if (!ob && !nb) return;
-#pragma omp parallel for schedule(static) num_threads(nth)
+    if (nb) {
+#pragma omp single nowait
+        pack_pad(D, mr, f->T, pk);
+    }
+#pragma omp for schedule(static)
     for (int t = 0; t < iT; t++) {
         const int b = t / iNt, i = t % iNt;
         const float *xr = x + (size_t)t * D;
@@ -494,7 +514,6 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
             pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
         }
     }
-    if (nb) pack_pad(D, mr, f->T, pk);
 }
 
 /* CLS attention of one block, mean over heads, patch columns (not CLS, not the registers):
@@ -569,13 +588,18 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     fwd f;
     uf_status st = fwd_prepare(s, pixels, B, H, W, req, out, &f);
     if (st != UF_OK) return st;
-    fwd_embed(&f, pixels, H, W);
-    uf__attn_job aj = {.B = B, .Nt = f.iNt, .D = f.D, .heads = f.heads, .nth = f.nth,
-                       .qkv = s->qkv.p, .ctx = s->ctx.p, .scores = s->att.p};
-    int sel = 0; /* index of the next selected block output */
-    for (int l = 0; l < f.nrun; l++) {
-        float *ob = (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * f.Np * f.D : NULL;
-        fwd_block(&f, l, req, &aj, ob);
+    /* one team for the whole pass (nth 1: an inactive region, the loops bind to it) */
+#pragma omp parallel num_threads(f.nth) if (f.nth > 1)
+    {
+        fwd_embed(&f, pixels, H, W);
+        uf__attn_job aj = {.B = B, .Nt = f.iNt, .D = f.D, .heads = f.heads, .nth = f.nth,
+                           .qkv = s->qkv.p, .ctx = s->ctx.p, .scores = s->att.p};
+        int sel = 0; /* index of the next selected block output */
+        for (int l = 0; l < f.nrun; l++) {
+            float *ob =
+                (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * f.Np * f.D : NULL;
+            fwd_block(&f, l, req, &aj, ob);
+        }
     }
     if (req->attn_block && !req->rollout) fwd_cls_attention(&f, out);
     if (f.L_att) fwd_rollout(&f, out);
