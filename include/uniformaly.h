@@ -1309,8 +1309,6 @@ typedef struct uf_eval_params {
     int (*on_maps)(void *user, const uf_eval_result *r, const uf_eval_row *row,
                    const uf_model *m, const uf_dataset_item *items, size_t n,
                    const float *maps);
-    int (*on_model)(void *user, const uf_eval_result *r, const uf_eval_row *row, int repeat,
-                    const uf_model *m);
     void *user;
     double zero_shot;            /* > 0: no fit; each category's test set is scored
                                     against itself with uf_zeroshot_* (MuSc), this being
@@ -1318,6 +1316,9 @@ typedef struct uf_eval_params {
                                     = 0.3); one repeat, the detector's feature settings
                                     (coreset and knn unused). Excludes shots, max_train,
                                     repeats, multi_class and cluster [0]               */
+    /* (after zero_shot, so the struct only grows at its end; see on_model above) */
+    int (*on_model)(void *user, const uf_eval_result *r, const uf_eval_row *row, int repeat,
+                    const uf_model *m);
 } uf_eval_params;
 
 /* The defaults in brackets above. */

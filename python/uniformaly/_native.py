@@ -171,7 +171,7 @@ class EvalParams(Structure):
                 ("max_train", c_size_t), ("gt_threshold", c_double), ("max_fpr", c_double),
                 ("batch", c_int), ("threads", c_int), ("want_maps", c_int),
                 ("progress", ProgressFn), ("on_update", c_void_p), ("on_maps", c_void_p),
-                ("user", c_void_p), ("zero_shot", c_double)]
+                ("user", c_void_p), ("zero_shot", c_double), ("on_model", c_void_p)]
 
 
 class Score(Structure):
