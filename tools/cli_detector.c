@@ -29,7 +29,13 @@ const char *const cli_detector_help =
     "  --seed N             seed of the coreset and of --shots (default 0)\n"
     "  --knn K              patch score: mean squared distance to the K nearest (default 1)\n"
     "  --topk F             image score: mean of the top F fraction of patches (default 0.05)\n"
-    "  --sigma S            Gaussian smoothing of the pixel map in pixels (default 4; 0 none)\n";
+    "  --sigma S            Gaussian smoothing of the pixel map in pixels (default 4; 0 none)\n"
+    "  --tile T             with --crop 0: an image larger than T x T pixels after resizing\n"
+    "                       runs through the ViT as overlapping T x T tiles (a multiple of\n"
+    "                       the patch size); their patch features and BPM maps are\n"
+    "                       averaged where tiles overlap into one map of the whole image\n"
+    "  --tile-overlap O     pixels shared by neighbouring tiles, a multiple of the patch\n"
+    "                       size below T (default 0)\n";
 
 /* Value of option argv[*i]; prints a usage error when missing. */
 static const char *value(const char *verb, int argc, char **argv, int *i)
@@ -121,6 +127,13 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
             return -1;
         }
         p->sigma = d;
+    } else if (!strcmp(a, "--tile") || !strcmp(a, "--tile-overlap")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "%s: expected an integer in 0..8192, got '%s'", a, v);
+            return -1;
+        }
+        *(a[6] ? &p->tile_overlap : &p->tile) = (int)n;
     } else {
         return 0;
     }
@@ -194,10 +207,14 @@ cJSON *cli_params_json(const uf_detector_params *p)
     cJSON_AddNumberToObject(o, "knn", p->knn);
     cJSON_AddNumberToObject(o, "topk", p->topk);
     cJSON_AddNumberToObject(o, "sigma", p->sigma);
+    cJSON_AddNumberToObject(o, "tile", p->tile);
+    cJSON_AddNumberToObject(o, "tile_overlap", p->tile_overlap);
     cJSON *pre = cJSON_AddObjectToObject(o, "preprocess");
     cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
     cJSON_AddNumberToObject(pre, "crop", p->pre.crop);
     cJSON_AddNumberToObject(pre, "pad_to", p->pre.pad_to);
+    static const char *const fits[] = {"auto", "short", "long"};
+    cJSON_AddStringToObject(pre, "fit", (unsigned)p->pre.fit < 3 ? fits[p->pre.fit] : "?");
     cJSON_AddStringToObject(pre, "interp", (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?");
     double mean[3] = {fl(p->pre.mean[0]), fl(p->pre.mean[1]), fl(p->pre.mean[2])};
     double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};

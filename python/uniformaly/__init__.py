@@ -27,7 +27,7 @@ from ._native import lib
 __all__ = ["Error", "Backbone", "Model", "Result", "fit", "load_image", "list_images",
            "draw_shots", "auroc", "set_threads", "get_threads", "version", "__version__"]
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 
 class Error(Exception):

@@ -11,7 +11,7 @@ import os
 from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_size_t,
                     c_uint8, c_uint64, c_void_p)
 
-SONAME_MAJOR = 0
+SONAME_MAJOR = 1
 SONAME = "libuniformaly.so.%d" % SONAME_MAJOR
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -54,7 +54,7 @@ class Image(Structure):
 
 class Preprocess(Structure):
     _fields_ = [("resize", c_int), ("crop", c_int), ("pad_to", c_int), ("interp", c_int),
-                ("mean", c_float * 3), ("std", c_float * 3)]
+                ("mean", c_float * 3), ("std", c_float * 3), ("fit", c_int)]
 
 
 class DetectorParams(Structure):
@@ -62,7 +62,7 @@ class DetectorParams(Structure):
                 ("bpm_kernel", c_int), ("bpm_lambda", c_float), ("soft_mask", c_int),
                 ("rollout", c_int), ("coreset", c_double), ("sampler", c_int),
                 ("seed", c_uint64), ("knn", c_int), ("topk", c_double), ("sigma", c_double),
-                ("pre", Preprocess)]
+                ("pre", Preprocess), ("tile", c_int), ("tile_overlap", c_int)]
 
 
 class BackboneParams(Structure):
