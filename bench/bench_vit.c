@@ -24,7 +24,9 @@
  *   bench_vit --sgemm|--gemm [--threads N] [--out FILE]
  *   bench_vit --name vit_s16 (--weights F.safetensors | --random D,HEADS,DEPTH,MLP,PATCH)
  *             [--batches 1,8] [--threads N] [--budget SEC] [--check-in F --check-out F]
- *             [--out FILE]
+ *             [--size S] [--out FILE]
+ * --size: input side in pixels (default: the trained one, grid x patch; --random: 224);
+ * the DINOv2 models run at 448 on their 37x37 table, resampled once per session.
  */
 #include "uniformaly.h"
 #include "kernels/kern.h"
@@ -232,7 +234,7 @@ static int fail(FILE *out, const char *name, int batch, const char *what)
 typedef struct opts {
     const char *name, *weights, *random, *check_in, *check_out, *out;
     int batches[MAX_BATCHES], n_batches;
-    int threads, sgemm, gemm;
+    int threads, sgemm, gemm, size;
     double budget;
 } opts;
 
@@ -284,7 +286,7 @@ static int bench_model(const opts *o, FILE *out)
             fprintf(stderr, "bench_vit: --random wants D,HEADS,DEPTH,MLP,PATCH\n");
             return 2;
         }
-        c.grid = 224 / c.patch;
+        c.grid = (o->size > 0 ? o->size : 224) / c.patch;
         c.seed = 1234;
         if (uf_backbone_random(&c, &bb) != UF_OK)
             return fail(out, o->name, 0, "uf_backbone_random");
@@ -292,10 +294,10 @@ static int bench_model(const opts *o, FILE *out)
     }
     uf_backbone_info in;
     uf_backbone_get_info(bb, &in);
-    const int S = in.grid_h * in.patch; /* trained input side, 224 here */
+    const int S = o->size > 0 ? o->size : in.grid_h * in.patch; /* default: trained side */
     const int n_sel = in.depth < FORWARD_BLOCKS ? in.depth : FORWARD_BLOCKS;
     const uint64_t mask = (n_sel >= 64) ? ~0ull : ((1ull << n_sel) - 1); /* blocks 1..n_sel */
-    const size_t Np = (size_t)in.grid_h * (size_t)in.grid_w;
+    const size_t Np = (size_t)(S / in.patch) * (size_t)(S / in.patch);
     const double flop = vit_flops(&in, S, S, n_sel);
 
     uf_session *s = NULL;
@@ -383,7 +385,7 @@ static int usage(void)
             "usage: bench_vit --sgemm|--gemm [--threads N] [--out FILE]\n"
             "       bench_vit --name NAME (--weights F.safetensors | --random D,H,DEPTH,MLP,P)\n"
             "                 [--batches 1,8] [--threads N] [--budget SEC]\n"
-            "                 [--check-in F --check-out F] [--out FILE]\n");
+            "                 [--check-in F --check-out F] [--size S] [--out FILE]\n");
     return 2;
 }
 
@@ -404,6 +406,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--check-in")) o.check_in = v;
         else if (!strcmp(a, "--check-out")) o.check_out = v;
         else if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--size")) o.size = atoi(v);
         else if (!strcmp(a, "--batches")) {
             o.n_batches = 0;
             for (const char *p = v; *p && o.n_batches < MAX_BATCHES;) {

@@ -23,6 +23,8 @@
 #   BENCH_CORESET_ITERS=60     PyTorch greedy steps run per variant (of 15,000)
 #   BENCH_MEM_PATCHES=150000   foreground patches wanted in the large fit
 #   BENCH_MEM_FIT_OPTS=""      extra `fit` options for the large fit, e.g. "--coreset 1"
+#   BENCH_LEVELS=generic,avx2,avx512   levels of the per-level predict rows (default: every
+#                              level this CPU has, bench/levels.sh)
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -69,6 +71,8 @@ if ! make -s "$BUILD/bench_detector" >&2; then
     say "FAILED: cannot build $BUILD/bench_detector"
     exit 1
 fi
+. bench/levels.sh
+LEVELS=$(bench_levels "$BIN") # kernel levels for the per-level predict rows
 TORCH_SKIP=""
 "$PYTHON" -c "import torch, numpy" 2>/dev/null ||
     TORCH_SKIP="python3-torch not importable by $PYTHON"
@@ -167,6 +171,20 @@ if has bottle || has memory; then
             "$FMT" bench/detector_table.py predict --name bottle --rc "$rc" \
                 --json "$DOUT/predict_bottle.json" --log "$DOUT/predict_bottle.log" \
                 --test "$BOTTLE/test" --wall "$(elapsed "$t0" "$t1")" >>"$RES"
+            # the same whole-process predict at each kernel level (UF_CPU; issue 11), one
+            # run each (a few seconds): images/s per level
+            for l in ${LEVELS//,/ }; do
+                say "bottle: ours predict, UF_CPU=$l"
+                t0=$(now)
+                UF_CPU=$l "$BIN" predict "$DOUT/bottle.ufm" "$BOTTLE/test" --threads "$THREADS" \
+                    --json >"$DOUT/predict_bottle_$l.json" 2>"$DOUT/predict_bottle_$l.log"
+                rc=$?
+                t1=$(now)
+                [ $rc = 0 ] || OURS_FAILED=1
+                "$FMT" bench/detector_table.py predict --name "bottle_$l" --rc "$rc" \
+                    --json "$DOUT/predict_bottle_$l.json" --log "$DOUT/predict_bottle_$l.log" \
+                    --test "$BOTTLE/test" --wall "$(elapsed "$t0" "$t1")" >>"$RES"
+            done
             # the cost of overlays (issue 13: at most 1.5x the scoring time): the same run
             # with --heatmap-dir, after a calibration so the overlays are the annotated ones
             "$BIN" calibrate "$DOUT/bottle.ufm" --normal --fpr 0.05 --quiet --threads "$THREADS" \

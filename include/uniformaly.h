@@ -573,6 +573,21 @@ typedef struct uf_detector_params {
     double sigma;      /* Gaussian smoothing of the pixel map, in pixels [4]; 0 = none     */
     uf_preprocess pre; /* image preprocessing [resize 256, crop 224, bilinear, ImageNet
                           mean/std]; use mean = std = 0.5 for timm AugReg ViTs            */
+    /* The AnomalyDINO parts (Damm et al., WACV 2025; github.com/dammsi/AnomalyDINO), each
+     * usable alone; uf_detector_preset_anomalydino below sets them together.           */
+    int cosine;        /* L2-normalise every patch feature (bank and queries), so the
+                          squared-L2 kNN scores 2 (1 - cos) [0]                            */
+    int pca_mask;      /* mask scored images by the first principal component of their
+                          patch features instead of BPM (needs bpm = 0), as AnomalyDINO's
+                          compute_background_mask: projection > pca_threshold, negated
+                          when that keeps <= 35% of the central 60% x 60% of the grid,
+                          then a 3x3 dilation and a 3x3 closing; the PC's sign is the one
+                          making the largest |projection| positive (scikit-learn's
+                          svd_flip). Training images are not masked (their
+                          mask_ref_images = False) [0]                                     */
+    float pca_threshold; /* PCA mask: foreground = projection > threshold [10]             */
+    int rotations;     /* fitting: each training image is added R times, rotated by
+                          360 * r / R degrees, r = 0..R-1; 1 = no augmentation [1]; 1..360 */
     int tile;          /* [0] off. > 0: tiling of large images, only in the whole-image
                           geometry (pre.crop = 0, pre.pad_to = 0): an image whose own grid
                           (the resized image, longer side pre.resize) is larger than tile x
@@ -590,8 +605,22 @@ typedef struct uf_detector_params {
                           back to end at the image's edge (so it may overlap more)         */
 } uf_detector_params;
 
+/* layer_first = layer_last = UF_LAYER_LAST: the backbone's last block, resolved when a
+ * fitter, scorer or zero-shot set is made (models record the block number). */
+#define UF_LAYER_LAST (-1)
+
 /* The defaults in brackets above. */
 uf_detector_params uf_detector_default_params(void);
+
+/* Set the AnomalyDINO method on *p (Damm et al., "AnomalyDINO: Boosting Patch-based
+ * Few-shot Anomaly Detection with DINOv2", WACV 2025; defaults of their code,
+ * run_anomalydino.py and src/): features of the last block only (layers UF_LAYER_LAST),
+ * cosine distance (knn_metric "L2_normalized", k_neighbors 1), image score = mean of the
+ * top 1% patch scores (mean_top1p), no BPM and no PCA mask (their "agnostic" default masks
+ * only capsule, hazelnut, pill, screw and toothbrush; set pca_mask for such objects), the
+ * whole memory bank (coreset 1), 8 rotations (augment_image: 0, 45, ..., 315 degrees).
+ * Preprocessing, sigma and seed are left as they are. NULL is a no-op. Thread-safe. */
+void uf_detector_preset_anomalydino(uf_detector_params *p);
 
 /* Check params against a backbone (layers within its depth, ranges, preprocessing: resize
  * and the input side, crop or pad_to, at most 8192 pixels, as the CLI accepts);
@@ -856,6 +885,11 @@ uf_status uf_zeroshot_new(const uf_backbone *bb, const uf_detector_params *p, do
 /* Extract and keep the features of n more images (any sizes). Errors: as uf_fitter_add;
  * on failure no image of this call is added. Not thread-safe per set. */
 uf_status uf_zeroshot_add(uf_zeroshot *z, const uf_image *const *imgs, int n);
+
+/* Number of threads the set's calls use (feature extraction, the kNN searches); n <= 0:
+ * the library default (uf_get_threads()), read at each call. Nothing process-wide changes;
+ * results do not depend on it. NULL is a no-op. Not thread-safe per set. */
+void uf_zeroshot_set_threads(uf_zeroshot *z, int n);
 
 /* Images added so far. */
 size_t uf_zeroshot_count(const uf_zeroshot *z);
@@ -1293,6 +1327,12 @@ typedef struct uf_eval_params {
                    const uf_model *m, const uf_dataset_item *items, size_t n,
                    const float *maps);
     void *user;
+    double zero_shot;            /* > 0: no fit; each category's test set is scored
+                                    against itself with uf_zeroshot_* (MuSc), this being
+                                    its ref_frac in (0, 1] (UF_ZEROSHOT_DEFAULT_REF_FRAC
+                                    = 0.3); one repeat, the detector's feature settings
+                                    (coreset and knn unused). Excludes shots, max_train,
+                                    repeats, multi_class and cluster [0]               */
 } uf_eval_params;
 
 /* The defaults in brackets above. */
@@ -1389,7 +1429,9 @@ uf_status uf_eval_resolve(const uf_dataset *ds, const int *cats, int n, const uf
 
 /* Run the evaluation of categories cats[n] of ds with backbone bb (borrowed). One-class:
  * a model per category (per repeat) scored on the category's test set; multi-class: one
- * model per repeat from every selected category's training images. Each test image's
+ * model per repeat from every selected category's training images; zero-shot
+ * (p->zero_shot > 0): no model, each category's test set scored against itself
+ * (uf_zeroshot_*; n_train 0, bank sizes NaN; on_maps gets uf_zeroshot_model's model). Each test image's
  * features are computed once and reused by every model of the run (semantic datasets share
  * one test sequence across classes). Figures: image AUROC and F1-max; pixel AUROC, AUPRO
  * and pixel F1-max where every anomalous test image has a mask (masks mapped by

@@ -54,7 +54,7 @@ expect 2 "unknown option"          "$BIN" eval $OPTS --dataset mvtec --root "$DS
 expect 2 "missing --out"           "$BIN" eval $OPTS --dataset mvtec --root "$DS"
 expect 2 "missing --dataset"       "$BIN" eval $OPTS --root "$DS" --out "$T/o"
 expect 2 "missing --root"          "$BIN" eval $OPTS --dataset mvtec --out "$T/o"
-expect 2 "missing --backbone"      "$BIN" eval --dataset mvtec --root "$DS" --out "$T/o"
+UNIFORMALY_BACKBONE="$T/none.safetensors" expect 1 "no --backbone, bundled one missing" "$BIN" eval --dataset mvtec --root "$DS" --out "$T/o2"
 expect 2 "unknown dataset"         "$BIN" eval $OPTS --dataset mvtek --root "$DS" --out "$T/o"
 grep -q "fashion-mnist" "$T/err" && ok "unknown dataset: valid names listed" || bad "unknown dataset: $(cat "$T/err")"
 expect 2 "unknown category"        "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category zebra --out "$T/o"
@@ -200,6 +200,63 @@ for x in rows:
 PY
 else
   bad "fit + predict for the comparison: $(cat "$T/err")"
+fi
+
+# --- AnomalyDINO preset and --zero-shot (issue 15) ---
+expect 2 "--preset foo"                  "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --preset foo
+expect 2 "--rotations 0"                 "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --rotations 0
+expect 2 "--pca-threshold x"             "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --pca-threshold x
+expect 2 "--ref-frac without --zero-shot" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --ref-frac 0.5
+expect 2 "--zero-shot with --shots"      "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --zero-shot --shots 1
+expect 2 "--ref-frac 0"                  "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --zero-shot --ref-frac 0
+expect 2 "--pca-threshold nan"           "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --pca-threshold nan
+# the preset in eval: recorded in results.json, and equal to fit + predict with it (the model
+# file carries the settings: predict takes no method flags)
+AD="--preset anomalydino --rotations 3"
+expect 0 "eval --preset anomalydino" "$BIN" eval $OPTS $AD --dataset mvtec --root "$DS" --out "$T/ad" --category a_disc
+pycheck "preset recorded in results.json" "$T/ad/results.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["settings"]["params"] if "settings" in r and "params" in r["settings"] else r["params"]
+assert p["layers"] == "last" and p["cosine"] is True and p["rotations"] == 3, p
+assert p["topk"] == 0.01 and p["coreset"] == 1 and p["bpm"] is False and p["pca_mask"] is False, p
+c = r["categories"]["a_disc"]
+assert c["bank_size"] == c["bank_size_full"] == 3 * 4 * 36, c  # 4 images x 3 rotations x 6x6
+PY
+"$BIN" fit $OPTS $AD --out "$T/ad.ufm" "$DS/a_disc/train/good" 2>"$T/err" &&
+"$BIN" predict "$T/ad.ufm" "$DS/a_disc/test" >"$T/pred" 2>>"$T/err"
+if [ $? -eq 0 ]; then
+  pycheck "preset: eval scores equal fit + predict" "$T/pred" "$T/ad/scores.csv" "$DS" <<'PY'
+import csv, sys
+pred = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(sys.argv[1])}
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert len(rows) == 3 and len(pred) == 3, (rows, pred)
+for x in rows:
+    p = pred[sys.argv[3] + "/" + x["image"]]
+    assert abs(p - float(x["score"])) <= 1e-5 * abs(p), (x, p)
+PY
+else
+  bad "fit + predict with the preset: $(cat "$T/err")"
+fi
+# eval --zero-shot: the scores of `uniformaly zeroshot` on the same test images
+expect 0 "eval --zero-shot" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/zs" --zero-shot --category a_disc
+"$BIN" zeroshot $OPTS "$DS/a_disc/test" >"$T/zpred" 2>"$T/err"
+if [ $? -eq 0 ]; then
+  pycheck "eval --zero-shot equals zeroshot, no fit" "$T/zpred" "$T/zs/scores.csv" "$DS" "$T/zs/results.json" <<'PY'
+import csv, json, sys
+pred = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(sys.argv[1])}
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert len(rows) == 3 and len(pred) == 3, (rows, pred)
+for x in rows:
+    p = pred[sys.argv[3] + "/" + x["image"]]
+    assert abs(p - float(x["score"])) <= 1e-5 * abs(p), (x, p)
+r = json.load(open(sys.argv[4]))
+c = r["categories"]["a_disc"]
+assert c["n_train"] == 0 and 0 <= c["image_auroc"] <= 1 and 0 <= c["pixel_auroc"] <= 1, c
+assert "zero_shot_ref_frac" in json.dumps(r), r
+PY
+else
+  bad "zeroshot for the comparison: $(cat "$T/err")"
 fi
 
 # --- the dataset fixture: JPEG and .PNG files, a category whose masks are incomplete ---

@@ -381,7 +381,7 @@ static void test_model_file(void)
         REQUIRE(f != NULL);
         CHECK(fread(hd, 1, 12, f) == 12);
         fclose(f);
-        CHECKF(hd[8] == (k == 0 ? 2 : 3), "model %d written as format version %d", k, hd[8]);
+        CHECKF(hd[8] == (k == 0 ? 3 : 4), "model %d written as format version %d", k, hd[8]);
         REQUIRE_OK(uf_model_load(path, NULL, &l));
         uf_model_info a, b;
         uf_model_get_info(m, &a);

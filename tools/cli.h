@@ -46,7 +46,9 @@ typedef struct cli_patterns {
 
 /* Options shared by every verb that runs a backbone on images. */
 typedef struct cli_common {
-    const char *backbone;  /* --backbone PATH                          */
+    const char *backbone;  /* --backbone PATH (cli_default_backbone fills it in) */
+    bool bundled;          /* backbone is the bundled one, not --backbone  */
+    unsigned norm_given;   /* bit 0: --mean given, bit 1: --std given      */
     uf_preprocess pre;     /* --resize --crop --pad-to --fit --interp --mean --std */
     unsigned pre_given;    /* CLI_GIVEN_*: which of them the command line set, so
                               --pad-to's letterbox defaults never override them */
@@ -111,6 +113,26 @@ uf_inputs *cli_run_inputs(const cli_strings *images, int npos, char *const *pos,
  * written. */
 bool cli_check_output(const char *path, const uf_inputs *in);
 
+/* The backbone that ships with the program: the ImageNet ViT-Tiny/16 of timm, FP16
+ * (models/ in the source tree, $(PREFIX)/share/uniformaly once installed; see NOTICE).
+ * Its path: $UNIFORMALY_BACKBONE if set (used as is), else the first existing of
+ * <dir>/../share/uniformaly/NAME, <dir>/models/NAME and <dir>/../models/NAME, where <dir>
+ * is the folder of the running program. NULL if none exists. Static storage. */
+#define CLI_BUNDLED_NAME "vit_tiny_patch16_224.fp16.safetensors"
+const char *cli_bundled_backbone(void);
+
+/* When --backbone was not given: use the bundled backbone, with its own normalisation
+ * (mean and std 0.5, unless --mean / --std were given). False after printing where it
+ * looked when it is not there. */
+bool cli_default_backbone(cli_common *c);
+
+/* uf_model_load, and, when the backbone recorded in the model cannot be read (UF_ERR_IO)
+ * and lp names none, again with the bundled backbone: the library accepts it only if its
+ * sha256 is the recorded one, so a model fitted with the bundled backbone loads wherever
+ * the program finds it (another machine, another install prefix). On failure
+ * uf_errmsg() holds the first attempt's message. */
+uf_status cli_model_load(const char *path, const uf_model_load_params *lp, uf_model **out);
+
 /* Load the backbone given by --backbone (error printed on failure). */
 uf_backbone *cli_load_backbone(const cli_common *c);
 
@@ -142,6 +164,10 @@ struct cJSON *cli_model_json(const char *path, const uf_model *m);
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
  * number decoded. */
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
+/* The same; full != 0 keeps each image at its file's size (the fitter's rotations must turn
+ * the original image, as AnomalyDINO does, before the resize). */
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, int full,
+                         uf_image **imgs);
 
 /* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies
  * whatever it is given), so every JSON document the program writes goes through

@@ -1,7 +1,9 @@
 /*
  * cli_detector.c - the method flags shared by every verb that fits a detector (fit, demo,
  * and later eval): --layers, --no-bpm, --bpm-kernel, --bpm-lambda, --soft-mask, --rollout,
- * --coreset, --sampler, --seed, --knn, --topk, --sigma; plus parallel image decoding.
+ * --coreset, --sampler, --seed, --knn, --topk, --sigma, and the AnomalyDINO parts
+ * (--preset anomalydino, --last-block, --cosine, --pca-mask, --pca-threshold, --rotations);
+ * plus parallel image decoding.
  * Defaults come from uf_detector_default_params(), so the help text and the library agree.
  */
 #include "cli.h"
@@ -35,7 +37,22 @@ const char *const cli_detector_help =
     "                       the patch size); their patch features and BPM maps are\n"
     "                       averaged where tiles overlap into one map of the whole image\n"
     "  --tile-overlap O     pixels shared by neighbouring tiles, a multiple of the patch\n"
-    "                       size below T (default 0)\n";
+    "                       size below T (default 0)\n"
+    "AnomalyDINO (Damm et al., WACV 2025; defaults of github.com/dammsi/AnomalyDINO):\n"
+    "  --preset anomalydino --last-block --cosine --topk 0.01 --no-bpm --coreset 1\n"
+    "                       --knn 1 --rotations 8 (their run_anomalydino.py defaults:\n"
+    "                       knn_metric L2_normalized, k_neighbors 1, mean_top1p, the\n"
+    "                       \"agnostic\" preprocess: rotation on, PCA masking off for bottle\n"
+    "                       and textures); options after it override its parts\n"
+    "  --last-block         features of the backbone's last block only\n"
+    "  --cosine             L2-normalise the patch features: scores are 2 (1 - cos)\n"
+    "  --pca-mask           mask test patches by the first principal component of the\n"
+    "                       image's features instead of BPM (implies --no-bpm); they use it\n"
+    "                       for capsule, hazelnut, pill, screw and toothbrush only\n"
+    "  --pca-threshold T    PCA mask: foreground = projection > T (default 10, their\n"
+    "                       value for DINOv2 features; other backbones need their own)\n"
+    "  --rotations R        fit on each training image rotated by 360 r / R degrees,\n"
+    "                       r = 0..R-1 (default 1 = off; their augment_image: 8)\n";
 
 /* Value of option argv[*i]; prints a usage error when missing. */
 static const char *value(const char *verb, int argc, char **argv, int *i)
@@ -58,6 +75,34 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
         p->soft_mask = 1;
     } else if (!strcmp(a, "--rollout")) {
         p->rollout = 1;
+    } else if (!strcmp(a, "--last-block")) {
+        p->layer_first = p->layer_last = UF_LAYER_LAST;
+    } else if (!strcmp(a, "--cosine")) {
+        p->cosine = 1;
+    } else if (!strcmp(a, "--pca-mask")) {
+        p->pca_mask = 1;
+        p->bpm = 0;
+    } else if (!strcmp(a, "--preset")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (strcmp(v, "anomalydino")) {
+            cli_usage_error(verb, "--preset: expected anomalydino, got '%s'", v);
+            return -1;
+        }
+        uf_detector_preset_anomalydino(p);
+    } else if (!strcmp(a, "--pca-threshold")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_float(v, -1e30, 1e30, &d)) {
+            cli_usage_error(verb, "--pca-threshold: expected a number, got '%s'", v);
+            return -1;
+        }
+        p->pca_threshold = (float)d;
+    } else if (!strcmp(a, "--rotations")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 1, 360, &n)) {
+            cli_usage_error(verb, "--rotations: expected an integer in 1..360, got '%s'", v);
+            return -1;
+        }
+        p->rotations = (int)n;
     } else if (!strcmp(a, "--layers")) {
         if (!(v = value(verb, argc, argv, i))) return -1;
         int x, y, used = 0;
@@ -158,12 +203,21 @@ static void warn_coverage(const char *path, int w, int h, const uf_preprocess *p
 
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
 {
+    return cli_load_images_full(paths, n, pre, 0, imgs);
+}
+
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, int full,
+                         uf_image **imgs)
+{
     int ok = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
     for (int j = 0; j < n; j++) {
         imgs[j] = NULL;
-        int w, h; /* the file's own size */
-        if (uf_image_load_shrunk(paths[j], pre, &imgs[j], &w, &h) == UF_OK) {
+        int w = 0, h = 0; /* the file's own size */
+        uf_status st = full ? uf_image_load(paths[j], &imgs[j])
+                            : uf_image_load_shrunk(paths[j], pre, &imgs[j], &w, &h);
+        if (st == UF_OK && full) w = imgs[j]->width, h = imgs[j]->height;
+        if (st == UF_OK) {
             ok++;
             warn_coverage(paths[j], w, h, pre);
         } else {
@@ -193,7 +247,8 @@ cJSON *cli_params_json(const uf_detector_params *p)
     static const char *const interp[] = {"bilinear", "bicubic", "lanczos", "nearest"};
     cJSON *o = cJSON_CreateObject();
     char buf[32];
-    snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
+    if (p->layer_first == UF_LAYER_LAST) snprintf(buf, sizeof buf, "last");
+    else snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
     cJSON_AddStringToObject(o, "layers", buf);
     cJSON_AddBoolToObject(o, "bpm", p->bpm);
     cJSON_AddNumberToObject(o, "bpm_kernel", p->bpm_kernel);
@@ -209,6 +264,10 @@ cJSON *cli_params_json(const uf_detector_params *p)
     cJSON_AddNumberToObject(o, "sigma", p->sigma);
     cJSON_AddNumberToObject(o, "tile", p->tile);
     cJSON_AddNumberToObject(o, "tile_overlap", p->tile_overlap);
+    cJSON_AddBoolToObject(o, "cosine", p->cosine);
+    cJSON_AddBoolToObject(o, "pca_mask", p->pca_mask);
+    cJSON_AddNumberToObject(o, "pca_threshold", fl(p->pca_threshold));
+    cJSON_AddNumberToObject(o, "rotations", p->rotations);
     cJSON *pre = cJSON_AddObjectToObject(o, "preprocess");
     cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
     cJSON_AddNumberToObject(pre, "crop", p->pre.crop);

@@ -165,7 +165,7 @@ int cmd_calibrate(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
-    if (uf_model_load(model_path, &lp, &m) != UF_OK) {
+    if (cli_model_load(model_path, &lp, &m) != UF_OK) {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;
         goto done;

@@ -147,7 +147,7 @@ int cmd_classify(int argc, char **argv)
             pos[npos++] = argv[i];
         }
     }
-    if (!c.backbone) { free(pos); return cli_usage_error(verb, "--backbone is required"); }
+    if (!cli_default_backbone(&c)) { free(pos); return CLI_EXIT_RUNTIME; }
     if (npos == 0) { free(pos); return cli_usage_error(verb, "no images given"); }
     cli_threads_init(&c);
 

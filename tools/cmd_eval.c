@@ -64,6 +64,11 @@ static const char *const help =
     "                       category, scored on each category's test set: AUROC per\n"
     "                       category and overall. Semantic datasets: test images of the\n"
     "                       selected classes are normal, all others anomalous\n"
+    "  --zero-shot          no training images: each category's test set is scored against\n"
+    "                       itself (as `uniformaly zeroshot`, MuSc's mutual scoring), one\n"
+    "                       run; excludes --shots, --max-train, --multi-class, --cluster\n"
+    "  --ref-frac F         with --zero-shot: fraction of the other images averaged, in\n"
+    "                       (0, 1] (default 0.3, MuSc)\n"
     "  --cluster [K]        anomaly clustering of each category's test images: K-means\n"
     "                       (k-means++, 10 restarts, seeded, 300 iterations) of their top-K\n"
     "                       mean features into K clusters (default: the number of types\n"
@@ -98,6 +103,7 @@ typedef struct opts {
     cli_strings cats; /* --category values as given */
     bool heatmaps;    /* --heatmaps                 */
     bool gt_exact;    /* --gt-mode exact            */
+    bool zero_shot;   /* --zero-shot                */
 } opts;
 
 typedef struct ctx {
@@ -298,6 +304,8 @@ static cJSON *settings_json(const ctx *x)
     for (int i = 0; i < x->nsel; i++)
         cJSON_AddItemToArray(cats, cJSON_CreateString(uf_dataset_category(x->ds, x->sel[i])));
     cJSON_AddBoolToObject(s, "multi_class", ep->multi_class);
+    if (ep->zero_shot > 0) cJSON_AddNumberToObject(s, "zero_shot_ref_frac", ep->zero_shot);
+    else cJSON_AddNullToObject(s, "zero_shot_ref_frac");
     if (ep->cluster == 0) cJSON_AddNullToObject(s, "cluster");
     else if (ep->cluster < 0) cJSON_AddStringToObject(s, "cluster", "types");
     else cJSON_AddNumberToObject(s, "cluster", ep->cluster);
@@ -473,7 +481,8 @@ static bool write_tables(const ctx *x)
     cli_buf_printf(&mb, "# uniformaly eval: %s (%s)\n\n", uf_dataset_kind_name(x->info.kind), x->info.root);
     cli_buf_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s; coreset %g (%s)%s%s%s.\n\n", o->c.backbone,
               r->backbone_sha256[0] ? " (sha256 " : "", r->backbone_sha256,
-              r->backbone_sha256[0] ? "...)" : "", o->ep.multi_class ? "multi-class" : "one-class",
+              r->backbone_sha256[0] ? "...)" : "",
+              o->zero_shot ? "zero-shot (no fit)" : o->ep.multi_class ? "multi-class" : "one-class",
               o->ep.shots ? ", few-shot (mean ± std over repeats)" : "",
               o->ep.max_train ? ", training images capped" : "", r->params.coreset,
               r->coreset_source, clu ? "; clustering protocol " : "",
@@ -750,6 +759,15 @@ static int eval_option(opts *o, const char *verb, int argc, char **argv, int *i)
         }
     } else if (!strcmp(a, "--multi-class")) {
         ep->multi_class = 1;
+    } else if (!strcmp(a, "--zero-shot")) {
+        if (!(ep->zero_shot > 0)) ep->zero_shot = UF_ZEROSHOT_DEFAULT_REF_FRAC;
+        o->zero_shot = true;
+    } else if (!strcmp(a, "--ref-frac")) {
+        double f;
+        if (!has || !cli_parse_float(argv[*i + 1], 1e-9, 1, &f))
+            return cli_usage_error(verb, "--ref-frac: expected a number in (0, 1]"), -1;
+        ep->zero_shot = f;
+        ++*i;
     } else if (!strcmp(a, "--heatmaps")) {
         o->heatmaps = true;
         ep->want_maps = 1;
@@ -803,7 +821,7 @@ static int parse(opts *o, int argc, char **argv)
         if (!strcmp(a, "--crop") || !strcmp(a, "--pad-to")) o->ep.keep |= UF_EVAL_KEEP_CROP;
         if (!strcmp(a, "--pad-to")) o->ep.keep |= UF_EVAL_KEEP_RESIZE; /* it sets resize */
         if (!strcmp(a, "--interp")) o->ep.keep |= UF_EVAL_KEEP_INTERP;
-        if (!strcmp(a, "--coreset")) o->ep.keep |= UF_EVAL_KEEP_CORESET;
+        if (!strcmp(a, "--coreset") || !strcmp(a, "--preset")) o->ep.keep |= UF_EVAL_KEEP_CORESET;
         int r = cli_common_option(&o->c, verb, argc, argv, &i);
         if (r == 0) r = cli_detector_option(&o->ep.detector, verb, argc, argv, &i);
         if (r == 0) r = eval_option(o, verb, argc, argv, &i);
@@ -816,7 +834,7 @@ static int parse(opts *o, int argc, char **argv)
         if (a[0] == '-' && a[1]) return cli_usage_error(verb, "unknown option '%s'", a);
         return cli_usage_error(verb, "unexpected argument '%s'", a);
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (!o->dataset) return cli_usage_error(verb, "--dataset is required");
     if (!o->root) return cli_usage_error(verb, "--root is required");
     if (!o->out) return cli_usage_error(verb, "--out is required");
@@ -824,6 +842,11 @@ static int parse(opts *o, int argc, char **argv)
     if (o->ep.shots && o->ep.max_train)
         return cli_usage_error(verb, "--shots and --max-train exclude each other");
     if (o->ep.repeats > 1000) return cli_usage_error(verb, "--repeats: at most 1000");
+    if (o->ep.zero_shot > 0 && !o->zero_shot)
+        return cli_usage_error(verb, "--ref-frac needs --zero-shot");
+    if (o->zero_shot && (o->ep.shots || o->ep.max_train || o->ep.multi_class || o->ep.cluster))
+        return cli_usage_error(verb, "--zero-shot excludes --shots, --max-train, --multi-class "
+                                     "and --cluster (there is no fit)");
     if (o->gt_exact) o->ep.gt_threshold = UF_GT_THRESHOLD_EXACT;
     o->ep.detector.pre = o->c.pre;
     o->ep.batch = o->c.batch;
@@ -948,7 +971,8 @@ int cmd_eval(int argc, char **argv)
         const char *what = x.info.semantic ? (x.nsel == 1 ? "class" : "classes")
                                            : (x.nsel == 1 ? "category" : "categories");
         fprintf(stderr, "eval: %s at %s: %d %s, %s%s\n", uf_dataset_kind_name(x.info.kind),
-                x.info.root, x.nsel, what, o.ep.multi_class ? "multi-class" : "one-class",
+                x.info.root, x.nsel, what,
+                o.zero_shot ? "zero-shot" : o.ep.multi_class ? "multi-class" : "one-class",
                 o.ep.shots ? " few-shot" : "");
     }
     print_header(&x);

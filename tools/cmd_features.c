@@ -118,7 +118,7 @@ static int parse_features_args(int argc, char **argv, features_opts *o)
             o->pos[o->npos++] = argv[i];
         }
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (!o->out_path) return cli_usage_error(verb, "--out is required");
     if (o->npos == 0) return cli_usage_error(verb, "no images given");
     if (!layers_given) o->blocks = 0x3FCull; /* blocks 3..10 */

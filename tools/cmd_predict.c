@@ -258,7 +258,7 @@ int cmd_model_info(const char *path, bool json)
     uf_model *m = NULL;
     /* describing a model needs no backbone weights, but loading checks them; a missing
      * checkpoint is reported like any other failure */
-    if (uf_model_load(path, NULL, &m) != UF_OK) {
+    if (cli_model_load(path, NULL, &m) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return CLI_EXIT_RUNTIME;
     }
@@ -299,6 +299,11 @@ int cmd_model_info(const char *path, bool json)
                    p->bpm_kernel, p->bpm_lambda, p->rollout ? ", rollout" : "");
         else
             printf("bpm:          off\n");
+        if (p->pca_mask) printf("pca mask:     threshold %g\n", p->pca_threshold);
+        if (p->cosine || p->rotations > 1)
+            printf("anomalydino:  %s, %d rotation%s of each training image\n",
+                   p->cosine ? "cosine distance (2 (1 - cos))" : "squared L2", p->rotations,
+                   p->rotations == 1 ? "" : "s");
         printf("coreset:      %g (%s, seed %llu)\n", p->coreset,
                p->sampler == UF_SAMPLER_RANDOM ? "random" : "greedy", (unsigned long long)p->seed);
         printf("scoring:      knn %d, top %g of patches, sigma %g\n", p->knn, p->topk, p->sigma);
@@ -445,7 +450,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
             return false;
         }
     }
-    if (uf_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
+    if (cli_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
         uf_scorer_new(r->m, &r->sc) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return false;

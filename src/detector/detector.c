@@ -44,7 +44,33 @@ uf_detector_params uf_detector_default_params(void)
     p.topk = 0.05;
     p.sigma = 4.0;
     p.pre = uf_preprocess_default();
+    p.cosine = 0;
+    p.pca_mask = 0;
+    p.pca_threshold = 10.0f;
+    p.rotations = 1;
     return p;
+}
+
+void uf_detector_preset_anomalydino(uf_detector_params *p)
+{
+    if (!p) return;
+    p->layer_first = p->layer_last = UF_LAYER_LAST; /* get_intermediate_layers(x)[0]: n=1 */
+    p->cosine = 1;        /* knn_metric "L2_normalized"                                  */
+    p->knn = 1;           /* k_neighbors 1                                               */
+    p->topk = 0.01;       /* mean_top1p                                                  */
+    p->bpm = 0;           /* masking only for the objects of their masking_default       */
+    p->soft_mask = 0;
+    p->pca_mask = 0;
+    p->pca_threshold = 10.0f; /* compute_background_mask(..., threshold=10)              */
+    p->coreset = 1.0;     /* the whole memory bank                                       */
+    p->rotations = 8;     /* augment_image: angles 0, 45, ..., 315                      */
+}
+
+/* The block numbers p asks for on a backbone of `depth` blocks (UF_LAYER_LAST resolved). */
+static void resolve_layers(uf_detector_params *p, int depth)
+{
+    if (p->layer_first == UF_LAYER_LAST && p->layer_last == UF_LAYER_LAST)
+        p->layer_first = p->layer_last = depth;
 }
 
 /* The whole-image geometry (uf_preprocess: crop 0 without pad_to): each image runs on its
@@ -54,9 +80,18 @@ static bool whole_image(const uf_preprocess *pre) { return pre->crop == 0 && pre
 uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbone *bb)
 {
     if (!p) return uf__err(UF_ERR_ARG, "detector params: NULL");
-    if (p->layer_first < 1 || p->layer_last < p->layer_first || p->layer_last > 64)
-        return uf__err(UF_ERR_ARG, "layers %d-%d: need 1 <= first <= last <= 64",
-                       p->layer_first, p->layer_last);
+    const bool last = p->layer_first == UF_LAYER_LAST && p->layer_last == UF_LAYER_LAST;
+    if (!last && (p->layer_first < 1 || p->layer_last < p->layer_first || p->layer_last > 64))
+        return uf__err(UF_ERR_ARG, "layers %d-%d: need 1 <= first <= last <= 64, or both "
+                       "UF_LAYER_LAST (-1)", p->layer_first, p->layer_last);
+    if ((p->cosine != 0 && p->cosine != 1) || (p->pca_mask != 0 && p->pca_mask != 1))
+        return uf__err(UF_ERR_ARG, "cosine and pca_mask must be 0 or 1");
+    if (p->pca_mask && p->bpm)
+        return uf__err(UF_ERR_ARG, "pca_mask replaces BPM: turn bpm off to use it");
+    if (!isfinite(p->pca_threshold))
+        return uf__err(UF_ERR_ARG, "pca threshold %g: must be finite", p->pca_threshold);
+    if (p->rotations < 1 || p->rotations > 360)
+        return uf__err(UF_ERR_ARG, "rotations %d: must be 1..360", p->rotations);
     if ((p->bpm != 0 && p->bpm != 1) || (p->soft_mask != 0 && p->soft_mask != 1) ||
         (p->rollout != 0 && p->rollout != 1))
         return uf__err(UF_ERR_ARG, "bpm, soft_mask and rollout must be 0 or 1");
@@ -107,7 +142,7 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
         return uf__err(UF_ERR_ARG, "tile %d is above the limit of %d pixels", p->tile,
                        UF__MAX_INPUT_SIDE);
     if (!bb) return UF_OK;
-    if (p->layer_last > bb->w.depth)
+    if (!last && p->layer_last > bb->w.depth) /* the last block exists in every backbone */
         return uf__err(UF_ERR_ARG,
                        "layers %d-%d need a backbone with at least %d blocks; this one has %d",
                        p->layer_first, p->layer_last, p->layer_last, bb->w.depth);
@@ -191,6 +226,7 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
     memset(e, 0, sizeof *e);
     e->bb = bb;
     e->p = *p;
+    resolve_layers(&e->p, bb->w.depth);
     e->S = uf_preprocess_size(&p->pre);
     e->gh = e->gw = e->S / bb->w.patch;
     e->D = bb->w.dim;
@@ -458,9 +494,12 @@ static uf_status own_grid_masks(extractor *e, int b, float *sm, uint8_t *mk)
 /* Features, BPM maps and masks of n <= CHUNK images into e->feats/smooth/mask. base is
  * the index of imgs[0] among the caller's total images, for the messages. An image whose
  * features are NaN, Inf or absurdly large (check_rows) is refused with UF_ERR_NONFINITE
- * naming it: it would otherwise be scored (or put in a bank) as Inf or NaN. */
+ * naming it: it would otherwise be scored (or put in a bank) as Inf or NaN. fit: the
+ * images are training images (the PCA mask, which AnomalyDINO applies to test images
+ * only, is then not computed). The masks come from the raw features; with cosine the
+ * features are L2-normalised after that (AnomalyDINO masks, then faiss.normalize_L2). */
 static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int base,
-                         int total)
+                         int total, bool fit)
 {
     char wb[32];
     const size_t plane = 3 * (size_t)e->S * (size_t)e->S;
@@ -523,7 +562,33 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int b
         if (st != UF_OK) return st;
         if (e->p.soft_mask) memset(mk, 1, (size_t)e->Np); /* soft: nothing is dropped */
     }
+    if (e->p.pca_mask && !fit) {
+        uf_status stp[CHUNK];
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n < nth ? n : nth)
+        for (int b = 0; b < n; b++) /* the image's own grid in the whole-image geometry */
+            stp[b] = uf__pca_mask(e->feats + (size_t)b * per_img,
+                                  e->sub_pixels ? e->sgh[b] : e->gh,
+                                  e->sub_pixels ? e->sgw[b] : e->gw, e->gw, e->D,
+                                  e->p.pca_threshold, e->mask + (size_t)b * e->Np);
+        for (int b = 0; b < n; b++)
+            if (stp[b] != UF_OK) return uf__err(stp[b], "%s%s", which(wb, base + b, total),
+                                                "out of memory for the PCA mask");
+    }
+    if (e->p.cosine) {
+        const size_t rows = (size_t)n * (size_t)e->Np;
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (size_t r = 0; r < rows; r++) uf__l2_normalize(e->feats + r * (size_t)e->D, e->D);
+    }
     return UF_OK;
+}
+
+void uf__l2_normalize(float *x, int D)
+{
+    double sq = 0;
+    for (int c = 0; c < D; c++) sq += (double)x[c] * x[c];
+    if (!(sq > 0)) return; /* a zero row (padding) stays zero */
+    const double inv = 1.0 / sqrt(sq);
+    for (int c = 0; c < D; c++) x[c] = (float)(x[c] * inv);
 }
 
 /* ---- fitting ------------------------------------------------------------------------- */
@@ -575,24 +640,64 @@ static uf_status bank_reserve(uf_fitter *f, size_t extra)
     return UF_OK;
 }
 
+/* Extract c <= CHUNK images and append their foreground rows to the bank. */
+static uf_status add_chunk(uf_fitter *f, const uf_image *const *imgs, int c, int base, int total)
+{
+    const size_t D = (size_t)f->ex.D, Np = (size_t)f->ex.Np;
+    uf_status s = extract(&f->ex, imgs, c, base, total, true);
+    if (s == UF_OK) s = bank_reserve(f, (size_t)c * Np);
+    if (s != UF_OK) return s;
+    for (int b = 0; b < c; b++)
+        for (size_t i = 0; i < Np; i++)
+            if (f->ex.mask[(size_t)b * Np + i])
+                memcpy(f->bank + f->n++ * D, f->ex.feats + ((size_t)b * Np + i) * D,
+                       D * sizeof(float));
+    return UF_OK;
+}
+
+/* Image i with its rotations (rotate.c; AnomalyDINO's augment_image):
+ * the image itself, then rotated by 360 r / R degrees for r = 1..R-1, in that order. */
+static uf_status add_rotated(uf_fitter *f, const uf_image *img, int i, int total)
+{
+    const int R = f->ex.p.rotations;
+    uf_status s = UF_OK;
+    for (int r0 = 0; r0 < R && s == UF_OK; r0 += CHUNK) {
+        const int c = R - r0 < CHUNK ? R - r0 : CHUNK;
+        uf_image *rot[CHUNK] = {NULL};
+        const uf_image *v[CHUNK];
+        for (int k = 0; k < c && s == UF_OK; k++) {
+            const int r = r0 + k;
+            if (r == 0) v[k] = img;
+            else if ((s = uf__image_rotate(img, 360.0 * r / R, &rot[k])) == UF_OK) v[k] = rot[k];
+        }
+        if (s == UF_OK) s = add_chunk(f, v, c, 0, 1); /* messages name image i below */
+        for (int k = 0; k < c; k++) uf_image_free(rot[k]);
+    }
+    if (s != UF_OK && total > 1) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "image %d", i);
+        uf__err_prefix(s, pre);
+    }
+    return s;
+}
+
 uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n)
 {
     if (!f || (n > 0 && !imgs) || n < 0) return uf__err(UF_ERR_ARG, "uf_fitter_add: bad arguments");
-    const size_t D = (size_t)f->ex.D, Np = (size_t)f->ex.Np;
     const size_t n0 = f->n; /* rolled back to on failure */
-    for (int c0 = 0; c0 < n; c0 += CHUNK) {
-        int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status s = extract(&f->ex, imgs + c0, c, c0, n);
-        if (s == UF_OK) s = bank_reserve(f, (size_t)c * Np);
-        if (s != UF_OK) {
-            f->n = n0;
-            return s;
+    uf_status s = UF_OK;
+    if (f->ex.p.rotations > 1) {
+        for (int i = 0; i < n && s == UF_OK; i++) {
+            if (!imgs[i]) s = uf__err(UF_ERR_ARG, "image %d is NULL", i);
+            else s = add_rotated(f, imgs[i], i, n);
         }
-        for (int b = 0; b < c; b++)
-            for (size_t i = 0; i < Np; i++)
-                if (f->ex.mask[(size_t)b * Np + i])
-                    memcpy(f->bank + f->n++ * D, f->ex.feats + ((size_t)b * Np + i) * D,
-                           D * sizeof(float));
+    } else {
+        for (int c0 = 0; c0 < n && s == UF_OK; c0 += CHUNK)
+            s = add_chunk(f, imgs + c0, n - c0 < CHUNK ? n - c0 : CHUNK, c0, n);
+    }
+    if (s != UF_OK) {
+        f->n = n0;
+        return s;
     }
     f->n_train += (size_t)n;
     return UF_OK;
@@ -710,6 +815,7 @@ uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, floa
         return s;
     }
     m->params = *p;
+    resolve_layers(&m->params, bb->w.depth);
     m->bb = bb;
     m->dim = bb->w.dim;
     m->n_bank = n_bank;
@@ -947,7 +1053,7 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
         return uf__err(UF_ERR_ARG, "uf_score_images: bad arguments");
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status st = extract(&s->ex, imgs + c0, c, c0, n);
+        uf_status st = extract(&s->ex, imgs + c0, c, c0, n, false);
         if (st == UF_OK)
             st = score_chunk(s, s->ex.feats, s->ex.smooth, s->ex.mask, c, c0, n, out + c0);
         if (st != UF_OK) return n > CHUNK ? uf__err_prefix(st, "scoring") : st;
@@ -963,7 +1069,7 @@ uf_status uf_scorer_extract(uf_scorer *s, const uf_image *const *imgs, int n, fl
     const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status st = extract(&s->ex, imgs + c0, c, c0, n);
+        uf_status st = extract(&s->ex, imgs + c0, c, c0, n, false);
         if (st != UF_OK) return st;
         memcpy(feats + (size_t)c0 * Np * D, s->ex.feats, (size_t)c * Np * D * sizeof(float));
         memcpy(smooth + (size_t)c0 * Np, s->ex.smooth, (size_t)c * Np * sizeof(float));

@@ -6,15 +6,15 @@
  * deployed as one file. The format is a small binary frame around a JSON header, so the
  * settings stay readable with `head -c 4096 model.ufm` while the bank is raw float32.
  *
- * Format version 3 (all integers little-endian; version 2 is the same without
- * params.tile, params.tile_overlap and preprocess.fit, version 1 also without the
- * "calibration" key; both still load, the missing keys as 0 / "auto"). A model that uses
- * none of the version-3 settings (tile 0, fit auto) is written as version 2, so builds
- * from before them still read it:
+ * Format version 4 (all integers little-endian; version 3 is the same without
+ * params.tile, params.tile_overlap and preprocess.fit, version 2 also without the
+ * AnomalyDINO params keys, version 1 also without "calibration"; all still load, the
+ * missing keys as their defaults). A model that uses none of the version-4 settings
+ * (tile 0, fit auto) is written as version 3, so builds from before them still read it:
  *
  *   offset  size  contents
  *   0       8     magic "UFMODEL\0"
- *   8       4     u32 format version (3, or 2: see above)
+ *   8       4     u32 format version (4, or 3: see above)
  *   12      4     u32 reserved, 0
  *   16      8     u64 H: length of the JSON header in bytes
  *   24      H     the JSON header (UTF-8, no NUL)
@@ -38,7 +38,9 @@
  *   params           every field of uf_detector_params: layer_first, layer_last, bpm,
  *                    bpm_kernel, bpm_lambda, soft_mask, rollout, coreset,
  *                    sampler ("greedy" | "random"), seed (string), knn, topk, sigma,
- *                    tile, tile_overlap (optional, 0 when absent),
+ *                    (version 3; optional, absent = the defaults) cosine, pca_mask,
+ *                    pca_threshold, rotations,
+ *                    (version 4; optional, 0 when absent) tile, tile_overlap,
  *                    preprocess {resize, crop, pad_to,
  *                                interp ("bilinear" | "bicubic" | "lanczos" | "nearest"),
  *                                mean [3], std [3],
@@ -103,7 +105,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MF_VERSION 3u /* 3: tile, tile_overlap, fit; 2: "calibration"; 1 and 2 still load */
+#define MF_VERSION 4u                        /* 4: tile, tile_overlap, fit; 3: AnomalyDINO
+                                                params; 2: "calibration"; older still load */
 #define MF_PREAMBLE 24                       /* magic + version + reserved + header length */
 #define MF_TRAILER 40                        /* sha256 + end marker                        */
 #define MF_ALIGN 64                          /* section alignment                          */
@@ -302,6 +305,10 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
         j_num(P, "knn", p->knn, &ok);
         j_num(P, "topk", p->topk, &ok);
         j_num(P, "sigma", p->sigma, &ok);
+        j_num(P, "cosine", p->cosine ? 1 : 0, &ok);
+        j_num(P, "pca_mask", p->pca_mask ? 1 : 0, &ok);
+        j_num(P, "pca_threshold", (double)p->pca_threshold, &ok);
+        j_num(P, "rotations", p->rotations, &ok);
         j_num(P, "tile", p->tile, &ok);
         j_num(P, "tile_overlap", p->tile_overlap, &ok);
         cJSON *Q = j_obj(P, "preprocess", &ok);
@@ -515,9 +522,9 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     /* preamble, header, padding, bank, padding, checkpoint bytes */
     uint8_t pre[MF_PREAMBLE];
     memcpy(pre, mf_magic, 8);
-    /* version 3 only when its settings are used: older builds read the rest */
-    const bool v3 = m->params.tile > 0 || m->params.pre.fit != UF_FIT_AUTO;
-    put_le32(pre + 8, v3 ? MF_VERSION : 2u);
+    /* version 4 only when its settings are used: builds of version 3 read the rest */
+    const bool v4 = m->params.tile > 0 || m->params.pre.fit != UF_FIT_AUTO;
+    put_le32(pre + 8, v4 ? MF_VERSION : 3u);
     put_le32(pre + 12, 0);
     put_le64(pre + 16, hlen);
     w_bytes(&w, pre, sizeof pre);
@@ -724,7 +731,24 @@ static uf_status parse_params(const char *path, const cJSON *root, uf_detector_p
     p->topk = v;
     NEED(jget_num(P, "sigma", 0, 1000, &v), "params.sigma");
     p->sigma = v;
-    if (cJSON_GetObjectItemCaseSensitive(P, "tile")) { /* format version 3 */
+    /* version 3 keys; a file without them was fitted without these options */
+    if (cJSON_GetObjectItemCaseSensitive(P, "cosine")) {
+        NEED(jget_int(P, "cosine", 0, 1, &v), "params.cosine");
+        p->cosine = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "pca_mask")) {
+        NEED(jget_int(P, "pca_mask", 0, 1, &v), "params.pca_mask");
+        p->pca_mask = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "pca_threshold")) {
+        NEED(jget_num(P, "pca_threshold", -FLT_MAX, FLT_MAX, &v), "params.pca_threshold");
+        p->pca_threshold = (float)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "rotations")) {
+        NEED(jget_int(P, "rotations", 1, 360, &v), "params.rotations");
+        p->rotations = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "tile")) { /* format version 4 */
         NEED(jget_int(P, "tile", 0, UF__MAX_INPUT_SIDE, &v), "params.tile");
         p->tile = (int)v;
     }

@@ -60,9 +60,19 @@ typedef struct uf__kern {
      * written packed, [ceil(M/mr)][N][mr], ready to be the next gemm's ap; C unused. */
     void (*gemm)(int nth, int M, int N, int K, const float *A, int lda, const float *W,
                  const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
+    /* gemm's work for a team that already exists: called by EVERY thread of the caller's
+     * OpenMP parallel region with the same arguments (its loops are orphaned work-sharing
+     * constructs binding to that team; nth = the team's size, which only sets the task
+     * grid); it ends with the team's barrier. Lets a caller run many steps in one region
+     * instead of starting a team per call (uf_forward). */
+    void (*gemm_team)(int nth, int M, int N, int K, const float *A, int lda, const float *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
     /* Floats of per-thread attention scratch (a multiple of 16, so slices stay aligned). */
     size_t (*attn_scratch)(int Nt, int hd);
     void (*attention)(const uf__attn_job *j);
+    /* attention's work for an existing team, as gemm_team (j->nth: the team's size, which
+     * must match the scratch: scores holds j->nth slices, indexed by omp_get_thread_num). */
+    void (*attention_team)(const uf__attn_job *j);
     /* Squared L2 distance in a fixed order, bit-identical at every level (coreset). */
     float (*dist2)(const float *a, const float *b, int d);
 } uf__kern;
