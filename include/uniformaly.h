@@ -213,6 +213,13 @@ typedef enum uf_interp {
 uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp interp,
                           uf_image **out);
 
+/* Which side of the image Resize sets to uf_preprocess.resize (see there). */
+typedef enum uf_fit {
+    UF_FIT_AUTO = 0,  /* shorter side; longer side in the whole-image mode (crop 0, no pad_to) */
+    UF_FIT_SHORT = 1, /* shorter side (torchvision's Resize(int))                        */
+    UF_FIT_LONG = 2   /* longer side: the whole image fits a resize x resize square        */
+} uf_fit;
+
 /* How an image becomes a network input, after torchvision's
  *   Resize(resize, interp) -> CenterCrop(crop) -> ToTensor() -> Normalize(mean, std)
  * resize: length of the shorter side after resizing (the longer side keeps the aspect
@@ -224,8 +231,16 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  *         protocol: resize 112 Lanczos, pad to 224). 0 disables. The image goes to
  *         ((pad_to - w) / 2, (pad_to - h) / 2), floor, and must not exceed pad_to;
  *         padded pixels become (0 - mean) / std.
+ * fit:    which side Resize measures (uf_fit): UF_FIT_AUTO (0, the default and what files
+ *         written before the field load as) is the shorter side, except in the
+ *         whole-image mode below, where it is the longer; UF_FIT_LONG makes the longer
+ *         side resize and the shorter int(resize * short / long), so crop = 0 with
+ *         pad_to = resize is a letterbox: the whole image centred on the square canvas;
+ *         UF_FIT_SHORT is torchvision's Resize(int) (refused in the whole-image mode,
+ *         whose canvas must hold the longer side).
  * crop = 0 skips cropping. With pad_to > 0 the image is resized by its shorter side
- *         as above and must fit the canvas. With pad_to = 0 it is the whole-image mode:
+ *         (unless fit says otherwise) and must fit the canvas. With pad_to = 0 it is the
+ *         whole-image mode:
  *         the *longer* side becomes resize (the shorter int(resize * short / long)) and
  *         the image is placed at the top-left corner of a resize x resize zero canvas,
  *         so no part of the image is discarded (resize must then be > 0). The detector
@@ -240,6 +255,7 @@ typedef struct uf_preprocess {
     uf_interp interp; /* default UF_INTERP_BILINEAR */
     float mean[3];    /* default ImageNet 0.485, 0.456, 0.406 */
     float std[3];     /* default ImageNet 0.229, 0.224, 0.225 */
+    uf_fit fit;       /* default UF_FIT_AUTO */
 } uf_preprocess;
 
 /* The defaults above. */
@@ -575,6 +591,21 @@ typedef struct uf_detector_params {
     float pca_threshold; /* PCA mask: foreground = projection > threshold [10]             */
     int rotations;     /* fitting: each training image is added R times, rotated by
                           360 * r / R degrees, r = 0..R-1; 1 = no augmentation [1]; 1..360 */
+    int tile;          /* [0] off. > 0: tiling of large images, only in the whole-image
+                          geometry (pre.crop = 0, pre.pad_to = 0): an image whose own grid
+                          (the resized image, longer side pre.resize) is larger than tile x
+                          tile pixels runs through the backbone as overlapping tile x tile
+                          windows (batched), each at the backbone's own scale; each window's
+                          patch tokens and its Back Patch Masking map (computed per window,
+                          normalised by the window's maximum) are averaged where windows
+                          overlap into one map of the whole image, so every image location
+                          is one patch (one bank row when fitting, counted once in the
+                          top-K score). An image within one tile runs in one pass, exactly
+                          as without tiling. A multiple of the patch size                  */
+    int tile_overlap;  /* [0] pixels shared by neighbouring tiles: a multiple of the patch
+                          size, 0 <= tile_overlap < tile. Tiles start every tile -
+                          tile_overlap pixels; the last tile of a row or column is moved
+                          back to end at the image's edge (so it may overlap more)         */
 } uf_detector_params;
 
 /* layer_first = layer_last = UF_LAYER_LAST: the backbone's last block, resolved when a

@@ -155,6 +155,6 @@ expect 0 "predict with a version-1 model" "$BIN" predict tests/data/detector/mod
 check "its threshold applies" '[ "$(cut -f3 "$T/out")" = "normal" ] || [ "$(cut -f3 "$T/out")" = "anomalous" ]'
 expect 0 "calibrate a version-1 model into a new file" "$BIN" calibrate tests/data/detector/model_v1.ufm \
   --backbone $V1BB --normal --fpr 0.2 --out "$T/v2.ufm" --quiet $NORMAL
-check "written in the current format version (3)" '[ "$(od -An -tu1 -j8 -N1 "$T/v2.ufm" | tr -d " ")" = 3 ]'
+check "written in format version 3 (it uses no version-4 setting)" '[ "$(od -An -tu1 -j8 -N1 "$T/v2.ufm" | tr -d " ")" = 3 ]'
 check "the version-1 file untouched" '[ "$(od -An -tu1 -j8 -N1 tests/data/detector/model_v1.ufm | tr -d " ")" = 1 ]'
 finish

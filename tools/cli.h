@@ -40,12 +40,18 @@ typedef struct cli_patterns {
     int n;
 } cli_patterns;
 
+#define CLI_GIVEN_RESIZE 1u
+#define CLI_GIVEN_CROP 2u
+#define CLI_GIVEN_FIT 4u
+
 /* Options shared by every verb that runs a backbone on images. */
 typedef struct cli_common {
     const char *backbone;  /* --backbone PATH (cli_default_backbone fills it in) */
     bool bundled;          /* backbone is the bundled one, not --backbone  */
     unsigned norm_given;   /* bit 0: --mean given, bit 1: --std given      */
-    uf_preprocess pre;     /* --resize --crop --interp --mean --std    */
+    uf_preprocess pre;     /* --resize --crop --pad-to --fit --interp --mean --std */
+    unsigned pre_given;    /* CLI_GIVEN_*: which of them the command line set, so
+                              --pad-to's letterbox defaults never override them */
     uf_backbone_params bp; /* --heads                                  */
     int threads;           /* --threads (0 = all cores)                */
     int batch;             /* --batch                                  */

@@ -106,8 +106,13 @@ const char *const cli_common_help =
     "  --heads N            attention heads (default: from the embedding dim)\n"
     "  --resize R           resize the shorter side to R pixels (default 256; 0 = keep)\n"
     "  --crop S             centre-crop S x S pixels (default 224); 0 keeps the whole\n"
-    "                       image: its longer side is resized to R and it is letterboxed\n"
-    "                       on an R x R square\n"
+    "                       image: its longer side is resized to R and the ViT runs on\n"
+    "                       its own (non-square) patch grid\n"
+    "  --pad-to S           letterbox: the whole image, longer side resized to S, centred\n"
+    "                       on an S x S zero square (sets --crop 0 --fit long --resize S\n"
+    "                       unless those are given)\n"
+    "  --fit SIDE           which side --resize sets: short (torchvision), long (the whole\n"
+    "                       image fits R x R) or auto (default: short, long with --crop 0)\n"
     "  --interp NAME        bilinear (default), bicubic, lanczos or nearest, as Pillow\n"
     "  --mean a,b,c         normalisation mean (default ImageNet 0.485,0.456,0.406)\n"
     "  --std a,b,c          normalisation std (default ImageNet 0.229,0.224,0.225);\n"
@@ -159,6 +164,27 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             return -1;
         }
         c->pre.resize = (int)n;
+        c->pre_given |= CLI_GIVEN_RESIZE;
+    } else if (!strcmp(a, "--pad-to")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "--pad-to: expected an integer in 0..8192, got '%s'", v);
+            return -1;
+        }
+        c->pre.pad_to = (int)n;
+        if (n > 0 && !(c->pre_given & CLI_GIVEN_CROP)) c->pre.crop = 0;
+        if (n > 0 && !(c->pre_given & CLI_GIVEN_FIT)) c->pre.fit = UF_FIT_LONG;
+        if (n > 0 && !(c->pre_given & CLI_GIVEN_RESIZE)) c->pre.resize = (int)n;
+    } else if (!strcmp(a, "--fit")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!strcmp(v, "auto")) c->pre.fit = UF_FIT_AUTO;
+        else if (!strcmp(v, "short")) c->pre.fit = UF_FIT_SHORT;
+        else if (!strcmp(v, "long")) c->pre.fit = UF_FIT_LONG;
+        else {
+            cli_usage_error(verb, "--fit: expected short, long or auto, got '%s'", v);
+            return -1;
+        }
+        c->pre_given |= CLI_GIVEN_FIT;
     } else if (!strcmp(a, "--crop")) {
         if (!(v = opt_value(verb, argc, argv, i))) return -1;
         if (!cli_parse_int(v, 0, 8192, &n)) {
@@ -166,6 +192,7 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             return -1;
         }
         c->pre.crop = (int)n;
+        c->pre_given |= CLI_GIVEN_CROP;
     } else if (!strcmp(a, "--include") || !strcmp(a, "--exclude")) {
         static cli_patterns inc, exc; /* one command line per process */
         cli_patterns **l = a[2] == 'i' ? &c->include : &c->exclude;

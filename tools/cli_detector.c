@@ -32,6 +32,12 @@ const char *const cli_detector_help =
     "  --knn K              patch score: mean squared distance to the K nearest (default 1)\n"
     "  --topk F             image score: mean of the top F fraction of patches (default 0.05)\n"
     "  --sigma S            Gaussian smoothing of the pixel map in pixels (default 4; 0 none)\n"
+    "  --tile T             with --crop 0: an image larger than T x T pixels after resizing\n"
+    "                       runs through the ViT as overlapping T x T tiles (a multiple of\n"
+    "                       the patch size); their patch features and BPM maps are\n"
+    "                       averaged where tiles overlap into one map of the whole image\n"
+    "  --tile-overlap O     pixels shared by neighbouring tiles, a multiple of the patch\n"
+    "                       size below T (default 0)\n"
     "AnomalyDINO (Damm et al., WACV 2025; defaults of github.com/dammsi/AnomalyDINO):\n"
     "  --preset anomalydino --last-block --cosine --topk 0.01 --no-bpm --coreset 1\n"
     "                       --knn 1 --rotations 8 (their run_anomalydino.py defaults:\n"
@@ -166,6 +172,13 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
             return -1;
         }
         p->sigma = d;
+    } else if (!strcmp(a, "--tile") || !strcmp(a, "--tile-overlap")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "%s: expected an integer in 0..8192, got '%s'", a, v);
+            return -1;
+        }
+        *(a[6] ? &p->tile_overlap : &p->tile) = (int)n;
     } else {
         return 0;
     }
@@ -290,6 +303,8 @@ cJSON *cli_params_json(const uf_detector_params *p)
     cJSON_AddNumberToObject(o, "knn", p->knn);
     cJSON_AddNumberToObject(o, "topk", p->topk);
     cJSON_AddNumberToObject(o, "sigma", p->sigma);
+    cJSON_AddNumberToObject(o, "tile", p->tile);
+    cJSON_AddNumberToObject(o, "tile_overlap", p->tile_overlap);
     cJSON_AddBoolToObject(o, "cosine", p->cosine);
     cJSON_AddBoolToObject(o, "pca_mask", p->pca_mask);
     cJSON_AddNumberToObject(o, "pca_threshold", fl(p->pca_threshold));
@@ -298,6 +313,8 @@ cJSON *cli_params_json(const uf_detector_params *p)
     cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
     cJSON_AddNumberToObject(pre, "crop", p->pre.crop);
     cJSON_AddNumberToObject(pre, "pad_to", p->pre.pad_to);
+    static const char *const fits[] = {"auto", "short", "long"};
+    cJSON_AddStringToObject(pre, "fit", (unsigned)p->pre.fit < 3 ? fits[p->pre.fit] : "?");
     cJSON_AddStringToObject(pre, "interp", (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?");
     double mean[3] = {fl(p->pre.mean[0]), fl(p->pre.mean[1]), fl(p->pre.mean[2])};
     double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};

@@ -915,7 +915,8 @@ static int parse(opts *o, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--resize")) o->ep.keep |= UF_EVAL_KEEP_RESIZE;
-        if (!strcmp(a, "--crop")) o->ep.keep |= UF_EVAL_KEEP_CROP;
+        if (!strcmp(a, "--crop") || !strcmp(a, "--pad-to")) o->ep.keep |= UF_EVAL_KEEP_CROP;
+        if (!strcmp(a, "--pad-to")) o->ep.keep |= UF_EVAL_KEEP_RESIZE; /* it sets resize */
         if (!strcmp(a, "--interp")) o->ep.keep |= UF_EVAL_KEEP_INTERP;
         if (!strcmp(a, "--coreset") || !strcmp(a, "--preset")) o->ep.keep |= UF_EVAL_KEEP_CORESET;
         int r = cli_common_option(&o->c, verb, argc, argv, &i);

@@ -290,11 +290,17 @@ int cmd_model_info(const char *path, bool json)
         if (in.backbone_sha256[0]) printf("sha256:       %s\n", in.backbone_sha256);
         printf("preprocess:   resize %d, crop %d%s, %s, mean %g,%g,%g, std %g,%g,%g\n",
                p->pre.resize, p->pre.crop,
-               p->pre.pad_to             ? " (padded)"
-               : p->pre.crop == 0        ? " (the whole image, longer side to resize)"
-                                         : "",
+               p->pre.pad_to && p->pre.crop == 0 && p->pre.fit == UF_FIT_LONG
+                   ? " (letterboxed: the whole image, longer side to resize, padded)"
+               : p->pre.pad_to    ? " (padded)"
+               : p->pre.crop == 0 ? " (the whole image, longer side to resize)"
+                                  : "",
                (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?", p->pre.mean[0],
                p->pre.mean[1], p->pre.mean[2], p->pre.std[0], p->pre.std[1], p->pre.std[2]);
+        if (p->pre.pad_to) printf("canvas:       %d x %d\n", p->pre.pad_to, p->pre.pad_to);
+        if (p->tile)
+            printf("tiling:       %d x %d tiles, overlap %d pixels\n", p->tile, p->tile,
+                   p->tile_overlap);
         printf("features:     mean of blocks %d-%d\n", p->layer_first, p->layer_last);
         if (p->bpm)
             printf("bpm:          %s, kernel %d, lambda %g%s\n", p->soft_mask ? "soft" : "on",

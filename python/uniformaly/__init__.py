@@ -212,9 +212,11 @@ class Backbone:
 
 _INTERP = {"bilinear": 0, "bicubic": 1, "lanczos": 2, "nearest": 3}
 _SAMPLER = {"greedy": 0, "random": 1}
+_FIT = {"auto": 0, "short": 1, "long": 2}
 # fit's keyword arguments, as the CLI's flags (--bpm-kernel -> bpm_kernel)
 _METHOD = ("bpm", "bpm_kernel", "bpm_lambda", "soft_mask", "rollout", "coreset", "seed", "knn",
-           "topk", "sigma", "cosine", "pca_mask", "pca_threshold", "rotations")
+           "topk", "sigma", "cosine", "pca_mask", "pca_threshold", "rotations", "tile",
+           "tile_overlap")
 _PRE = ("resize", "crop", "pad_to")
 
 
@@ -240,6 +242,8 @@ def _params(kw):
             p.sampler = _choice(k, v, _SAMPLER)
         elif k == "interp":
             p.pre.interp = _choice(k, v, _INTERP)
+        elif k == "fit":
+            p.pre.fit = _choice(k, v, _FIT)
         elif k in _PRE:
             setattr(p.pre, k, int(v))
         elif k in ("mean", "std"):
@@ -255,8 +259,10 @@ def _params(kw):
 def _params_dict(p):
     inv_i = {v: k for k, v in _INTERP.items()}
     inv_s = {v: k for k, v in _SAMPLER.items()}
+    inv_f = {v: k for k, v in _FIT.items()}
     d = {"layers": (p.layer_first, p.layer_last), "sampler": inv_s.get(p.sampler, "?"),
-         "interp": inv_i.get(p.pre.interp, "?"), "mean": tuple(p.pre.mean), "std": tuple(p.pre.std)}
+         "interp": inv_i.get(p.pre.interp, "?"), "mean": tuple(p.pre.mean), "std": tuple(p.pre.std),
+         "fit": inv_f.get(p.pre.fit, "?")}
     d.update({k: getattr(p, k) for k in _METHOD})
     d.update({k: getattr(p.pre, k) for k in _PRE})
     for k in ("bpm", "soft_mask", "rollout", "cosine", "pca_mask"):
@@ -437,8 +443,8 @@ def fit(backbone=None, images=None, heads=0, batch=8, shots=None, threshold=None
     if not inferable); images a folder, a path, an HxWx3 uint8 array, bytes, or a list of them
     (folders expanded as the CLI does). shots: train on that many images drawn with
     `seed`, as --shots. params: layers=(3, 10), bpm, bpm_kernel, bpm_lambda, soft_mask,
-    rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, resize, crop,
-    pad_to, interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std; the
+    rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, tile,
+    tile_overlap, resize, crop, pad_to, fit ("auto"/"short"/"long"), interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std; the
     AnomalyDINO parts: layers="last", cosine, pca_mask, pca_threshold, rotations (see
     uf_detector_preset_anomalydino in the header for their values). Returns a Model."""
     if images is None:

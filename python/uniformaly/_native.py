@@ -80,7 +80,7 @@ class Image(Structure):
 
 class Preprocess(Structure):
     _fields_ = [("resize", c_int), ("crop", c_int), ("pad_to", c_int), ("interp", c_int),
-                ("mean", c_float * 3), ("std", c_float * 3)]
+                ("mean", c_float * 3), ("std", c_float * 3), ("fit", c_int)]
 
 
 class DetectorParams(Structure):
@@ -89,7 +89,8 @@ class DetectorParams(Structure):
                 ("rollout", c_int), ("coreset", c_double), ("sampler", c_int),
                 ("seed", c_uint64), ("knn", c_int), ("topk", c_double), ("sigma", c_double),
                 ("pre", Preprocess), ("cosine", c_int), ("pca_mask", c_int),
-                ("pca_threshold", c_float), ("rotations", c_int)]
+                ("pca_threshold", c_float), ("rotations", c_int), ("tile", c_int),
+                ("tile_overlap", c_int)]
 
 
 class BackboneParams(Structure):

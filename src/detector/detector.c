@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 8 /* images per backbone call */
+#define CHUNK 8      /* images per backbone call                       */
+#define TILE_BATCH 8 /* tiles of one image per backbone call (tiling)  */
 
 /* ---- settings ------------------------------------------------------------------------ */
 
@@ -125,6 +126,21 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
     for (int c = 0; c < 3; c++)
         if (!isfinite(p->pre.mean[c]) || !isfinite(p->pre.std[c]) || p->pre.std[c] == 0)
             return uf__err(UF_ERR_ARG, "preprocessing: mean/std must be finite, std nonzero");
+    if ((unsigned)p->pre.fit > (unsigned)UF_FIT_LONG)
+        return uf__err(UF_ERR_ARG, "preprocessing: unknown fit %d", (int)p->pre.fit);
+    if (p->pre.fit == UF_FIT_SHORT && whole_image(&p->pre))
+        return uf__err(UF_ERR_ARG, "preprocessing: fit short needs a crop or pad_to (crop 0 "
+                       "alone fits the longer side to resize)");
+    if (p->tile < 0 || p->tile_overlap < 0 || (p->tile == 0 && p->tile_overlap != 0) ||
+        (p->tile > 0 && p->tile_overlap >= p->tile))
+        return uf__err(UF_ERR_ARG, "tile %d, tile_overlap %d: need tile >= 0 (0 = off) and "
+                       "0 <= tile_overlap < tile", p->tile, p->tile_overlap);
+    if (p->tile > 0 && !whole_image(&p->pre))
+        return uf__err(UF_ERR_ARG, "tile %d: tiling needs the whole-image geometry (crop 0, "
+                       "no pad_to)", p->tile);
+    if (p->tile > UF__MAX_INPUT_SIDE)
+        return uf__err(UF_ERR_ARG, "tile %d is above the limit of %d pixels", p->tile,
+                       UF__MAX_INPUT_SIDE);
     if (!bb) return UF_OK;
     if (!last && p->layer_last > bb->w.depth) /* the last block exists in every backbone */
         return uf__err(UF_ERR_ARG,
@@ -133,6 +149,9 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
     if (S < bb->w.patch)
         return uf__err(UF_ERR_ARG, "input size %d is smaller than the patch size %d", S,
                        bb->w.patch);
+    if (p->tile % bb->w.patch != 0 || p->tile_overlap % bb->w.patch != 0)
+        return uf__err(UF_ERR_ARG, "tile %d, tile_overlap %d: both must be multiples of the "
+                       "patch size %d", p->tile, p->tile_overlap, bb->w.patch);
     if (whole_image(&p->pre) && p->pre.resize % bb->w.patch != 0)
         return uf__err(UF_ERR_ARG, "crop 0 (the whole image) needs resize %d to be a multiple "
                        "of the patch size %d", p->pre.resize, bb->w.patch);
@@ -160,6 +179,13 @@ typedef struct extractor {
     float *sub_map;    /* [Np] smoothed BPM map on its own grid                       */
     uint8_t *sub_mask; /* [Np]                                                        */
     int sgh[CHUNK], sgw[CHUNK]; /* each image's own grid                             */
+    /* tiling only (p.tile > 0; NULL otherwise) */
+    float *tile_pixels; /* [TILE_BATCH][3][tile][tile]                                */
+    float *tile_blocks; /* [n_sel][TILE_BATCH][tNp][D]                                */
+    float *tile_attn;   /* [TILE_BATCH][tNp]                                          */
+    int *tile_cnt;      /* [Np] tiles covering each patch of the own grid             */
+    int *tile_pos;      /* [2][gh + 1] tile starts along y, then x                     */
+    bool tiled[CHUNK];  /* image b ran in tiles: attn[b] holds its stitched BPM map    */
 } extractor;
 
 /* Threads of this fitter's or scorer's calls. */
@@ -187,6 +213,11 @@ static void extractor_free(extractor *e)
     free(e->sub_blocks);
     free(e->sub_map);
     free(e->sub_mask);
+    free(e->tile_pixels);
+    free(e->tile_blocks);
+    free(e->tile_attn);
+    free(e->tile_cnt);
+    free(e->tile_pos);
     memset(e, 0, sizeof *e);
 }
 
@@ -221,8 +252,19 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
         e->sub_map = malloc(Np * sizeof(float));
         e->sub_mask = malloc(Np);
     }
+    bool tl = sub && p->tile > 0 && p->tile < e->S;
+    if (tl) { /* a tile is at most tile x tile and smaller than the canvas */
+        size_t T = (size_t)p->tile, tNp = (T / bb->w.patch) * (T / bb->w.patch);
+        e->tile_pixels = malloc((size_t)TILE_BATCH * 3 * T * T * sizeof(float));
+        e->tile_blocks = malloc((size_t)TILE_BATCH * tNp * D * (size_t)e->n_sel * sizeof(float));
+        e->tile_attn = malloc((size_t)TILE_BATCH * tNp * sizeof(float));
+        e->tile_cnt = malloc(Np * sizeof(int));
+        e->tile_pos = malloc(2 * ((size_t)e->gh + 1) * sizeof(int));
+    }
     if (!e->pixels || !e->blocks || !e->attn || !e->feats || !e->smooth || !e->mask ||
-        (sub && (!e->sub_pixels || !e->sub_blocks || !e->sub_map || !e->sub_mask))) {
+        (sub && (!e->sub_pixels || !e->sub_blocks || !e->sub_map || !e->sub_mask)) ||
+        (tl && (!e->tile_pixels || !e->tile_blocks || !e->tile_attn || !e->tile_cnt ||
+                !e->tile_pos))) {
         extractor_free(e);
         return uf__err(UF_ERR_NOMEM, "out of memory for the detector's buffers");
     }
@@ -270,6 +312,104 @@ static uf_status check_rows(const float *F, int n, int Np, int D, int base, int 
     return UF_OK;
 }
 
+int uf__tile_starts(int n, int tile, int overlap, int *starts)
+{
+    if (n <= tile) {
+        if (starts) starts[0] = 0;
+        return 1;
+    }
+    const int step = tile - overlap;
+    int k = 0;
+    for (int s0 = 0;; s0 += step) {
+        if (s0 + tile >= n) { /* the last tile ends at the edge */
+            if (starts) starts[k] = n - tile;
+            return k + 1;
+        }
+        if (starts) starts[k] = s0;
+        k++;
+    }
+}
+
+/* Tiling (p.tile): image b's own window e->sub_pixels ([3][H][W], H x W larger than one
+ * tile) runs as tile x tile windows (th x tw when a side is shorter), TILE_BATCH per
+ * backbone call, each window at the backbone's own scale. Every window's patch tokens are
+ * summed into the image's rows of e->blocks (row stride e->gw, zeroed first) and divided
+ * by the number of windows covering the patch: the average, so each location stays one
+ * patch. Average rather than max: tokens are vectors (a max per channel is no token), and
+ * averaging keeps an overlap patch's feature - and hence its score - an estimate of the
+ * same kind as a patch seen by one window, so overlaps are not biased upwards. The BPM map
+ * is computed per window (normalised by the window's own maximum) and averaged the same
+ * way into e->attn[b] (compact gh x gw); own_grid_masks thresholds it. */
+static uf_status forward_tiles(extractor *e, int b, int n, int H, int W,
+                               const uf_forward_request *req)
+{
+    const int P = e->bb->w.patch, T = e->p.tile, O = e->p.tile_overlap, D = e->D;
+    const int th = H < T ? H : T, tw = W < T ? W : T, tgh = th / P, tgw = tw / P;
+    const int gh = H / P, gw = W / P, tNp = tgh * tgw, Np = e->Np;
+    int *ys = e->tile_pos, *xs = e->tile_pos + e->gh + 1;
+    const int ny = uf__tile_starts(H, T, O, ys), nx = uf__tile_starts(W, T, O, xs);
+    const size_t per_img = (size_t)Np * (size_t)D, blk_stride = per_img * (size_t)n;
+    const size_t tplane = 3 * (size_t)th * (size_t)tw, trow = (size_t)tNp * (size_t)D;
+    float *map = e->attn + (size_t)b * Np; /* [gh][gw] compact: the stitched BPM map */
+    for (int l = 0; l < e->n_sel; l++)
+        memset(e->blocks + (size_t)l * blk_stride + (size_t)b * per_img, 0,
+               per_img * sizeof(float));
+    memset(e->tile_cnt, 0, (size_t)gh * gw * sizeof(int));
+    memset(map, 0, (size_t)gh * gw * sizeof(float));
+    for (int t0 = 0; t0 < nx * ny; t0 += TILE_BATCH) {
+        const int nt = nx * ny - t0 < TILE_BATCH ? nx * ny - t0 : TILE_BATCH;
+        for (int t = 0; t < nt; t++) { /* cut the windows, row-major tile order */
+            const int y0 = ys[(t0 + t) / nx], x0 = xs[(t0 + t) % nx];
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < th; y++)
+                    memcpy(e->tile_pixels + t * tplane + ((size_t)c * th + y) * tw,
+                           e->sub_pixels + ((size_t)c * H + y0 + y) * W + x0,
+                           (size_t)tw * sizeof(float));
+        }
+        uf_forward_output out = {.blocks = e->tile_blocks,
+                                 .attn = req->attn_block ? e->tile_attn : NULL};
+        /* blocks come back as [n_sel][nt][tNp][D] */
+        uf_status st = uf_forward(e->sess, e->tile_pixels, nt, th, tw, req, &out);
+        if (st != UF_OK) return st;
+        for (int t = 0; t < nt; t++) {
+            const int py = ys[(t0 + t) / nx] / P, px = xs[(t0 + t) % nx] / P;
+            for (int l = 0; l < e->n_sel; l++) {
+                float *dst = e->blocks + (size_t)l * blk_stride + (size_t)b * per_img;
+                const float *src = e->tile_blocks + ((size_t)l * nt + t) * trow;
+                for (int y = 0; y < tgh; y++)
+                    for (int x = 0; x < tgw; x++) {
+                        float *d = dst + ((size_t)(py + y) * e->gw + px + x) * D;
+                        const float *s0 = src + ((size_t)y * tgw + x) * D;
+                        for (int j = 0; j < D; j++) d[j] += s0[j];
+                    }
+            }
+            if (req->attn_block) { /* BPM of this window, on its own grid */
+                st = uf__bpm(e->tile_attn + (size_t)t * tNp, tgh, tgw, e->p.bpm_kernel,
+                             e->p.bpm_lambda, e->sub_map, e->sub_mask);
+                if (st != UF_OK) return st;
+            }
+            for (int y = 0; y < tgh; y++)
+                for (int x = 0; x < tgw; x++) {
+                    const size_t i = (size_t)(py + y) * gw + px + x;
+                    e->tile_cnt[i]++;
+                    if (req->attn_block) map[i] += e->sub_map[y * tgw + x];
+                }
+        }
+    }
+    for (int y = 0; y < gh; y++)
+        for (int x = 0; x < gw; x++) {
+            const int c = e->tile_cnt[y * gw + x]; /* >= 1: the tiles cover the window */
+            map[y * gw + x] /= (float)c;
+            for (int l = 0; l < e->n_sel; l++) {
+                float *d = e->blocks + (size_t)l * blk_stride + (size_t)b * per_img +
+                           ((size_t)y * e->gw + x) * D;
+                for (int j = 0; j < D; j++) d[j] /= (float)c;
+            }
+        }
+    e->tiled[b] = true;
+    return UF_OK;
+}
+
 /* The whole-image geometry: run the backbone on each image's own patch grid (ceil(w / P) x
  * ceil(h / P) patches of its window at the canvas's top-left, edge pixels repeated into the
  * part of the last patches beyond the image; a non-square grid, with the
@@ -283,6 +423,7 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
     const size_t plane = 3 * (size_t)S * (size_t)S, per_img = (size_t)Np * (size_t)D;
     const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
     for (int b = 0; b < n; b++) {
+        e->tiled[b] = false;
         int rw, rh;
         uf_preprocess_geometry(&e->p.pre, imgs[b]->width, imgs[b]->height, &rw, &rh, NULL, NULL);
         rw = rw < 1 ? 1 : rw > S ? S : rw;
@@ -304,6 +445,11 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
                 memcpy(row, src + ((size_t)c * S + sy) * S, (size_t)rw * sizeof(float));
                 for (int x = rw; x < W; x++) row[x] = row[rw - 1];
             }
+        if (e->tile_pixels && (H > e->p.tile || W > e->p.tile)) {
+            uf_status st = forward_tiles(e, b, n, H, W, req);
+            if (st != UF_OK) return st;
+            continue;
+        }
         uf_forward_output out = {.blocks = e->sub_blocks,
                                  .attn = req->attn_block ? e->attn + (size_t)b * Np : NULL};
         uf_status st = uf_forward(e->sess, e->sub_pixels, 1, H, W, req, &out);
@@ -325,7 +471,13 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
 static uf_status own_grid_masks(extractor *e, int b, float *sm, uint8_t *mk)
 {
     const int gh = e->sgh[b], gw = e->sgw[b];
-    if (e->p.bpm) {
+    if (e->p.bpm && e->tiled[b]) { /* stitched from the tiles' maps by forward_tiles */
+        const float *map = e->attn + (size_t)b * e->Np;
+        for (int i = 0; i < gh * gw; i++) {
+            e->sub_map[i] = map[i];
+            e->sub_mask[i] = map[i] > e->p.bpm_lambda;
+        }
+    } else if (e->p.bpm) {
         uf_status st = uf__bpm(e->attn + (size_t)b * e->Np, gh, gw, e->p.bpm_kernel,
                                e->p.bpm_lambda, e->sub_map, e->sub_mask);
         if (st != UF_OK) return st;

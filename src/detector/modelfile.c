@@ -6,12 +6,15 @@
  * deployed as one file. The format is a small binary frame around a JSON header, so the
  * settings stay readable with `head -c 4096 model.ufm` while the bank is raw float32.
  *
- * Format version 3 (all integers little-endian; version 2 is the same without the
- * AnomalyDINO params keys, version 1 also without "calibration"; both still load):
+ * Format version 4 (all integers little-endian; version 3 is the same without
+ * params.tile, params.tile_overlap and preprocess.fit, version 2 also without the
+ * AnomalyDINO params keys, version 1 also without "calibration"; all still load, the
+ * missing keys as their defaults). A model that uses none of the version-4 settings
+ * (tile 0, fit auto) is written as version 3, so builds from before them still read it:
  *
  *   offset  size  contents
  *   0       8     magic "UFMODEL\0"
- *   8       4     u32 format version (3)
+ *   8       4     u32 format version (4, or 3: see above)
  *   12      4     u32 reserved, 0
  *   16      8     u64 H: length of the JSON header in bytes
  *   24      H     the JSON header (UTF-8, no NUL)
@@ -37,9 +40,11 @@
  *                    sampler ("greedy" | "random"), seed (string), knn, topk, sigma,
  *                    (version 3; optional, absent = the defaults) cosine, pca_mask,
  *                    pca_threshold, rotations,
+ *                    (version 4; optional, 0 when absent) tile, tile_overlap,
  *                    preprocess {resize, crop, pad_to,
  *                                interp ("bilinear" | "bicubic" | "lanczos" | "nearest"),
- *                                mean [3], std [3]}
+ *                                mean [3], std [3],
+ *                                fit ("auto" | "short" | "long"; optional, "auto")}
  *   threshold        number, or null when no threshold is set (NaN)
  *   calibration      (version 2; optional) null, or {n_images, fpr_target (number or null),
  *                    fpr (number or null), image_min, image_mean, image_std, image_p50,
@@ -100,8 +105,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MF_VERSION 3u                        /* 3: AnomalyDINO params; 2: "calibration";
-                                                older versions still load                */
+#define MF_VERSION 4u                        /* 4: tile, tile_overlap, fit; 3: AnomalyDINO
+                                                params; 2: "calibration"; older still load */
 #define MF_PREAMBLE 24                       /* magic + version + reserved + header length */
 #define MF_TRAILER 40                        /* sha256 + end marker                        */
 #define MF_ALIGN 64                          /* section alignment                          */
@@ -119,6 +124,7 @@ static const uint8_t mf_magic[8] = {'U', 'F', 'M', 'O', 'D', 'E', 'L', 0};
 static const uint8_t mf_end[8] = {'U', 'F', 'M', 'E', 'N', 'D', 0, 0};
 
 static const char *const interp_names[] = {"bilinear", "bicubic", "lanczos", "nearest"};
+static const char *const fit_names[] = {"auto", "short", "long"};
 
 /* Parameters of the random ViT that c describes (as uf_backbone_random builds it); no
  * overflow for any configuration the header parser accepts (dim <= 2^16, depth <= 64,
@@ -303,6 +309,8 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
         j_num(P, "pca_mask", p->pca_mask ? 1 : 0, &ok);
         j_num(P, "pca_threshold", (double)p->pca_threshold, &ok);
         j_num(P, "rotations", p->rotations, &ok);
+        j_num(P, "tile", p->tile, &ok);
+        j_num(P, "tile_overlap", p->tile_overlap, &ok);
         cJSON *Q = j_obj(P, "preprocess", &ok);
         if (Q) {
             j_num(Q, "resize", p->pre.resize, &ok);
@@ -311,6 +319,7 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
             j_str(Q, "interp", interp_names[p->pre.interp], &ok); /* checked by the caller */
             j_arr3(Q, "mean", p->pre.mean, &ok);
             j_arr3(Q, "std", p->pre.std, &ok);
+            j_str(Q, "fit", fit_names[p->pre.fit], &ok); /* checked by the caller */
         }
     }
     if (isfinite(m->threshold)) j_num(root, "threshold", (double)m->threshold, &ok);
@@ -454,6 +463,8 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     if ((unsigned)m->params.pre.interp > UF_INTERP_NEAREST)
         return uf__err(UF_ERR_ARG, "%s: unknown resampling filter %d", path,
                        (int)m->params.pre.interp);
+    if ((unsigned)m->params.pre.fit > UF_FIT_LONG)
+        return uf__err(UF_ERR_ARG, "%s: unknown fit %d", path, (int)m->params.pre.fit);
     if (uf_detector_params_check(&m->params, m->bb) != UF_OK)
         return uf__err_prefix(UF_ERR_ARG, path);
     if (m->n_bank < 1 || m->n_bank < (size_t)m->params.knn || m->n_bank > MF_MAX_ROWS ||
@@ -511,7 +522,9 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     /* preamble, header, padding, bank, padding, checkpoint bytes */
     uint8_t pre[MF_PREAMBLE];
     memcpy(pre, mf_magic, 8);
-    put_le32(pre + 8, MF_VERSION);
+    /* version 4 only when its settings are used: builds of version 3 read the rest */
+    const bool v4 = m->params.tile > 0 || m->params.pre.fit != UF_FIT_AUTO;
+    put_le32(pre + 8, v4 ? MF_VERSION : 3u);
     put_le32(pre + 12, 0);
     put_le64(pre + 16, hlen);
     w_bytes(&w, pre, sizeof pre);
@@ -674,6 +687,12 @@ static uf_status parse_preprocess(const char *path, const cJSON *P, uf_preproces
     NEED(jget_arr3(Q, "std", pre->std) && pre->std[0] != 0 && pre->std[1] != 0 &&
              pre->std[2] != 0,
          "params.preprocess.std");
+    pre->fit = UF_FIT_AUTO; /* absent before format version 3 */
+    if (cJSON_GetObjectItemCaseSensitive(Q, "fit")) {
+        NEED(jget_str(Q, "fit", &s) && (k = lookup(s, fit_names, 3)) >= 0,
+             "params.preprocess.fit");
+        pre->fit = (uf_fit)k;
+    }
     return UF_OK;
 }
 
@@ -728,6 +747,14 @@ static uf_status parse_params(const char *path, const cJSON *root, uf_detector_p
     if (cJSON_GetObjectItemCaseSensitive(P, "rotations")) {
         NEED(jget_int(P, "rotations", 1, 360, &v), "params.rotations");
         p->rotations = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "tile")) { /* format version 4 */
+        NEED(jget_int(P, "tile", 0, UF__MAX_INPUT_SIDE, &v), "params.tile");
+        p->tile = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "tile_overlap")) {
+        NEED(jget_int(P, "tile_overlap", 0, UF__MAX_INPUT_SIDE, &v), "params.tile_overlap");
+        p->tile_overlap = (int)v;
     }
     uf_status st = parse_preprocess(path, P, &p->pre);
     if (st != UF_OK) return st;

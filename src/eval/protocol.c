@@ -245,9 +245,10 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
     fs->smooth = uf__alloc3(n, Np, sizeof(float), 0);
     fs->mask = uf__alloc3(n, Np, 1, 0);
     if (want_gt) fs->gt = uf__alloc3(n, SS, 1, 1);
-    /* the whole-image geometry (no crop, no explicit canvas): metrics on the image only */
+    /* the whole image kept (no crop: own grid, or letterboxed on a canvas): metrics on the
+     * image's rectangle only, not on the canvas around it */
     const uf_preprocess *pre = &x->r->params.pre;
-    bool whole = want_gt && pre->crop == 0 && pre->pad_to == 0;
+    bool whole = want_gt && pre->crop == 0;
     if (whole) fs->win = uf__alloc3(n, 4, sizeof(int), 1);
     if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt) || (whole && !fs->win)) {
         featset_free(fs);
