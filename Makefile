@@ -1,6 +1,7 @@
 # uniformaly - plain Makefile.
 #   make            libraries (build/libuniformaly.a, build/libuniformaly.so.*) and the CLI
-#   make install    CLI, libraries, header, pkg-config file, man page, Python module into
+#   make install    CLI, libraries, header, pkg-config file, man page, Python module and the
+#                   bundled backbone (share/uniformaly) into
 #                   $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 #   make test       build and run the test suite (no network, no PyTorch needed)
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -138,11 +139,11 @@ tsan:
 	@echo "tsan: done"
 
 bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
-	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(BIN) ./bench/serve.sh || rc=1; exit $$rc
+	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(abspath $(BIN)) ./bench/serve.sh || rc=1; exit $$rc
 
 # Only the service load test of make bench (bench/serve.sh; loopback, bounded).
 bench-serve: $(BIN)
-	BIN=$(BIN) ./bench/serve.sh
+	BIN=$(abspath $(BIN)) ./bench/serve.sh
 
 # Only the detector part of `make bench` (kNN, coreset, fit/predict, fit memory).
 bench-detector: $(BIN) $(BUILD)/bench_detector
@@ -159,7 +160,7 @@ $(BUILD)/bench_vit: bench/bench_vit.c $(LIB) $(HDRS)
 # (UF_SHARED); legacy.pth is the one file that differs on each run (see gen_pth_fixtures.py).
 GOLDEN_GEN = gen_golden gen_image_golden gen_metrics_golden gen_imgout_golden \
              gen_detector_golden gen_dataset_fixtures gen_kernel_golden gen_pth_fixtures \
-             gen_imagenet_golden
+             gen_imagenet_golden gen_dinov2_golden
 golden:
 	set -e; for g in $(GOLDEN_GEN); do echo "== $$g"; /usr/bin/python3 scripts/$$g.py; done
 golden-list: # for tests/test_runner.sh: every kind of golden file has its generator here
@@ -180,6 +181,9 @@ MANDIR  ?= $(PREFIX)/share/man
 # Debian's python3 searches $(PREFIX)/lib/python3.X/dist-packages for /usr and /usr/local
 PYDIR   ?= $(PREFIX)/lib/$(shell $(PYTHON) -c 'import sys; print("python%d.%d" % sys.version_info[:2])')/dist-packages
 PKGDIR  ?= $(LIBDIR)/pkgconfig
+# the bundled backbone (models/, see NOTICE): the program looks in <bindir>/../share/uniformaly
+DATADIR ?= $(PREFIX)/share/uniformaly
+BUNDLED  = models/vit_tiny_patch16_224.fp16.safetensors
 D        = $(DESTDIR)
 install: $(BIN) $(LIB) $(SOLIB)
 	install -d $(D)$(BINDIR) $(D)$(LIBDIR) $(D)$(INCDIR) $(D)$(PKGDIR) $(D)$(MANDIR)/man1
@@ -193,6 +197,8 @@ install: $(BIN) $(LIB) $(SOLIB)
 	  -e 's|@VERSION@|$(VERSION)|' -e 's|@BLASDIR@|$(BLASDIR)|g' uniformaly.pc.in \
 	  > $(D)$(PKGDIR)/uniformaly.pc
 	install -m 644 man/uniformaly.1 $(D)$(MANDIR)/man1/uniformaly.1
+	install -d $(D)$(DATADIR)
+	install -m 644 $(BUNDLED) NOTICE $(D)$(DATADIR)/
 	install -d $(D)$(PYDIR)/uniformaly
 	install -m 644 python/uniformaly/*.py $(D)$(PYDIR)/uniformaly/
 	echo '$(LIBDIR)' > $(D)$(PYDIR)/uniformaly/_libdir.txt
@@ -201,7 +207,7 @@ uninstall:
 	rm -f $(D)$(BINDIR)/uniformaly $(D)$(LIBDIR)/libuniformaly.a \
 	  $(D)$(LIBDIR)/libuniformaly.so $(D)$(LIBDIR)/$(SONAME) $(D)$(LIBDIR)/libuniformaly.so.$(VERSION) \
 	  $(D)$(INCDIR)/uniformaly.h $(D)$(PKGDIR)/uniformaly.pc $(D)$(MANDIR)/man1/uniformaly.1
-	rm -rf $(D)$(PYDIR)/uniformaly
+	rm -rf $(D)$(PYDIR)/uniformaly $(D)$(DATADIR)
 
 # ---- fuzzing (issue 5) ----------------------------------------------------------------
 # make fuzz                      build every harness fuzz/fuzz_<t>.c with libFuzzer into

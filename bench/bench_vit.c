@@ -28,7 +28,9 @@
  *   bench_vit --sgemm|--gemm [--threads N] [--out FILE]
  *   bench_vit --name vit_s16 (--weights F.safetensors | --random D,HEADS,DEPTH,MLP,PATCH)
  *             [--batches 1,8] [--threads N] [--budget SEC] [--check-in F --check-out F]
- *             [--precisions fp32,bf16] [--out FILE]
+ *             [--precisions fp32,bf16] [--size S] [--out FILE]
+ * --size: input side in pixels (default: the trained one, grid x patch; --random: 224);
+ * the DINOv2 models run at 448 on their 37x37 table, resampled once per session.
  */
 #include "uniformaly.h"
 #include "kernels/kern.h"
@@ -236,7 +238,7 @@ static int fail(FILE *out, const char *name, int batch, const char *what)
 typedef struct opts {
     const char *name, *weights, *random, *check_in, *check_out, *out;
     int batches[MAX_BATCHES], n_batches;
-    int threads, sgemm, gemm;
+    int threads, sgemm, gemm, size;
     double budget;
     uf_precision prec[2]; /* --precisions, timed interleaved */
     int n_prec;
@@ -292,7 +294,7 @@ static uf_backbone *open_model(const opts *o, FILE *out, uf_precision p, const c
             fprintf(stderr, "bench_vit: --random wants D,HEADS,DEPTH,MLP,PATCH\n");
             return NULL;
         }
-        c.grid = 224 / c.patch;
+        c.grid = (o->size > 0 ? o->size : 224) / c.patch;
         c.seed = 1234;
         if (uf_backbone_random(&c, &bb) != UF_OK) {
             fail(out, o->name, 0, "uf_backbone_random");
@@ -325,10 +327,10 @@ static int bench_model(const opts *o, FILE *out)
     }
     uf_backbone_info in;
     uf_backbone_get_info(bb[0], &in);
-    const int S = in.grid_h * in.patch; /* trained input side, 224 here */
+    const int S = o->size > 0 ? o->size : in.grid_h * in.patch; /* default: trained side */
     const int n_sel = in.depth < FORWARD_BLOCKS ? in.depth : FORWARD_BLOCKS;
     const uint64_t mask = (n_sel >= 64) ? ~0ull : ((1ull << n_sel) - 1); /* blocks 1..n_sel */
-    const size_t Np = (size_t)in.grid_h * (size_t)in.grid_w;
+    const size_t Np = (size_t)(S / in.patch) * (size_t)(S / in.patch);
     const double flop = vit_flops(&in, S, S, n_sel);
 
     double err[2] = {-1, -1};
@@ -418,7 +420,7 @@ static int usage(void)
             "       bench_vit --name NAME (--weights F.safetensors | --random D,H,DEPTH,MLP,P)\n"
             "                 [--batches 1,8] [--threads N] [--budget SEC]\n"
             "                 [--check-in F --check-out F] [--precisions fp32,bf16]\n"
-            "                 [--out FILE]\n");
+            "                 [--size S] [--out FILE]\n");
     return 2;
 }
 
@@ -453,6 +455,7 @@ int main(int argc, char **argv)
             }
             if (o.n_prec == 0) return usage();
         }
+        else if (!strcmp(a, "--size")) o.size = atoi(v);
         else if (!strcmp(a, "--batches")) {
             o.n_batches = 0;
             for (const char *p = v; *p && o.n_batches < MAX_BATCHES;) {

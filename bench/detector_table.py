@@ -305,6 +305,16 @@ def cmd_table(a):
             n = o.get("n_images", "") if ok(o) else (rt.get("n_train" if step == "fit"
                                                              else "n_test", "") if ok(rt) else "")
             rows.append([step, str(n), oc, tc, ratio])
+        # the per-level predict runs (UF_CPU), in the order they ran
+        for lv in [r for r in recs if r.get("bench") == "predict"
+                   and r.get("name", "").startswith("bottle_")]:
+            tc = "%.2f" % rt["predict_images_per_s"] if ok(rt) else ""
+            ratio = "%.1fx" % (lv["images_per_s"] / rt["predict_images_per_s"]) \
+                if ok(lv) and ok(rt) else ""
+            rows.append(["predict UF_CPU=" + lv["name"][len("bottle_"):],
+                         str(lv.get("n_images", "")) if ok(lv) else "",
+                         "%.2f" % lv["images_per_s"] if ok(lv) else why(lv, "ours predict"),
+                         tc, ratio])
         print(fmt_table(["step", "images", "ours img/s", "torch img/s", "ours/torch"], rows))
         aur_o = "%.4f" % po["image_auroc"] if ok(po) and po.get("image_auroc") is not None \
             else "n/a"

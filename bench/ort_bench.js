@@ -12,18 +12,18 @@
  * that cannot run is written as {"status": "skipped", "reason": ...}, never dropped.
  *
  * Usage: node ort_bench.js [--models a,b] [--batches 1,8] [--threads 2] [--budget 6]
- *                          [--outdir bench/out] [--out bench/out/ort.jsonl]
+ *                          [--outdir bench/out] [--out bench/out/ort.jsonl] [--img 224]
+ * --img: input side in pixels of every model given (run.sh: 448 for the dinov2_* models).
  */
 'use strict';
 const fs = require('fs');
 const path = require('path');
 
-const IMG = 224;
 
 /* ---- command line ------------------------------------------------------------------- */
 function parseArgs(argv) {
     const a = {
-        models: 'vit_s16,vit_b16,vit_b8', batches: '1,8', threads: 2, budget: 6,
+        models: 'vit_s16,vit_b16,vit_b8', batches: '1,8', threads: 2, budget: 6, img: 224,
         outdir: path.join(__dirname, 'out'), out: path.join(__dirname, 'out', 'ort.jsonl'),
     };
     for (let i = 0; i < argv.length; i++) {
@@ -35,6 +35,7 @@ function parseArgs(argv) {
     a.batches = a.batches.split(',').filter(Boolean).map(Number);
     a.threads = Number(a.threads);
     a.budget = Number(a.budget);
+    a.img = Number(a.img);
     return a;
 }
 
@@ -126,7 +127,7 @@ async function main() {
                 if (!fs.existsSync(file)) throw new Error('no ONNX export in the output folder (PyTorch unavailable?)');
                 sess = await ort.InferenceSession.create(file, opts);
                 const feeds = (data) => ({
-                    [sess.inputNames[0]]: new ort.Tensor('float32', data, [batch, 3, IMG, IMG]),
+                    [sess.inputNames[0]]: new ort.Tensor('float32', data, [batch, 3, args.img, args.img]),
                 });
                 const chkIn = path.join(args.outdir, `${model}_check_in.f32`);
                 const chkOut = path.join(args.outdir, `${model}_check_out.f32`);
@@ -134,7 +135,7 @@ async function main() {
                     const r = await sess.run(feeds(readF32(chkIn)));
                     err = relErr(r[sess.outputNames[0]].data, readF32(chkOut));
                 }
-                const input = feeds(randomInput(batch * 3 * IMG * IMG, 11 + batch));
+                const input = feeds(randomInput(batch * 3 * args.img * args.img, 11 + batch));
                 const times = await timeCalls(() => sess.run(input), args.budget);
                 const best = Math.min(...times) / batch, med = median(times) / batch;
                 Object.assign(rec, {

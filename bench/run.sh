@@ -12,7 +12,7 @@
 #
 # Environment (all optional):
 #   THREADS=2                      threads for all three (and for sgemm)
-#   BENCH_MODELS=vit_s16,vit_b16,vit_b8
+#   BENCH_MODELS=vit_s16,vit_b16,vit_b8,dinov2_s14,dinov2_b14   (the dinov2_* run at 448x448)
 #   BENCH_BATCHES=1,8
 #   BENCH_BUDGET=8                 seconds of timed calls per (impl, model, batch), >= 3 calls
 #   BENCH_LEVELS=generic,avx2,avx512,avx512bf16   our kernel levels to time (UF_CPU); default:
@@ -25,7 +25,7 @@ set -u
 
 cd "$(dirname "$0")/.." || exit 1
 THREADS=${THREADS:-2}
-MODELS=${BENCH_MODELS:-vit_s16,vit_b16,vit_b8}
+MODELS=${BENCH_MODELS:-vit_s16,vit_b16,vit_b8,dinov2_s14,dinov2_b14}
 BATCHES=${BENCH_BATCHES:-1,8}
 BUDGET=${BENCH_BUDGET:-8}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -83,15 +83,9 @@ if [ -z "$ORT_SKIP" ] && ! (cd bench && node -e "require('onnxruntime-node')") 2
 fi
 
 # ---- our kernel levels -------------------------------------------------------------------
-if [ -z "${BENCH_LEVELS:-}" ]; then
-    BENCH_LEVELS=""
-    make -s uniformaly >&2
-    for l in generic avx2 avx512 avx512bf16; do
-        [ "$(UF_CPU=$l ./uniformaly --version 2>/dev/null | sed -n 's/^kernels: //p')" = "$l" ] &&
-            BENCH_LEVELS="$BENCH_LEVELS${BENCH_LEVELS:+,}$l"
-    done
-fi
-LEVELS=$BENCH_LEVELS
+. bench/levels.sh
+[ -n "${BENCH_LEVELS:-}" ] || make -s uniformaly >&2
+LEVELS=$(bench_levels ./uniformaly)
 
 # ---- measurements -------------------------------------------------------------------------
 OURS_FAILED=0
@@ -115,8 +109,12 @@ random_cfg() {
         vit_s16) echo 384,6,12,1536,16 ;;
         vit_b16) echo 768,12,12,3072,16 ;;
         vit_b8)  echo 768,12,12,3072,8 ;;
+        dinov2_s14) echo 384,6,12,1536,14 ;;
+        dinov2_b14) echo 768,12,12,3072,14 ;;
     esac
 }
+# Input side of each model: DINOv2 at 448 (AnomalyDINO's resolution), the others at 224.
+img_of() { case $1 in dinov2_*) echo 448 ;; *) echo 224 ;; esac; }
 
 TORCH_FAIL="" ORT_FAIL=""
 for m in ${MODELS//,/ }; do
@@ -131,7 +129,7 @@ for m in ${MODELS//,/ }; do
         prec=fp32
         [ "$l" = avx512bf16 ] && prec=${BENCH_PRECISIONS:-fp32,bf16}
         say "$m: ours, $l kernels, $prec"
-        UF_CPU=$l "$BUILD/bench_vit" --name "$m" "${src[@]}" --batches "$BATCHES" \
+        UF_CPU=$l "$BUILD/bench_vit" --name "$m" "${src[@]}" --size "$(img_of "$m")" --batches "$BATCHES" \
             --threads "$THREADS" --budget "$BUDGET" --precisions "$prec" \
             --out "$RES/ours.jsonl" || OURS_FAILED=1
     done
@@ -147,7 +145,7 @@ for m in ${MODELS//,/ }; do
     # ONNX Runtime
     if [ -z "$ORT_SKIP" ]; then
         say "$m: onnxruntime"
-        node bench/ort_bench.js --models "$m" --batches "$BATCHES" --threads "$THREADS" \
+        node bench/ort_bench.js --models "$m" --img "$(img_of "$m")" --batches "$BATCHES" --threads "$THREADS" \
             --budget "$BUDGET" --outdir "$OUT" --out "$RES/ort.jsonl" \
             || ORT_FAIL="bench/ort_bench.js exited with an error"
     fi

@@ -12,7 +12,7 @@ import sys
 
 env = os.environ.get
 RES = env("RES", "bench/out/results")
-MODELS = [m for m in env("MODELS", "vit_s16,vit_b16,vit_b8").split(",") if m]
+MODELS = [m for m in env("MODELS", "vit_s16,vit_b16,vit_b8,dinov2_s14,dinov2_b14").split(",") if m]
 BATCHES = [int(b) for b in env("BATCHES", "1,8").split(",") if b]
 SKIP = {"torch": env("TORCH_SKIP", ""), "ort": env("ORT_SKIP", "")}
 MAXCELL = 44  # longest "skipped (...)" cell; the full reasons are listed under the table
@@ -144,7 +144,9 @@ def version(impl):
 
 
 print()
-print(f"uniformaly bench: ViT forward through blocks 1..10 (as UniFormaly), 224x224, "
+sizes = "224x224" + (", dinov2_* (patch 14, LayerScale, 37x37 table resampled) at 448x448"
+                     if any(m.startswith("dinov2_") for m in MODELS) else "")
+print(f"uniformaly bench: ViT forward through blocks 1..10 (as UniFormaly), {sizes}, "
       f"random weights, {env('THREADS', '2')} threads everywhere")
 print(f"cpu: {env('CPU', '?')}; load average {env('load_start', '?')} at start, "
       f"{env('LOAD_END', '?')} at end; {env('ELAPSED', '?')} s")

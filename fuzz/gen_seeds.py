@@ -126,6 +126,58 @@ put("checkpoint", "vit_missing_norm.safetensors", st_bytes(sd2))
 sd3 = dict(sd); sd3["pos_embed"] = sd["pos_embed"][:, :3]
 put("checkpoint", "vit_bad_pos.safetensors", st_bytes(sd3))
 
+# DINOv2 layouts (issue 15) on the same tiny ViT: LayerScale and 2 register tokens, the
+# giant's SwiGLU MLP (w12 [2H][D], w3 [D][H]), a Hugging Face Dinov2WithRegisters naming,
+# and a register count that does not match its data
+dv = dict(sd)
+g15 = torch.Generator().manual_seed(15)
+dv["register_tokens"] = torch.randn(1, 2, 8, generator=g15)
+dv["mask_token"] = torch.zeros(1, 8)
+for b in range(2):
+    dv["blocks.%d.ls1.gamma" % b] = torch.full((8,), 0.5)
+    dv["blocks.%d.ls2.gamma" % b] = torch.full((8,), 0.25)
+put("checkpoint", "dinov2_reg.safetensors", st_bytes(dv))
+sw = dict(dv)
+for b in range(2):
+    for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
+        sw.pop("blocks.%d.mlp.%s" % (b, k))
+    sw["blocks.%d.mlp.w12.weight" % b] = torch.randn(16, 8, generator=g15)
+    sw["blocks.%d.mlp.w12.bias" % b] = torch.randn(16, generator=g15)
+    sw["blocks.%d.mlp.w3.weight" % b] = torch.randn(8, 8, generator=g15)
+    sw["blocks.%d.mlp.w3.bias" % b] = torch.randn(8, generator=g15)
+put("checkpoint", "dinov2_swiglu.safetensors", st_bytes(sw))
+hfn = {"cls_token": "embeddings.cls_token", "pos_embed": "embeddings.position_embeddings",
+       "register_tokens": "embeddings.register_tokens", "mask_token": "embeddings.mask_token",
+       "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+       "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+       "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}
+hsub = [("attn.proj.", "attention.output.dense."), ("ls1.gamma", "layer_scale1.lambda1"),
+        ("ls2.gamma", "layer_scale2.lambda1"), ("mlp.w12.", "mlp.weights_in."),
+        ("mlp.w3.", "mlp.weights_out.")]
+hfd = {}
+for k, v in sw.items():
+    if k in hfn:
+        hfd[hfn[k]] = v
+        continue
+    _, b, rest = k.split(".", 2)
+    if rest.startswith("attn.qkv."):
+        for i, q in enumerate(("query", "key", "value")):
+            hfd["encoder.layer.%s.attention.attention.%s.%s" % (b, q, rest[9:])] = v.chunk(3)[i]
+        continue
+    for x, y in hsub:
+        if rest.startswith(x):
+            rest = y + rest[len(x):]
+            break
+    hfd["encoder.layer.%s.%s" % (b, rest)] = v
+put("checkpoint", "dinov2_hf_reg_swiglu.safetensors", st_bytes(hfd))
+bad = st_bytes(dv)
+n = struct.unpack("<Q", bad[:8])[0]
+h = json.loads(bad[8:8 + n])
+h["register_tokens"]["shape"] = [1, 3, 8]  # 24 floats where the data holds 16
+h = json.dumps(h).encode()
+h += b" " * (-len(h) % 8)
+put("checkpoint", "dinov2_reg_count.safetensors", struct.pack("<Q", len(h)) + h + bad[8 + n:])
+
 # ---- dataset: byte 0 = format (0 cifar10, 1 cifar100, 2 mnist, 3 list), parts by "FUZ|" --
 SEP = b"FUZ|"
 rng = np.random.default_rng(5)

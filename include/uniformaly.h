@@ -38,11 +38,11 @@
  * Only the functions declared here are exported from the shared library (it is built with
  * hidden visibility; everything internal is named uf__ and invisible). The rule holds
  * already for MAJOR 0: any incompatible change bumps MAJOR. */
-#define UF_VERSION_MAJOR 0
-#define UF_VERSION_MINOR 1
+#define UF_VERSION_MAJOR 1
+#define UF_VERSION_MINOR 0
 #define UF_VERSION_PATCH 0
 #define UF_VERSION_NUMBER (UF_VERSION_MAJOR * 10000 + UF_VERSION_MINOR * 100 + UF_VERSION_PATCH)
-#define UF_VERSION_STRING "0.1.0"
+#define UF_VERSION_STRING "1.0.0"
 
 /* UF_API marks a function exported from the shared library. The declarations below need no
  * mark: they all sit inside a "visibility default" region; UF_API is for definitions or
@@ -213,6 +213,13 @@ typedef enum uf_interp {
 uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp interp,
                           uf_image **out);
 
+/* Which side of the image Resize sets to uf_preprocess.resize (see there). */
+typedef enum uf_fit {
+    UF_FIT_AUTO = 0,  /* shorter side; longer side in the whole-image mode (crop 0, no pad_to) */
+    UF_FIT_SHORT = 1, /* shorter side (torchvision's Resize(int))                        */
+    UF_FIT_LONG = 2   /* longer side: the whole image fits a resize x resize square        */
+} uf_fit;
+
 /* How an image becomes a network input, after torchvision's
  *   Resize(resize, interp) -> CenterCrop(crop) -> ToTensor() -> Normalize(mean, std)
  * resize: length of the shorter side after resizing (the longer side keeps the aspect
@@ -224,8 +231,16 @@ uf_status uf_image_resize(const uf_image *img, int width, int height, uf_interp 
  *         protocol: resize 112 Lanczos, pad to 224). 0 disables. The image goes to
  *         ((pad_to - w) / 2, (pad_to - h) / 2), floor, and must not exceed pad_to;
  *         padded pixels become (0 - mean) / std.
+ * fit:    which side Resize measures (uf_fit): UF_FIT_AUTO (0, the default and what files
+ *         written before the field load as) is the shorter side, except in the
+ *         whole-image mode below, where it is the longer; UF_FIT_LONG makes the longer
+ *         side resize and the shorter int(resize * short / long), so crop = 0 with
+ *         pad_to = resize is a letterbox: the whole image centred on the square canvas;
+ *         UF_FIT_SHORT is torchvision's Resize(int) (refused in the whole-image mode,
+ *         whose canvas must hold the longer side).
  * crop = 0 skips cropping. With pad_to > 0 the image is resized by its shorter side
- *         as above and must fit the canvas. With pad_to = 0 it is the whole-image mode:
+ *         (unless fit says otherwise) and must fit the canvas. With pad_to = 0 it is the
+ *         whole-image mode:
  *         the *longer* side becomes resize (the shorter int(resize * short / long)) and
  *         the image is placed at the top-left corner of a resize x resize zero canvas,
  *         so no part of the image is discarded (resize must then be > 0). The detector
@@ -240,6 +255,7 @@ typedef struct uf_preprocess {
     uf_interp interp; /* default UF_INTERP_BILINEAR */
     float mean[3];    /* default ImageNet 0.485, 0.456, 0.406 */
     float std[3];     /* default ImageNet 0.229, 0.224, 0.225 */
+    uf_fit fit;       /* default UF_FIT_AUTO */
 } uf_preprocess;
 
 /* The defaults above. */
@@ -520,8 +536,10 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
  * alpha): the outline of the region where map > outline (NaN: none), a colour bar at the
  * right edge (colorbar nonzero, lo < hi finite) with lo and hi written at its ends and a
  * white tick at mark (NaN: none; e.g. the threshold), and label (ASCII; NULL: none) at the
- * top left in a box coloured by decision (1 red, 0 green, -1 grey). Text uses a built-in
- * 5x7 font scaled with the image. */
+ * top left in a box coloured by decision (1 red, 0 green, -1 grey). Pixels where
+ * inspected ([img->height][img->width]; NULL: none) is 0 are drawn grey (the original's
+ * brightness, dimmed and without colour: the part the model never saw,
+ * uf_model_inspected). Text uses a built-in 5x7 font scaled with the image. */
 typedef struct uf_annotation {
     float lo, hi, alpha;
     float outline;
@@ -529,6 +547,7 @@ typedef struct uf_annotation {
     float mark;
     const char *label;
     int decision;
+    const uint8_t *inspected;
 } uf_annotation;
 
 /* The overlay of map ([img->height][img->width]) over img with the annotations of a; *out
@@ -588,10 +607,54 @@ typedef struct uf_detector_params {
     double sigma;      /* Gaussian smoothing of the pixel map, in pixels [4]; 0 = none     */
     uf_preprocess pre; /* image preprocessing [resize 256, crop 224, bilinear, ImageNet
                           mean/std]; use mean = std = 0.5 for timm AugReg ViTs            */
+    /* The AnomalyDINO parts (Damm et al., WACV 2025; github.com/dammsi/AnomalyDINO), each
+     * usable alone; uf_detector_preset_anomalydino below sets them together.           */
+    int cosine;        /* L2-normalise every patch feature (bank and queries), so the
+                          squared-L2 kNN scores 2 (1 - cos) [0]                            */
+    int pca_mask;      /* mask scored images by the first principal component of their
+                          patch features instead of BPM (needs bpm = 0), as AnomalyDINO's
+                          compute_background_mask: projection > pca_threshold, negated
+                          when that keeps <= 35% of the central 60% x 60% of the grid,
+                          then a 3x3 dilation and a 3x3 closing; the PC's sign is the one
+                          making the largest |projection| positive (scikit-learn's
+                          svd_flip). Training images are not masked (their
+                          mask_ref_images = False) [0]                                     */
+    float pca_threshold; /* PCA mask: foreground = projection > threshold [10]             */
+    int rotations;     /* fitting: each training image is added R times, rotated by
+                          360 * r / R degrees, r = 0..R-1; 1 = no augmentation [1]; 1..360 */
+    int tile;          /* [0] off. > 0: tiling of large images, only in the whole-image
+                          geometry (pre.crop = 0, pre.pad_to = 0): an image whose own grid
+                          (the resized image, longer side pre.resize) is larger than tile x
+                          tile pixels runs through the backbone as overlapping tile x tile
+                          windows (batched), each at the backbone's own scale; each window's
+                          patch tokens and its Back Patch Masking map (computed per window,
+                          normalised by the window's maximum) are averaged where windows
+                          overlap into one map of the whole image, so every image location
+                          is one patch (one bank row when fitting, counted once in the
+                          top-K score). An image within one tile runs in one pass, exactly
+                          as without tiling. A multiple of the patch size                  */
+    int tile_overlap;  /* [0] pixels shared by neighbouring tiles: a multiple of the patch
+                          size, 0 <= tile_overlap < tile. Tiles start every tile -
+                          tile_overlap pixels; the last tile of a row or column is moved
+                          back to end at the image's edge (so it may overlap more)         */
 } uf_detector_params;
+
+/* layer_first = layer_last = UF_LAYER_LAST: the backbone's last block, resolved when a
+ * fitter, scorer or zero-shot set is made (models record the block number). */
+#define UF_LAYER_LAST (-1)
 
 /* The defaults in brackets above. */
 uf_detector_params uf_detector_default_params(void);
+
+/* Set the AnomalyDINO method on *p (Damm et al., "AnomalyDINO: Boosting Patch-based
+ * Few-shot Anomaly Detection with DINOv2", WACV 2025; defaults of their code,
+ * run_anomalydino.py and src/): features of the last block only (layers UF_LAYER_LAST),
+ * cosine distance (knn_metric "L2_normalized", k_neighbors 1), image score = mean of the
+ * top 1% patch scores (mean_top1p), no BPM and no PCA mask (their "agnostic" default masks
+ * only capsule, hazelnut, pill, screw and toothbrush; set pca_mask for such objects), the
+ * whole memory bank (coreset 1), 8 rotations (augment_image: 0, 45, ..., 315 degrees).
+ * Preprocessing, sigma and seed are left as they are. NULL is a no-op. Thread-safe. */
+void uf_detector_preset_anomalydino(uf_detector_params *p);
 
 /* Check params against a backbone (layers within its depth, ranges, preprocessing: resize
  * and the input side, crop or pad_to, at most 8192 pixels, as the CLI accepts);
@@ -829,6 +892,14 @@ uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smoot
 uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int width,
                                 int height, float *out);
 
+/* Which pixels of an original image (width x height) the model inspects: out
+ * ([height][width], caller-allocated) receives 1 where the network input shows the pixel
+ * (its centre lies in the part of the resized image that the crop, or the canvas, keeps),
+ * 0 where the geometry discards it (e.g. outside the centre crop); all 1 when the geometry
+ * keeps the whole image. Overlays grey out the 0s (uf_annotation.inspected). Errors:
+ * UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf_model_inspected(const uf_model *m, int width, int height, uint8_t *out);
+
 /* ------------------------------------------------------------------------------------ */
 /* Zero-shot scoring (src/detector/zeroshot.c)                                          */
 /* ------------------------------------------------------------------------------------ */
@@ -863,6 +934,11 @@ uf_status uf_zeroshot_new(const uf_backbone *bb, const uf_detector_params *p, do
 /* Extract and keep the features of n more images (any sizes). Errors: as uf_fitter_add;
  * on failure no image of this call is added. Not thread-safe per set. */
 uf_status uf_zeroshot_add(uf_zeroshot *z, const uf_image *const *imgs, int n);
+
+/* Number of threads the set's calls use (feature extraction, the kNN searches); n <= 0:
+ * the library default (uf_get_threads()), read at each call. Nothing process-wide changes;
+ * results do not depend on it. NULL is a no-op. Not thread-safe per set. */
+void uf_zeroshot_set_threads(uf_zeroshot *z, int n);
 
 /* Images added so far. */
 size_t uf_zeroshot_count(const uf_zeroshot *z);
@@ -1293,13 +1369,25 @@ typedef struct uf_eval_params {
      *             caller can write results incrementally.
      *  on_maps:   defect datasets, first repeat: the pixel maps [n][S][S] of a scored test
      *             set (items[n], model m), when the row has masks or want_maps is set;
-     *             maps and m live for the call only.                                       */
+     *             maps and m live for the call only.
+     *  on_model:  each model the run fits, right after its fit (before it is scored): row
+     *             is its category's row (one-class) or the overall row (multi-class),
+     *             repeat its index; m lives for the call only (e.g. uf_model_save it).     */
     uf_progress_fn progress;
     int (*on_update)(void *user, const uf_eval_result *r, const uf_eval_row *row);
     int (*on_maps)(void *user, const uf_eval_result *r, const uf_eval_row *row,
                    const uf_model *m, const uf_dataset_item *items, size_t n,
                    const float *maps);
     void *user;
+    double zero_shot;            /* > 0: no fit; each category's test set is scored
+                                    against itself with uf_zeroshot_* (MuSc), this being
+                                    its ref_frac in (0, 1] (UF_ZEROSHOT_DEFAULT_REF_FRAC
+                                    = 0.3); one repeat, the detector's feature settings
+                                    (coreset and knn unused). Excludes shots, max_train,
+                                    repeats, multi_class and cluster [0]               */
+    /* (after zero_shot, so the struct only grows at its end; see on_model above) */
+    int (*on_model)(void *user, const uf_eval_result *r, const uf_eval_row *row, int repeat,
+                    const uf_model *m);
 } uf_eval_params;
 
 /* The defaults in brackets above. */
@@ -1396,7 +1484,9 @@ uf_status uf_eval_resolve(const uf_dataset *ds, const int *cats, int n, const uf
 
 /* Run the evaluation of categories cats[n] of ds with backbone bb (borrowed). One-class:
  * a model per category (per repeat) scored on the category's test set; multi-class: one
- * model per repeat from every selected category's training images. Each test image's
+ * model per repeat from every selected category's training images; zero-shot
+ * (p->zero_shot > 0): no model, each category's test set scored against itself
+ * (uf_zeroshot_*; n_train 0, bank sizes NaN; on_maps gets uf_zeroshot_model's model). Each test image's
  * features are computed once and reused by every model of the run (semantic datasets share
  * one test sequence across classes). Figures: image AUROC and F1-max; pixel AUROC, AUPRO
  * and pixel F1-max where every anomalous test image has a mask (masks mapped by

@@ -5,7 +5,10 @@ It defines the reference ViT that UniFormaly runs (DINO / timm style: convolutio
 embedding, CLS token, learned positional embedding for the trained grid, pre-norm blocks,
 LayerNorm eps 1e-6, qkv bias, exact erf GELU) whose forward pass stops after block 10 and
 returns the patch tokens (CLS excluded) of blocks 1..10 stacked as [10][B][Np][D] - exactly
-what uniformaly's uf_forward produces with req.blocks = 0x3FF.
+what uniformaly's uf_forward produces with req.blocks = 0x3FF. The dinov2_* models are
+DINOv2 ViT-S/14 and B/14 as published (official names, LayerScale blocks.N.ls1/ls2.gamma,
+37x37 pos_embed) run at 448x448, so the table resamples to 32x32 the official way (bicubic,
+scale factor (32 + 0.1) / 37) inside the forward, as dinov2's interpolate_pos_encoding.
 
 Two sub-commands:
   gen   write, for each model, into bench/out/ (skipping files that already exist):
@@ -34,17 +37,26 @@ MODELS = {
     "vit_s16": dict(dim=384, heads=6, depth=12, mlp=1536, patch=16),
     "vit_b16": dict(dim=768, heads=12, depth=12, mlp=3072, patch=16),
     "vit_b8": dict(dim=768, heads=12, depth=12, mlp=3072, patch=8),
+    # DINOv2 (issue 15): trained 37x37 grid (518 px), timed at 448 px, with LayerScale
+    "dinov2_s14": dict(dim=384, heads=6, depth=12, mlp=1536, patch=14, img=448, grid=37, ls=True,
+                       seed=3),
+    "dinov2_b14": dict(dim=768, heads=12, depth=12, mlp=3072, patch=14, img=448, grid=37, ls=True,
+                       seed=4),
 }
-IMG = 224            # input side in pixels
+IMG = 224            # input side in pixels, unless the model says otherwise ("img")
 FORWARD_BLOCKS = 10  # UniFormaly needs blocks 1..10
 SEED = 1234          # weights: SEED + model index; inputs: fixed seeds below
 ONNX_OPSET = 14
 
 
+def img_of(cfg):
+    return cfg.get("img", IMG)
+
+
 def flops_per_image(cfg):
     """Multiply-adds x 2 of the 10-block forward; the same formula as bench_vit.c."""
     D, M, P, H = cfg["dim"], cfg["mlp"], cfg["patch"], cfg["heads"]
-    Np = (IMG // P) ** 2
+    Np = (img_of(cfg) // P) ** 2
     Nt = Np + 1
     hd = D // H
     patch = 2 * Np * (3 * P * P) * D
@@ -90,17 +102,27 @@ def build_model_classes(torch):
         def forward(self, x):
             return self.fc2(self.act(self.fc1(x)))
 
+    class LayerScale(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.gamma = nn.Parameter(torch.ones(dim))
+
+        def forward(self, x):
+            return x * self.gamma
+
     class Block(nn.Module):
-        def __init__(self, dim, heads, mlp):
+        def __init__(self, dim, heads, mlp, ls):
             super().__init__()
             self.norm1 = nn.LayerNorm(dim, eps=1e-6)
             self.attn = Attention(dim, heads)
+            self.ls1 = LayerScale(dim) if ls else nn.Identity()
             self.norm2 = nn.LayerNorm(dim, eps=1e-6)
             self.mlp = Mlp(dim, mlp)
+            self.ls2 = LayerScale(dim) if ls else nn.Identity()
 
         def forward(self, x):
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
+            x = x + self.ls1(self.attn(self.norm1(x)))
+            return x + self.ls2(self.mlp(self.norm2(x)))
 
     class PatchEmbed(nn.Module):
         def __init__(self, patch, dim):
@@ -113,19 +135,29 @@ def build_model_classes(torch):
     class ViT(nn.Module):
         """timm/DINO VisionTransformer whose forward returns blocks 1..10's patch tokens."""
 
-        def __init__(self, dim, heads, depth, mlp, patch):
+        def __init__(self, dim, heads, depth, mlp, patch, img=IMG, grid=None, ls=False):
             super().__init__()
-            grid = IMG // patch
+            self.grid, self.g = grid or img // patch, img // patch   # trained, run grid
             self.patch_embed = PatchEmbed(patch, dim)
             self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
-            self.blocks = nn.ModuleList([Block(dim, heads, mlp) for _ in range(depth)])
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid * self.grid, dim))
+            self.blocks = nn.ModuleList([Block(dim, heads, mlp, ls) for _ in range(depth)])
             self.norm = nn.LayerNorm(dim, eps=1e-6)   # saved, unused by the 10-block pass
+
+        def pos(self):
+            if self.grid == self.g:               # trained size: no interpolation needed
+                return self.pos_embed
+            D, M = self.pos_embed.shape[-1], self.grid  # dinov2 interpolate_pos_encoding
+            p = self.pos_embed[:, 1:].reshape(1, M, M, D).permute(0, 3, 1, 2)
+            sf = float(self.g + 0.1) / M
+            p = nn.functional.interpolate(p, scale_factor=(sf, sf), mode="bicubic")
+            p = p.permute(0, 2, 3, 1).reshape(1, -1, D)
+            return torch.cat([self.pos_embed[:, :1], p], dim=1)
 
         def forward(self, x):
             x = self.patch_embed(x)
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-            x = x + self.pos_embed                # trained size: no interpolation needed
+            x = x + self.pos()
             outs = []
             for blk in self.blocks[:FORWARD_BLOCKS]:
                 x = blk(x)
@@ -145,6 +177,8 @@ def init_random(torch, model, seed):
             if name.endswith("weight") and p.dim() >= 2:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            elif name.endswith(".gamma"):          # LayerScale: O(1), as trained ones
+                p.copy_(0.5 + 0.02 * torch.randn(p.shape, generator=g))
             elif ".norm" in name or name.startswith("norm"):
                 base = 1.0 if name.endswith("weight") else 0.0
                 p.copy_(base + 0.02 * torch.randn(p.shape, generator=g))
@@ -155,15 +189,18 @@ def init_random(torch, model, seed):
 def make_model(torch, name):
     cfg = MODELS[name]
     ViT = build_model_classes(torch)
-    m = ViT(cfg["dim"], cfg["heads"], cfg["depth"], cfg["mlp"], cfg["patch"])
-    init_random(torch, m, SEED + sorted(MODELS).index(name))
+    m = ViT(cfg["dim"], cfg["heads"], cfg["depth"], cfg["mlp"], cfg["patch"], img_of(cfg),
+            cfg.get("grid"), cfg.get("ls", False))
+    # the first three keep the seeds they always had (their sorted index)
+    old = sorted(k for k in MODELS if "seed" not in MODELS[k])
+    init_random(torch, m, SEED + (cfg["seed"] if "seed" in cfg else old.index(name)))
     return m.eval()
 
 
-def make_input(torch, batch, seed):
-    """Normalised-image-like input [B][3][IMG][IMG] ~ N(0, 1), seeded."""
+def make_input(torch, batch, seed, img=IMG):
+    """Normalised-image-like input [B][3][img][img] ~ N(0, 1), seeded."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, IMG, IMG, generator=g)
+    return torch.randn(batch, 3, img, img, generator=g)
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,7 +253,7 @@ def cmd_gen(args):
         if not os.path.exists(st):
             save_safetensors(st, dict(model.state_dict()))
         if not os.path.exists(chk_in) or not os.path.exists(chk_out):
-            x = make_input(torch, 1, 7)
+            x = make_input(torch, 1, 7, img_of(MODELS[name]))
             with torch.inference_mode():
                 ref = make_model(torch, name).double()(x.double())   # [10][1][Np][D]
             save_f32(chk_out, ref)
@@ -224,7 +261,7 @@ def cmd_gen(args):
         for b, path in zip(args.batches, onnx):
             if os.path.exists(path):
                 continue
-            x = make_input(torch, b, 11)
+            x = make_input(torch, b, 11, img_of(MODELS[name]))
             tmp = path + ".tmp"
             with torch.no_grad():
                 torch.onnx.export(model, (x,), tmp, opset_version=ONNX_OPSET,
@@ -299,9 +336,9 @@ def cmd_time(args):
                 x = torch.from_numpy(np.fromfile(base + "_check_in.f32", dtype="<f4"))
                 ref = np.fromfile(base + "_check_out.f32", dtype="<f4")
                 with torch.inference_mode():
-                    err = rel_err(model(x.reshape(1, 3, IMG, IMG)).numpy(), ref)
+                    err = rel_err(model(x.reshape(1, 3, img_of(cfg), img_of(cfg))).numpy(), ref)
             for b in args.batches:
-                x = make_input(torch, b, 11)
+                x = make_input(torch, b, 11, img_of(cfg))
                 with torch.inference_mode():
                     times = time_calls(lambda: model(x), args.budget)
                 best, med = min(times) / b, median(times) / b

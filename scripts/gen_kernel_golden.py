@@ -9,6 +9,12 @@ tests/data/kernels/. References, each the library call UniFormaly / PatchCore us
   topk_*      torch.topk + mean with K = int(round(k * N)) (Python round, half to even)
   knn_*       numpy float64 brute force (faiss IndexFlatL2 semantics: squared L2, mean of k)
   coreset_*   numpy float64 PatchCore ApproximateGreedyCoresetSampler with our generators
+  pca_*       AnomalyDINO's compute_background_mask (src/backbones.py of
+              github.com/dammsi/AnomalyDINO): sklearn PCA(n_components=1).fit_transform
+              (full solver; theirs is the randomized approximation of it) > threshold,
+              negated when the central crop keeps <= 35%, then cv2.dilate and
+              cv2.morphologyEx(MORPH_CLOSE) with 3x3 ones, written with scipy.ndimage
+              (cv2's default morphology border: outside pixels never count)
 Inputs of knn/coreset are not stored: they come from a splitmix64 integer grid that the C
 test regenerates (values (v - 1024) / 128, exact in float32), keeping the files small.
 """
@@ -203,6 +209,52 @@ def gen_coreset():
     save("coreset_random_1000_0p1_seed5", np.array(rnd, dtype=np.int64))
 
 
+def pca_mask_ref(X, gh, gw, thr, border=0.2):
+    from sklearn.decomposition import PCA
+    pc = PCA(n_components=1, svd_solver="full").fit_transform(X.astype(np.float32))[:, 0]
+    mask = pc > thr
+    m = mask.reshape(gh, gw)[int(gh * border):int(gh * (1 - border)),
+                             int(gw * border):int(gw * (1 - border))]
+    if m.sum() <= m.size * 0.35:
+        mask = -pc > thr
+    k = np.ones((3, 3), bool)
+    mask = ndimage.binary_dilation(mask.reshape(gh, gw), k, border_value=0)
+    mask = ndimage.binary_dilation(mask, k, border_value=0)       # closing: dilate,
+    mask = ndimage.binary_erosion(mask, k, border_value=1)        # then erode
+    return pc.astype(np.float64), mask.astype(np.uint8).ravel()
+
+
+def gen_pca(rng):
+    # (name, gh, gw, D, foreground(y, x), threshold): a centred disc with a hole (kept:
+    # the foreground is the minority, so its projections are the large positive ones),
+    # a large object whose background corner is the minority (the sign makes the
+    # background positive, the central-crop test flips it), and a tiny grid
+    cases = [("pca_14x14_disc", 14, 14, 24, 8.0,
+              lambda y, x: (y - 6.5) ** 2 + (x - 6.5) ** 2 < 16 and (y, x) != (6, 7), 3.0),
+             ("pca_14x14_large", 14, 14, 24, 20.0, lambda y, x: y + x > 5, 1.0),
+             ("pca_9x7_small", 9, 7, 8, 8.0, lambda y, x: 4 <= y <= 5 and 3 <= x <= 4, 1.5)]
+    for name, gh, gw, D, size, fg, thr in cases:
+        for attempt in range(100):
+            direction = rng.standard_normal(D)
+            direction *= size / np.linalg.norm(direction)
+            X = rng.standard_normal((gh * gw, D)) * 0.7
+            for y in range(gh):
+                for x in range(gw):
+                    if fg(y, x):
+                        X[y * gw + x] += direction
+            X = X.astype(np.float32)
+            pc, mask = pca_mask_ref(X, gh, gw, thr)
+            # no projection near +-threshold: float rounding must not decide the mask
+            if np.min(np.abs(np.abs(pc) - thr)) > 1e-2:
+                break
+        else:
+            raise SystemExit(f"{name}: no fixture away from the threshold")
+        save(name + "_in", X)
+        save(name + "_proj", pc)
+        save(name + "_mask", mask)
+        save(name + "_thr", np.array([thr], dtype=np.float32))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(2024)
@@ -212,6 +264,7 @@ def main():
     gen_topk(rng)
     gen_knn()
     gen_coreset()
+    gen_pca(np.random.default_rng(15))
     total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} files, {total / 1024:.0f} KiB to {OUT}", file=sys.stderr)
 

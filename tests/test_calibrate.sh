@@ -148,10 +148,13 @@ for l in open(sys.argv[1]):
 PY
 
 # --- a version-1 model file (written before calibration existed) ---
-expect 0 "predict with a version-1 model" "$BIN" predict tests/data/detector/model_v1.ufm $D/test_good.png
+# it records the absolute path of the checkpoint it was fitted with (on the machine that wrote
+# it), so the repository's copy of that checkpoint is passed (same sha256)
+V1BB=tests/data/golden/m1.safetensors
+expect 0 "predict with a version-1 model" "$BIN" predict tests/data/detector/model_v1.ufm --backbone $V1BB $D/test_good.png
 check "its threshold applies" '[ "$(cut -f3 "$T/out")" = "normal" ] || [ "$(cut -f3 "$T/out")" = "anomalous" ]'
 expect 0 "calibrate a version-1 model into a new file" "$BIN" calibrate tests/data/detector/model_v1.ufm \
-  --normal --fpr 0.2 --out "$T/v2.ufm" --quiet $NORMAL
-check "written in format version 2" '[ "$(od -An -tu1 -j8 -N1 "$T/v2.ufm" | tr -d " ")" = 2 ]'
+  --backbone $V1BB --normal --fpr 0.2 --out "$T/v2.ufm" --quiet $NORMAL
+check "written in format version 3 (it uses no version-4 setting)" '[ "$(od -An -tu1 -j8 -N1 "$T/v2.ufm" | tr -d " ")" = 3 ]'
 check "the version-1 file untouched" '[ "$(od -An -tu1 -j8 -N1 tests/data/detector/model_v1.ufm | tr -d " ")" = 1 ]'
 finish

@@ -13,7 +13,7 @@ for v in classify features info demo; do
   expect 0 "$v --help"             "$BIN" $v --help
   expect 2 "$v unknown flag"       "$BIN" $v --no-such-flag
 done
-expect 2 "classify no backbone"    "$BIN" classify "$IMG"
+UNIFORMALY_BACKBONE="$T/none.safetensors" expect 1 "classify, no --backbone, bundled one missing" "$BIN" classify "$IMG"
 expect 2 "classify no images"      "$BIN" classify --backbone $M1
 expect 2 "bad --threads"           "$BIN" classify --backbone $M1 $H --threads -3 "$IMG"
 expect 2 "bad --mean"              "$BIN" classify --backbone $M1 $H --mean 1,2 "$IMG"

@@ -137,7 +137,7 @@ U fit "--shots x"                   $BB $PRE --out "$T/x.ufm" --shots x $IMG
 U fit "--threshold nan"             $BB $PRE --out "$T/x.ufm" --threshold nan $IMG
 U fit "--threshold inf"             $BB $PRE --out "$T/x.ufm" --threshold inf $IMG
 U fit "--threshold x"               $BB $PRE --out "$T/x.ufm" --threshold x $IMG
-U fit "no --backbone"               $PRE --out "$T/x.ufm" $IMG
+UNIFORMALY_BACKBONE=$MISSING.st R fit "no --backbone, bundled one missing" "$MISSING.st" $PRE --out "$T/x.ufm" $IMG
 U fit "no --out"                    $BB $PRE $IMG
 U fit "no images"                   $BB $PRE --out "$T/x.ufm"
 R fit "missing image"       "$MISSING.png"       $BB $PRE --out "$T/x.ufm" "$MISSING.png"
@@ -212,7 +212,7 @@ U eval "--shots -3"                 $E --shots -3
 U eval "--repeats 1001"             $E --shots 1 --repeats 1001
 U eval "--max-train x"              $E --max-train x
 U eval "--dataset nope"             $BB --dataset nope --root tests/data/dataset/mvtec --out "$T/ev"
-U eval "no --backbone"              --dataset mvtec --root tests/data/dataset/mvtec --out "$T/ev"
+UNIFORMALY_BACKBONE=$MISSING.st R eval "no --backbone, bundled one missing" "$MISSING.st" --dataset mvtec --root tests/data/dataset/mvtec --out "$T/ev"
 U eval "no --dataset"               $BB --root tests/data/dataset/mvtec --out "$T/ev"
 U eval "no --root"                  $BB --dataset mvtec --out "$T/ev"
 U eval "no --out"                   $BB --dataset mvtec --root tests/data/dataset/mvtec
@@ -228,7 +228,7 @@ U classify "--top without a value"  $BB $IMG --top
 U classify "--top 0"                $BB --top 0 $IMG
 U classify "--top 65"               $BB --top 65 $IMG
 U classify "--top x"                $BB --top x $IMG
-U classify "no --backbone"          $IMG
+UNIFORMALY_BACKBONE=$MISSING.st R classify "no --backbone, bundled one missing" "$MISSING.st" $IMG
 U classify "no images"              $BB
 R classify "missing backbone" "$MISSING.safetensors" --backbone "$MISSING.safetensors" $IMG
 R classify "missing labels"   "$MISSING.txt"     $BB --labels "$MISSING.txt" $IMG
@@ -245,7 +245,7 @@ U features "--attn-block 65"        $BB --out "$T/f.st" --attn-block 65 $IMG
 U features "--attn-block -1"        $BB --out "$T/f.st" --attn-block -1 $IMG
 U features "--rollout without attention" $BB --out "$T/f.st" --layers none --attn-block 0 --rollout $IMG
 U features "nothing to compute"     $BB --out "$T/f.st" --layers none --attn-block 0 $IMG
-U features "no --backbone"          --out "$T/f.st" $IMG
+UNIFORMALY_BACKBONE=$MISSING.st R features "no --backbone, bundled one missing" "$MISSING.st" --out "$T/f.st" $IMG
 U features "no --out"               $BB $IMG
 U features "no images"              $BB --out "$T/f.st"
 R features "missing backbone" "$MISSING.safetensors" --backbone "$MISSING.safetensors" --out "$T/f.st" $IMG

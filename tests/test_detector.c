@@ -890,6 +890,59 @@ static void test_map_to_image(void)
     uf_backbone_free(bb);
 }
 
+/* uf_model_inspected: the part of the original image the geometry keeps, by hand. */
+static void test_inspected(void)
+{
+    uf_vit_config cfg = {16, 1, 2, 8, 32, 2, 0, 1};
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_random(&cfg, &bb));
+    uf_detector_params p = uf_detector_default_params();
+    p.layer_first = p.layer_last = 1;
+    p.pre.resize = 32;
+    p.pre.crop = 16;
+    float *bank = calloc(16, sizeof(float));
+    uf_model *m = NULL;
+    if (!bank || uf__model_new(bb, &p, bank, 1, 1, 1, &m) != UF_OK) {
+        uf_backbone_free(bb);
+        REQUIRE(0);
+    }
+    /* 64 x 32, resize 32: no resampling, the crop is x 24..39, y 8..23 */
+    uint8_t *in = malloc(64 * 32);
+    REQUIRE(in != NULL);
+    REQUIRE_OK(uf_model_inspected(m, 64, 32, in));
+    int bad = 0;
+    for (int y = 0; y < 32; y++)
+        for (int x = 0; x < 64; x++) bad += in[y * 64 + x] != (x >= 24 && x < 40 && y >= 8 && y < 24);
+    CHECKF(bad == 0, "centre crop: %d pixels wrong", bad);
+    /* 128 x 64 (resized to 64 x 32, halved): the crop's pixels x 48..79, y 16..47 */
+    uint8_t *in2 = malloc(128 * 64);
+    REQUIRE(in2 != NULL);
+    REQUIRE_OK(uf_model_inspected(m, 128, 64, in2));
+    bad = 0;
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 128; x++) bad += in2[y * 128 + x] != (x >= 48 && x < 80 && y >= 16 && y < 48);
+    CHECKF(bad == 0, "halved: %d pixels wrong", bad);
+    /* crop 16 inside a pad_to 24 canvas: still only the crop; whole image (crop 0): all */
+    m->params.pre.pad_to = 24;
+    REQUIRE_OK(uf_model_inspected(m, 64, 32, in));
+    bad = 0;
+    for (int y = 0; y < 32; y++)
+        for (int x = 0; x < 64; x++) bad += in[y * 64 + x] != (x >= 24 && x < 40 && y >= 8 && y < 24);
+    CHECKF(bad == 0, "crop on a canvas: %d pixels wrong", bad);
+    m->params.pre.pad_to = 0;
+    m->params.pre.crop = 0;
+    REQUIRE_OK(uf_model_inspected(m, 64, 32, in));
+    size_t ones = 0;
+    for (int i = 0; i < 64 * 32; i++) ones += in[i];
+    CHECKF(ones == 64 * 32, "whole image: %zu of %d inspected", ones, 64 * 32);
+    CHECK(uf_model_inspected(m, 0, 32, in) == UF_ERR_ARG);
+    CHECK(uf_model_inspected(NULL, 64, 32, in) == UF_ERR_ARG);
+    free(in);
+    free(in2);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
 /* ---- whole-image geometry (issue 13) ---------------------------------------------------- */
 
 /* A 128 x 64 striped texture with seeded noise; defect: a red 16 x 16 square at the left
@@ -1030,6 +1083,7 @@ int main(void)
 {
     RUN(test_defaults);
     RUN(test_map_to_image);
+    RUN(test_inspected);
     RUN(test_golden_synthetic);
     RUN(test_golden_real);
     RUN(test_topk_edges);

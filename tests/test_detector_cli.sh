@@ -20,7 +20,6 @@ for v in fit predict; do
   expect 2 "$v unknown flag" "$BIN" $v --no-such-flag
 done
 expect 2 "fit without --out"        "$BIN" fit --backbone $M1 $OPTS "$T/train"
-expect 2 "fit without --backbone"   "$BIN" fit --out "$T/m.ufm" "$T/train"
 expect 2 "fit without images"       "$BIN" fit --backbone $M1 $OPTS --out "$T/m.ufm"
 expect 2 "fit bad --coreset"        "$BIN" fit --backbone $M1 $OPTS --coreset 0 --out "$T/m.ufm" "$T/train"
 expect 2 "fit bad --bpm-kernel"     "$BIN" fit --backbone $M1 $OPTS --bpm-kernel 4 --out "$T/m.ufm" "$T/train"
@@ -171,9 +170,15 @@ check "emulated bf16 scores = native within 1e-3" \
 expect 0 "--version" "$BIN" --version
 grep -q "^bf16: " "$T/out" && ok "--version names the bf16 path" || bad "--version: $(cat "$T/out")"
 
-# --- demo (random ViT-S/16, small) ---
+# --- demo: the bundled ViT-Tiny by default (real detection), random weights when asked ---
 expect 0 "demo" "$BIN" demo --out "$T/demo" --train 8 --threads 2
 grep -q "texture" "$T/out" && grep -q "object" "$T/out" && ok "demo reports both datasets" || bad "demo output: $(cat "$T/out")"
+check "demo uses the bundled backbone by default" 'grep -q "bundled ImageNet ViT-Tiny" "$T/out" && ! grep -q "RANDOM" "$T/out"'
+check "demo detects: image AUROC >= 0.9 on both datasets" \
+  '[ "$(awk '"'"'$1 == "texture" || $1 == "object" { if ($7 >= 0.9) n++ } END { print n + 0 }'"'"' "$T/out")" -eq 2 ]'
 check "demo wrote overlays" '[ "$(ls "$T/demo/texture" | grep -c png)" -gt 10 ]'
 check "demo wrote models" '[ -s "$T/demo/texture.ufm" ] && [ -s "$T/demo/object.ufm" ]'
+expect 0 "demo --random-backbone" "$BIN" demo --random-backbone --out "$T/demor" --train 2 --threads 2 --resize 72 --crop 64
+check "says its figures come from random weights" 'grep -q "NOT a trained model" "$T/out" && grep -q "RANDOM" "$T/out"'
+expect 2 "demo --backbone with --random-backbone" "$BIN" demo --random-backbone --backbone "$M1" --out "$T/demox"
 finish

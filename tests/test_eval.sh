@@ -54,7 +54,7 @@ expect 2 "unknown option"          "$BIN" eval $OPTS --dataset mvtec --root "$DS
 expect 2 "missing --out"           "$BIN" eval $OPTS --dataset mvtec --root "$DS"
 expect 2 "missing --dataset"       "$BIN" eval $OPTS --root "$DS" --out "$T/o"
 expect 2 "missing --root"          "$BIN" eval $OPTS --dataset mvtec --out "$T/o"
-expect 2 "missing --backbone"      "$BIN" eval --dataset mvtec --root "$DS" --out "$T/o"
+UNIFORMALY_BACKBONE="$T/none.safetensors" expect 1 "no --backbone, bundled one missing" "$BIN" eval --dataset mvtec --root "$DS" --out "$T/o2"
 expect 2 "unknown dataset"         "$BIN" eval $OPTS --dataset mvtek --root "$DS" --out "$T/o"
 grep -q "fashion-mnist" "$T/err" && ok "unknown dataset: valid names listed" || bad "unknown dataset: $(cat "$T/err")"
 expect 2 "unknown category"        "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category zebra --out "$T/o"
@@ -184,6 +184,26 @@ for cat in ("a_disc", "b_disc"):
 PY
 check "heatmaps: one PNG per test image" \
   '[ "$(ls "$O/heatmaps/a_disc" | grep -c "\.png$")" -eq 3 ] && [ -s "$O/heatmaps/b_disc/blob_000.png" ]'
+# with --heatmaps the report's thumbnails are the overlays (each equals one of heatmaps/)
+pycheck "report.html: the thumbnails are the heatmap overlays" "$O/report.html" "$O/heatmaps" <<'PY'
+import base64, glob, io, re, sys
+from PIL import Image
+h = open(sys.argv[1], encoding="utf-8").read()
+thumbs = [Image.open(io.BytesIO(base64.b64decode(m))).convert("RGB").tobytes()
+          for m in re.findall(r'data:image/png;base64,([^"]+)', h)]
+overlays = {Image.open(f).convert("RGB").tobytes() for f in glob.glob(sys.argv[2] + "/*/*.png")}
+assert thumbs and all(t in overlays for t in thumbs), (len(thumbs), len(overlays))
+PY
+# resize 56 / crop 48 of a 64 x 70 image: the border the crop discards is grey, the centre not
+pycheck "heatmaps: the uninspected border is grey" "$O/heatmaps/b_disc/blob_000.png" <<'PY'
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("RGB")
+w, h = im.size
+corner, centre = im.getpixel((1, 1)), im.getpixel((w // 2, h // 2))
+assert corner[0] == corner[1] == corner[2], corner
+assert not (centre[0] == centre[1] == centre[2]), centre
+PY
 
 # --- eval scores equal fit + predict on the same images (same bank, same scorer) ---
 "$BIN" fit $OPTS --out "$T/m.ufm" "$DS/a_disc/train/good" 2>"$T/err" &&
@@ -200,6 +220,63 @@ for x in rows:
 PY
 else
   bad "fit + predict for the comparison: $(cat "$T/err")"
+fi
+
+# --- AnomalyDINO preset and --zero-shot (issue 15) ---
+expect 2 "--preset foo"                  "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --preset foo
+expect 2 "--rotations 0"                 "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --rotations 0
+expect 2 "--pca-threshold x"             "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --pca-threshold x
+expect 2 "--ref-frac without --zero-shot" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --ref-frac 0.5
+expect 2 "--zero-shot with --shots"      "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --zero-shot --shots 1
+expect 2 "--ref-frac 0"                  "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --zero-shot --ref-frac 0
+expect 2 "--pca-threshold nan"           "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/o" --pca-threshold nan
+# the preset in eval: recorded in results.json, and equal to fit + predict with it (the model
+# file carries the settings: predict takes no method flags)
+AD="--preset anomalydino --rotations 3"
+expect 0 "eval --preset anomalydino" "$BIN" eval $OPTS $AD --dataset mvtec --root "$DS" --out "$T/ad" --category a_disc
+pycheck "preset recorded in results.json" "$T/ad/results.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["settings"]["params"] if "settings" in r and "params" in r["settings"] else r["params"]
+assert p["layers"] == "last" and p["cosine"] is True and p["rotations"] == 3, p
+assert p["topk"] == 0.01 and p["coreset"] == 1 and p["bpm"] is False and p["pca_mask"] is False, p
+c = r["categories"]["a_disc"]
+assert c["bank_size"] == c["bank_size_full"] == 3 * 4 * 36, c  # 4 images x 3 rotations x 6x6
+PY
+"$BIN" fit $OPTS $AD --out "$T/ad.ufm" "$DS/a_disc/train/good" 2>"$T/err" &&
+"$BIN" predict "$T/ad.ufm" "$DS/a_disc/test" >"$T/pred" 2>>"$T/err"
+if [ $? -eq 0 ]; then
+  pycheck "preset: eval scores equal fit + predict" "$T/pred" "$T/ad/scores.csv" "$DS" <<'PY'
+import csv, sys
+pred = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(sys.argv[1])}
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert len(rows) == 3 and len(pred) == 3, (rows, pred)
+for x in rows:
+    p = pred[sys.argv[3] + "/" + x["image"]]
+    assert abs(p - float(x["score"])) <= 1e-5 * abs(p), (x, p)
+PY
+else
+  bad "fit + predict with the preset: $(cat "$T/err")"
+fi
+# eval --zero-shot: the scores of `uniformaly zeroshot` on the same test images
+expect 0 "eval --zero-shot" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --out "$T/zs" --zero-shot --category a_disc
+"$BIN" zeroshot $OPTS "$DS/a_disc/test" >"$T/zpred" 2>"$T/err"
+if [ $? -eq 0 ]; then
+  pycheck "eval --zero-shot equals zeroshot, no fit" "$T/zpred" "$T/zs/scores.csv" "$DS" "$T/zs/results.json" <<'PY'
+import csv, json, sys
+pred = {l.split("\t")[0]: float(l.split("\t")[1]) for l in open(sys.argv[1])}
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert len(rows) == 3 and len(pred) == 3, (rows, pred)
+for x in rows:
+    p = pred[sys.argv[3] + "/" + x["image"]]
+    assert abs(p - float(x["score"])) <= 1e-5 * abs(p), (x, p)
+r = json.load(open(sys.argv[4]))
+c = r["categories"]["a_disc"]
+assert c["n_train"] == 0 and 0 <= c["image_auroc"] <= 1 and 0 <= c["pixel_auroc"] <= 1, c
+assert "zero_shot_ref_frac" in json.dumps(r), r
+PY
+else
+  bad "zeroshot for the comparison: $(cat "$T/err")"
 fi
 
 # --- the dataset fixture: JPEG and .PNG files, a category whose masks are incomplete ---
@@ -233,8 +310,22 @@ PY
 
 # --- --shots with repeats: per-repeat values, mean and std ---
 O3="$T/shots"
-expect 0 "eval --shots 2 --repeats 3" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category b_disc \
-  --shots 2 --repeats 3 --cluster 2 --out "$O3"
+expect 0 "eval --shots 2 --repeats 3 --save-models" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category b_disc \
+  --shots 2 --repeats 3 --cluster 2 --out "$O3" --save-models "$T/models3"
+# --save-models: one model per repeat, each the fit of its draw (its training count), and
+# scoring a test image with it gives the score eval wrote for that repeat
+ls "$T/models3" > "$T/models3.ls"
+[ "$(cat "$T/models3.ls" | tr '\n' ' ')" = "b_disc-rep0.ufm b_disc-rep1.ufm b_disc-rep2.ufm " ] \
+  && ok "--save-models: a model per repeat" || bad "--save-models: a model per repeat: $(cat "$T/models3.ls" | tr '\n' ' ')"
+"$BIN" predict "$T/models3/b_disc-rep1.ufm" "$DS/b_disc/test/blob/000.png" > "$T/models3.pred" 2>/dev/null
+pycheck "--save-models: the saved model scores as eval did" "$T/models3.pred" "$O3/scores.csv" <<'PY'
+import csv, sys
+got = float(open(sys.argv[1]).read().split("\t")[1])
+rows = [r for r in csv.DictReader(open(sys.argv[2])) if r["repeat"] == "1" and r["image"].endswith("blob/000.png")]
+assert len(rows) == 1, rows
+want = float(rows[0]["score"])
+assert abs(got - want) <= 1e-4 * max(1.0, abs(want)), (got, want)
+PY
 pycheck "shots: three repeats, mean and std" "$O3/results.json" "$O3/scores.csv" <<'PY'
 import csv, json, sys
 r = json.load(open(sys.argv[1]))
@@ -252,8 +343,15 @@ PY
 
 # --- --max-train and --multi-class ---
 O4="$T/multi"
-expect 0 "eval --multi-class --max-train 3" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --multi-class \
-  --max-train 3 --out "$O4"
+expect 0 "eval --multi-class --max-train 3 --save-models" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --multi-class \
+  --max-train 3 --out "$O4" --save-models "$T/models4"
+[ "$(ls "$T/models4")" = "multi-class.ufm" ] && "$BIN" info "$T/models4/multi-class.ufm" | grep -q "training: *6 images" \
+  && ok "--save-models --multi-class: one model of the 6 images" || bad "--save-models --multi-class: $(ls "$T/models4")"
+: > "$T/not_a_dir"
+expect 2 "--save-models with --zero-shot" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --zero-shot \
+  --out "$T/o-sz" --save-models "$T/models-sz"
+expect 1 "--save-models onto a file" "$BIN" eval $OPTS --dataset mvtec --root "$DS" --category a_disc \
+  --out "$T/o-sm" --save-models "$T/not_a_dir"
 pycheck "multi-class: one bank, per-category and overall AUROC" "$O4/results.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

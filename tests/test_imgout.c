@@ -127,6 +127,41 @@ static void test_png_roundtrip(void)
     remove_dir(dir);
 }
 
+/* The encoder's paths (pngfast.c): a smooth image (Huffman blocks, several of them), a
+ * constant one (one literal), noise (stored blocks), one that changes between blocks, each
+ * decoded back by libpng (which checks the CRCs, zlib the Adler-32) pixel for pixel. */
+static void test_png_encoder_paths(void)
+{
+    enum { W = 700, H = 400 }; /* 2101 bytes a row: ~250 rows a block, two blocks */
+    uf_image *a = NULL, *b = NULL;
+    REQUIRE_OK(uf_image_new(W, H, &a));
+    for (int kind = 0; kind < 4; kind++) {
+        uint64_t r = 88172645463325252ull;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int c = 0; c < 3; c++) {
+                    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                    uint8_t v = kind == 0   ? (uint8_t)(x / 3 + y / 5 + 40 * c + (r & 3))
+                                : kind == 1 ? 77
+                                : kind == 2 ? (uint8_t)(r >> 24)
+                                            : (uint8_t)(y < 249 ? r >> 24 : (uint64_t)(x * 7 + c) & 255); /* stored, then Huffman */
+                    a->rgb[3 * ((size_t)y * W + x) + c] = v;
+                }
+        uint8_t *png = NULL;
+        size_t n = 0;
+        REQUIRE_OK(uf_image_encode_png(a, &png, &n));
+        uf_status s = uf_image_decode(png, n, &b);
+        CHECKF(s == UF_OK, "kind %d: %s", kind, uf_errmsg());
+        if (s == UF_OK) CHECKF(same_image(a, b), "kind %d differs after the round trip", kind);
+        if (kind < 2) CHECKF(n < (size_t)W * H * 3 / (kind ? 50 : 2), "kind %d: %zu bytes, too large", kind, n);
+        if (kind == 2) CHECKF(n < (size_t)W * H * 3 + 4096, "noise: %zu bytes", n);
+        free(png);
+        uf_image_free(b);
+        b = NULL;
+    }
+    uf_image_free(a);
+}
+
 /* uf_image_encode_png gives the bytes uf_image_write_png writes, which decode back */
 static void test_png_in_memory(void)
 {
@@ -235,8 +270,8 @@ static void test_png_rename_fails(void)
     remove_dir(dir);
 }
 
-/* A write that fails half way (file size limit, EFBIG) goes through libpng's longjmp
- * path: UF_ERR_IO, old file intact, no temporary left (ASan checks for leaks). */
+/* A write that fails half way (file size limit, EFBIG): UF_ERR_IO, old file intact, no
+ * temporary left (ASan checks for leaks). */
 static void test_png_write_error(void)
 {
     const char *dir = scratch_dir();
@@ -733,9 +768,13 @@ static void test_annotate(void)
         map[i] = (x - 80) * (x - 80) + (y - 90) * (y - 90) < 400 ? 10.0f : 1.0f;
     }
     REQUIRE_OK(uf_heatmap_overlay(img, map, 0, 10, 0.5f, &plain));
-    uf_annotation a = {0, 10, 0.5f, 5.0f, 1, 7.0f, "ANOMALOUS 1.23", 1};
+    /* the model inspects only x < 150: the rest is grey */
+    uint8_t *seen = malloc((size_t)W * H);
+    REQUIRE(seen != NULL);
+    for (int i = 0; i < W * H; i++) seen[i] = i % W < 150;
+    uf_annotation a = {0, 10, 0.5f, 5.0f, 1, 7.0f, "ANOMALOUS 1.23", 1, seen};
     REQUIRE_OK(uf_heatmap_annotate(img, map, &a, &ann));
-    uf_annotation none = {0, 10, 0.5f, NAN, 0, NAN, NULL, -1};
+    uf_annotation none = {0, 10, 0.5f, NAN, 0, NAN, NULL, -1, NULL};
     REQUIRE_OK(uf_heatmap_annotate(img, map, &none, &bare));
     CHECK(memcmp(bare->rgb, plain->rgb, (size_t)W * H * 3) == 0); /* nothing asked, nothing drawn */
     /* label box: scale 1 at this size; the box starts at (2, 2) in red (220, 20, 20) */
@@ -754,6 +793,25 @@ static void test_annotate(void)
     const uint8_t *e = ann->rgb + 3 * (90 * W + 99), *in = ann->rgb + 3 * (90 * W + 80);
     CHECK(e[0] == 255 && e[1] == 255 && e[2] == 255);
     CHECK(!memcmp(in, plain->rgb + 3 * (90 * W + 80), 3));
+    /* uninspected (x = 170, below the label, left of the bar): grey; inspected: jet */
+    const uint8_t *g = ann->rgb + 3 * (150 * W + 170), *c = ann->rgb + 3 * (150 * W + 120);
+    CHECKF(g[0] == g[1] && g[1] == g[2] && g[0] != plain->rgb[3 * (150 * W + 170)],
+           "uninspected pixel %d %d %d", g[0], g[1], g[2]);
+    CHECKF(!memcmp(c, plain->rgb + 3 * (150 * W + 120), 3) && c[2] != c[0], "inspected pixel %d %d %d",
+           c[0], c[1], c[2]);
+    free(seen);
+    /* a narrow image: the label wraps onto lines that fit it, the score is not lost */
+    uf_image *narrow = NULL, *nar = NULL;
+    REQUIRE_OK(uf_image_new(100, 160, &narrow));
+    memset(narrow->rgb, 128, 100 * 160 * 3);
+    uf_annotation lab = {0, 10, 0.5f, NAN, 0, NAN, "ANOMALOUS 1.40 (SCORE 39.43)", 1, NULL};
+    REQUIRE_OK(uf_heatmap_annotate(narrow, map, &lab, &nar)); /* map: >= 100 x 160 values */
+    int lines = 0;
+    for (int y = 2; y < 60; y += 9) /* each line's box starts red at x = 2 */
+        lines += !memcmp(nar->rgb + 3 * (y * 100 + 2), "\xdc\x14\x14", 3);
+    CHECKF(lines == 2, "%d label lines on a 100 px wide image (want 2 of at most 16 characters)", lines);
+    uf_image_free(narrow);
+    uf_image_free(nar);
     uf_image_free(img);
     uf_image_free(plain);
     uf_image_free(ann);
@@ -765,6 +823,7 @@ int main(void)
 {
     RUN(test_png_roundtrip);
     RUN(test_png_in_memory);
+    RUN(test_png_encoder_paths);
     RUN(test_png_args);
     RUN(test_png_missing_dir);
     RUN(test_png_overwrite);

@@ -85,17 +85,30 @@ done
 LD_LIBRARY_PATH="$P/lib" "$T/score_dyn" "$T/m.ufm" "$T/none.png" >/dev/null 2>"$T/err"
 check "example reports a missing image with the library's message" 'grep -q "none.png" "$T/err"'
 
+# --- the installed program finds the installed backbone by itself (no --backbone) ---
+NAME=vit_tiny_patch16_224.fp16.safetensors
+check "backbone and NOTICE installed in share/uniformaly" \
+  'cmp -s "$P/share/uniformaly/$NAME" models/$NAME && [ -s "$P/share/uniformaly/NOTICE" ]'
+(cd "$T" && env -u UNIFORMALY_BACKBONE "$P/bin/uniformaly" fit --resize 72 --crop 64 --quiet --out "$T/b.ufm" \
+  "$OLDPWD"/$D/train_*.png) 2>"$T/err" || bad "installed CLI fits without --backbone: $(head -3 "$T/err")"
+check "the model records the installed backbone" \
+  '"$P/bin/uniformaly" info --json "$T/b.ufm" | grep -q "\"path\":[[:space:]]*\"$P/share/uniformaly/$NAME\""'
+check "installed predict finds it again" \
+  '(cd "$T" && env -u UNIFORMALY_BACKBONE "$P/bin/uniformaly" predict "$T/b.ufm" --quiet "$OLDPWD/$D/test_blob.png") >/dev/null 2>"$T/err"'
+
 # --- the Python module make install placed finds the installed library by itself ---
 PY=${UF_PYTHON:-$PY}
 if "$PY" -c 'import numpy' 2>/dev/null; then
   pydir=$(ls -d "$P"/lib/python3*/dist-packages 2>/dev/null | head -1); blob="$(pwd)/$D/test_blob.png"
-  out=$(cd "$T" && env -u UNIFORMALY_LIB PYTHONPATH="$pydir" "$PY" -c '
+  out=$(cd "$T" && env -u UNIFORMALY_LIB -u UNIFORMALY_BACKBONE PYTHONPATH="$pydir" "$PY" -c '
 import uniformaly, sys
 m = uniformaly.Model.load(sys.argv[1])
-print(uniformaly.__file__); print("%.9g" % m.predict(sys.argv[2]).score)' "$T/m.ufm" "$blob" 2>&1)
+print(uniformaly.__file__); print("%.9g" % m.predict(sys.argv[2]).score); print(uniformaly.bundled_backbone())' "$T/m.ufm" "$blob" 2>&1)
   want=$(sed -n 2p "$T/dyn.txt" | cut -f2)
   check "installed Python module loads the installed library and scores as the CLI" \
     '[ "$(printf "%s\n" "$out" | head -1)" = "$pydir/uniformaly/__init__.py" ] && [ "$(printf "%s\n" "$out" | sed -n 2p)" = "$want" ]'
+  check "installed Python module finds the installed bundled backbone" \
+    '[ "$(printf "%s\n" "$out" | sed -n 3p)" = "$P/share/uniformaly/$NAME" ]'
 else
   skp "installed Python module: python3-numpy not installed"
 fi

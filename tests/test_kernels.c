@@ -654,9 +654,109 @@ static void test_coreset_progress(void)
 /* ==== timing (UF_BENCH=1) ================================================================ */
 
 
+/* AnomalyDINO's PCA mask against scripts/gen_kernel_golden.py (sklearn PCA + scipy
+ * morphology written after their compute_background_mask): projections to float
+ * rounding, the mask exactly (the fixtures keep every projection 0.01 away from the
+ * threshold), also with the grid embedded in a wider row stride (the whole-image
+ * geometry's own grid). */
+static void test_pca_mask_golden(void)
+{
+    static const struct {
+        const char *tag;
+        int gh, gw, D;
+    } cs[] = {{"pca_14x14_disc", 14, 14, 24}, {"pca_14x14_large", 14, 14, 24},
+              {"pca_9x7_small", 9, 7, 8}};
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        char nm[96];
+        npy in, pr, mk, th;
+        snprintf(nm, sizeof nm, "%s_in", cs[c].tag);
+        LOAD(nm, &in);
+        snprintf(nm, sizeof nm, "%s_proj", cs[c].tag);
+        LOAD(nm, &pr);
+        snprintf(nm, sizeof nm, "%s_mask", cs[c].tag);
+        LOAD(nm, &mk);
+        snprintf(nm, sizeof nm, "%s_thr", cs[c].tag);
+        LOAD(nm, &th);
+        const int gh = cs[c].gh, gw = cs[c].gw, D = cs[c].D, n = gh * gw;
+        const float thr = ((const float *)th.data)[0];
+        double *proj = malloc((size_t)n * sizeof *proj);
+        REQUIRE_OK(uf__pca_first(in.data, gh, gw, gw, D, proj));
+        const double *rp = pr.data;
+        double e = 0, scale = 0;
+        for (int i = 0; i < n; i++) {
+            e = fmax(e, fabs(proj[i] - rp[i]));
+            scale = fmax(scale, fabs(rp[i]));
+        }
+        CHECKF(e <= 1e-4 * scale, "%s: projections differ by %g (scale %g)", cs[c].tag, e, scale);
+        /* the same grid inside rows of gw + 3 patches; the padding's mask is left alone */
+        const int st = gw + 3;
+        float *wide = malloc((size_t)gh * st * D * sizeof *wide);
+        uint8_t *mask = malloc((size_t)gh * st);
+        memset(mask, 7, (size_t)gh * st);
+        for (int y = 0; y < gh; y++)
+            for (int x = 0; x < st; x++)
+                for (int d = 0; d < D; d++)
+                    wide[((size_t)y * st + x) * D + d] =
+                        x < gw ? ((const float *)in.data)[((size_t)y * gw + x) * D + d] : 1e6f;
+        REQUIRE_OK(uf__pca_mask(wide, gh, gw, st, D, thr, mask));
+        const uint8_t *rm = mk.data;
+        int diff = 0, pad = 0, kept = 0;
+        for (int y = 0; y < gh; y++)
+            for (int x = 0; x < st; x++) {
+                if (x >= gw) pad += mask[y * st + x] != 7;
+                else diff += mask[y * st + x] != rm[y * gw + x], kept += rm[y * gw + x];
+            }
+        CHECKF(diff == 0, "%s: %d mask entries differ from the reference", cs[c].tag, diff);
+        CHECKF(pad == 0, "%s: %d padding entries written", cs[c].tag, pad);
+        CHECKF(kept > 0 && kept < n, "%s: the fixture keeps %d of %d", cs[c].tag, kept, n);
+        free(proj), free(wide), free(mask);
+        npy_free(&in), npy_free(&pr), npy_free(&mk), npy_free(&th);
+    }
+    uint8_t m1[4];
+    float one[4 * 3] = {0};
+    REQUIRE_OK(uf__pca_mask(one, 2, 2, 2, 3, 0.5f, m1)); /* constant features: projections 0 */
+    CHECK(m1[0] == 0 && m1[3] == 0);
+    CHECK(uf__pca_mask(one, 2, 2, 1, 3, 0.5f, m1) == UF_ERR_ARG); /* stride < gw */
+    CHECK(uf__pca_mask(one, 2, 2, 2, 3, NAN, m1) == UF_ERR_ARG);
+}
+
+/* The cosine option's normalisation: unit norm, direction kept, zero rows stay zero. */
+static void test_l2_normalize(void)
+{
+    float x[4] = {3, 0, -4, 0}, z[3] = {0, 0, 0};
+    uf__l2_normalize(x, 4);
+    CHECK(fabsf(x[0] - 0.6f) < 1e-7f && fabsf(x[2] + 0.8f) < 1e-7f && x[1] == 0);
+    uf__l2_normalize(z, 3);
+    CHECK(z[0] == 0 && z[1] == 0 && z[2] == 0);
+    /* squared L2 of unit vectors = 2 (1 - cos): what --cosine scores */
+    float a[2] = {1, 0}, b[2] = {1, 1};
+    uf__l2_normalize(b, 2);
+    float d = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]);
+    CHECKF(fabsf(d - 2.0f * (1.0f - 0.70710678f)) < 1e-6f, "d = %g", d);
+}
+
+/* The image score of --preset anomalydino: the top 1% of the patches; with 196 patches
+ * (ViT-Tiny/16 at 224) that is round(1.96) = 2 of them, with 1024 (a 32 x 32 grid) 10. */
+static void test_top1p(void)
+{
+    CHECK(uf__topk_count(196, 0.01) == 2);
+    CHECK(uf__topk_count(1024, 0.01) == 10);
+    CHECK(uf__topk_count(49, 0.01) == 1);
+    float s[196];
+    for (int i = 0; i < 196; i++) s[i] = (float)(i % 50);
+    s[17] = 100, s[60] = 90;
+    float mean;
+    int K;
+    REQUIRE_OK(uf__topk_mean(s, 196, 0.01, &mean, NULL, &K));
+    CHECKF(K == 2 && mean == 95.0f, "K %d mean %g", K, mean);
+}
+
 int main(void)
 {
     RUN(test_bpm_golden);
+    RUN(test_pca_mask_golden);
+    RUN(test_l2_normalize);
+    RUN(test_top1p);
     RUN(test_bpm_edge);
     RUN(test_topk_golden);
     RUN(test_topk_edge);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_levels.sh - the kernel and forward tests at every instruction-set level this CPU has
+# test_levels.sh - the kernel and forward tests (DINOv2 too) at every instruction-set level this CPU has
 # (issue 11), forced with UF_CPU: the ordinary run covers the best level only. A level the
 # CPU lacks is reported as SKIP (it cannot run here; test_qemu.sh emulates older CPUs).
 # avx512bf16, the best level here, is what the ordinary run tests (native BF16); the levels
@@ -12,7 +12,7 @@ for lvl in generic avx2 avx512; do
   if [ "$got" != "$lvl" ]; then
     skp "level $lvl: this CPU lacks it (runs $got)"; continue
   fi
-  for t in test_simd test_kernels test_forward; do
+  for t in test_simd test_kernels test_forward test_dinov2; do
     out=$(UF_CPU=$lvl "$DIR/$t" 2>&1)
     line=$(printf '%s\n' "$out" | grep '^#SUMMARY' | tail -n 1)
     if [ -z "$line" ]; then

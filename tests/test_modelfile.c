@@ -126,6 +126,9 @@ static uf_detector_params test_params(void)
     p.pre.interp = UF_INTERP_BICUBIC;
     p.pre.mean[0] = 0.1f, p.pre.mean[1] = 0.2f, p.pre.mean[2] = 1.0f / 3.0f;
     p.pre.std[0] = 0.7f, p.pre.std[1] = 0.11f, p.pre.std[2] = 2.0f / 3.0f;
+    p.cosine = 1;                  /* format version 3 */
+    p.pca_threshold = -2.718281828f;
+    p.rotations = 7;
     return p;
 }
 
@@ -212,6 +215,10 @@ static void check_params(const uf_detector_params *a, const uf_detector_params *
     CHECK(a->knn == b->knn);
     CHECK(same_bits_d(a->topk, b->topk));
     CHECK(same_bits_d(a->sigma, b->sigma));
+    CHECK(a->cosine == b->cosine);
+    CHECK(a->pca_mask == b->pca_mask);
+    CHECK(same_bits_f(a->pca_threshold, b->pca_threshold));
+    CHECK(a->rotations == b->rotations);
     CHECK(a->pre.resize == b->pre.resize);
     CHECK(a->pre.crop == b->pre.crop);
     CHECK(a->pre.pad_to == b->pre.pad_to);
@@ -327,7 +334,7 @@ static void test_roundtrip_random(void)
     uint8_t *b = NULL;
     size_t n = 0;
     if (read_all(p2, &b, &n)) {
-        CHECK(n > 64 && !memcmp(b, "UFMODEL\0", 8) && b[8] == 2 && b[24] == '{');
+        CHECK(n > 64 && !memcmp(b, "UFMODEL\0", 8) && b[8] == 3 && b[24] == '{');
         CHECK(!memcmp(b + n - 8, "UFMEND\0\0", 8));
         CHECK(memmem(b, n, "\"seed\":\t\"18446744073709551557\"", 30) != NULL);
         CHECK(memmem(b, n, "\"threshold\":\tnull", 17) != NULL);
@@ -751,6 +758,15 @@ static void test_hostile_headers(void)
     mutate(&pt, "params", "layer_last", cJSON_CreateNumber(5), "layer_last > depth",
            "h.ufm: header params.layer_last 5 is beyond the backbone's 4 blocks");
     mutate(&pt, "params", "bpm_kernel", cJSON_CreateNumber(4), "even kernel", NULL);
+    mutate(&pt, "params", "cosine", cJSON_CreateNumber(2), "cosine 2", "'params.cosine'");
+    mutate(&pt, "params", "rotations", cJSON_CreateNumber(0), "rotations 0", "'params.rotations'");
+    mutate(&pt, "params", "rotations", cJSON_CreateNumber(361), "rotations 361",
+           "'params.rotations'");
+    mutate(&pt, "params", "pca_threshold", cJSON_CreateString("10"), "pca_threshold string",
+           "'params.pca_threshold'");
+    /* pca_mask with BPM on (the test model has BPM): refused as a combination */
+    mutate(&pt, "params", "pca_mask", cJSON_CreateNumber(1), "pca_mask with bpm",
+           "header params invalid");
     mutate(&pt, "params", "coreset", cJSON_CreateNumber(0), "coreset 0", "'params.coreset'");
     mutate(&pt, "params", "topk", cJSON_CreateNull(), "topk null", "'params.topk'");
     mutate(&pt, "params", "sampler", cJSON_CreateString("fast"), "sampler", "'params.sampler'");
@@ -943,9 +959,9 @@ static void test_hostile_headers(void)
                 free(d2);
             }
             /* newer and zero versions, with valid checksums */
-            assemble(tpath("h.ufm"), j, jl, 3, 0, UINT64_MAX, pt.data, pt.n_data, 0);
-            expect_load("version 3", UF_ERR_UNSUPPORTED, "format version 3 is newer than this "
-                                                         "build supports (2)");
+            assemble(tpath("h.ufm"), j, jl, 5, 0, UINT64_MAX, pt.data, pt.n_data, 0);
+            expect_load("version 5", UF_ERR_UNSUPPORTED, "format version 5 is newer than this "
+                                                         "build supports (4)");
             assemble(tpath("h.ufm"), j, jl, 0, 0, UINT64_MAX, pt.data, pt.n_data, 0);
             expect_load("version 0", UF_ERR_FORMAT, "version 0");
             free(j);
@@ -1168,7 +1184,7 @@ static void test_magic_version(void)
     CHECK(write_all(tpath("e.ufm"), hdr, sizeof hdr));
     s = uf_model_load(tpath("e.ufm"), NULL, &m);
     CHECKF(s == UF_ERR_UNSUPPORTED &&
-               strstr(uf_errmsg(), "format version 7 is newer than this build supports (2)"),
+               strstr(uf_errmsg(), "format version 7 is newer than this build supports (4)"),
            "%s: %s", uf_status_str(s), uf_errmsg());
     CHECK(m == NULL);
     unlink(tpath("e.ufm"));
@@ -1213,12 +1229,68 @@ static void test_calibration(void)
     uf_model_free(l);
     l = NULL;
     /* a file written by the version-1 writer (before calibration existed) */
-    s = uf_model_load("tests/data/detector/model_v1.ufm", NULL, &l);
+    uf_model_load_params v1p = uf_model_load_default_params();
+    v1p.backbone_path = "tests/data/golden/m1.safetensors"; /* the recorded path is absolute */
+    s = uf_model_load("tests/data/detector/model_v1.ufm", &v1p, &l);
     CHECKF(s == UF_OK, "%s", uf_errmsg());
     if (l) {
         uf_model_info li;
         uf_model_get_info(l, &li);
         CHECK(li.threshold == 5.0f && li.n_train == 4 && uf_model_get_calibration(l, &r) == 0);
+    }
+done:
+    uf_model_free(l);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
+/* The PCA mask (which needs BPM off) and the last block survive a save and load; a
+ * version-3 file declares its version. */
+static void test_anomalydino_params(void)
+{
+    uf_vit_config cfg = small_cfg();
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_random(&cfg, &bb));
+    uf_detector_params p = test_params();
+    uf_detector_preset_anomalydino(&p);
+    p.pca_mask = 1;
+    p.pca_threshold = 0.5f;
+    uf_model *m = NULL, *l = NULL;
+    float *bank = make_bank(40, cfg.dim, 3);
+    uf_status s = uf__model_new(bb, &p, bank, 40, 40, 2, &m);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (s != UF_OK) goto done;
+    uf_model_info mi;
+    uf_model_get_info(m, &mi);
+    CHECKF(mi.params.layer_first == 4 && mi.params.layer_last == 4, "last block %d-%d",
+           mi.params.layer_first, mi.params.layer_last); /* UF_LAYER_LAST resolved */
+    const char *p1 = tpath("adino.ufm");
+    s = uf_model_save(m, p1, 0);
+    s = s == UF_OK ? uf_model_load(p1, NULL, &l) : s;
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (s != UF_OK) goto done;
+    check_same_model(m, l);
+    uf_model_info li;
+    uf_model_get_info(l, &li);
+    CHECK(li.params.pca_mask == 1 && li.params.bpm == 0 && li.params.cosine == 1);
+    CHECK(li.params.rotations == 8 && li.params.topk == 0.01 && li.params.coreset == 1.0);
+    uint8_t *b = NULL;
+    size_t n = 0;
+    CHECK(read_all(p1, &b, &n) && n > 12 && b[8] == 3 && b[9] == 0);
+    free(b);
+    uf_model_free(l);
+    l = NULL;
+    /* a version-1 file (older than these keys) loads with their defaults; its recorded
+     * checkpoint path is the writer's, so the checkpoint is given */
+    uf_model_load_params lp = uf_model_load_default_params();
+    lp.backbone_path = "tests/data/golden/m1.safetensors";
+    s = uf_model_load("tests/data/detector/model_v1.ufm", &lp, &l);
+    CHECKF(s == UF_OK, "%s", uf_errmsg());
+    if (l) {
+        const uf_detector_params d = uf_detector_default_params();
+        uf_model_get_info(l, &li);
+        CHECK(li.params.cosine == 0 && li.params.pca_mask == 0 && li.params.rotations == 1);
+        CHECK(same_bits_f(li.params.pca_threshold, d.pca_threshold));
     }
 done:
     uf_model_free(l);
@@ -1278,6 +1350,7 @@ int main(void)
     RUN(test_precision);
     RUN(test_magic_version);
     RUN(test_calibration);
+    RUN(test_anomalydino_params);
     RUN(test_threshold_at_fpr);
     rm_tmpdir();
     return TEST_DONE();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_report.sh - report.html (issue 13) from `uniformaly report` (predict --json plus
-# labels): self-contained (no network reference, thumbnails inline), curves and histogram
-# present, the AUROC and thresholds it prints recomputed here; then rendered in headless
+# labels): self-contained (no network reference, thumbnails inline and at most 240 px),
+# curves and histogram present, the AUROC and thresholds it prints recomputed here; then rendered in headless
 # chromium (skipped when it is not installed, a failure when UF_REQUIRE_CHROMIUM=1, as .ci/run
 # sets): the screenshot is not blank and the page logs no console error. Needs UF_BIN.
 . "$(dirname "$0")/lib.sh"
@@ -15,6 +15,18 @@ A="$PWD/$D"  # absolute: label paths are resolved against the list's folder
 IMGS="$A/train_2.png $A/train_3.png $A/test_good.png $A/test_blob.png $A/test_crack.png"
 "$BIN" predict "$T/m.ufm" --json --heatmap-dir "$T/hm" $IMGS > "$T/pred.jsonl" 2>/dev/null || bad "predict"
 printf '%s good\n%s 0\n%s normal\n%s bad\n%s 1\n' $IMGS > "$T/labels.txt"
+# predict's overlays grey what the centre crop discards (resize 72 / crop 64: a 4 px border)
+$PY - "$T/hm" <<'PY' && ok "predict overlay: uninspected border grey, centre coloured" || bad "predict overlay greying"
+import glob, sys
+from PIL import Image
+fs = sorted(glob.glob(sys.argv[1] + "/*test_blob*.png"))
+assert len(fs) == 1, fs
+im = Image.open(fs[0]).convert("RGB")
+w, h = im.size
+side = im.getpixel((1, h // 2)); centre = im.getpixel((w // 2, h // 2))
+assert side[0] == side[1] == side[2], side
+assert not (centre[0] == centre[1] == centre[2]), centre
+PY
 
 expect 2 "report without --out" "$BIN" report --predictions "$T/pred.jsonl" --labels "$T/labels.txt"
 printf '%s good\n' "$D/nowhere.png" > "$T/extra.txt"
@@ -33,6 +45,26 @@ auc = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(
 assert ("image AUROC <b>%.4f</b>" % auc) in h, auc
 t5 = sorted(neg)[len(neg) - 1]          # 5% of 3 normal images: none above
 assert ("<td>at 5%% FPR</td><td>%.5g</td>" % t5) in h, t5
+PY
+
+# thumbnails are small: a 600 x 400 image (and its overlay) is embedded at most 240 px wide
+$PY - "$T/big.png" <<'PY' || bad "writing big.png"
+import struct, sys, zlib
+w, h = 600, 400
+raw = b"".join(b"\0" + bytes((x * 255 // w, y * 255 // h, (x * y) % 251)[c] for x in range(w) for c in range(3)) for y in range(h))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
+"$BIN" predict "$T/m.ufm" --json --heatmap-dir "$T/hm2" "$T/big.png" $IMGS > "$T/pred2.jsonl" 2>/dev/null || bad "predict big"
+printf '%s good\n' "$T/big.png" > "$T/labels2.txt"; cat "$T/labels.txt" >> "$T/labels2.txt"
+expect 0 "report with a large image" "$BIN" report --predictions "$T/pred2.jsonl" --labels "$T/labels2.txt" --out "$T/report2.html"
+$PY - "$T/report2.html" <<'PY' && ok "report: thumbnails at most 240 px, the large one 240 wide" || bad "report thumbnails"
+import base64, re, struct, sys
+h = open(sys.argv[1], encoding="utf-8").read()
+sizes = [struct.unpack(">II", base64.b64decode(m)[16:24]) for m in re.findall(r'data:image/png;base64,([^"]+)', h)]
+assert len(sizes) == 6 and all(max(s) <= 240 for s in sizes) and (240, 160) in sizes, sizes
+assert "log scale" in h
 PY
 
 if ! command -v chromium >/dev/null; then

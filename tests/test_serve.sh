@@ -2,9 +2,13 @@
 # test_serve.sh - `uniformaly serve` (issue 14) over loopback: each endpoint, each limit and
 # each error. /v1/predict must answer exactly what `predict --json` prints and /v1/model
 # what `info --json` prints; overlays decode as PNGs of the image's size; a bad image is
-# 400, too large a body or image 413, the queue full 503, an excess connection waits,
-# a stalled client is cut off after --timeout; SIGTERM lets a request in flight finish
-# and exits 0. Tiny golden ViT, no ../shared; every wait is bounded. Needs UF_BIN, python3.
+# 400, too large a body or image 413, the queue full 503, a connection beyond
+# --max-connections 503; --timeout bounds each request: a stalled client is cut off, a
+# request that waits for a scorer past it gets 503 at its deadline, and one whose deadline
+# passes while it is scored gets 503 without the remaining stages (the overlay) being done;
+# SIGTERM lets a request in flight finish and exits 0. Tiny golden ViT, and the bundled
+# ViT-Tiny (served without --backbone) for the time limits; no ../shared; every wait is
+# bounded. Needs UF_BIN, python3.
 . "$(dirname "$0")/lib.sh"
 D=tests/data/detector
 OPTS="--heads 3 --layers 2-4 --resize 72 --crop 64 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --quiet"
@@ -15,6 +19,10 @@ fi
 # in some builds, e.g. make asan's -O1)
 "$BIN" predict "$T/m.ufm" --json --batch 1 $D/test_*.png > "$T/predict.json"
 "$BIN" info --json "$T/m.ufm" > "$T/info.json"
+# the bundled ViT-Tiny at 224 x 224: a forward pass slow enough to hold a scorer for a while
+if ! "$BIN" fit --quiet --out "$T/bundled.ufm" $D/train_*.png 2>"$T/err"; then
+  bad "fit with the bundled backbone: $(head -3 "$T/err")"; finish; exit
+fi
 timeout 300 "$PY" - "$BIN" "$T" $D/test_*.png > "$T/counts" <<'PY'
 import base64, http.client, json, os, signal, socket, struct, subprocess, sys, threading, time, zlib
 BIN, T, TEST = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -23,10 +31,10 @@ def check(name, cond, detail=""):
     counts[0 if cond else 1] += 1
     print("  %s %s%s" % ("ok  " if cond else "FAIL", name, "" if cond else ": " + str(detail)[:300]), file=sys.stderr)
 
-def start(*args):
+def start(*args, model="m.ufm"):
     """Start a server on a free port; returns (process, port)."""
     err = open(os.path.join(T, "serve%d.err" % time.monotonic_ns()), "w+")
-    p = subprocess.Popen([BIN, "serve", os.path.join(T, "m.ufm"), "--port", "0", *args], stderr=err)
+    p = subprocess.Popen([BIN, "serve", os.path.join(T, model), "--port", "0", *args], stderr=err)
     for _ in range(300):
         err.seek(0)
         line = err.read()
@@ -38,7 +46,7 @@ def start(*args):
     raise SystemExit("server did not start: " + line)
 
 def req(port, method, path, body=None, headers={}, chunked=False):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     if chunked:
         c.request(method, path, body=iter([body]), headers=headers, encode_chunked=True)
     else:
@@ -96,26 +104,30 @@ try:
     s, o, _ = req(port, "GET", "/nope")
     check("unknown path: 404 JSON", s == 404 and "/nope" in o["error"], (s, o))
 
-    # --max-connections 4: with four idle connections open a fifth is not served (it waits
-    # in the listen backlog) until one of them closes
+    # --max-connections 4: with four idle connections open a fifth gets 503 at once and is
+    # closed; once they close, a new connection is served
     idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
     time.sleep(0.3)
-    fifth = socket.create_connection(("127.0.0.1", port), timeout=1.5)
+    fifth = socket.create_connection(("127.0.0.1", port), timeout=10)
     fifth.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    ans = b""
     try:
-        ans = fifth.recv(100)
-    except socket.timeout:
-        ans = None
-    check("a connection beyond --max-connections is not served", ans is None, ans)
+        while True:
+            piece = fifth.recv(4096)
+            if not piece:
+                break
+            ans += piece
+    except OSError as e:
+        ans += repr(e).encode()
+    fifth.close()
+    body = ans.split(b"\r\n\r\n", 1)[-1]
+    check("a connection beyond --max-connections gets 503 with a JSON error and is closed",
+          ans.startswith(b"HTTP/1.1 503") and b"max-connections" in json.loads(body)["error"].encode(), ans[:300])
     for c in idle:
         c.close()
-    fifth.settimeout(10)
-    try:
-        ans = fifth.recv(100)
-    except OSError as e:
-        ans = repr(e).encode()
-    check("... and is served once the others close", ans.startswith(b"HTTP/1.1 200"), ans)
-    fifth.close()
+    time.sleep(0.3)
+    s, o, _ = req(port, "GET", "/v1/health")
+    check("... and a connection is served once the others close", s == 200 and o["status"] == "ok", (s, o))
     # --timeout 2: a client that stalls mid-body is cut off
     c = socket.create_connection(("127.0.0.1", port), timeout=20)
     c.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -157,6 +169,49 @@ finally:
     if p.poll() is None:
         p.kill()
         p.wait()
+
+# --timeout bounds each request (bundled ViT-Tiny, one scorer). The same big overlay request
+# without a tight limit (200, every stage done) and with --timeout 0.05 (503: the deadline
+# passes while the image is decoded, so neither scoring nor the overlay runs) ...
+W = 3000
+row = bytes(x * 255 // W for x in range(W) for _ in range(3))
+big = png(W, W, row * W)  # a grey ramp: a small body, a large image to decode and draw
+small = open(TEST[1], "rb").read()
+def timed(port, path, body):
+    t0 = time.monotonic()
+    s, o, _ = req(port, "POST", path, body)
+    return s, o, time.monotonic() - t0
+p, port, err = start("--workers", "1", model="bundled.ufm")
+try:
+    s_full, o, t_full = timed(port, "/v1/predict?overlay=1", big)
+    check("big overlay request with the default --timeout: 200 with the overlay (%.2f s)" % t_full,
+          s_full == 200 and "overlay_png" in o, (s_full, o))
+finally:
+    p.terminate(); p.wait(timeout=20)
+p, port, err = start("--workers", "1", "--timeout", "0.05", model="bundled.ufm")
+try:
+    s, o, t_cut = timed(port, "/v1/predict?overlay=1", big)
+    check("the same with --timeout 0.05: 503 'time limit' in %.2f s, before the remaining stages "
+          "(under half the %.2f s of the full request)" % (t_cut, t_full),
+          s == 503 and "time limit" in o["error"] and t_cut < 0.5 * t_full, (s, o, t_cut, t_full))
+    # ... and requests queued for the one scorer past their deadline get 503 at once
+    for attempt in range(3):
+        res = []
+        def one():
+            res.append(timed(port, "/v1/predict", small))
+        ts = [threading.Thread(target=one) for _ in range(12)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        waited = [t for s, o, t in res if s == 503 and "no worker became free" in o["error"]]
+        if waited:
+            break
+    check("requests waiting for a busy scorer past --timeout: 503 'no worker became free' "
+          "(%d of 12, answered within %.2f s)" % (len(waited), max(waited or [0])),
+          waited and max(waited) < 1.0 and all(s in (200, 503) for s, _, _ in res),
+          [(s, o.get("error"), round(t, 3)) for s, o, t in res])
+finally:
+    p.terminate()
+    check("SIGTERM: exit 0 (time-limit server)", p.wait(timeout=20) == 0)
 
 # --workers 1 --queue 0: concurrent requests beyond the one scorer get 503
 p, port, err = start("--workers", "1", "--queue", "0")

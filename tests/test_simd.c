@@ -227,7 +227,7 @@ static void test_dist2(void)
 static void *bf16_weights(const uf__kern *k, const float *W, int N, int K)
 {
     const size_t K2 = (size_t)(K + 1) / 2 * 2;
-    if (k->gemm_bf16) {
+    if (k->gemm_bf16_team) {
         uint16_t *o = calloc((size_t)N * K2, sizeof *o);
         if (o)
             for (int n = 0; n < N; n++)
@@ -249,7 +249,7 @@ static int bf16_tables(table *t)
     if (uf__cpu_level_best() >= UF__CPU_AVX512BF16) {
         dp_table = uf__kern_avx512bf16;
         dp_table.name = "avx512bf16 (vdpbf16ps only)";
-        dp_table.gemm_bf16 = uf__gemm_bf16_dp;
+        dp_table.gemm_bf16_team = uf__gemm_bf16_dp;
         t[n++] = (table){&dp_table, UF__CPU_AVX512BF16};
         static int said;
         if (!said++)
@@ -283,7 +283,7 @@ static double bf16_case(const uf__kern *k, int M, int N, int K, uf__epi e, int n
         Wl = bf16_weights(k, W, N, K);
     }
     if (Wl) {
-        const uf__lp lp = {.native = k->gemm_bf16 != NULL};
+        const uf__lp lp = {.native = k->gemm_bf16_team != NULL};
         uf__lp_gemm(k, &lp, nth, M, N, K, A, lda, Wl, bias, C, N, e, ap, NULL);
         worst = 0;
         for (int i = 0; i < M; i++)
@@ -315,7 +315,7 @@ static void test_gemm_bf16(void)
     float *c0 = malloc(sizeof(float) * cmax), *c1 = malloc(sizeof(float) * cmax);
     REQUIRE(c0 && c1);
     int n_native = 0;
-    for (int l = 0; l < nt; l++) n_native += t[l].k->gemm_bf16 != NULL;
+    for (int l = 0; l < nt; l++) n_native += t[l].k->gemm_bf16_team != NULL;
     for (int l = 0; l < nt; l++) {
         double worst = 0, vs = 0;
         int cases = 0;
@@ -332,7 +332,7 @@ static void test_gemm_bf16(void)
                         CHECKF(err <= 1e-6, "%s bf16: M %d N %d K %d epi %d: relative error %.3g",
                                t[l].k->name, M, N, K, e, err);
                         /* native against the emulation on the FP32 avx512 table */
-                        if (t[l].k->gemm_bf16) {
+                        if (t[l].k->gemm_bf16_team) {
                             bf16_case(&uf__kern_avx512, M, N, K, (uf__epi)e, 1, seed, c1);
                             const double mx = th_max_abs(c1, (size_t)M * N);
                             const double d = th_max_abs_diff(c0, c1, (size_t)M * N) /
@@ -341,10 +341,10 @@ static void test_gemm_bf16(void)
                         }
                     }
         fprintf(stderr, "    %-10s %s: %d BF16 GEMM cases, worst relative error %.3g", t[l].k->name,
-                t[l].k->gemm_bf16 ? "native" : "emulated", cases, worst);
-        if (t[l].k->gemm_bf16) fprintf(stderr, ", vs emulated %.3g", vs);
+                t[l].k->gemm_bf16_team ? "native" : "emulated", cases, worst);
+        if (t[l].k->gemm_bf16_team) fprintf(stderr, ", vs emulated %.3g", vs);
         fprintf(stderr, "\n");
-        if (t[l].k->gemm_bf16) CHECKF(vs <= 1e-5, "native vs emulated BF16 GEMM: %.3g", vs);
+        if (t[l].k->gemm_bf16_team) CHECKF(vs <= 1e-5, "native vs emulated BF16 GEMM: %.3g", vs);
     }
     if (!n_native) fprintf(stderr, "    (no avx512bf16 table on this CPU: native path not run)\n");
     free(c0), free(c1);
@@ -380,7 +380,7 @@ static void packed_pair(int M, int D, int H, int bf16)
     for (int i = 0; i < D; i++) b2[i] = urand(&r);
     for (int l = 0; l < nt; l++) {
         const uf__kern *k = t[l].k;
-        const uf__lp lpv = {.native = k->gemm_bf16 != NULL}, *lp = bf16 ? &lpv : NULL;
+        const uf__lp lpv = {.native = k->gemm_bf16_team != NULL}, *lp = bf16 ? &lpv : NULL;
         void *w1 = bf16 ? bf16_weights(k, W1, H, D) : W1, *w2 = bf16 ? bf16_weights(k, W2, D, H) : W2;
         REQUIRE(w1 && w2);
         for (int i = 0; i < M * D; i++) Y1[i] = Y2[i] = X[i];

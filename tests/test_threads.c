@@ -5,7 +5,8 @@
  * OpenBLAS thread count; a forward pass, a kNN search, fitting and scoring must not change
  * any of them (they used to call omp_set_num_threads, omp_set_dynamic(0) and
  * openblas_set_num_threads on every call). The thread counts of sessions, fitters and
- * scorers are their own (uf_*_set_threads), and results do not depend on them.
+ * scorers are their own (uf_*_set_threads), and results do not depend on them. Zero-shot
+ * sets (uf_zeroshot_set_threads, used by `uniformaly zeroshot`) likewise.
  */
 #include "harness.h"
 #include "detector/kernels.h"
@@ -122,9 +123,49 @@ static void test_fit_and_score(void)
     uf_backbone_free(bb);
 }
 
+/* A zero-shot set extracts and searches with its own thread count: the process settings
+ * stay, and 1 and 2 threads give the same scores. */
+static void test_zeroshot(void)
+{
+    uf_backbone *bb = small_backbone();
+    REQUIRE(bb);
+    set_process();
+    uf_detector_params p = uf_detector_default_params();
+    p.layer_first = 1, p.layer_last = 3, p.bpm = 0;
+    p.pre.resize = 0, p.pre.crop = 32;
+    enum { N = 3 };
+    uf_image img[N];
+    uint8_t px[N][40 * 40 * 3];
+    th_sm r = th_sm_new(3, 1);
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < 40 * 40 * 3; j++) px[i][j] = (uint8_t)(th_sm_next(&r) >> 56);
+        img[i] = (uf_image){.width = 40, .height = 40, .rgb = px[i]};
+    }
+    const uf_image *imgs[N] = {&img[0], &img[1], &img[2]};
+    float sc[2][N];
+    for (int t = 0; t < 2; t++) {
+        uf_zeroshot *z = NULL;
+        REQUIRE_OK(uf_zeroshot_new(bb, &p, 0.5, &z));
+        uf_zeroshot_set_threads(z, 2 - t);
+        uf_score o[N] = {{0}};
+        uf_status st = uf_zeroshot_add(z, imgs, N);
+        if (st == UF_OK) st = uf_zeroshot_score(z, 0, N, 0, o);
+        uf_zeroshot_free(z);
+        REQUIRE_OK(st);
+        CHECK_UNCHANGED(t ? "zero-shot scoring (1 thread)" : "zero-shot scoring (2 threads)");
+        for (int i = 0; i < N; i++) sc[t][i] = o[i].score;
+    }
+    for (int i = 0; i < N; i++)
+        CHECKF(sc[0][i] == sc[1][i] && sc[0][i] > 0, "image %d: zero-shot score %g (2 threads) "
+               "and %g (1 thread)", i, sc[0][i], sc[1][i]);
+    uf_zeroshot_set_threads(NULL, 2); /* no-op */
+    uf_backbone_free(bb);
+}
+
 int main(void)
 {
     RUN(test_forward_and_knn);
     RUN(test_fit_and_score);
+    RUN(test_zeroshot);
     return TEST_DONE();
 }

@@ -16,7 +16,7 @@ IMGS="$D/train_0.png $D/train_1.png $D/train_2.png $D/train_3.png $D/test_good.p
 expect 0 "zeroshot --help" "$BIN" zeroshot --help
 grep -q "MuSc" "$T/out" && ok "help cites the method" || bad "help: $(cat "$T/out")"
 expect 2 "unknown flag"            "$BIN" zeroshot --no-such-flag
-expect 2 "without --backbone"      "$BIN" zeroshot $IMGS
+UNIFORMALY_BACKBONE="$T/none.safetensors" expect 1 "no --backbone, bundled one missing" "$BIN" zeroshot $IMGS
 expect 2 "without images"          "$BIN" zeroshot --backbone $M1 $OPTS
 expect 2 "--ref-frac 0"            "$BIN" zeroshot --backbone $M1 $OPTS --ref-frac 0 $IMGS
 expect 2 "--ref-frac 1.5"          "$BIN" zeroshot --backbone $M1 $OPTS --ref-frac 1.5 $IMGS

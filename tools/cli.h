@@ -40,10 +40,18 @@ typedef struct cli_patterns {
     int n;
 } cli_patterns;
 
+#define CLI_GIVEN_RESIZE 1u
+#define CLI_GIVEN_CROP 2u
+#define CLI_GIVEN_FIT 4u
+
 /* Options shared by every verb that runs a backbone on images. */
 typedef struct cli_common {
-    const char *backbone;  /* --backbone PATH                          */
-    uf_preprocess pre;     /* --resize --crop --interp --mean --std    */
+    const char *backbone;  /* --backbone PATH (cli_default_backbone fills it in) */
+    bool bundled;          /* backbone is the bundled one, not --backbone  */
+    unsigned norm_given;   /* bit 0: --mean given, bit 1: --std given      */
+    uf_preprocess pre;     /* --resize --crop --pad-to --fit --interp --mean --std */
+    unsigned pre_given;    /* CLI_GIVEN_*: which of them the command line set, so
+                              --pad-to's letterbox defaults never override them */
     uf_backbone_params bp; /* --heads                                  */
     int threads;           /* --threads (0 = all cores)                */
     int batch;             /* --batch                                  */
@@ -110,6 +118,26 @@ uf_inputs *cli_run_inputs(const cli_strings *images, int npos, char *const *pos,
  * written. */
 bool cli_check_output(const char *path, const uf_inputs *in);
 
+/* The backbone that ships with the program: the ImageNet ViT-Tiny/16 of timm, FP16
+ * (models/ in the source tree, $(PREFIX)/share/uniformaly once installed; see NOTICE).
+ * Its path: $UNIFORMALY_BACKBONE if set (used as is), else the first existing of
+ * <dir>/../share/uniformaly/NAME, <dir>/models/NAME and <dir>/../models/NAME, where <dir>
+ * is the folder of the running program. NULL if none exists. Static storage. */
+#define CLI_BUNDLED_NAME "vit_tiny_patch16_224.fp16.safetensors"
+const char *cli_bundled_backbone(void);
+
+/* When --backbone was not given: use the bundled backbone, with its own normalisation
+ * (mean and std 0.5, unless --mean / --std were given). False after printing where it
+ * looked when it is not there. */
+bool cli_default_backbone(cli_common *c);
+
+/* uf_model_load, and, when the backbone recorded in the model cannot be read (UF_ERR_IO)
+ * and lp names none, again with the bundled backbone: the library accepts it only if its
+ * sha256 is the recorded one, so a model fitted with the bundled backbone loads wherever
+ * the program finds it (another machine, another install prefix). On failure
+ * uf_errmsg() holds the first attempt's message. */
+uf_status cli_model_load(const char *path, const uf_model_load_params *lp, uf_model **out);
+
 /* Load the backbone given by --backbone (error printed on failure). */
 uf_backbone *cli_load_backbone(const cli_common *c);
 
@@ -141,6 +169,18 @@ struct cJSON *cli_model_json(const char *path, const uf_model *m);
  * decoded (uf_image_load_shrunk), so a batch holds network-sized images. Returns the
  * number decoded. */
 int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs);
+/* The same; full != 0 keeps each image at its file's size (the fitter's rotations must turn
+ * the original image, as AnomalyDINO does, before the resize). */
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, int full,
+                         uf_image **imgs);
+/* As cli_load_images, but an image is kept at its full decoded size (full[j] true) while the
+ * full-size images of the call stay within max_bytes of pixels; past that it is loaded
+ * shrunk (full[j] false). For overlays, drawn on the same decoded pixels that were scored
+ * (the detector shrinks a full-size image itself, with the same results). */
+int cli_load_images_keep(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+                         bool *full, size_t max_bytes);
+/* The bound of cli_load_images_keep used by predict: 256 MB of originals per batch. */
+#define CLI_KEEP_BYTES ((size_t)256 << 20)
 
 /* Text outputs. File and folder names are bytes, and JSON must be UTF-8 (cJSON copies
  * whatever it is given), so every JSON document the program writes goes through
@@ -211,6 +251,7 @@ typedef struct cli_overlay_style {
     float level;      /* outline / mask / region level, NaN: none     */
     double thr;       /* image threshold (NaN: none)                  */
     bool masks;       /* --masks: NAME.mask.png                       */
+    bool regions;     /* find the regions (for --json); init: true    */
 } cli_overlay_style;
 /* The style from --heatmap-range range (0,0: none), the image threshold thr (NaN: none) and
  * the calibration of m (NULL or uncalibrated: none; zeroshot has none): a calibrated model
@@ -228,12 +269,14 @@ typedef struct cli_map_out {
     char png[4200], npy[4200], mask[4200];
 } cli_map_out;
 /* Write dir/name.png (annotated overlay of the pixel map pmap [S][S] of model m on the image
- * at img_path, scored score, in style st), with raw dir/name.npy, with st->masks
- * dir/name.mask.png; the paths and regions go to mo (mo->wrote = the result); outputs that
- * are inputs are refused; false after printing an error. Thread-safe (one mo each). */
+ * at img_path - orig, its full-size decoded pixels, or NULL to decode it here - scored
+ * score, in style st, the part m does not inspect greyed), with raw dir/name.npy, with
+ * st->masks dir/name.mask.png; the paths and regions go to mo (mo->wrote = the result);
+ * outputs that are inputs are refused; false after printing an error. Thread-safe (one mo
+ * each). */
 bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const char *img_path,
-                    const char *name, const cli_overlay_style *st, float score, bool raw,
-                    const uf_inputs *inputs, cli_map_out *mo);
+                    const uf_image *orig, const char *name, const cli_overlay_style *st,
+                    float score, bool raw, const uf_inputs *inputs, cli_map_out *mo);
 /* The result line of one image, text (PATH TAB SCORE TAB anomalous|normal|- TAB
  * NORMALIZED|-) or JSON ("normalized", and with mo: "heatmap", "map", "mask", "regions");
  * mo NULL when no maps were asked for; thr NaN when unknown. */

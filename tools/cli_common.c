@@ -93,12 +93,27 @@ void cli_common_init(cli_common *c)
 const char *const cli_common_help =
     "Backbone and preprocessing options:\n"
     "  --backbone PATH      ViT checkpoint: PyTorch .pth (torch.save zip format) or\n"
-    "                       .safetensors (timm/DINO or Hugging Face key names)\n"
+    "                       .safetensors (timm/DINO or Hugging Face key names): DINO,\n"
+    "                       iBOT, MAE, timm and HF ViTs, and DINOv2 S/B/L/g-14 with and\n"
+    "                       without registers (dinov2_vit?14[_reg4]_pretrain.pth,\n"
+    "                       facebook/dinov2[-with-registers]-* model.safetensors; use\n"
+    "                       crops that are multiples of 14, e.g. --resize 512 --crop 448).\n"
+    "                       Default: the bundled ImageNet ViT-Tiny/16 (FP16) with its\n"
+    "                       own mean/std 0.5 unless --mean/--std are given:\n"
+    "                       $UNIFORMALY_BACKBONE if set,\n"
+    "                       else " CLI_BUNDLED_NAME "\n"
+    "                       in <bin>/../share/uniformaly, <bin>/models or <bin>/../models\n"
+    "                       (<bin>: the folder of this program)\n"
     "  --heads N            attention heads (default: from the embedding dim)\n"
     "  --resize R           resize the shorter side to R pixels (default 256; 0 = keep)\n"
     "  --crop S             centre-crop S x S pixels (default 224); 0 keeps the whole\n"
-    "                       image: its longer side is resized to R and it is letterboxed\n"
-    "                       on an R x R square\n"
+    "                       image: its longer side is resized to R and the ViT runs on\n"
+    "                       its own (non-square) patch grid\n"
+    "  --pad-to S           letterbox: the whole image, longer side resized to S, centred\n"
+    "                       on an S x S zero square (sets --crop 0 --fit long --resize S\n"
+    "                       unless those are given)\n"
+    "  --fit SIDE           which side --resize sets: short (torchvision), long (the whole\n"
+    "                       image fits R x R) or auto (default: short, long with --crop 0)\n"
     "  --interp NAME        bilinear (default), bicubic, lanczos or nearest, as Pillow\n"
     "  --mean a,b,c         normalisation mean (default ImageNet 0.485,0.456,0.406)\n"
     "  --std a,b,c          normalisation std (default ImageNet 0.229,0.224,0.225);\n"
@@ -164,6 +179,27 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             return -1;
         }
         c->pre.resize = (int)n;
+        c->pre_given |= CLI_GIVEN_RESIZE;
+    } else if (!strcmp(a, "--pad-to")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "--pad-to: expected an integer in 0..8192, got '%s'", v);
+            return -1;
+        }
+        c->pre.pad_to = (int)n;
+        if (n > 0 && !(c->pre_given & CLI_GIVEN_CROP)) c->pre.crop = 0;
+        if (n > 0 && !(c->pre_given & CLI_GIVEN_FIT)) c->pre.fit = UF_FIT_LONG;
+        if (n > 0 && !(c->pre_given & CLI_GIVEN_RESIZE)) c->pre.resize = (int)n;
+    } else if (!strcmp(a, "--fit")) {
+        if (!(v = opt_value(verb, argc, argv, i))) return -1;
+        if (!strcmp(v, "auto")) c->pre.fit = UF_FIT_AUTO;
+        else if (!strcmp(v, "short")) c->pre.fit = UF_FIT_SHORT;
+        else if (!strcmp(v, "long")) c->pre.fit = UF_FIT_LONG;
+        else {
+            cli_usage_error(verb, "--fit: expected short, long or auto, got '%s'", v);
+            return -1;
+        }
+        c->pre_given |= CLI_GIVEN_FIT;
     } else if (!strcmp(a, "--crop")) {
         if (!(v = opt_value(verb, argc, argv, i))) return -1;
         if (!cli_parse_int(v, 0, 8192, &n)) {
@@ -171,6 +207,7 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             return -1;
         }
         c->pre.crop = (int)n;
+        c->pre_given |= CLI_GIVEN_CROP;
     } else if (!strcmp(a, "--include") || !strcmp(a, "--exclude")) {
         static cli_patterns inc, exc; /* one command line per process */
         cli_patterns **l = a[2] == 'i' ? &c->include : &c->exclude;
@@ -206,6 +243,7 @@ int cli_common_option(cli_common *c, const char *verb, int argc, char **argv, in
             }
             (is_std ? c->pre.std : c->pre.mean)[k] = f[k];
         }
+        c->norm_given |= is_std ? 2u : 1u;
     } else if (!strcmp(a, "--threads")) {
         if (!(v = opt_value(verb, argc, argv, i))) return -1;
         if (!cli_parse_int(v, 0, 1024, &n)) {
@@ -480,6 +518,59 @@ void cli_progress(const cli_common *c, const char *label, size_t i, size_t n)
     last = t;
     fprintf(stderr, "%s %zu/%zu\n", label, i, n);
     fflush(stderr);
+}
+
+const char *cli_bundled_backbone(void)
+{
+    static char found[4096];
+    const char *env = getenv("UNIFORMALY_BACKBONE");
+    if (env && *env) return env;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = '\0';
+    static const char *const where[] = {"../share/uniformaly", "models", "../models"};
+    for (size_t i = 0; i < sizeof where / sizeof *where; i++) {
+        struct stat st;
+        int k = snprintf(found, sizeof found, "%s/%s/" CLI_BUNDLED_NAME, exe, where[i]);
+        if (k > 0 && (size_t)k < sizeof found && stat(found, &st) == 0 && S_ISREG(st.st_mode))
+            return found;
+    }
+    return NULL;
+}
+
+bool cli_default_backbone(cli_common *c)
+{
+    if (c->backbone) return true;
+    if (!(c->backbone = cli_bundled_backbone())) {
+        cli_error("no --backbone given and the bundled backbone " CLI_BUNDLED_NAME " is not "
+                  "in ../share/uniformaly, models or ../models beside this program (and "
+                  "$UNIFORMALY_BACKBONE is not set); pass a checkpoint with --backbone");
+        return false;
+    }
+    c->bundled = true;
+    for (int k = 0; k < 3; k++) {
+        if (!(c->norm_given & 1u)) c->pre.mean[k] = 0.5f;
+        if (!(c->norm_given & 2u)) c->pre.std[k] = 0.5f;
+    }
+    return true;
+}
+
+uf_status cli_model_load(const char *path, const uf_model_load_params *lp, uf_model **out)
+{
+    uf_model_load_params d = uf_model_load_default_params();
+    if (!lp) lp = &d;
+    uf_status s = uf_model_load(path, lp, out);
+    const char *bundled;
+    if (s != UF_ERR_IO || lp->backbone_path || !(bundled = cli_bundled_backbone())) return s;
+    uf_model_load_params q = *lp;
+    q.backbone_path = bundled;
+    q.allow_other_backbone = 0;
+    if (uf_model_load(path, &q, out) == UF_OK) return UF_OK;
+    return uf_model_load(path, lp, out); /* fails again, with the first attempt's message */
 }
 
 uf_backbone *cli_load_backbone(const cli_common *c)

@@ -1,7 +1,9 @@
 /*
  * cli_detector.c - the method flags shared by every verb that fits a detector (fit, demo,
  * and later eval): --layers, --no-bpm, --bpm-kernel, --bpm-lambda, --soft-mask, --rollout,
- * --coreset, --sampler, --seed, --knn, --topk, --sigma; plus parallel image decoding.
+ * --coreset, --sampler, --seed, --knn, --topk, --sigma, and the AnomalyDINO parts
+ * (--preset anomalydino, --last-block, --cosine, --pca-mask, --pca-threshold, --rotations);
+ * plus parallel image decoding.
  * Defaults come from uf_detector_default_params(), so the help text and the library agree.
  */
 #include "cli.h"
@@ -29,7 +31,28 @@ const char *const cli_detector_help =
     "  --seed N             seed of the coreset and of --shots (default 0)\n"
     "  --knn K              patch score: mean squared distance to the K nearest (default 1)\n"
     "  --topk F             image score: mean of the top F fraction of patches (default 0.05)\n"
-    "  --sigma S            Gaussian smoothing of the pixel map in pixels (default 4; 0 none)\n";
+    "  --sigma S            Gaussian smoothing of the pixel map in pixels (default 4; 0 none)\n"
+    "  --tile T             with --crop 0: an image larger than T x T pixels after resizing\n"
+    "                       runs through the ViT as overlapping T x T tiles (a multiple of\n"
+    "                       the patch size); their patch features and BPM maps are\n"
+    "                       averaged where tiles overlap into one map of the whole image\n"
+    "  --tile-overlap O     pixels shared by neighbouring tiles, a multiple of the patch\n"
+    "                       size below T (default 0)\n"
+    "AnomalyDINO (Damm et al., WACV 2025; defaults of github.com/dammsi/AnomalyDINO):\n"
+    "  --preset anomalydino --last-block --cosine --topk 0.01 --no-bpm --coreset 1\n"
+    "                       --knn 1 --rotations 8 (their run_anomalydino.py defaults:\n"
+    "                       knn_metric L2_normalized, k_neighbors 1, mean_top1p, the\n"
+    "                       \"agnostic\" preprocess: rotation on, PCA masking off for bottle\n"
+    "                       and textures); options after it override its parts\n"
+    "  --last-block         features of the backbone's last block only\n"
+    "  --cosine             L2-normalise the patch features: scores are 2 (1 - cos)\n"
+    "  --pca-mask           mask test patches by the first principal component of the\n"
+    "                       image's features instead of BPM (implies --no-bpm); they use it\n"
+    "                       for capsule, hazelnut, pill, screw and toothbrush only\n"
+    "  --pca-threshold T    PCA mask: foreground = projection > T (default 10, their\n"
+    "                       value for DINOv2 features; other backbones need their own)\n"
+    "  --rotations R        fit on each training image rotated by 360 r / R degrees,\n"
+    "                       r = 0..R-1 (default 1 = off; their augment_image: 8)\n";
 
 /* Value of option argv[*i]; prints a usage error when missing. */
 static const char *value(const char *verb, int argc, char **argv, int *i)
@@ -52,6 +75,34 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
         p->soft_mask = 1;
     } else if (!strcmp(a, "--rollout")) {
         p->rollout = 1;
+    } else if (!strcmp(a, "--last-block")) {
+        p->layer_first = p->layer_last = UF_LAYER_LAST;
+    } else if (!strcmp(a, "--cosine")) {
+        p->cosine = 1;
+    } else if (!strcmp(a, "--pca-mask")) {
+        p->pca_mask = 1;
+        p->bpm = 0;
+    } else if (!strcmp(a, "--preset")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (strcmp(v, "anomalydino")) {
+            cli_usage_error(verb, "--preset: expected anomalydino, got '%s'", v);
+            return -1;
+        }
+        uf_detector_preset_anomalydino(p);
+    } else if (!strcmp(a, "--pca-threshold")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_float(v, -1e30, 1e30, &d)) {
+            cli_usage_error(verb, "--pca-threshold: expected a number, got '%s'", v);
+            return -1;
+        }
+        p->pca_threshold = (float)d;
+    } else if (!strcmp(a, "--rotations")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 1, 360, &n)) {
+            cli_usage_error(verb, "--rotations: expected an integer in 1..360, got '%s'", v);
+            return -1;
+        }
+        p->rotations = (int)n;
     } else if (!strcmp(a, "--layers")) {
         if (!(v = value(verb, argc, argv, i))) return -1;
         int x, y, used = 0;
@@ -121,6 +172,13 @@ int cli_detector_option(uf_detector_params *p, const char *verb, int argc, char 
             return -1;
         }
         p->sigma = d;
+    } else if (!strcmp(a, "--tile") || !strcmp(a, "--tile-overlap")) {
+        if (!(v = value(verb, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, 0, 8192, &n)) {
+            cli_usage_error(verb, "%s: expected an integer in 0..8192, got '%s'", a, v);
+            return -1;
+        }
+        *(a[6] ? &p->tile_overlap : &p->tile) = (int)n;
     } else {
         return 0;
     }
@@ -143,17 +201,50 @@ static void warn_coverage(const char *path, int w, int h, const uf_preprocess *p
             path, w, h, 100.0 * kept);
 }
 
-int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
+/* Decode paths[j] into *img: at full size while *kept (shared by the threads) stays within
+ * max_bytes (*full true), else shrunk. uf_image_load_shrunk's status. */
+static uf_status load_one(const char *path, const uf_preprocess *pre, uf_image **img, int *w,
+                          int *h, bool *full, size_t max_bytes, size_t *kept)
+{
+    *full = false;
+    if (max_bytes) {
+        uf_status s = uf_image_load(path, img);
+        if (s != UF_OK) return s;
+        *w = (*img)->width;
+        *h = (*img)->height;
+        size_t bytes = (size_t)*w * (size_t)*h * 3, now;
+#pragma omp atomic capture
+        now = *kept += bytes;
+        if (now <= max_bytes) {
+            *full = true;
+            return UF_OK;
+        }
+#pragma omp atomic
+        *kept -= bytes;
+        uf_image_free(*img); /* over the bound: shrunk, as without overlays */
+        *img = NULL;
+    }
+    return uf_image_load_shrunk(path, pre, img, w, h);
+}
+
+/* cli_load_images (max_bytes 0), cli_load_images_full (SIZE_MAX: every image at full size)
+ * and cli_load_images_keep. */
+static int load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+                       bool *full, size_t max_bytes)
 {
     int ok = 0;
+    size_t kept = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : ok)
     for (int j = 0; j < n; j++) {
         imgs[j] = NULL;
-        int w, h; /* the file's own size */
-        if (uf_image_load_shrunk(paths[j], pre, &imgs[j], &w, &h) == UF_OK) {
+        int w = 0, h = 0; /* the file's own size */
+        bool f;
+        if (load_one(paths[j], pre, &imgs[j], &w, &h, &f, max_bytes, &kept) == UF_OK) {
             ok++;
+            if (full) full[j] = f;
             warn_coverage(paths[j], w, h, pre);
         } else {
+            if (full) full[j] = false;
             const char *m = uf_errmsg();
             /* uf_image_load's messages start with the path */
             if (strncmp(m, paths[j], strlen(paths[j])) == 0) cli_error("%s", m);
@@ -161,6 +252,23 @@ int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_imag
         }
     }
     return ok;
+}
+
+int cli_load_images(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs)
+{
+    return load_images(paths, n, pre, imgs, NULL, 0);
+}
+
+int cli_load_images_full(char *const *paths, int n, const uf_preprocess *pre, int full,
+                         uf_image **imgs)
+{
+    return load_images(paths, n, pre, imgs, NULL, full ? SIZE_MAX : 0);
+}
+
+int cli_load_images_keep(char *const *paths, int n, const uf_preprocess *pre, uf_image **imgs,
+                         bool *full, size_t max_bytes)
+{
+    return load_images(paths, n, pre, imgs, full, max_bytes);
 }
 
 /* A float as the shortest decimal that reads back to it (0.1f prints as 0.1). */
@@ -180,7 +288,8 @@ cJSON *cli_params_json(const uf_detector_params *p)
     static const char *const interp[] = {"bilinear", "bicubic", "lanczos", "nearest"};
     cJSON *o = cJSON_CreateObject();
     char buf[32];
-    snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
+    if (p->layer_first == UF_LAYER_LAST) snprintf(buf, sizeof buf, "last");
+    else snprintf(buf, sizeof buf, "%d-%d", p->layer_first, p->layer_last);
     cJSON_AddStringToObject(o, "layers", buf);
     cJSON_AddBoolToObject(o, "bpm", p->bpm);
     cJSON_AddNumberToObject(o, "bpm_kernel", p->bpm_kernel);
@@ -194,10 +303,18 @@ cJSON *cli_params_json(const uf_detector_params *p)
     cJSON_AddNumberToObject(o, "knn", p->knn);
     cJSON_AddNumberToObject(o, "topk", p->topk);
     cJSON_AddNumberToObject(o, "sigma", p->sigma);
+    cJSON_AddNumberToObject(o, "tile", p->tile);
+    cJSON_AddNumberToObject(o, "tile_overlap", p->tile_overlap);
+    cJSON_AddBoolToObject(o, "cosine", p->cosine);
+    cJSON_AddBoolToObject(o, "pca_mask", p->pca_mask);
+    cJSON_AddNumberToObject(o, "pca_threshold", fl(p->pca_threshold));
+    cJSON_AddNumberToObject(o, "rotations", p->rotations);
     cJSON *pre = cJSON_AddObjectToObject(o, "preprocess");
     cJSON_AddNumberToObject(pre, "resize", p->pre.resize);
     cJSON_AddNumberToObject(pre, "crop", p->pre.crop);
     cJSON_AddNumberToObject(pre, "pad_to", p->pre.pad_to);
+    static const char *const fits[] = {"auto", "short", "long"};
+    cJSON_AddStringToObject(pre, "fit", (unsigned)p->pre.fit < 3 ? fits[p->pre.fit] : "?");
     cJSON_AddStringToObject(pre, "interp", (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?");
     double mean[3] = {fl(p->pre.mean[0]), fl(p->pre.mean[1]), fl(p->pre.mean[2])};
     double stdv[3] = {fl(p->pre.std[0]), fl(p->pre.std[1]), fl(p->pre.std[2])};

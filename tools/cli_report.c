@@ -27,28 +27,43 @@ static void hb_text(cli_buf *b, const char *s)
     }
 }
 
-/* A file's bytes as a base64 data URI (PNG or JPEG, at most 8 MB), or nothing. */
-static void hb_image(cli_buf *b, const char *path)
+/* bytes[n] as a base64 data URI of type mime in an <img>. */
+static void hb_data_uri(cli_buf *b, const char *mime, const unsigned char *d, size_t n)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    FILE *f = path ? cli_open_input(path) : NULL;
-    if (!f) return;
-    unsigned char *d = malloc(8u << 20);
-    size_t n = d ? fread(d, 1, 8u << 20, f) : 0;
-    fclose(f);
-    const char *mime = n > 8 && !memcmp(d, "\x89PNG", 4) ? "image/png"
-                       : n > 3 && d[0] == 0xff && d[1] == 0xd8 ? "image/jpeg" : NULL;
-    if (mime && n < (8u << 20)) {
-        cli_buf_printf(b, "<img alt=\"\" src=\"data:%s;base64,", mime);
-        for (size_t i = 0; i < n; i += 3) {
-            unsigned v = (unsigned)d[i] << 16 | (i + 1 < n ? (unsigned)d[i + 1] << 8 : 0) |
-                         (i + 2 < n ? d[i + 2] : 0);
-            cli_buf_printf(b, "%c%c%c%c", b64[v >> 18 & 63], b64[v >> 12 & 63],
-                      i + 1 < n ? b64[v >> 6 & 63] : '=', i + 2 < n ? b64[v & 63] : '=');
-        }
-        cli_buf_printf(b, "\">");
+    cli_buf_printf(b, "<img alt=\"\" src=\"data:%s;base64,", mime);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)d[i] << 16 | (i + 1 < n ? (unsigned)d[i + 1] << 8 : 0) |
+                     (i + 2 < n ? d[i + 2] : 0);
+        cli_buf_printf(b, "%c%c%c%c", b64[v >> 18 & 63], b64[v >> 12 & 63],
+                       i + 1 < n ? b64[v >> 6 & 63] : '=', i + 2 < n ? b64[v & 63] : '=');
     }
-    free(d);
+    cli_buf_printf(b, "\">");
+}
+
+/* Longest side of a thumbnail: the page shows them 180 px wide; full-size overlays made
+ * bottle's page about 7 MB. */
+#define THUMB_SIDE 240
+
+/* An image file as an inline PNG thumbnail (no side above THUMB_SIDE), or nothing when it
+ * cannot be read (the caption still names it). */
+static void hb_image(cli_buf *b, const char *path)
+{
+    uf_image *img = NULL, *small = NULL;
+    if (!path || uf_image_load(path, &img) != UF_OK) return;
+    const int w = img->width, h = img->height, big = w > h ? w : h;
+    if (big > THUMB_SIDE) {
+        int tw = (int)((long)w * THUMB_SIDE / big), th = (int)((long)h * THUMB_SIDE / big);
+        if (uf_image_resize(img, tw < 1 ? 1 : tw, th < 1 ? 1 : th, UF_INTERP_BILINEAR, &small) != UF_OK)
+            small = NULL;
+    }
+    uint8_t *png = NULL;
+    size_t n = 0;
+    if ((big <= THUMB_SIDE || small) && uf_image_encode_png(small ? small : img, &png, &n) == UF_OK)
+        hb_data_uri(b, "image/png", png, n);
+    free(png);
+    uf_image_free(small);
+    uf_image_free(img);
 }
 
 typedef struct sidx {
@@ -106,7 +121,8 @@ static void histogram(cli_buf *b, const float *s, const uint8_t *y, size_t n, co
         if (s[i] > hi) hi = s[i];
     }
     if (!(hi > lo)) hi = lo + 1;
-    int cnt[2][NB] = {{0}}, mx = 1;
+    int cnt[2][NB] = {{0}}, mx = 1; /* bar heights: log(1 + count), so a handful of
+                                        images beside a tall bar still shows */
     for (size_t i = 0; i < n; i++) {
         int k = (int)((s[i] - lo) / (hi - lo) * NB);
         k = k < 0 ? 0 : k >= NB ? NB - 1 : k;
@@ -121,8 +137,8 @@ static void histogram(cli_buf *b, const float *s, const uint8_t *y, size_t n, co
             if (cnt[c][k])
                 cli_buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
                              "fill=\"%s\" fill-opacity=\"0.55\"/>",
-                          PM + (double)k * W / NB, 4 + PW - (double)cnt[c][k] * (PW - 20) / mx,
-                          (double)W / NB, (double)cnt[c][k] * (PW - 20) / mx,
+                          PM + (double)k * W / NB, 4 + PW - log1p(cnt[c][k]) * (PW - 20) / log1p(mx),
+                          (double)W / NB, log1p(cnt[c][k]) * (PW - 20) / log1p(mx),
                           c ? "#c0392b" : "#2980b9");
     static const char *const col[CLI_N_DECISIONS] = {"#27ae60", "#8e44ad", "#d35400"};
     static const char *const lab[CLI_N_DECISIONS] = {"F1-optimal", "1% FPR", "5% FPR"};
@@ -138,7 +154,7 @@ static void histogram(cli_buf *b, const float *s, const uint8_t *y, size_t n, co
     cli_buf_printf(b, "<text x=\"%d\" y=\"%d\" font-size=\"11\">%.4g</text><text x=\"%d\" y=\"%d\" "
                  "font-size=\"11\" text-anchor=\"end\">%.4g</text><text x=\"%d\" y=\"%d\" "
                  "font-size=\"11\" text-anchor=\"middle\">image score (blue normal, red "
-                 "anomalous)</text></svg>\n",
+                 "anomalous; counts on a log scale)</text></svg>\n",
               PM, PW + 20, lo, PM + W, PW + 20, hi, PM + W / 2, PW + PM - 4);
 }
 

@@ -166,7 +166,7 @@ int cmd_calibrate(int argc, char **argv)
         rc = CLI_EXIT_RUNTIME;
         goto done;
     }
-    if (uf_model_load(model_path, &lp, &m) != UF_OK ||
+    if (cli_model_load(model_path, &lp, &m) != UF_OK ||
         (c.precision >= 0 && uf_model_set_precision(m, (uf_precision)c.precision) != UF_OK)) {
         cli_error("%s", uf_errmsg());
         rc = CLI_EXIT_RUNTIME;

@@ -19,6 +19,9 @@ static const char *const help =
     "Print the top classes of each image using the checkpoint's classification head\n"
     "(a supervised ViT such as timm's vit_*_224; self-supervised DINO/iBOT checkpoints have\n"
     "no classifier). Images that cannot be read are reported and skipped (exit status 1).\n"
+    "The head was trained on square inputs (resize + centre crop); --crop 0 classifies the\n"
+    "R x R canvas with the image at its top-left corner (zero padding beside it), --pad-to\n"
+    "S the image centred on an S x S canvas: neither is the detector's own-grid geometry.\n"
     "\n"
     "Options:\n"
     "  --labels FILE        class names, one per line, line 1 = class 0\n"
@@ -144,7 +147,7 @@ int cmd_classify(int argc, char **argv)
             pos[npos++] = argv[i];
         }
     }
-    if (!c.backbone) { free(pos); return cli_usage_error(verb, "--backbone is required"); }
+    if (!cli_default_backbone(&c)) { free(pos); return CLI_EXIT_RUNTIME; }
     if (npos == 0) { free(pos); return cli_usage_error(verb, "no images given"); }
     cli_threads_init(&c);
 

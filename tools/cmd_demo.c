@@ -3,9 +3,10 @@
  * downloaded. For each of two generated categories (a texture and an object on a plain
  * background, tools/demo_data.c) it fits a detector on good images, writes the model file,
  * loads it back, scores the test images, prints image and pixel AUROC against the
- * generated ground truth and writes heatmap overlays. Without --backbone a seeded
- * random-weight ViT-S/16 stands in for a pretrained one, and the demo says so: its
- * figures show the pipeline works, not what a real backbone achieves.
+ * generated ground truth and writes heatmap overlays. Without --backbone it uses the
+ * backbone that ships with the program (the ImageNet ViT-Tiny/16, cli_bundled_backbone),
+ * so the figures are real detection; --random-backbone swaps in a seeded random-weight
+ * ViT-S/16, and the demo then says its figures show only that the pipeline runs.
  */
 #include "cli.h"
 #include "demo_data.h"
@@ -19,7 +20,8 @@
 #include <time.h>
 
 static const char *const help =
-    "Usage: uniformaly demo [--backbone W] [--out DIR] [--seed N] [--train N] [options]\n"
+    "Usage: uniformaly demo [--backbone W | --random-backbone] [--out DIR] [--seed N]\n"
+    "                       [--train N] [options]\n"
     "\n"
     "Fit and evaluate the detector on two generated datasets (a texture, and an object on a\n"
     "dark background) with scratch, spot and missing-part defects and exact masks. Prints\n"
@@ -27,12 +29,14 @@ static const char *const help =
     "  DIR/<dataset>.ufm                 the fitted model\n"
     "  DIR/<dataset>/<image>.png         heatmap overlays of the test images\n"
     "  DIR/<dataset>/<image>_mask.png    their ground-truth masks\n"
-    "Without --backbone a seeded random-weight ViT-S/16 is used: it shows the whole\n"
-    "pipeline but its features carry no learned meaning. Real use needs a pretrained\n"
-    "checkpoint, e.g. DINO ViT-S/8 (dino_deitsmall8_pretrain.pth from the\n"
-    "facebookresearch/dino releases) or an iBOT checkpoint_teacher.pth; see README.md.\n"
+    "Without --backbone the bundled ImageNet ViT-Tiny/16 is used (see --backbone below).\n"
+    "The paper's backbones are self-supervised, e.g. DINO ViT-S/8\n"
+    "(dino_deitsmall8_pretrain.pth from the facebookresearch/dino releases) or an iBOT\n"
+    "checkpoint_teacher.pth; see README.md.\n"
     "\n"
     "Options:\n"
+    "  --random-backbone    a seeded random-weight ViT-S/16 instead: it shows the whole\n"
+    "                       pipeline runs, but its features carry no learned meaning\n"
     "  --out DIR            output folder (default uniformaly-demo)\n"
     "  --seed N             seed of the generated data and of the method (default 0)\n"
     "  --train N            training images per dataset (default 40)\n";
@@ -172,6 +176,7 @@ int cmd_demo(int argc, char **argv)
     uf_detector_params dp = uf_detector_default_params();
     const char *out = "uniformaly-demo";
     long n_train = 40;
+    bool random_bb = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_common_option(&c, verb, argc, argv, &i);
@@ -184,6 +189,8 @@ int cmd_demo(int argc, char **argv)
         } else if (!strcmp(a, "--out")) {
             if (i + 1 >= argc) return cli_usage_error(verb, "option --out needs a value");
             out = argv[++i];
+        } else if (!strcmp(a, "--random-backbone")) {
+            random_bb = true;
         } else if (!strcmp(a, "--train")) {
             if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 1, 10000, &n_train))
                 return cli_usage_error(verb, "--train: expected an integer in 1..10000");
@@ -192,6 +199,9 @@ int cmd_demo(int argc, char **argv)
             return cli_usage_error(verb, "unexpected argument '%s'", a);
         }
     }
+    if (random_bb && c.backbone)
+        return cli_usage_error(verb, "--backbone and --random-backbone exclude each other");
+    if (!random_bb && !cli_default_backbone(&c)) return CLI_EXIT_RUNTIME;
     dp.pre = c.pre;
     if (uf_detector_params_check(&dp, NULL) != UF_OK)
         return cli_usage_error(verb, "%s", uf_errmsg());
@@ -211,8 +221,9 @@ int cmd_demo(int argc, char **argv)
     }
     uf_backbone_info bi;
     uf_backbone_get_info(bb, &bi);
-    printf("uniformaly demo: backbone %s (ViT patch %d, dim %d, depth %d)%s\n",
-           c.backbone ? c.backbone : "random-weight ViT-S/16", bi.patch, bi.dim, bi.depth,
+    printf("uniformaly demo: backbone %s%s (ViT patch %d, dim %d, depth %d)%s\n",
+           c.backbone ? c.backbone : "random-weight ViT-S/16",
+           c.bundled ? " (bundled ImageNet ViT-Tiny/16)" : "", bi.patch, bi.dim, bi.depth,
            c.backbone ? "" : " - NOT a trained model");
     printf("%-8s %6s %6s %9s %8s %8s %10s %10s\n", "dataset", "train", "test", "bank", "fit s",
            "img/s", "image AUC", "pixel AUC");
@@ -242,10 +253,11 @@ int cmd_demo(int argc, char **argv)
     printf("\nWrote the models and heatmap overlays to %s/.\n", out);
     if (!c.backbone)
         printf("These figures come from RANDOM weights: they show the pipeline runs end to end,\n"
-               "not what UniFormaly achieves. Real use needs a pretrained checkpoint, e.g. DINO\n"
-               "ViT-S/8 (dino_deitsmall8_pretrain.pth, from the facebookresearch/dino\n"
-               "releases); then:\n"
-               "  uniformaly fit --backbone dino_deitsmall8_pretrain.pth --out m.ufm good_images/\n"
+               "not what UniFormaly achieves. Drop --random-backbone to use the bundled\n"
+               "ViT-Tiny/16, or pass a pretrained checkpoint with --backbone.\n");
+    else
+        printf("Next, on your own images:\n"
+               "  uniformaly fit --out m.ufm good_images/\n"
                "  uniformaly predict m.ufm --heatmap-dir maps new_images/\n");
     return 0;
 }

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
 
 static const char *const help =
     "Usage: uniformaly eval --backbone W --dataset D --root DIR --out DIR [options]\n"
@@ -35,7 +37,8 @@ static const char *const help =
     "                 \"std\"; the settings with where the task defaults come from\n"
     "  results.csv    one row per category, then the mean\n"
     "  results.md     the same as a Markdown table, and the thresholds per category\n"
-    "  scores.csv     the score of every test image\n"
+    "  scores.csv     the score of every test image (appended per category, each whole or\n"
+    "                 not at all)\n"
     "  report.html    when the run completes: one self-contained page (no network) with\n"
     "                 per category ROC and PR curves, score histograms with the thresholds\n"
     "                 marked, AUROC per defect type and the most confident mistakes\n"
@@ -64,6 +67,11 @@ static const char *const help =
     "                       category, scored on each category's test set: AUROC per\n"
     "                       category and overall. Semantic datasets: test images of the\n"
     "                       selected classes are normal, all others anomalous\n"
+    "  --zero-shot          no training images: each category's test set is scored against\n"
+    "                       itself (as `uniformaly zeroshot`, MuSc's mutual scoring), one\n"
+    "                       run; excludes --shots, --max-train, --multi-class, --cluster\n"
+    "  --ref-frac F         with --zero-shot: fraction of the other images averaged, in\n"
+    "                       (0, 1] (default 0.3, MuSc)\n"
     "  --cluster [K]        anomaly clustering of each category's test images: K-means\n"
     "                       (k-means++, 10 restarts, seeded, 300 iterations) of their top-K\n"
     "                       mean features into K clusters (default: the number of types\n"
@@ -85,7 +93,13 @@ static const char *const help =
     "                       each figure is the mean over the draws, with std and values\n"
     "  --max-train N        at most N training images per category (a seeded subset), for\n"
     "                       quick runs; recorded in results.json\n"
-    "  --heatmaps           write heatmap overlays of every test image (defect datasets)\n";
+    "  --heatmaps           write heatmap overlays of every test image (defect datasets)\n"
+    "  --save-models DIR    keep every model the run fits: DIR/CATEGORY.ufm (one-class),\n"
+    "                       DIR/multi-class.ufm (--multi-class), with -repN before .ufm\n"
+    "                       for repeat N when there are several (--shots); each written\n"
+    "                       atomically right after its fit (an existing file is replaced),\n"
+    "                       recording the backbone's path and sha256 as `fit` does, no\n"
+    "                       threshold (calibrate it: 'uniformaly calibrate')\n";
 
 /* ------------------------------------------------------------------------------------ */
 /* Options and the writer's state                                                       */
@@ -95,9 +109,11 @@ typedef struct opts {
     cli_common c;
     uf_eval_params ep;
     const char *dataset, *root, *out;
+    const char *save_models; /* --save-models DIR, or NULL */
     cli_strings cats; /* --category values as given */
     bool heatmaps;    /* --heatmaps                 */
     bool gt_exact;    /* --gt-mode exact            */
+    bool zero_shot;   /* --zero-shot                */
 } opts;
 
 typedef struct ctx {
@@ -298,6 +314,8 @@ static cJSON *settings_json(const ctx *x)
     for (int i = 0; i < x->nsel; i++)
         cJSON_AddItemToArray(cats, cJSON_CreateString(uf_dataset_category(x->ds, x->sel[i])));
     cJSON_AddBoolToObject(s, "multi_class", ep->multi_class);
+    if (ep->zero_shot > 0) cJSON_AddNumberToObject(s, "zero_shot_ref_frac", ep->zero_shot);
+    else cJSON_AddNullToObject(s, "zero_shot_ref_frac");
     if (ep->cluster == 0) cJSON_AddNullToObject(s, "cluster");
     else if (ep->cluster < 0) cJSON_AddStringToObject(s, "cluster", "types");
     else cJSON_AddNumberToObject(s, "cluster", ep->cluster);
@@ -475,7 +493,8 @@ static bool write_tables(const ctx *x)
     cli_buf_printf(&mb, "# uniformaly eval: %s (%s)\n\n", uf_dataset_kind_name(x->info.kind), x->info.root);
     cli_buf_printf(&mb, "Backbone `%s`%s%.12s%s; %s%s%s; coreset %g (%s)%s%s%s.\n\n", o->c.backbone,
               r->backbone_sha256[0] ? " (sha256 " : "", r->backbone_sha256,
-              r->backbone_sha256[0] ? "...)" : "", o->ep.multi_class ? "multi-class" : "one-class",
+              r->backbone_sha256[0] ? "...)" : "",
+              o->zero_shot ? "zero-shot (no fit)" : o->ep.multi_class ? "multi-class" : "one-class",
               o->ep.shots ? ", few-shot (mean ± std over repeats)" : "",
               o->ep.max_train ? ", training images capped" : "", r->params.coreset,
               r->coreset_source, clu ? "; clustering protocol " : "",
@@ -509,6 +528,24 @@ static bool write_tables(const ctx *x)
     return ok;
 }
 
+static void heat_name(const char *cat, const char *name, char *out, size_t n);
+static void file_name(const char *name, char *out, size_t n);
+
+/* The thumbnail of a row's item: its overlay from --heatmaps when written, else the image.
+ * *own receives a malloc'd path to free (NULL when the image's own path is used). */
+static const char *thumb_path(const ctx *x, const uf_eval_row *row, const uf_dataset_item *it,
+                              char **own)
+{
+    *own = NULL;
+    if (!x->o->heatmaps || row->category < 0) return it->path;
+    char cname[256], name[1024], path[PATH_MAX + 1400];
+    file_name(row->name, cname, sizeof cname);
+    heat_name(row->name, it->name ? it->name : "image", name, sizeof name);
+    snprintf(path, sizeof path, "%s/heatmaps/%s/%s.png", x->dir, cname, name);
+    if (access(path, R_OK) != 0 || !(*own = strdup(path))) return it->path;
+    return *own;
+}
+
 /* report.html (cli_report.c) from the first repeat's scores of every finished row. */
 static bool write_report(const ctx *x)
 {
@@ -520,7 +557,9 @@ static bool write_report(const ctx *x)
     for (int i = 0; i < r->n_rows; i++) total += r->rows[i].n_scored;
     if (r->overall) total += r->overall->n_scored;
     strs = calloc(3 * (total ? total : 1), sizeof *strs);
-    bool ok = sets && strs;
+    char **owned = calloc(total ? total : 1, sizeof *owned); /* [total] thumbnail paths made here */
+    bool ok = sets && strs && owned;
+    size_t no = 0;
     size_t at = 0;
     for (int i = 0; ok && i <= r->n_rows; i++) {
         const uf_eval_row *row = i < r->n_rows ? &r->rows[i] : r->overall;
@@ -531,7 +570,8 @@ static bool write_report(const ctx *x)
         for (size_t k = 0; k < row->n_scored; k++) {
             nm[k] = row->items[k].name ? row->items[k].name : "?";
             ty[k] = row->items[k].type ? row->items[k].type : "?";
-            th[k] = row->items[k].path;
+            th[k] = thumb_path(x, row, &row->items[k], &owned[no]);
+            if (owned[no]) no++;
         }
         sets[n++] = (cli_report_set){row->name, row->n_scored, row->repeats[0].scores, row->labels,
                                      ty, nm, th};
@@ -542,6 +582,8 @@ static bool write_report(const ctx *x)
              x->info.root);
     if (!ok) cli_error("out of memory");
     ok = ok && cli_write_report(path, title, sets, n);
+    for (size_t k = 0; owned && k < no; k++) free(owned[k]);
+    free(owned);
     free(sets);
     free(strs);
     return ok;
@@ -554,6 +596,37 @@ static bool write_results(const ctx *x)
 }
 
 /* Append the scores of a finished row (every repeat) to scores.csv. */
+/* Append data[n] to path as a whole or not at all: a write that fails part way (disk
+ * full, file size limit) is cut back to the file's previous length, so scores.csv only
+ * ever holds whole categories. (Rewriting the file atomically for every category would
+ * copy it quadratically: a CIFAR-100 run scores 10,000 images per class.) A kill during
+ * the write itself can still leave a partial last line; results.json, written after, then
+ * does not list that category. false with errno set. */
+static bool append_whole(const char *path, const char *data, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return false;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return false;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = write(fd, data + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        done += (size_t)k;
+    }
+    int e = done < n ? (errno ? errno : EIO) : 0;
+    if (e && ftruncate(fd, st.st_size) != 0) { /* the cut failed too: say the first cause */ }
+    if (close(fd) != 0 && !e) e = errno;
+    errno = e;
+    return !e;
+}
+
 static bool append_scores(const ctx *x, const uf_eval_row *row)
 {
     if (!row->n_scored) return true;
@@ -578,9 +651,7 @@ static bool append_scores(const ctx *x, const uf_eval_row *row)
     snprintf(path, sizeof path, "%s/scores.csv", x->dir);
     size_t tn = 0; /* names are bytes; CSV readers want UTF-8 (cli.h, issue 12) */
     char *t = b.oom ? NULL : cli_utf8_valid(b.s, b.n, &tn);
-    FILE *f = t ? fopen(path, "a") : NULL;
-    bool ok = f && fwrite(t, 1, tn, f) == tn;
-    if (f) ok = fclose(f) == 0 && ok;
+    bool ok = t && append_whole(path, t, tn);
     if (!ok) cli_error("%s: cannot write: %s", path, !t ? "out of memory" : strerror(errno));
     free(t);
     free(b.s);
@@ -668,6 +739,36 @@ static void heat_name(const char *cat, const char *name, char *out, size_t n)
     out[j] = '\0';
 }
 
+/* A row's name as one file or folder name: no '/', no leading '.'. */
+static void file_name(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s", name);
+    for (char *p = out; *p; p++)
+        if (*p == '/' || (p == out && *p == '.')) *p = '_';
+}
+
+/* --save-models: DIR/<category>[-rep<N>].ufm, or multi-class[-rep<N>].ufm, as fitted. */
+static int on_model(void *user, const uf_eval_result *r, const uf_eval_row *row, int repeat,
+                    const uf_model *m)
+{
+    ctx *x = user;
+    if (!x->o->save_models) return 0;
+    char base[256], rep[32] = "", path[PATH_MAX];
+    file_name(row->category < 0 ? "multi-class" : row->name, base, sizeof base);
+    if (r->repeats > 1) snprintf(rep, sizeof rep, "-rep%d", repeat);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s%s.ufm", x->o->save_models, base, rep) >= sizeof path) {
+        cli_error("%s: path too long", x->o->save_models);
+        x->write_failed = true;
+        return 1;
+    }
+    if (uf_model_save(m, path, 0) != UF_OK) {
+        cli_error("%s", uf_errmsg());
+        x->write_failed = true;
+        return 1;
+    }
+    return 0;
+}
+
 /* Heatmap overlays of a scored test set: DIR/heatmaps/<cat>/<name>.png, one colour scale
  * per category (its maps' min..max) so images compare. */
 static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, const uf_model *m,
@@ -676,9 +777,7 @@ static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, 
     ctx *x = user;
     if (!x->o->heatmaps) return 0;
     char dir[PATH_MAX], cname[256];
-    snprintf(cname, sizeof cname, "%s", row->name); /* a folder name: no '/', no leading '.' */
-    for (char *p = cname; *p; p++)
-        if (*p == '/' || (p == cname && *p == '.')) *p = '_';
+    file_name(row->name, cname, sizeof cname);
     snprintf(dir, sizeof dir, "%s/heatmaps/%s", x->dir, cname);
     if (!make_dirs(dir)) { x->write_failed = true; return 1; }
     size_t SS = (size_t)r->S * (size_t)r->S, total = n * SS;
@@ -695,22 +794,28 @@ static int on_maps(void *user, const uf_eval_result *r, const uf_eval_row *row, 
         heat_name(row->name, it->name ? it->name : "image", name, sizeof name);
         snprintf(path, sizeof path, "%s/%s.png", dir, name);
         uf_image *img = NULL, *ov = NULL;
-        float *full = NULL; /* [h][w] */
+        float *full = NULL;   /* [h][w] */
+        uint8_t *seen = NULL; /* [h][w] what the model inspects; the rest is greyed */
         uf_status s = uf_dataset_load_image(x->ds, it, &img);
         if (s == UF_OK) {
             full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
-            s = full ? uf_model_map_to_image(m, maps + (size_t)i * SS, img->width, img->height, full)
-                     : UF_ERR_NOMEM;
+            seen = malloc((size_t)img->width * (size_t)img->height);
+            s = full && seen ? uf_model_map_to_image(m, maps + (size_t)i * SS, img->width, img->height, full)
+                             : UF_ERR_NOMEM;
         }
-        if (s == UF_OK) s = uf_heatmap_overlay(img, full, lo, hi, 0.5f, &ov);
+        if (s == UF_OK) s = uf_model_inspected(m, img->width, img->height, seen);
+        uf_annotation an = {.lo = lo, .hi = hi, .alpha = 0.5f, .outline = NAN, .mark = NAN,
+                            .decision = -1, .inspected = seen};
+        if (s == UF_OK) s = uf_heatmap_annotate(img, full, &an, &ov);
         if (s == UF_OK) s = uf_image_write_png(ov, path);
         if (s != UF_OK) {
-            const char *msg = s == UF_ERR_NOMEM && !full ? "out of memory" : uf_errmsg();
+            const char *msg = s == UF_ERR_NOMEM && !(full && seen) ? "out of memory" : uf_errmsg();
             if (strncmp(msg, path, strlen(path)) == 0) cli_error("%s", msg);
             else cli_error("%s: %s", path, msg);
             bad++;
         }
         free(full);
+        free(seen);
         uf_image_free(ov);
         uf_image_free(img);
     }
@@ -738,10 +843,11 @@ static int eval_option(opts *o, const char *verb, int argc, char **argv, int *i)
     bool has = *i + 1 < argc;
     uf_eval_params *ep = &o->ep;
     if (!strcmp(a, "--dataset") || !strcmp(a, "--root") || !strcmp(a, "--out") ||
-        !strcmp(a, "--category")) {
+        !strcmp(a, "--category") || !strcmp(a, "--save-models")) {
         if (!has) return cli_usage_error(verb, "option %s needs a value", a), -1;
         const char *v = argv[++*i];
-        if (a[2] == 'd') o->dataset = v;
+        if (a[2] == 's') o->save_models = v;
+        else if (a[2] == 'd') o->dataset = v;
         else if (a[2] == 'r') o->root = v;
         else if (a[2] == 'o') o->out = v;
         else {
@@ -752,6 +858,15 @@ static int eval_option(opts *o, const char *verb, int argc, char **argv, int *i)
         }
     } else if (!strcmp(a, "--multi-class")) {
         ep->multi_class = 1;
+    } else if (!strcmp(a, "--zero-shot")) {
+        if (!(ep->zero_shot > 0)) ep->zero_shot = UF_ZEROSHOT_DEFAULT_REF_FRAC;
+        o->zero_shot = true;
+    } else if (!strcmp(a, "--ref-frac")) {
+        double f;
+        if (!has || !cli_parse_float(argv[*i + 1], 1e-9, 1, &f))
+            return cli_usage_error(verb, "--ref-frac: expected a number in (0, 1]"), -1;
+        ep->zero_shot = f;
+        ++*i;
     } else if (!strcmp(a, "--heatmaps")) {
         o->heatmaps = true;
         ep->want_maps = 1;
@@ -802,9 +917,10 @@ static int parse(opts *o, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--resize")) o->ep.keep |= UF_EVAL_KEEP_RESIZE;
-        if (!strcmp(a, "--crop")) o->ep.keep |= UF_EVAL_KEEP_CROP;
+        if (!strcmp(a, "--crop") || !strcmp(a, "--pad-to")) o->ep.keep |= UF_EVAL_KEEP_CROP;
+        if (!strcmp(a, "--pad-to")) o->ep.keep |= UF_EVAL_KEEP_RESIZE; /* it sets resize */
         if (!strcmp(a, "--interp")) o->ep.keep |= UF_EVAL_KEEP_INTERP;
-        if (!strcmp(a, "--coreset")) o->ep.keep |= UF_EVAL_KEEP_CORESET;
+        if (!strcmp(a, "--coreset") || !strcmp(a, "--preset")) o->ep.keep |= UF_EVAL_KEEP_CORESET;
         int r = cli_common_option(&o->c, verb, argc, argv, &i);
         if (r == 0) r = cli_detector_option(&o->ep.detector, verb, argc, argv, &i);
         if (r == 0) r = eval_option(o, verb, argc, argv, &i);
@@ -817,7 +933,7 @@ static int parse(opts *o, int argc, char **argv)
         if (a[0] == '-' && a[1]) return cli_usage_error(verb, "unknown option '%s'", a);
         return cli_usage_error(verb, "unexpected argument '%s'", a);
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (!o->dataset) return cli_usage_error(verb, "--dataset is required");
     if (!o->root) return cli_usage_error(verb, "--root is required");
     if (!o->out) return cli_usage_error(verb, "--out is required");
@@ -825,6 +941,13 @@ static int parse(opts *o, int argc, char **argv)
     if (o->ep.shots && o->ep.max_train)
         return cli_usage_error(verb, "--shots and --max-train exclude each other");
     if (o->ep.repeats > 1000) return cli_usage_error(verb, "--repeats: at most 1000");
+    if (o->ep.zero_shot > 0 && !o->zero_shot)
+        return cli_usage_error(verb, "--ref-frac needs --zero-shot");
+    if (o->zero_shot && (o->ep.shots || o->ep.max_train || o->ep.multi_class || o->ep.cluster))
+        return cli_usage_error(verb, "--zero-shot excludes --shots, --max-train, --multi-class "
+                                     "and --cluster (there is no fit)");
+    if (o->zero_shot && o->save_models)
+        return cli_usage_error(verb, "--save-models: --zero-shot fits no model");
     if (o->gt_exact) o->ep.gt_threshold = UF_GT_THRESHOLD_EXACT;
     o->ep.detector.pre = o->c.pre;
     o->ep.batch = o->c.batch;
@@ -910,6 +1033,7 @@ static int prepare(ctx *x)
     o->ep.threads = o->c.threads;
     x->dir = strdup(o->out);
     if (!x->dir || !make_dirs(x->dir)) return CLI_EXIT_RUNTIME;
+    if (o->save_models && !make_dirs(o->save_models)) return CLI_EXIT_RUNTIME;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/scores.csv", x->dir);
     const char *hdr = o->ep.shots ? "category,image,type,anomalous,score,repeat\n"
@@ -949,13 +1073,15 @@ int cmd_eval(int argc, char **argv)
         const char *what = x.info.semantic ? (x.nsel == 1 ? "class" : "classes")
                                            : (x.nsel == 1 ? "category" : "categories");
         fprintf(stderr, "eval: %s at %s: %d %s, %s%s\n", uf_dataset_kind_name(x.info.kind),
-                x.info.root, x.nsel, what, o.ep.multi_class ? "multi-class" : "one-class",
+                x.info.root, x.nsel, what,
+                o.zero_shot ? "zero-shot" : o.ep.multi_class ? "multi-class" : "one-class",
                 o.ep.shots ? " few-shot" : "");
     }
     print_header(&x);
     o.ep.progress = o.c.quiet ? NULL : on_progress;
     o.ep.on_update = on_update;
     o.ep.on_maps = on_maps;
+    o.ep.on_model = on_model;
     o.ep.user = &x;
     uf_status s = uf_eval_run(x.ds, x.bb, x.sel, x.nsel, &o.ep, &res);
     if (s != UF_OK) {

@@ -24,6 +24,10 @@ static const char *const help =
     "  cls        [N][D]      final-norm CLS feature (with --cls)\n"
     "  logits     [N][C]      classification head (with --logits)\n"
     "and metadata: the image paths (in order), the patch grid and the preprocessing.\n"
+    "Every image runs on the same S x S input, so one tensor holds them all: with --crop 0\n"
+    "(no --pad-to) that is the R x R canvas with the image at its top-left corner and zero\n"
+    "padding beside it (not the image's own non-square grid the detector uses: images of\n"
+    "different shapes would need one tensor each); --pad-to S centres it instead.\n"
     "If any image cannot be read, nothing is written and the exit status is 1.\n"
     "\n"
     "Options:\n"
@@ -114,7 +118,7 @@ static int parse_features_args(int argc, char **argv, features_opts *o)
             o->pos[o->npos++] = argv[i];
         }
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (!o->out_path) return cli_usage_error(verb, "--out is required");
     if (o->npos == 0) return cli_usage_error(verb, "no images given");
     if (!layers_given) o->blocks = 0x3FCull; /* blocks 3..10 */
@@ -283,9 +287,12 @@ static char *features_metadata(const features_opts *o, const features_run *r)
     snprintf(buf, sizeof buf, "%ld", o->attn_block);
     cJSON_AddStringToObject(meta, "attn_block", buf);
     static const char *const interp_names[] = {"bilinear", "bicubic", "lanczos", "nearest"};
-    snprintf(buf, sizeof buf, "resize=%d crop=%d interp=%s mean=%g,%g,%g std=%g,%g,%g",
-             pre->resize, pre->crop, interp_names[pre->interp], pre->mean[0], pre->mean[1],
-             pre->mean[2], pre->std[0], pre->std[1], pre->std[2]);
+    static const char *const fit_names[] = {"auto", "short", "long"};
+    snprintf(buf, sizeof buf,
+             "resize=%d crop=%d pad_to=%d fit=%s interp=%s mean=%g,%g,%g std=%g,%g,%g",
+             pre->resize, pre->crop, pre->pad_to,
+             (unsigned)pre->fit < 3 ? fit_names[pre->fit] : "?", interp_names[pre->interp],
+             pre->mean[0], pre->mean[1], pre->mean[2], pre->std[0], pre->std[1], pre->std[2]);
     cJSON_AddStringToObject(meta, "preprocess", buf);
     cJSON_AddStringToObject(meta, "backbone", o->c.backbone);
     char *meta_s = cli_json_print(meta);

@@ -146,7 +146,7 @@ int cmd_fit(int argc, char **argv)
             pos[npos++] = argv[i];
         }
     }
-    if (!c.backbone) { rc = cli_usage_error(verb, "--backbone is required"); goto out; }
+    if (!cli_default_backbone(&c)) { rc = CLI_EXIT_RUNTIME; goto out; }
     if (!out_path) { rc = cli_usage_error(verb, "--out is required"); goto out; }
     if (npos == 0) { rc = cli_usage_error(verb, "no training images given"); goto out; }
     dp.pre = c.pre;
@@ -206,7 +206,7 @@ int cmd_fit(int argc, char **argv)
     if (!batch) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
-        int ok = cli_load_images(images.v + b0, nb, &dp.pre, batch);
+        int ok = cli_load_images_full(images.v + b0, nb, &dp.pre, dp.rotations > 1, batch);
         uf_status s = UF_OK;
         int bad = 0; /* the image at fault within the batch */
         if (ok == nb) s = uf_fitter_add(fit, (const uf_image *const *)batch, nb);

@@ -187,6 +187,7 @@ void cli_overlay_style_init(cli_overlay_style *st, const float range[2], double 
     uf_calibration cal;
     st->thr = thr;
     st->masks = masks;
+    st->regions = true;
     st->lo = range[0];
     st->hi = range[1];
     st->level = isfinite(thr) ? (float)thr : NAN;
@@ -205,12 +206,12 @@ void cli_overlay_style_init(cli_overlay_style *st, const float range[2], double 
 }
 
 /* Heatmap overlay (and raw map, mask) of one scored image, named name.png / name.npy /
- * name.mask.png in dir. The batch holds shrunk images, so the original is decoded again
- * here and released at once. Outputs that are inputs are refused. Called from several
+ * name.mask.png in dir, drawn over orig, the image as decoded; NULL: decode it again here
+ * and release it at once. Outputs that are inputs are refused. Called from several
  * threads at once (one image each); errors are printed as one line each. */
 bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const char *img_path,
-                    const char *name, const cli_overlay_style *st, float score, bool raw,
-                    const uf_inputs *inputs, cli_map_out *mo)
+                    const uf_image *orig, const char *name, const cli_overlay_style *st,
+                    float score, bool raw, const uf_inputs *inputs, cli_map_out *mo)
 {
     mo->wrote = false;
     mo->n_reg = 0;
@@ -221,12 +222,15 @@ bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const
     if (!cli_check_output(mo->png, inputs) || (raw && !cli_check_output(mo->npy, inputs)) ||
         (st->masks && !cli_check_output(mo->mask, inputs)))
         return false;
-    uf_image *img = NULL;
-    if (uf_image_load(img_path, &img) != UF_OK) {
+    uf_image *own = NULL;
+    if (!orig && uf_image_load(img_path, &own) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return false;
     }
-    float *full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
+    const uf_image *img = orig ? orig : own;
+    const size_t npx = (size_t)img->width * (size_t)img->height;
+    float *full = malloc(npx * sizeof(float));
+    uint8_t *seen = malloc(npx); /* the part the model inspects; the rest is greyed */
     uf_image *ov = NULL;
     char label[96];
     const int anom = isfinite(st->thr) ? score > st->thr : -1;
@@ -234,23 +238,27 @@ bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const
     if (anom < 0) snprintf(label, sizeof label, "SCORE %.4g", score);
     else snprintf(label, sizeof label, "%s %.2f (SCORE %.4g)", anom ? "ANOMALOUS" : "NORMAL",
                   norm, score);
-    uf_annotation a = {st->lo, st->hi, 0.5f, st->level, st->hi > st->lo, (float)st->thr, label, anom};
-    bool ok = full && uf_model_map_to_image(m, pmap, img->width, img->height, full) == UF_OK &&
+    uf_annotation a = {.lo = st->lo, .hi = st->hi, .alpha = 0.5f, .outline = st->level,
+                       .colorbar = st->hi > st->lo, .mark = (float)st->thr, .label = label,
+                       .decision = anom, .inspected = seen};
+    bool ok = full && seen && uf_model_map_to_image(m, pmap, img->width, img->height, full) == UF_OK &&
+              uf_model_inspected(m, img->width, img->height, seen) == UF_OK &&
               uf_heatmap_annotate(img, full, &a, &ov) == UF_OK &&
               uf_image_write_png(ov, mo->png) == UF_OK;
-    if (!ok) cli_error("%s: %s", mo->png, full ? uf_errmsg() : "out of memory");
+    if (!ok) cli_error("%s: %s", mo->png, full && seen ? uf_errmsg() : "out of memory");
     if (ok && raw) ok = write_npy(mo->npy, full, img->height, img->width);
     if (ok && st->masks && !(ok = write_mask(mo->mask, full, img->width, img->height, st->level)))
         cli_error("%s: %s", mo->mask, uf_errmsg());
-    if (ok && isfinite(st->level) &&
+    if (ok && st->regions && isfinite(st->level) &&
         uf_map_regions(full, img->width, img->height, st->level, CLI_MAX_REGIONS, mo->reg,
                        &mo->n_reg) != UF_OK) {
         cli_error("%s: %s", img_path, uf_errmsg());
         ok = false;
     }
     uf_image_free(ov);
-    uf_image_free(img);
+    uf_image_free(own);
     free(full);
+    free(seen);
     mo->wrote = ok;
     return ok;
 }
@@ -260,7 +268,7 @@ int cmd_model_info(const char *path, bool json)
     uf_model *m = NULL;
     /* describing a model needs no backbone weights, but loading checks them; a missing
      * checkpoint is reported like any other failure */
-    if (uf_model_load(path, NULL, &m) != UF_OK) {
+    if (cli_model_load(path, NULL, &m) != UF_OK) {
         cli_error("%s", uf_errmsg());
         return CLI_EXIT_RUNTIME;
     }
@@ -285,17 +293,28 @@ int cmd_model_info(const char *path, bool json)
         printf("precision:    %s\n", uf_precision_name(uf_backbone_precision(uf_model_backbone(m))));
         printf("preprocess:   resize %d, crop %d%s, %s, mean %g,%g,%g, std %g,%g,%g\n",
                p->pre.resize, p->pre.crop,
-               p->pre.pad_to             ? " (padded)"
-               : p->pre.crop == 0        ? " (the whole image, longer side to resize)"
-                                         : "",
+               p->pre.pad_to && p->pre.crop == 0 && p->pre.fit == UF_FIT_LONG
+                   ? " (letterboxed: the whole image, longer side to resize, padded)"
+               : p->pre.pad_to    ? " (padded)"
+               : p->pre.crop == 0 ? " (the whole image, longer side to resize)"
+                                  : "",
                (unsigned)p->pre.interp < 4 ? interp[p->pre.interp] : "?", p->pre.mean[0],
                p->pre.mean[1], p->pre.mean[2], p->pre.std[0], p->pre.std[1], p->pre.std[2]);
+        if (p->pre.pad_to) printf("canvas:       %d x %d\n", p->pre.pad_to, p->pre.pad_to);
+        if (p->tile)
+            printf("tiling:       %d x %d tiles, overlap %d pixels\n", p->tile, p->tile,
+                   p->tile_overlap);
         printf("features:     mean of blocks %d-%d\n", p->layer_first, p->layer_last);
         if (p->bpm)
             printf("bpm:          %s, kernel %d, lambda %g%s\n", p->soft_mask ? "soft" : "on",
                    p->bpm_kernel, p->bpm_lambda, p->rollout ? ", rollout" : "");
         else
             printf("bpm:          off\n");
+        if (p->pca_mask) printf("pca mask:     threshold %g\n", p->pca_threshold);
+        if (p->cosine || p->rotations > 1)
+            printf("anomalydino:  %s, %d rotation%s of each training image\n",
+                   p->cosine ? "cosine distance (2 (1 - cos))" : "squared L2", p->rotations,
+                   p->rotations == 1 ? "" : "s");
         printf("coreset:      %g (%s, seed %llu)\n", p->coreset,
                p->sampler == UF_SAMPLER_RANDOM ? "random" : "greedy", (unsigned long long)p->seed);
         printf("scoring:      knn %d, top %g of patches, sigma %g\n", p->knn, p->topk, p->sigma);
@@ -412,6 +431,7 @@ typedef struct predict_run {
     cli_overlay_style style;
     cli_map_out *mo;    /* [batch] (with --heatmap-dir) */
     uf_image **batch;   /* [batch] */
+    bool *full;         /* [batch] batch[j] is the image as decoded, kept for its overlay */
     uf_score *res;      /* [batch] */
     float *maps;        /* [batch][S][S] pixel maps (with --heatmap-dir) */
     size_t plane;       /* S * S */
@@ -424,6 +444,7 @@ static void predict_run_free(predict_run *r, int batch)
     for (size_t i = 0; r->names && i < r->images.n; i++) free(r->names[i]);
     free(r->names);
     free(r->batch);
+    free(r->full);
     free(r->res);
     free(r->maps);
     free(r->mo);
@@ -445,7 +466,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
             return false;
         }
     }
-    if (uf_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
+    if (cli_model_load(o->model_path, &o->lp, &r->m) != UF_OK ||
         (o->c.precision >= 0 &&
          uf_model_set_precision(r->m, (uf_precision)o->c.precision) != UF_OK) ||
         uf_scorer_new(r->m, &r->sc) != UF_OK) {
@@ -466,6 +487,7 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
     r->plane = (size_t)S * (size_t)S;
     size_t nb = (size_t)o->c.batch;
     r->batch = calloc(nb, sizeof *r->batch);
+    r->full = calloc(nb, sizeof *r->full);
     r->res = calloc(nb, sizeof *r->res);
     r->maps = o->heat_dir ? malloc(r->plane * nb * sizeof(float)) : NULL;
     r->mo = o->heat_dir ? calloc(nb, sizeof *r->mo) : NULL;
@@ -475,7 +497,8 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
         return false;
     }
     cli_overlay_style_init(&r->style, o->range, r->thr, o->masks, r->m);
-    if (!r->batch || !r->res || (o->heat_dir && (!r->maps || !r->mo))) {
+    r->style.regions = o->json; /* only the JSON lines show them */
+    if (!r->batch || !r->full || !r->res || (o->heat_dir && (!r->maps || !r->mo))) {
         cli_error("out of memory");
         return false;
     }
@@ -548,7 +571,11 @@ void cli_print_result(bool json, const char *path, float score, double thr,
 /* Decode, score and report one batch of images starting at b0; false if any failed. */
 static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int nb)
 {
-    bool ok = cli_load_images(r->images.v + b0, nb, &r->pre, r->batch) == nb;
+    /* with overlays, the images are decoded once at full size (within a memory bound) and
+     * kept to draw on; scoring shrinks them itself, with the same results */
+    bool ok = (o->heat_dir ? cli_load_images_keep(r->images.v + b0, nb, &r->pre, r->batch,
+                                                  r->full, CLI_KEEP_BYTES)
+                           : cli_load_images(r->images.v + b0, nb, &r->pre, r->batch)) == nb;
     int idx[256], nok;
     ok = score_batch(r, b0, nb, idx, &nok) && ok;
     bool wrote_all = true;
@@ -560,8 +587,9 @@ static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int 
             mo->wrote = false;
             if (isnan(r->res[k].score)) continue;
             wrote_all = cli_write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
-                                       r->names[i], &r->style, r->res[k].score, o->raw,
-                                       r->inputs, mo) && wrote_all;
+                                       r->full[idx[k]] ? r->batch[idx[k]] : NULL, r->names[i],
+                                       &r->style, r->res[k].score, o->raw, r->inputs, mo) &&
+                        wrote_all;
         }
     }
     ok = ok && wrote_all;

@@ -9,9 +9,21 @@
  *   GET  /v1/health                       {"status": "ok", workers, busy, queued, served}
  *   GET  /v1/model                        info --json's object
  *
- * Limits: body size (413), image pixels (413), connections (beyond the limit, libmicrohttpd
- * stops accepting: new connections wait in the listen backlog), requests waiting for a scorer (503), time per request (idle
- * connections and the wait for a scorer; 503). Every error is JSON {"error": MESSAGE}.
+ * Limits: body size (413), image pixels (413), connections (a connection opened while
+ * --max-connections are open gets 503 to its request and is closed; beyond a hard cap of
+ * that + CONN_MARGIN libmicrohttpd stops accepting), requests waiting for a scorer (503),
+ * time per request (503, see "time limit" below). Every error is JSON {"error": MESSAGE}.
+ *
+ * Time limit: a request's deadline is --timeout seconds after its headers arrived. The
+ * library has no hook to interrupt scoring midway, so the request is split into stages -
+ * receiving the body (a body still arriving at the deadline: the connection is closed
+ * without an answer), decoding the image, waiting for a scorer (bounded by the deadline
+ * itself), the ViT forward pass (uf_scorer_extract), the kNN scoring (uf_score_features;
+ * bit-identical to uf_score_images), the overlay - and the deadline is checked before and
+ * after each: once it has passed, no further stage runs and the answer is 503. The time to
+ * an answer is therefore at most --timeout plus one stage already under way (a decode, a
+ * forward pass, a kNN search or an overlay of one image). Idle connections are closed
+ * after --timeout (rounded up to whole seconds) by libmicrohttpd.
  * SIGTERM / SIGINT: stop listening, finish the requests in flight, exit 0.
  */
 #include "cli.h"
@@ -43,7 +55,8 @@ static const char *const help =
     "  GET /v1/health     {\"status\": \"ok\", \"workers\", \"busy\", \"queued\", \"served\"}\n"
     "  GET /v1/model      info --json's object\n"
     "Errors are JSON {\"error\": MESSAGE}: 400 bad image or empty body, 404, 405, 413 body\n"
-    "or image too large, 503 overloaded (queue full or no scorer within --timeout).\n"
+    "or image too large, 503 overloaded (queue full, too many connections, or the request\n"
+    "over its time limit).\n"
     "SIGTERM or SIGINT stops listening, finishes the requests in flight and exits 0.\n"
     "The listening address is printed on stderr (--port 0 picks a free port).\n"
     "\n"
@@ -55,15 +68,25 @@ static const char *const help =
     "  --queue Q            requests that may wait for a scorer before 503 (default 64)\n"
     "  --max-body BYTES     largest request body (default 33554432 = 32 MiB)\n"
     "  --max-pixels N       largest image, width * height (default 67108864)\n"
-    "  --max-connections N  open connections at once (default 64); further connections\n"
-    "                       wait, unaccepted, until one closes\n"
-    "  --timeout S          seconds a connection may stay idle and a request may wait for\n"
-    "                       a scorer (default 30)\n"
+    "  --max-connections N  open connections at once (default 64); a connection opened\n"
+    "                       beyond them gets 503 to its request and is closed (beyond\n"
+    "                       N + 64 at once, connections wait unaccepted)\n"
+    "  --timeout S          time limit per request in seconds, decimals allowed (default\n"
+    "                       30), from its headers to its answer: upload, decode, the wait\n"
+    "                       for a scorer and each scoring stage; past it the request gets\n"
+    "                       503 when the stage under way ends (a stage is not interrupted:\n"
+    "                       decode, ViT forward pass, kNN search, overlay), or, while its\n"
+    "                       body is still arriving, its connection is closed. Idle\n"
+    "                       connections are closed after S (rounded up to whole seconds)\n"
     "  --threshold T        decision threshold on the score (default: the model's, if any)\n"
     "  --backbone W         load this checkpoint instead of the recorded/embedded one\n"
     "  --allow-other-backbone\n"
     "  --threads N          compute threads with --workers 1 (default: all cores)\n"
     "  --quiet              no startup and shutdown lines on stderr\n";
+
+/* connections accepted beyond --max-connections (each answered 503) before libmicrohttpd's
+ * own limit makes further ones wait in the listen backlog */
+#define CONN_MARGIN 64
 
 typedef struct server {
     const char *model_path;
@@ -71,6 +94,7 @@ typedef struct server {
     uf_scorer **scorers; /* [K]; free ones are scorers[0..nfree-1] */
     int K, nfree, queue_max;
     int waiting, inflight;
+    int conns, max_conn; /* open connections, --max-connections */
     unsigned long served;
     double thr, timeout_s;
     size_t max_body;
@@ -82,7 +106,11 @@ typedef struct request {
     char *buf;
     size_t len, cap;
     bool too_large;
+    double deadline; /* monotonic seconds: headers in + --timeout */
 } request;
+
+/* socket_context of a connection opened beyond --max-connections */
+static char excess_tag;
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, cJSON *o)
 {
@@ -94,6 +122,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, cJSON *o)
     struct MHD_Response *r = MHD_create_response_from_buffer(n + 1, s, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(s); return MHD_NO; }
     MHD_add_response_header(r, "Content-Type", "application/json");
+    /* an error may come before the body was read (413, 503): close rather than read on */
+    if (code >= 400) MHD_add_response_header(r, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
     return ret;
@@ -155,9 +185,11 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Take a free scorer, waiting at most the timeout; NULL (with *why) when the queue is full
- * or the wait timed out. */
-static uf_scorer *take_scorer(server *sv, const char **why)
+static const char *const over_time = "overloaded: the request passed its time limit (--timeout)";
+
+/* Take a free scorer, waiting at most until the request's deadline; NULL (with *why) when
+ * the queue is full or the deadline passed. */
+static uf_scorer *take_scorer(server *sv, double deadline, const char **why)
 {
     pthread_mutex_lock(&sv->mu);
     uf_scorer *s = NULL;
@@ -166,7 +198,8 @@ static uf_scorer *take_scorer(server *sv, const char **why)
     } else {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
-        double t = (double)dl.tv_sec + (double)dl.tv_nsec * 1e-9 + sv->timeout_s;
+        double left = deadline - now_s();
+        double t = (double)dl.tv_sec + (double)dl.tv_nsec * 1e-9 + (left > 0 ? left : 0);
         dl.tv_sec = (time_t)t;
         dl.tv_nsec = (long)((t - (double)dl.tv_sec) * 1e9);
         sv->waiting++;
@@ -174,7 +207,7 @@ static uf_scorer *take_scorer(server *sv, const char **why)
         while (sv->nfree == 0 && e != ETIMEDOUT) e = pthread_cond_timedwait(&sv->cv, &sv->mu, &dl);
         sv->waiting--;
         if (sv->nfree > 0) s = sv->scorers[--sv->nfree];
-        else *why = "overloaded: no worker became free within the time limit";
+        else *why = "overloaded: no worker became free within the time limit (--timeout)";
     }
     pthread_mutex_unlock(&sv->mu);
     return s;
@@ -191,11 +224,38 @@ static void give_scorer(server *sv, uf_scorer *s)
 
 static bool truthy(const char *v) { return v && (!strcmp(v, "1") || !strcmp(v, "true")); }
 
+/* Past the request's deadline? (checked between the stages of predict) */
+static bool late(const request *rq) { return now_s() > rq->deadline; }
+
+/* Score one image in stages, checking the deadline between them (see the top of the file):
+ * extraction, then the kNN scoring of those features, which gives exactly what
+ * uf_score_images gives. UF_ERR_LIMIT: the deadline passed (no message set). */
+static uf_status score_staged(server *sv, uf_scorer *sc, const uf_image *img, const request *rq,
+                              uf_score *res)
+{
+    int gh, gw, D;
+    uf_model_output_size(sv->m, &gh, &gw, NULL, &D);
+    size_t np = (size_t)gh * (size_t)gw;
+    float *feats = malloc(np * (size_t)D * sizeof(float)), *smooth = malloc(np * sizeof(float));
+    uint8_t *mask = malloc(np);
+    const uf_image *one[1] = {img};
+    uf_status st = !feats || !smooth || !mask ? UF_ERR_NOMEM
+                   : late(rq)                  ? UF_ERR_LIMIT
+                                               : uf_scorer_extract(sc, one, 1, feats, smooth, mask);
+    if (st == UF_OK && late(rq)) st = UF_ERR_LIMIT;
+    if (st == UF_OK) st = uf_score_features(sc, feats, smooth, mask, 1, res);
+    free(feats);
+    free(smooth);
+    free(mask);
+    return st;
+}
+
 static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const request *rq)
 {
     if (rq->too_large)
         return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than %zu bytes (--max-body)", sv->max_body);
     if (rq->len == 0) return reply_error(c, MHD_HTTP_BAD_REQUEST, "empty body: send the image file's bytes");
+    if (late(rq)) return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", over_time);
     const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
     bool overlay = truthy(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "overlay"));
     uf_image *img = NULL;
@@ -204,7 +264,7 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
         return reply_error(c, st == UF_ERR_LIMIT ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST,
                            "%s", uf_errmsg());
     const char *why = NULL;
-    uf_scorer *sc = take_scorer(sv, &why);
+    uf_scorer *sc = late(rq) ? (why = over_time, NULL) : take_scorer(sv, rq->deadline, &why);
     if (!sc) {
         uf_image_free(img);
         return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", why);
@@ -214,11 +274,12 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
     float *pmap = overlay ? malloc((size_t)S * (size_t)S * sizeof(float)) : NULL;
     uf_score res = {0};
     res.pixel_map = pmap;
-    const uf_image *one[1] = {img};
-    st = overlay && !pmap ? UF_ERR_NOMEM : uf_score_images(sc, one, 1, &res);
+    st = overlay && !pmap ? UF_ERR_NOMEM : score_staged(sv, sc, img, rq, &res);
     give_scorer(sv, sc);
     enum MHD_Result ret;
-    if (st != UF_OK) {
+    if (st == UF_ERR_LIMIT || (st == UF_OK && late(rq))) {
+        ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", over_time);
+    } else if (st != UF_OK) {
         ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", overlay && !pmap ? "out of memory" : uf_errmsg());
     } else {
         cJSON *o = cli_result_json(name ? name : "-", res.score, sv->thr, NULL, NULL);
@@ -226,6 +287,9 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
         if (overlay && !b) {
             cJSON_Delete(o);
             ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "overlay: %s", uf_errmsg());
+        } else if (overlay && late(rq)) {
+            cJSON_Delete(o);
+            ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", over_time);
         } else {
             if (b && o) cJSON_AddStringToObject(o, "overlay_png", b);
             ret = reply(c, MHD_HTTP_OK, o);
@@ -272,9 +336,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!rq) { /* headers are in: the request starts */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         *con_cls = rq;
+        rq->deadline = now_s() + sv->timeout_s;
         pthread_mutex_lock(&sv->mu);
         sv->inflight++;
         pthread_mutex_unlock(&sv->mu);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && ci->socket_context == &excess_tag)
+            return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "overloaded: more than %d connections open (--max-connections)", sv->max_conn);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > sv->max_body) { /* refuse before reading it */
             rq->too_large = true;
@@ -285,6 +354,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*data_size) { /* a piece of the body */
         size_t n = *data_size;
         *data_size = 0;
+        if (late(rq)) /* a body still arriving at the deadline: the connection is closed */
+            return MHD_NO;
         if (rq->too_large || rq->len + n > sv->max_body) {
             rq->too_large = true;
             free(rq->buf);
@@ -322,11 +393,27 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_unlock(&sv->mu);
 }
 
+/* Count open connections; one opened while --max-connections are open is marked, and its
+ * request gets 503 (on_request). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    server *sv = cls;
+    pthread_mutex_lock(&sv->mu);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (sv->conns >= sv->max_conn) *socket_context = &excess_tag;
+        else sv->conns++;
+    } else if (*socket_context != &excess_tag) {
+        sv->conns--;
+    }
+    pthread_mutex_unlock(&sv->mu);
+}
+
 typedef struct serve_opts {
     const char *host, *model;
-    long port, workers, queue, max_conn, timeout;
+    long port, workers, queue, max_conn;
     long long max_body, max_pixels;
-    double thr;
+    double thr, timeout;
 } serve_opts;
 
 /* Parse the options; returns -1 to go on, else the exit status. */
@@ -337,9 +424,9 @@ static int parse(int argc, char **argv, serve_opts *o, cli_common *c, uf_model_l
         const char *a = argv[i];
         static const struct { const char *name; long lo, hi; } lims[] = {
             {"--port", 0, 65535}, {"--workers", 1, 256}, {"--queue", 0, 100000},
-            {"--max-connections", 1, 100000}, {"--timeout", 1, 86400}, {"--threads", 0, 1024},
+            {"--max-connections", 1, 100000}, {"--threads", 0, 1024},
             {"--max-body", 1, 1L << 40}, {"--max-pixels", 1, 1L << 40}};
-        long *dst[] = {&o->port, &o->workers, &o->queue, &o->max_conn, &o->timeout, NULL, NULL, NULL};
+        long *dst[] = {&o->port, &o->workers, &o->queue, &o->max_conn, NULL, NULL, NULL};
         int k = -1;
         for (int j = 0; j < (int)(sizeof lims / sizeof *lims); j++)
             if (!strcmp(a, lims[j].name)) k = j;
@@ -352,8 +439,8 @@ static int parse(int argc, char **argv, serve_opts *o, cli_common *c, uf_model_l
                 return cli_usage_error(verb, "%s: expected an integer in %ld..%ld", a, lims[k].lo, lims[k].hi);
             i++;
             if (dst[k]) *dst[k] = n;
-            else if (k == 5) c->threads = (int)n;
-            else if (k == 6) o->max_body = n;
+            else if (k == 4) c->threads = (int)n;
+            else if (k == 5) o->max_body = n;
             else o->max_pixels = n;
         } else if (!strcmp(a, "--host") || !strcmp(a, "--backbone")) {
             if (i + 1 >= argc) return cli_usage_error(verb, "option %s needs a value", a);
@@ -362,6 +449,10 @@ static int parse(int argc, char **argv, serve_opts *o, cli_common *c, uf_model_l
         } else if (!strcmp(a, "--threshold")) {
             if (i + 1 >= argc || !cli_parse_float(argv[i + 1], -1e30, 1e30, &o->thr))
                 return cli_usage_error(verb, "--threshold: expected a number");
+            i++;
+        } else if (!strcmp(a, "--timeout")) {
+            if (i + 1 >= argc || !cli_parse_float(argv[i + 1], 0.001, 86400, &o->timeout))
+                return cli_usage_error(verb, "--timeout: expected seconds in 0.001..86400");
             i++;
         } else if (!strcmp(a, "--allow-other-backbone")) {
             lp->allow_other_backbone = 1;
@@ -385,23 +476,22 @@ int cmd_serve(int argc, char **argv)
     cli_common c;
     cli_common_init(&c);
     uf_model_load_params lp = uf_model_load_default_params();
-    serve_opts o = {"127.0.0.1", NULL, -1, 0, 64, 64, 30, 32LL << 20, 64LL << 20, NAN};
+    serve_opts o = {"127.0.0.1", NULL, -1, 0, 64, 64, 32LL << 20, 64LL << 20, NAN, 30};
     int rc = parse(argc, argv, &o, &c, &lp);
     if (rc >= 0) return rc;
 
-    uf_set_threads(0);
     if (o.workers == 0) o.workers = uf_get_threads();
-    uf_set_threads(o.workers > 1 ? 1 : c.threads); /* K scorers at once: one thread each */
+    const int threads = o.workers > 1 ? 1 : c.threads; /* K scorers at once: one thread each */
     uf_set_max_pixels((size_t)o.max_pixels);
 
-    server sv = {.model_path = o.model, .queue_max = (int)o.queue, .timeout_s = (double)o.timeout,
-                 .max_body = (size_t)o.max_body};
+    server sv = {.model_path = o.model, .queue_max = (int)o.queue, .timeout_s = o.timeout,
+                 .max_body = (size_t)o.max_body, .max_conn = (int)o.max_conn};
     pthread_mutex_init(&sv.mu, NULL);
     pthread_cond_init(&sv.cv, NULL);
     struct MHD_Daemon *d = NULL;
     struct addrinfo *ai = NULL;
     rc = CLI_EXIT_RUNTIME;
-    if (uf_model_load(o.model, &lp, &sv.m) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
+    if (cli_model_load(o.model, &lp, &sv.m) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
     if (!isfinite(o.thr)) {
         uf_model_info mi;
         uf_model_get_info(sv.m, &mi);
@@ -409,8 +499,10 @@ int cmd_serve(int argc, char **argv)
     }
     sv.thr = o.thr;
     if (!(sv.scorers = calloc((size_t)o.workers, sizeof *sv.scorers))) { cli_error("out of memory"); goto done; }
-    for (sv.K = 0; sv.K < o.workers; sv.K++)
+    for (sv.K = 0; sv.K < o.workers; sv.K++) {
         if (uf_scorer_new(sv.m, &sv.scorers[sv.K]) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }
+        uf_scorer_set_threads(sv.scorers[sv.K], threads);
+    }
     sv.nfree = sv.K;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -431,9 +523,10 @@ int cmd_serve(int argc, char **argv)
                      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     d = MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL, on_request, &sv,
                          MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)o.max_conn,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv, MHD_OPTION_END);
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o.max_conn + CONN_MARGIN),
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ceil(o.timeout),
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &sv,
+                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, &sv, MHD_OPTION_END);
     if (!d) {
         cli_error("cannot listen on %s port %ld: %s", o.host, o.port, errno ? strerror(errno) : "libmicrohttpd failed");
         goto done;

@@ -76,7 +76,7 @@ int cmd_update(int argc, char **argv)
         goto done;
     }
     uf_model_info mi;
-    if (uf_model_load(model_path, &lp, &m) != UF_OK ||
+    if (cli_model_load(model_path, &lp, &m) != UF_OK ||
         (c.precision >= 0 && uf_model_set_precision(m, (uf_precision)c.precision) != UF_OK) ||
         (uf_model_get_info(m, &mi), uf_fitter_new(uf_model_backbone(m), &mi.params, &fit)) != UF_OK) {
         cli_error("%s", uf_errmsg());
@@ -87,7 +87,8 @@ int cmd_update(int argc, char **argv)
     if (!(batch = calloc((size_t)c.batch, sizeof *batch))) { cli_error("out of memory"); rc = CLI_EXIT_RUNTIME; goto done; }
     for (size_t b0 = 0; b0 < images.n; b0 += (size_t)c.batch) {
         int nb = (int)((images.n - b0) < (size_t)c.batch ? images.n - b0 : (size_t)c.batch);
-        int ok = cli_load_images(images.v + b0, nb, &mi.params.pre, batch);
+        int ok = cli_load_images_full(images.v + b0, nb, &mi.params.pre,
+                                      mi.params.rotations > 1, batch);
         uf_status s = ok == nb ? uf_fitter_add(fit, (const uf_image *const *)batch, nb) : UF_OK;
         for (int j = 0; j < nb; j++) uf_image_free(batch[j]);
         if (ok != nb || s != UF_OK) {

@@ -100,7 +100,7 @@ static int parse_args(int argc, char **argv, zs_opts *o)
             o->pos[o->npos++] = argv[i];
         }
     }
-    if (!o->c.backbone) return cli_usage_error(verb, "--backbone is required");
+    if (!cli_default_backbone(&o->c)) return CLI_EXIT_RUNTIME;
     if (o->npos == 0) return cli_usage_error(verb, "no images given");
     if (o->raw && !o->heat_dir) return cli_usage_error(verb, "--raw-maps needs --heatmap-dir");
     o->dp.pre = o->c.pre;
@@ -160,7 +160,7 @@ static bool score_and_print(const zs_opts *o, const cli_strings *images, char **
         for (size_t k = 0; ok && k < nc; k++) {
             size_t i = c0 + k;
             if (o->heat_dir)
-                ok = cli_write_maps(m, res[k].pixel_map, o->heat_dir, images->v[i], names[i],
+                ok = cli_write_maps(m, res[k].pixel_map, o->heat_dir, images->v[i], NULL, names[i],
                                     &style, res[k].score, o->raw, inputs, mo);
             cli_print_result(o->json, images->v[i], res[k].score, o->thr,
                              o->heat_dir ? mo : NULL);
@@ -183,7 +183,6 @@ int cmd_zeroshot(int argc, char **argv)
     }
     rc = CLI_EXIT_RUNTIME;
     cli_threads_init(&o.c);
-    uf_set_threads(o.c.threads); /* the zeroshot set's scorer takes the library default */
     cli_strings images = {0};
     char **names = NULL;
     uf_inputs *inputs = NULL;
@@ -206,6 +205,7 @@ int cmd_zeroshot(int argc, char **argv)
         cli_error("%s: %s", o.c.backbone, uf_errmsg());
         goto done;
     }
+    uf_zeroshot_set_threads(z, o.c.threads);
     if (add_images(&o, &images, z) && score_and_print(&o, &images, names, inputs, z)) rc = 0;
 done:
     for (size_t i = 0; names && i < images.n; i++) free(names[i]);

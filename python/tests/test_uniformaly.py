@@ -80,6 +80,9 @@ def test_version_and_struct_layouts():
     assert (d["resize"], d["crop"], d["pad_to"], d["interp"]) == (256, 224, 0, "bilinear")
     assert np.array_equal(np.float32(d["mean"]), np.float32([0.485, 0.456, 0.406]))
     assert np.array_equal(np.float32(d["std"]), np.float32([0.229, 0.224, 0.225]))
+    e = uf.lib.uf_eval_default_params()  # the evaluation structs
+    assert (e.cluster_restarts, e.cluster_max_iter, e.gt_threshold, e.max_fpr, e.batch) == (10, 300, 0.5, 0.3, 8)
+    assert e.detector.layer_last == 10 and e.keep == 0 and e.multi_class == 0 and not e.progress
 
 
 def test_fit_and_predict_equal_the_cli(tiny, tmp_path):
@@ -209,3 +212,115 @@ def test_bottle_equals_the_cli(tmp_path):
     assert_same(m.predict(some), expected_maps)
     labels = [0 if "/good/" in p else 1 for p in test]
     assert uf.auroc([s for s, _ in expected], labels) > 0.8
+
+
+# ---- the evaluation API (uniformaly.evaluate = uf_eval_run) against `uniformaly eval` ----
+
+MVTEC = os.path.join(ROOT, "tests/data/dataset/mvtec")
+EVAL_KEYS = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "pixel_f1_max", "f1_threshold",
+             "pixel_f1_threshold", "n_train", "bank_size", "bank_size_full")
+
+
+def cli_eval(tmp, *flags):
+    """results.json and the scores.csv rows of `uniformaly eval --dataset mvtec` on the
+    fixture dataset."""
+    cli("eval", "--dataset", "mvtec", "--root", MVTEC, "--quiet", "--out", tmp, *flags)
+    res = json.load(open(os.path.join(tmp, "results.json")))
+    rows = [l.split(",") for l in open(os.path.join(tmp, "scores.csv")).read().splitlines()[1:]]
+    return res, rows
+
+
+def assert_eval_equal(ev, res, rows):
+    assert res["status"] == "complete"
+    assert [r.name for r in ev.rows] == list(res["categories"])
+    for r in ev.rows:
+        want = res["categories"][r.name]
+        assert r.finished and r.n_test == want["n_test"] and r.n_test_anomalous == want["n_test_anomalous"]
+        for k in EVAL_KEYS:
+            assert r.figures[k] == want.get(k), (r.name, k, r.figures[k], want.get(k))
+        mine = [(r.name, im, t, str(int(y)), f32(s))
+                for im, t, y, s in zip(r.images, r.types, r.labels, r.scores)]
+        theirs = [(c, im, t, y, f32(s)) for c, im, t, y, s in rows if c == r.name]
+        assert mine == theirs and len(mine) == r.n_test
+        if "clustering" in want:
+            cl = want["clustering"]
+            assert r.cluster_k == cl["k"] and r.cluster_n == cl["n"]
+            got = r.figures["cluster"]
+            assert [got["topk"][m] for m in ("nmi", "ari", "f1")] == [cl[m] for m in ("nmi", "ari", "f1")]
+            for v in ("all_patches", "max_patch"):
+                assert got[v] == {m: cl["variants"][v][m] for m in ("nmi", "ari", "f1")}
+    for k in ("image_auroc", "pixel_auroc", "aupro", "f1_max"):
+        assert ev.mean[k] == res["mean"][k], k
+
+
+def test_evaluate_equals_cli_eval(tmp_path):
+    """The tiny ViT on the MVTec-layout fixtures, with clustering: every figure of
+    results.json and every image score of scores.csv, exactly."""
+    res, rows = cli_eval(tmp_path, "--backbone", M1, *TINY_FLAGS, "--cluster")
+    ev = uf.evaluate("mvtec", MVTEC, backbone=M1, heads=3, cluster=True, **TINY)
+    assert_eval_equal(ev, res, rows)
+    assert len(rows) == 8 and len({r[4] for r in rows}) > 1  # scores differ: the check bites
+    assert ev.params["coreset"] == 0.5 and ev.coreset_source == res["settings"]["defaults"]["coreset"]
+    assert ev.backbone_sha256 == res["settings"]["backbone"]["sha256"]
+    a = ev["cat_a"]
+    assert list(a.labels) == [0, 0, 1, 1, 1] and a.pixel and a.scores.dtype == np.float32
+    assert a.paths[0].endswith("cat_a/test/good/000.png") and a.repeats[0]["seed"] == 0
+
+
+def test_evaluate_progress_cancel_and_errors():
+    stages = []
+    uf.evaluate("mvtec", MVTEC, backbone=M1, heads=3, categories=["cat_b"],
+                progress=lambda s, d, t: stages.append(s), **TINY)
+    assert any(s.startswith("cat_b: ") for s in stages)
+    with pytest.raises(uf.Error) as e:
+        uf.evaluate("mvtec", MVTEC, backbone=M1, heads=3, progress=lambda s, d, t: True, **TINY)
+    assert "cancelled" in str(e.value)
+    with pytest.raises(uf.Error) as e:
+        uf.evaluate("mvtec", MVTEC, backbone=M1, heads=3, categories=["nope"], **TINY)
+    assert "nope" in str(e.value) and "cat_a" in str(e.value)
+    with pytest.raises(uf.Error) as e:
+        uf.evaluate("no-such-kind", MVTEC, backbone=M1, heads=3, **TINY)
+    with pytest.raises(uf.Error):
+        uf.evaluate("mvtec", os.path.join(MVTEC, "missing"), backbone=M1, heads=3, **TINY)
+
+
+# ---- the bundled backbone: the default of fit, evaluate and Model.load, as in the CLI ----
+
+SMALL = dict(resize=72, crop=64)
+SMALL_FLAGS = ["--resize", "72", "--crop", "64"]
+
+
+def test_bundled_backbone_is_the_default(tmp_path):
+    bundled = uf.bundled_backbone()
+    assert bundled and os.path.basename(bundled) == "vit_tiny_patch16_224.fp16.safetensors"
+    cli("fit", *SMALL_FLAGS, "--quiet", "--out", tmp_path / "cli.ufm", *TRAIN)
+    expected = cli_predict(tmp_path / "cli.ufm", TEST, tmp_path / "maps")
+    m = uf.fit(images=TRAIN, **SMALL)
+    info = m.info
+    assert os.path.realpath(info["backbone_path"]) == os.path.realpath(bundled)
+    assert info["params"]["mean"] == (0.5, 0.5, 0.5) and info["params"]["std"] == (0.5, 0.5, 0.5)
+    assert_same(m.predict(TEST), expected)
+    m4 = uf.fit(None, TRAIN, mean=(.4, .4, .4), **SMALL)  # a given mean wins
+    assert np.float32(m4.info["params"]["mean"][0]) == np.float32(0.4) and m4.info["params"]["std"] == (.5, .5, .5)
+    # evaluate without a backbone equals `uniformaly eval` without --backbone
+    res, rows = cli_eval(tmp_path / "ev", *SMALL_FLAGS, "--category", "cat_a")
+    assert_eval_equal(uf.evaluate("mvtec", MVTEC, categories=["cat_a"], **SMALL), res, rows)
+
+
+def test_model_load_falls_back_to_the_bundled_backbone(tmp_path):
+    """A model whose recorded checkpoint is gone loads with the bundled file when it is the
+    same file (sha256), and not with a different one."""
+    copy = tmp_path / "vit_tiny_patch16_224.fp16.safetensors"
+    copy.write_bytes(open(uf.bundled_backbone(), "rb").read())
+    m = uf.fit(str(copy), TRAIN, mean=(.5, .5, .5), std=(.5, .5, .5), **SMALL)
+    m.save(tmp_path / "m.ufm")
+    want = f32(m.predict(TEST[1]).score)
+    copy.unlink()
+    assert f32(uf.Model.load(tmp_path / "m.ufm").predict(TEST[1]).score) == want
+    other = tmp_path / "m1.safetensors"
+    other.write_bytes(open(M1, "rb").read())
+    uf.fit(str(other), TRAIN, heads=3, **TINY).save(tmp_path / "g.ufm")
+    other.unlink()
+    with pytest.raises(uf.Error) as e:
+        uf.Model.load(tmp_path / "g.ufm")
+    assert "m1.safetensors" in str(e.value) and e.value.status_name == "i/o error"

@@ -8,11 +8,14 @@ during every library call, so several threads score one model at once (each thre
 its own scorer).
 
     import uniformaly
+    m = uniformaly.fit(images="bottle/train/good")   # the bundled ViT-Tiny/16, mean/std 0.5
     m = uniformaly.fit("vit.safetensors", "bottle/train/good", mean=(.5, .5, .5), std=(.5, .5, .5))
     m.save("bottle.ufm")
     m = uniformaly.Model.load("bottle.ufm")
     r = m.predict("part.png")          # or an HxWx3 uint8 array, bytes, or a list of them
     r.score, r.anomalous, r.map        # float, bool/None, float32 [H][W]
+    ev = uniformaly.evaluate("mvtec", "mvtec_ad", categories=["bottle"])   # uf_eval_run
+    ev.mean["image_auroc"], ev["bottle"].scores  # figures, per-image scores
 """
 import ctypes
 import os
@@ -24,10 +27,11 @@ import numpy as np
 from . import _native
 from ._native import lib
 
-__all__ = ["Error", "Backbone", "Model", "Result", "fit", "load_image", "list_images",
-           "draw_shots", "auroc", "set_threads", "get_threads", "version", "__version__"]
+__all__ = ["Error", "Backbone", "Model", "Result", "fit", "evaluate", "Evaluation", "EvalRow",
+           "bundled_backbone", "load_image", "list_images", "draw_shots", "auroc",
+           "set_threads", "get_threads", "version", "__version__"]
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 
 class Error(Exception):
@@ -165,11 +169,27 @@ def auroc(scores, labels):
 
 # ---- backbone and parameters -----------------------------------------------------------
 
-class Backbone:
-    """A Vision Transformer loaded from a checkpoint (.pth or .safetensors). Immutable;
-    shared by every model fitted with it."""
+def bundled_backbone():
+    """Path of the backbone that ships with uniformaly (the ImageNet ViT-Tiny/16, FP16; see
+    NOTICE), found as the CLI finds it: $UNIFORMALY_BACKBONE, else share/uniformaly beside
+    the installed library, else the source tree's models/. None if it is not there."""
+    return _native.bundled_backbone()
 
-    def __init__(self, path, heads=0):
+
+class Backbone:
+    """A Vision Transformer loaded from a checkpoint (.pth or .safetensors); path None: the
+    bundled ViT-Tiny/16 (bundled_backbone()), whose inputs fit and evaluate then normalise
+    with mean/std 0.5 unless told otherwise. Immutable; shared by every model fitted with
+    it."""
+
+    def __init__(self, path=None, heads=0):
+        self.bundled = path is None
+        if path is None:
+            path = bundled_backbone()
+            if path is None:
+                raise Error(2, "uniformaly: no backbone given and the bundled backbone %s was "
+                               "not found (set UNIFORMALY_BACKBONE or pass a checkpoint)"
+                            % _native.BUNDLED_NAME)
         p = lib.uf_backbone_default_params()
         p.heads = int(heads or 0)
         h = ctypes.c_void_p()
@@ -192,9 +212,11 @@ class Backbone:
 
 _INTERP = {"bilinear": 0, "bicubic": 1, "lanczos": 2, "nearest": 3}
 _SAMPLER = {"greedy": 0, "random": 1}
+_FIT = {"auto": 0, "short": 1, "long": 2}
 # fit's keyword arguments, as the CLI's flags (--bpm-kernel -> bpm_kernel)
 _METHOD = ("bpm", "bpm_kernel", "bpm_lambda", "soft_mask", "rollout", "coreset", "seed", "knn",
-           "topk", "sigma")
+           "topk", "sigma", "cosine", "pca_mask", "pca_threshold", "rotations", "tile",
+           "tile_overlap")
 _PRE = ("resize", "crop", "pad_to")
 
 
@@ -209,7 +231,9 @@ def _params(kw):
     raise TypeError; values are checked by the library (uf_detector_params_check)."""
     p = lib.uf_detector_default_params()
     for k, v in kw.items():
-        if k == "layers":
+        if k == "layers" and v == "last":  # UF_LAYER_LAST: the backbone's last block
+            p.layer_first = p.layer_last = -1
+        elif k == "layers":
             a, b = (int(t) for t in (v.split("-") if isinstance(v, str) else v))
             p.layer_first, p.layer_last = a, b
         elif k in _METHOD:
@@ -218,6 +242,8 @@ def _params(kw):
             p.sampler = _choice(k, v, _SAMPLER)
         elif k == "interp":
             p.pre.interp = _choice(k, v, _INTERP)
+        elif k == "fit":
+            p.pre.fit = _choice(k, v, _FIT)
         elif k in _PRE:
             setattr(p.pre, k, int(v))
         elif k in ("mean", "std"):
@@ -233,11 +259,13 @@ def _params(kw):
 def _params_dict(p):
     inv_i = {v: k for k, v in _INTERP.items()}
     inv_s = {v: k for k, v in _SAMPLER.items()}
+    inv_f = {v: k for k, v in _FIT.items()}
     d = {"layers": (p.layer_first, p.layer_last), "sampler": inv_s.get(p.sampler, "?"),
-         "interp": inv_i.get(p.pre.interp, "?"), "mean": tuple(p.pre.mean), "std": tuple(p.pre.std)}
+         "interp": inv_i.get(p.pre.interp, "?"), "mean": tuple(p.pre.mean), "std": tuple(p.pre.std),
+         "fit": inv_f.get(p.pre.fit, "?")}
     d.update({k: getattr(p, k) for k in _METHOD})
     d.update({k: getattr(p.pre, k) for k in _PRE})
-    for k in ("bpm", "soft_mask", "rollout"):
+    for k in ("bpm", "soft_mask", "rollout", "cosine", "pca_mask"):
         d[k] = bool(d[k])
     return d
 
@@ -300,12 +328,21 @@ class Model:
     def load(cls, path, backbone=None, allow_other_backbone=False):
         """Load a model file (uniformaly fit / Model.save). backbone: a checkpoint path to
         use instead of the embedded or recorded one (same sha256 unless
-        allow_other_backbone)."""
+        allow_other_backbone). When the recorded checkpoint cannot be read, the bundled
+        backbone is tried: it is accepted only if it is the same file (sha256)."""
         p = lib.uf_model_load_default_params()
         p.backbone_path = os.fsencode(backbone) if backbone is not None else None
         p.allow_other_backbone = int(bool(allow_other_backbone))
         h = ctypes.c_void_p()
-        _check(lib.uf_model_load(os.fsencode(path), byref(p), byref(h)))
+        st = lib.uf_model_load(os.fsencode(path), byref(p), byref(h))
+        bundled = bundled_backbone() if st == 2 and backbone is None else None
+        if bundled:  # the recorded checkpoint is gone: the bundled one if it is the same file
+            msg = lib.uf_errmsg()
+            p.backbone_path, p.allow_other_backbone = os.fsencode(bundled), 0
+            if lib.uf_model_load(os.fsencode(path), byref(p), byref(h)) == 0:
+                return cls(_Handle(h, None))
+            raise Error(st, msg.decode("utf-8", "replace"))
+        _check(st)
         return cls(_Handle(h, None))
 
     def save(self, path, embed_backbone=False):
@@ -388,17 +425,31 @@ class Model:
         return out
 
 
-def fit(backbone, images, heads=0, batch=8, shots=None, threshold=None, **params):
-    """Fit a detector on normal images, as `uniformaly fit` does (same parameters, same
-    model): backbone is a Backbone or a checkpoint path (heads: attention heads if not
-    inferable); images a folder, a path, an HxWx3 uint8 array, bytes, or a list of them
-    (folders expanded as the CLI does). shots: train on that many images drawn with
-    `seed`, as --shots. params: layers=(3, 10), bpm, bpm_kernel, bpm_lambda, soft_mask,
-    rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, resize, crop,
-    pad_to, interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std. Returns a
-    Model."""
+def _backbone(backbone, heads, params):
+    """A Backbone from a Backbone, a path or None (the bundled one, with mean/std 0.5 put
+    into params unless given)."""
     if not isinstance(backbone, Backbone):
         backbone = Backbone(backbone, heads=heads)
+    if backbone.bundled:
+        params.setdefault("mean", (0.5, 0.5, 0.5))
+        params.setdefault("std", (0.5, 0.5, 0.5))
+    return backbone
+
+
+def fit(backbone=None, images=None, heads=0, batch=8, shots=None, threshold=None, **params):
+    """Fit a detector on normal images, as `uniformaly fit` does (same parameters, same
+    model): backbone is a Backbone, a checkpoint path or None for the bundled ViT-Tiny/16
+    (then mean/std 0.5 unless given, as the CLI without --backbone; heads: attention heads
+    if not inferable); images a folder, a path, an HxWx3 uint8 array, bytes, or a list of them
+    (folders expanded as the CLI does). shots: train on that many images drawn with
+    `seed`, as --shots. params: layers=(3, 10), bpm, bpm_kernel, bpm_lambda, soft_mask,
+    rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, tile,
+    tile_overlap, resize, crop, pad_to, fit ("auto"/"short"/"long"), interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std; the
+    AnomalyDINO parts: layers="last", cosine, pca_mask, pca_threshold, rotations (see
+    uf_detector_preset_anomalydino in the header for their values). Returns a Model."""
+    if images is None:
+        raise TypeError("uniformaly: fit needs images")
+    backbone = _backbone(backbone, heads, params)
     p = _params(params)
     _check(lib.uf_detector_params_check(byref(p), backbone._h))
     items = _expand(images)
@@ -419,3 +470,155 @@ def fit(backbone, images, heads=0, batch=8, shots=None, threshold=None, **params
     if threshold is not None:
         m.threshold = threshold
     return m
+
+
+# ---- evaluation (uf_eval_run) ----------------------------------------------------------
+
+def _figures(f):
+    """uf_eval_figures -> dict; NaN (undefined, not computed) -> None."""
+    def v(x):
+        return None if x != x else float(x)
+    d = {k: v(getattr(f, k)) for k, _ in _native.EvalFigures._fields_ if k != "cluster"}
+    d["cluster"] = {name: {m: v(getattr(f.cluster[i], m)) for m in ("nmi", "ari", "f1")}
+                    for i, name in enumerate(_native.EVAL_FEATURES)}
+    return d
+
+
+def _str(b):
+    return None if b is None else b.decode("utf-8", "replace")
+
+
+class EvalRow:
+    """One row of an evaluation: a category, or the multi-class "overall". figures: the
+    mean over repeats (dict: image_auroc, f1_max, f1_threshold, pixel_auroc, aupro,
+    pixel_f1_max, pixel_f1_threshold, cluster {topk, all_patches, max_patch: {nmi, ari,
+    f1}}, n_train, bank_size, bank_size_full, fit/extract/score_seconds; None where
+    undefined); std: their population std; repeats: [{"seed", "figures", "scores"}];
+    images / paths / types: the scored test images (names as in scores.csv, file paths or
+    None, defect type or class); labels: uint8 1 = anomalous; scores: float32 image scores
+    of the first repeat (None when the row has no scoring pass of its own)."""
+
+    def __init__(self, r, n_repeats):
+        self.name = _str(r.name)
+        self.category = r.category
+        self.n_test, self.n_test_anomalous = r.n_test, r.n_test_anomalous
+        self.pixel, self.clustering = bool(r.pixel), bool(r.clustering)
+        self.cluster_k, self.cluster_n = r.cluster_k, r.cluster_n
+        self.finished = r.n_done == n_repeats
+        self.figures, self.std = _figures(r.mean), _figures(r.std)
+        n = r.n_scored
+        self.images = [_str(r.items[i].name) for i in range(n)]
+        self.paths = [_str(r.items[i].path) for i in range(n)]
+        self.types = [_str(r.items[i].type) for i in range(n)]
+        self.labels = np.ctypeslib.as_array(r.labels, (n,)).copy() if n else np.zeros(0, np.uint8)
+        self.repeats = []
+        for k in range(r.n_done):
+            rep = r.repeats[k]
+            sc = np.ctypeslib.as_array(rep.scores, (n,)).copy() if rep.scores and n else None
+            self.repeats.append({"seed": rep.seed, "figures": _figures(rep.fig), "scores": sc})
+        self.scores = self.repeats[0]["scores"] if self.repeats else None
+        self.notes = _str(r.notes)
+
+    def __repr__(self):
+        return "EvalRow(%r, image_auroc=%r, pixel_auroc=%r)" % (
+            self.name, self.figures["image_auroc"], self.figures["pixel_auroc"])
+
+
+class Evaluation:
+    """What uniformaly.evaluate measured (uf_eval_result): rows (EvalRow per selected
+    category, in order; ev["bottle"] finds one by name), overall (multi-class) or None,
+    mean / std over the rows (figure dicts as EvalRow.figures), params (the settings used,
+    task defaults applied), coreset_source / preprocess_source (which rule set them),
+    repeats, backbone_path, backbone_sha256, seconds {fit, extract, score}."""
+
+    def __init__(self, r):
+        self.params = _params_dict(r.params)
+        self.coreset_source = _str(r.coreset_source)
+        self.preprocess_source = _str(r.preprocess_source)
+        self.repeats = r.repeats
+        self.rows = [EvalRow(r.rows[i], r.repeats) for i in range(r.n_rows)]
+        self.overall = EvalRow(r.overall.contents, r.repeats) if r.overall else None
+        self.mean, self.std = _figures(r.mean), _figures(r.std)
+        self.backbone_path = _str(r.backbone_path)
+        self.backbone_sha256 = _str(r.backbone_sha256)
+        self.seconds = {"fit": r.fit_seconds, "extract": r.extract_seconds,
+                        "score": r.score_seconds}
+
+    def __getitem__(self, name):
+        for row in self.rows + ([self.overall] if self.overall else []):
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def __repr__(self):
+        return "Evaluation(%s)" % ", ".join(repr(r) for r in self.rows)
+
+
+_KEEP = {"resize": 1, "crop": 2, "pad_to": 2, "interp": 4, "coreset": 8}  # UF_EVAL_KEEP_*
+_PROTOCOL = {"official": 0, "anomalous": 1}
+
+
+def evaluate(dataset, root, backbone=None, categories=None, multi_class=False, cluster=False,
+             cluster_protocol="official", shots=0, repeats=0, max_train=0, gt_threshold=0.5,
+             max_fpr=0.3, batch=8, threads=0, heads=0, progress=None, **params):
+    """Run the paper's protocols on a dataset, as `uniformaly eval` does (uf_eval_run; the
+    same figures and image scores as its results.json and scores.csv). dataset: "mvtec",
+    "btad", "mtd", "folder", "list", "cifar10", "cifar100", "mnist", "fashion-mnist",
+    "imagefolder"; root its folder. backbone: a Backbone, a checkpoint path or None (the
+    bundled ViT-Tiny/16 with mean/std 0.5 unless given). categories: names or indices (None:
+    all). cluster: False, True (K = the number of types) or K; cluster_protocol "official"
+    or "anomalous"; shots / repeats / max_train as --shots / --repeats / --max-train;
+    gt_threshold 0.5, or 1.0 for --gt-mode exact. params: the method and preprocessing
+    settings of fit; resize, crop, pad_to, interp and coreset given here override the task
+    defaults. progress(stage, done, total): called as the run advances; a true return
+    cancels it (Error "cancelled"). Returns an Evaluation; raises Error."""
+    backbone = _backbone(backbone, heads, params)
+    ep = lib.uf_eval_default_params()
+    ep.detector = _params(params)
+    ep.keep = 0
+    for k in params:
+        ep.keep |= _KEEP.get(k, 0)
+    ep.multi_class = int(bool(multi_class))
+    ep.cluster = 0 if cluster is False or cluster is None else (-1 if cluster is True else int(cluster))
+    ep.cluster_protocol = _choice("cluster_protocol", cluster_protocol, _PROTOCOL)
+    ep.shots, ep.repeats, ep.max_train = int(shots or 0), int(repeats or 0), int(max_train or 0)
+    ep.gt_threshold, ep.max_fpr = float(gt_threshold), float(max_fpr)
+    ep.batch, ep.threads = int(batch), int(threads)
+    failure = []
+
+    def on_progress(user, stage, done, total):
+        try:
+            return 1 if progress(stage.decode("utf-8", "replace"), done, total) else 0
+        except BaseException as e:  # raised again below, not lost in the C frame
+            failure.append(e)
+            return 1
+    cb = _native.ProgressFn(on_progress) if progress else _native.ProgressFn()
+    ep.progress = cb
+    kind = c_int()
+    _check(lib.uf_dataset_kind_from_name(str(dataset).encode(), byref(kind)))
+    ds = ctypes.c_void_p()
+    _check(lib.uf_dataset_open(kind.value, os.fsencode(root), byref(ds)))
+    res = POINTER(_native.EvalResult)()
+    try:
+        n = lib.uf_dataset_n_categories(ds)
+        if categories is None:
+            cats = list(range(n))
+        else:
+            cats = []
+            for c in ([categories] if isinstance(categories, (str, int)) else categories):
+                k = c if isinstance(c, int) else lib.uf_dataset_find_category(ds, str(c).encode())
+                if not 0 <= k < n:
+                    names = [_str(lib.uf_dataset_category(ds, j)) for j in range(min(n, 40))]
+                    raise Error(1, "%s: no category %r; valid: %s" % (os.fspath(root), c,
+                                                                       ", ".join(names)))
+                cats.append(k)
+        arr = (c_int * len(cats))(*cats)
+        st = lib.uf_eval_run(ds, backbone._h, arr, len(cats), byref(ep), byref(res))
+        if failure:
+            raise failure[0]
+        _check(st)
+        return Evaluation(res.contents)
+    finally:
+        if res:
+            lib.uf_eval_result_free(res)
+        lib.uf_dataset_free(ds)

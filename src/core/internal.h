@@ -154,9 +154,17 @@ typedef struct uf__block_weights {
                                h*hd..(h+1)*hd-1 of each                                   */
     float *proj_w, *proj_b; /* [D][D], [D] */
     float *ln2_w, *ln2_b;   /* [D]        */
-    float *fc1_w, *fc1_b;   /* [M][D], [M] */
+    float *fc1_w, *fc1_b;   /* [M][D], [M]; SwiGLU: [2M][D], [2M] (x1 rows, then x2) */
     float *fc2_w, *fc2_b;   /* [D][M], [D] */
+    /* DINOv2 LayerScale (ls1/ls2.gamma) is folded into proj and fc2 at load time:
+     * gamma * (W a + b) == (diag(gamma) W) a + gamma b, so the forward needs nothing more */
 } uf__block_weights;
+
+/* How the trained positional grid is resampled to another grid (vit.c, pos_prepare):
+ * DINO / DINOv2 without registers: bicubic (A = -0.75), scale factor (g + 0.1) / G;
+ * Hugging Face Dinov2Model: bicubic to the exact size; DINOv2 with registers (official and
+ * Hugging Face): antialiased bicubic (a = -0.5, PyTorch antialias=True) to the exact size. */
+enum { UF__POS_OFFSET = 0, UF__POS_EXACT = 1, UF__POS_EXACT_AA = 2 };
 
 typedef struct uf__vit_weights {
     int dim;          /* D                                   */
@@ -167,12 +175,17 @@ typedef struct uf__vit_weights {
     int grid_h, grid_w; /* trained positional grid           */
     int n_classes;    /* 0 if no head                        */
     float ln_eps;
+    int n_reg;        /* register tokens (DINOv2 with registers), 0 if none */
+    int swiglu;       /* 1: the MLP is SwiGLU, hidden = silu(x1) * x2 (DINOv2 giant) */
+    int layerscale;   /* 1: the file had LayerScale (folded into proj and fc2) */
+    int pos_interp;   /* UF__POS_* */
     float *mem;       /* the single allocation every pointer below points into */
     size_t n_floats;  /* floats in mem */
     float *patch_w;   /* [D][3][P][P] */
     float *patch_b;   /* [D]          */
     float *cls;       /* [D]          */
     float *pos;       /* [1 + grid_h*grid_w][D], row 0 for CLS */
+    float *reg;       /* [n_reg][D] register tokens (no positional embedding), or NULL */
     uf__block_weights *blocks; /* [depth], separate small allocation */
     float *norm_w, *norm_b;    /* [D] final LayerNorm */
     float *head_w, *head_b;    /* [n_classes][D], [n_classes], NULL if no head */
@@ -258,6 +271,15 @@ void uf__sha256_free(uf__sha256_ctx *c);
  * padding) and the pad_to canvas, as a new [S][S][3] image; p may be NULL for defaults.
  * uf_preprocess_image's output is ((float)v / 255 - mean) / std of this. */
 uf_status uf__preprocess_u8(const uf_image *img, const uf_preprocess *p, uf_image **out);
+
+/* A PNG of img (8-bit RGB) in memory (src/io/pngfast.c): *out malloc'd, *len bytes.
+ * Errors: UF_ERR_LIMIT, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf__png_encode(const uf_image *img, uint8_t **out, size_t *len);
+
+/* img rotated by `degrees` about its centre into a new image of the same size (*out, free
+ * with uf_image_free), as AnomalyDINO's rotate_image (cv2.warpAffine, bilinear,
+ * BORDER_REFLECT_101; see rotate.c). Errors: UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf__image_rotate(const uf_image *img, double degrees, uf_image **out);
 
 /* Overlay drawing (src/io/imgout.c, src/io/annotate.c). uf__jet_colors: rgb[n][3] the
  * overlay's jet colours of t[n] in [0, 1]. The drawing calls clip at the image border. */

@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK 8 /* images per backbone call */
+#define CHUNK 8      /* images per backbone call                       */
+#define TILE_BATCH 8 /* tiles of one image per backbone call (tiling)  */
 
 /* ---- settings ------------------------------------------------------------------------ */
 
@@ -43,7 +44,33 @@ uf_detector_params uf_detector_default_params(void)
     p.topk = 0.05;
     p.sigma = 4.0;
     p.pre = uf_preprocess_default();
+    p.cosine = 0;
+    p.pca_mask = 0;
+    p.pca_threshold = 10.0f;
+    p.rotations = 1;
     return p;
+}
+
+void uf_detector_preset_anomalydino(uf_detector_params *p)
+{
+    if (!p) return;
+    p->layer_first = p->layer_last = UF_LAYER_LAST; /* get_intermediate_layers(x)[0]: n=1 */
+    p->cosine = 1;        /* knn_metric "L2_normalized"                                  */
+    p->knn = 1;           /* k_neighbors 1                                               */
+    p->topk = 0.01;       /* mean_top1p                                                  */
+    p->bpm = 0;           /* masking only for the objects of their masking_default       */
+    p->soft_mask = 0;
+    p->pca_mask = 0;
+    p->pca_threshold = 10.0f; /* compute_background_mask(..., threshold=10)              */
+    p->coreset = 1.0;     /* the whole memory bank                                       */
+    p->rotations = 8;     /* augment_image: angles 0, 45, ..., 315                      */
+}
+
+/* The block numbers p asks for on a backbone of `depth` blocks (UF_LAYER_LAST resolved). */
+static void resolve_layers(uf_detector_params *p, int depth)
+{
+    if (p->layer_first == UF_LAYER_LAST && p->layer_last == UF_LAYER_LAST)
+        p->layer_first = p->layer_last = depth;
 }
 
 /* The whole-image geometry (uf_preprocess: crop 0 without pad_to): each image runs on its
@@ -53,9 +80,18 @@ static bool whole_image(const uf_preprocess *pre) { return pre->crop == 0 && pre
 uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbone *bb)
 {
     if (!p) return uf__err(UF_ERR_ARG, "detector params: NULL");
-    if (p->layer_first < 1 || p->layer_last < p->layer_first || p->layer_last > 64)
-        return uf__err(UF_ERR_ARG, "layers %d-%d: need 1 <= first <= last <= 64",
-                       p->layer_first, p->layer_last);
+    const bool last = p->layer_first == UF_LAYER_LAST && p->layer_last == UF_LAYER_LAST;
+    if (!last && (p->layer_first < 1 || p->layer_last < p->layer_first || p->layer_last > 64))
+        return uf__err(UF_ERR_ARG, "layers %d-%d: need 1 <= first <= last <= 64, or both "
+                       "UF_LAYER_LAST (-1)", p->layer_first, p->layer_last);
+    if ((p->cosine != 0 && p->cosine != 1) || (p->pca_mask != 0 && p->pca_mask != 1))
+        return uf__err(UF_ERR_ARG, "cosine and pca_mask must be 0 or 1");
+    if (p->pca_mask && p->bpm)
+        return uf__err(UF_ERR_ARG, "pca_mask replaces BPM: turn bpm off to use it");
+    if (!isfinite(p->pca_threshold))
+        return uf__err(UF_ERR_ARG, "pca threshold %g: must be finite", p->pca_threshold);
+    if (p->rotations < 1 || p->rotations > 360)
+        return uf__err(UF_ERR_ARG, "rotations %d: must be 1..360", p->rotations);
     if ((p->bpm != 0 && p->bpm != 1) || (p->soft_mask != 0 && p->soft_mask != 1) ||
         (p->rollout != 0 && p->rollout != 1))
         return uf__err(UF_ERR_ARG, "bpm, soft_mask and rollout must be 0 or 1");
@@ -90,14 +126,32 @@ uf_status uf_detector_params_check(const uf_detector_params *p, const uf_backbon
     for (int c = 0; c < 3; c++)
         if (!isfinite(p->pre.mean[c]) || !isfinite(p->pre.std[c]) || p->pre.std[c] == 0)
             return uf__err(UF_ERR_ARG, "preprocessing: mean/std must be finite, std nonzero");
+    if ((unsigned)p->pre.fit > (unsigned)UF_FIT_LONG)
+        return uf__err(UF_ERR_ARG, "preprocessing: unknown fit %d", (int)p->pre.fit);
+    if (p->pre.fit == UF_FIT_SHORT && whole_image(&p->pre))
+        return uf__err(UF_ERR_ARG, "preprocessing: fit short needs a crop or pad_to (crop 0 "
+                       "alone fits the longer side to resize)");
+    if (p->tile < 0 || p->tile_overlap < 0 || (p->tile == 0 && p->tile_overlap != 0) ||
+        (p->tile > 0 && p->tile_overlap >= p->tile))
+        return uf__err(UF_ERR_ARG, "tile %d, tile_overlap %d: need tile >= 0 (0 = off) and "
+                       "0 <= tile_overlap < tile", p->tile, p->tile_overlap);
+    if (p->tile > 0 && !whole_image(&p->pre))
+        return uf__err(UF_ERR_ARG, "tile %d: tiling needs the whole-image geometry (crop 0, "
+                       "no pad_to)", p->tile);
+    if (p->tile > UF__MAX_INPUT_SIDE)
+        return uf__err(UF_ERR_ARG, "tile %d is above the limit of %d pixels", p->tile,
+                       UF__MAX_INPUT_SIDE);
     if (!bb) return UF_OK;
-    if (p->layer_last > bb->w.depth)
+    if (!last && p->layer_last > bb->w.depth) /* the last block exists in every backbone */
         return uf__err(UF_ERR_ARG,
                        "layers %d-%d need a backbone with at least %d blocks; this one has %d",
                        p->layer_first, p->layer_last, p->layer_last, bb->w.depth);
     if (S < bb->w.patch)
         return uf__err(UF_ERR_ARG, "input size %d is smaller than the patch size %d", S,
                        bb->w.patch);
+    if (p->tile % bb->w.patch != 0 || p->tile_overlap % bb->w.patch != 0)
+        return uf__err(UF_ERR_ARG, "tile %d, tile_overlap %d: both must be multiples of the "
+                       "patch size %d", p->tile, p->tile_overlap, bb->w.patch);
     if (whole_image(&p->pre) && p->pre.resize % bb->w.patch != 0)
         return uf__err(UF_ERR_ARG, "crop 0 (the whole image) needs resize %d to be a multiple "
                        "of the patch size %d", p->pre.resize, bb->w.patch);
@@ -125,6 +179,13 @@ typedef struct extractor {
     float *sub_map;    /* [Np] smoothed BPM map on its own grid                       */
     uint8_t *sub_mask; /* [Np]                                                        */
     int sgh[CHUNK], sgw[CHUNK]; /* each image's own grid                             */
+    /* tiling only (p.tile > 0; NULL otherwise) */
+    float *tile_pixels; /* [TILE_BATCH][3][tile][tile]                                */
+    float *tile_blocks; /* [n_sel][TILE_BATCH][tNp][D]                                */
+    float *tile_attn;   /* [TILE_BATCH][tNp]                                          */
+    int *tile_cnt;      /* [Np] tiles covering each patch of the own grid             */
+    int *tile_pos;      /* [2][gh + 1] tile starts along y, then x                     */
+    bool tiled[CHUNK];  /* image b ran in tiles: attn[b] holds its stitched BPM map    */
 } extractor;
 
 /* Threads of this fitter's or scorer's calls. */
@@ -152,6 +213,11 @@ static void extractor_free(extractor *e)
     free(e->sub_blocks);
     free(e->sub_map);
     free(e->sub_mask);
+    free(e->tile_pixels);
+    free(e->tile_blocks);
+    free(e->tile_attn);
+    free(e->tile_cnt);
+    free(e->tile_pos);
     memset(e, 0, sizeof *e);
 }
 
@@ -160,6 +226,7 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
     memset(e, 0, sizeof *e);
     e->bb = bb;
     e->p = *p;
+    resolve_layers(&e->p, bb->w.depth);
     e->S = uf_preprocess_size(&p->pre);
     e->gh = e->gw = e->S / bb->w.patch;
     e->D = bb->w.dim;
@@ -185,8 +252,19 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
         e->sub_map = malloc(Np * sizeof(float));
         e->sub_mask = malloc(Np);
     }
+    bool tl = sub && p->tile > 0 && p->tile < e->S;
+    if (tl) { /* a tile is at most tile x tile and smaller than the canvas */
+        size_t T = (size_t)p->tile, tNp = (T / bb->w.patch) * (T / bb->w.patch);
+        e->tile_pixels = malloc((size_t)TILE_BATCH * 3 * T * T * sizeof(float));
+        e->tile_blocks = malloc((size_t)TILE_BATCH * tNp * D * (size_t)e->n_sel * sizeof(float));
+        e->tile_attn = malloc((size_t)TILE_BATCH * tNp * sizeof(float));
+        e->tile_cnt = malloc(Np * sizeof(int));
+        e->tile_pos = malloc(2 * ((size_t)e->gh + 1) * sizeof(int));
+    }
     if (!e->pixels || !e->blocks || !e->attn || !e->feats || !e->smooth || !e->mask ||
-        (sub && (!e->sub_pixels || !e->sub_blocks || !e->sub_map || !e->sub_mask))) {
+        (sub && (!e->sub_pixels || !e->sub_blocks || !e->sub_map || !e->sub_mask)) ||
+        (tl && (!e->tile_pixels || !e->tile_blocks || !e->tile_attn || !e->tile_cnt ||
+                !e->tile_pos))) {
         extractor_free(e);
         return uf__err(UF_ERR_NOMEM, "out of memory for the detector's buffers");
     }
@@ -234,6 +312,104 @@ static uf_status check_rows(const float *F, int n, int Np, int D, int base, int 
     return UF_OK;
 }
 
+int uf__tile_starts(int n, int tile, int overlap, int *starts)
+{
+    if (n <= tile) {
+        if (starts) starts[0] = 0;
+        return 1;
+    }
+    const int step = tile - overlap;
+    int k = 0;
+    for (int s0 = 0;; s0 += step) {
+        if (s0 + tile >= n) { /* the last tile ends at the edge */
+            if (starts) starts[k] = n - tile;
+            return k + 1;
+        }
+        if (starts) starts[k] = s0;
+        k++;
+    }
+}
+
+/* Tiling (p.tile): image b's own window e->sub_pixels ([3][H][W], H x W larger than one
+ * tile) runs as tile x tile windows (th x tw when a side is shorter), TILE_BATCH per
+ * backbone call, each window at the backbone's own scale. Every window's patch tokens are
+ * summed into the image's rows of e->blocks (row stride e->gw, zeroed first) and divided
+ * by the number of windows covering the patch: the average, so each location stays one
+ * patch. Average rather than max: tokens are vectors (a max per channel is no token), and
+ * averaging keeps an overlap patch's feature - and hence its score - an estimate of the
+ * same kind as a patch seen by one window, so overlaps are not biased upwards. The BPM map
+ * is computed per window (normalised by the window's own maximum) and averaged the same
+ * way into e->attn[b] (compact gh x gw); own_grid_masks thresholds it. */
+static uf_status forward_tiles(extractor *e, int b, int n, int H, int W,
+                               const uf_forward_request *req)
+{
+    const int P = e->bb->w.patch, T = e->p.tile, O = e->p.tile_overlap, D = e->D;
+    const int th = H < T ? H : T, tw = W < T ? W : T, tgh = th / P, tgw = tw / P;
+    const int gh = H / P, gw = W / P, tNp = tgh * tgw, Np = e->Np;
+    int *ys = e->tile_pos, *xs = e->tile_pos + e->gh + 1;
+    const int ny = uf__tile_starts(H, T, O, ys), nx = uf__tile_starts(W, T, O, xs);
+    const size_t per_img = (size_t)Np * (size_t)D, blk_stride = per_img * (size_t)n;
+    const size_t tplane = 3 * (size_t)th * (size_t)tw, trow = (size_t)tNp * (size_t)D;
+    float *map = e->attn + (size_t)b * Np; /* [gh][gw] compact: the stitched BPM map */
+    for (int l = 0; l < e->n_sel; l++)
+        memset(e->blocks + (size_t)l * blk_stride + (size_t)b * per_img, 0,
+               per_img * sizeof(float));
+    memset(e->tile_cnt, 0, (size_t)gh * gw * sizeof(int));
+    memset(map, 0, (size_t)gh * gw * sizeof(float));
+    for (int t0 = 0; t0 < nx * ny; t0 += TILE_BATCH) {
+        const int nt = nx * ny - t0 < TILE_BATCH ? nx * ny - t0 : TILE_BATCH;
+        for (int t = 0; t < nt; t++) { /* cut the windows, row-major tile order */
+            const int y0 = ys[(t0 + t) / nx], x0 = xs[(t0 + t) % nx];
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < th; y++)
+                    memcpy(e->tile_pixels + t * tplane + ((size_t)c * th + y) * tw,
+                           e->sub_pixels + ((size_t)c * H + y0 + y) * W + x0,
+                           (size_t)tw * sizeof(float));
+        }
+        uf_forward_output out = {.blocks = e->tile_blocks,
+                                 .attn = req->attn_block ? e->tile_attn : NULL};
+        /* blocks come back as [n_sel][nt][tNp][D] */
+        uf_status st = uf_forward(e->sess, e->tile_pixels, nt, th, tw, req, &out);
+        if (st != UF_OK) return st;
+        for (int t = 0; t < nt; t++) {
+            const int py = ys[(t0 + t) / nx] / P, px = xs[(t0 + t) % nx] / P;
+            for (int l = 0; l < e->n_sel; l++) {
+                float *dst = e->blocks + (size_t)l * blk_stride + (size_t)b * per_img;
+                const float *src = e->tile_blocks + ((size_t)l * nt + t) * trow;
+                for (int y = 0; y < tgh; y++)
+                    for (int x = 0; x < tgw; x++) {
+                        float *d = dst + ((size_t)(py + y) * e->gw + px + x) * D;
+                        const float *s0 = src + ((size_t)y * tgw + x) * D;
+                        for (int j = 0; j < D; j++) d[j] += s0[j];
+                    }
+            }
+            if (req->attn_block) { /* BPM of this window, on its own grid */
+                st = uf__bpm(e->tile_attn + (size_t)t * tNp, tgh, tgw, e->p.bpm_kernel,
+                             e->p.bpm_lambda, e->sub_map, e->sub_mask);
+                if (st != UF_OK) return st;
+            }
+            for (int y = 0; y < tgh; y++)
+                for (int x = 0; x < tgw; x++) {
+                    const size_t i = (size_t)(py + y) * gw + px + x;
+                    e->tile_cnt[i]++;
+                    if (req->attn_block) map[i] += e->sub_map[y * tgw + x];
+                }
+        }
+    }
+    for (int y = 0; y < gh; y++)
+        for (int x = 0; x < gw; x++) {
+            const int c = e->tile_cnt[y * gw + x]; /* >= 1: the tiles cover the window */
+            map[y * gw + x] /= (float)c;
+            for (int l = 0; l < e->n_sel; l++) {
+                float *d = e->blocks + (size_t)l * blk_stride + (size_t)b * per_img +
+                           ((size_t)y * e->gw + x) * D;
+                for (int j = 0; j < D; j++) d[j] /= (float)c;
+            }
+        }
+    e->tiled[b] = true;
+    return UF_OK;
+}
+
 /* The whole-image geometry: run the backbone on each image's own patch grid (ceil(w / P) x
  * ceil(h / P) patches of its window at the canvas's top-left, edge pixels repeated into the
  * part of the last patches beyond the image; a non-square grid, with the
@@ -247,6 +423,7 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
     const size_t plane = 3 * (size_t)S * (size_t)S, per_img = (size_t)Np * (size_t)D;
     const size_t blk_stride = per_img * (size_t)n; /* blocks is [n_sel][n][Np][D] */
     for (int b = 0; b < n; b++) {
+        e->tiled[b] = false;
         int rw, rh;
         uf_preprocess_geometry(&e->p.pre, imgs[b]->width, imgs[b]->height, &rw, &rh, NULL, NULL);
         rw = rw < 1 ? 1 : rw > S ? S : rw;
@@ -268,6 +445,11 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
                 memcpy(row, src + ((size_t)c * S + sy) * S, (size_t)rw * sizeof(float));
                 for (int x = rw; x < W; x++) row[x] = row[rw - 1];
             }
+        if (e->tile_pixels && (H > e->p.tile || W > e->p.tile)) {
+            uf_status st = forward_tiles(e, b, n, H, W, req);
+            if (st != UF_OK) return st;
+            continue;
+        }
         uf_forward_output out = {.blocks = e->sub_blocks,
                                  .attn = req->attn_block ? e->attn + (size_t)b * Np : NULL};
         uf_status st = uf_forward(e->sess, e->sub_pixels, 1, H, W, req, &out);
@@ -289,7 +471,13 @@ static uf_status forward_own_grids(extractor *e, const uf_image *const *imgs, in
 static uf_status own_grid_masks(extractor *e, int b, float *sm, uint8_t *mk)
 {
     const int gh = e->sgh[b], gw = e->sgw[b];
-    if (e->p.bpm) {
+    if (e->p.bpm && e->tiled[b]) { /* stitched from the tiles' maps by forward_tiles */
+        const float *map = e->attn + (size_t)b * e->Np;
+        for (int i = 0; i < gh * gw; i++) {
+            e->sub_map[i] = map[i];
+            e->sub_mask[i] = map[i] > e->p.bpm_lambda;
+        }
+    } else if (e->p.bpm) {
         uf_status st = uf__bpm(e->attn + (size_t)b * e->Np, gh, gw, e->p.bpm_kernel,
                                e->p.bpm_lambda, e->sub_map, e->sub_mask);
         if (st != UF_OK) return st;
@@ -306,9 +494,12 @@ static uf_status own_grid_masks(extractor *e, int b, float *sm, uint8_t *mk)
 /* Features, BPM maps and masks of n <= CHUNK images into e->feats/smooth/mask. base is
  * the index of imgs[0] among the caller's total images, for the messages. An image whose
  * features are NaN, Inf or absurdly large (check_rows) is refused with UF_ERR_NONFINITE
- * naming it: it would otherwise be scored (or put in a bank) as Inf or NaN. */
+ * naming it: it would otherwise be scored (or put in a bank) as Inf or NaN. fit: the
+ * images are training images (the PCA mask, which AnomalyDINO applies to test images
+ * only, is then not computed). The masks come from the raw features; with cosine the
+ * features are L2-normalised after that (AnomalyDINO masks, then faiss.normalize_L2). */
 static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int base,
-                         int total)
+                         int total, bool fit)
 {
     char wb[32];
     const size_t plane = 3 * (size_t)e->S * (size_t)e->S;
@@ -371,7 +562,33 @@ static uf_status extract(extractor *e, const uf_image *const *imgs, int n, int b
         if (st != UF_OK) return st;
         if (e->p.soft_mask) memset(mk, 1, (size_t)e->Np); /* soft: nothing is dropped */
     }
+    if (e->p.pca_mask && !fit) {
+        uf_status stp[CHUNK];
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n < nth ? n : nth)
+        for (int b = 0; b < n; b++) /* the image's own grid in the whole-image geometry */
+            stp[b] = uf__pca_mask(e->feats + (size_t)b * per_img,
+                                  e->sub_pixels ? e->sgh[b] : e->gh,
+                                  e->sub_pixels ? e->sgw[b] : e->gw, e->gw, e->D,
+                                  e->p.pca_threshold, e->mask + (size_t)b * e->Np);
+        for (int b = 0; b < n; b++)
+            if (stp[b] != UF_OK) return uf__err(stp[b], "%s%s", which(wb, base + b, total),
+                                                "out of memory for the PCA mask");
+    }
+    if (e->p.cosine) {
+        const size_t rows = (size_t)n * (size_t)e->Np;
+#pragma omp parallel for schedule(static) num_threads(nth)
+        for (size_t r = 0; r < rows; r++) uf__l2_normalize(e->feats + r * (size_t)e->D, e->D);
+    }
     return UF_OK;
+}
+
+void uf__l2_normalize(float *x, int D)
+{
+    double sq = 0;
+    for (int c = 0; c < D; c++) sq += (double)x[c] * x[c];
+    if (!(sq > 0)) return; /* a zero row (padding) stays zero */
+    const double inv = 1.0 / sqrt(sq);
+    for (int c = 0; c < D; c++) x[c] = (float)(x[c] * inv);
 }
 
 /* ---- fitting ------------------------------------------------------------------------- */
@@ -423,24 +640,64 @@ static uf_status bank_reserve(uf_fitter *f, size_t extra)
     return UF_OK;
 }
 
+/* Extract c <= CHUNK images and append their foreground rows to the bank. */
+static uf_status add_chunk(uf_fitter *f, const uf_image *const *imgs, int c, int base, int total)
+{
+    const size_t D = (size_t)f->ex.D, Np = (size_t)f->ex.Np;
+    uf_status s = extract(&f->ex, imgs, c, base, total, true);
+    if (s == UF_OK) s = bank_reserve(f, (size_t)c * Np);
+    if (s != UF_OK) return s;
+    for (int b = 0; b < c; b++)
+        for (size_t i = 0; i < Np; i++)
+            if (f->ex.mask[(size_t)b * Np + i])
+                memcpy(f->bank + f->n++ * D, f->ex.feats + ((size_t)b * Np + i) * D,
+                       D * sizeof(float));
+    return UF_OK;
+}
+
+/* Image i with its rotations (rotate.c; AnomalyDINO's augment_image):
+ * the image itself, then rotated by 360 r / R degrees for r = 1..R-1, in that order. */
+static uf_status add_rotated(uf_fitter *f, const uf_image *img, int i, int total)
+{
+    const int R = f->ex.p.rotations;
+    uf_status s = UF_OK;
+    for (int r0 = 0; r0 < R && s == UF_OK; r0 += CHUNK) {
+        const int c = R - r0 < CHUNK ? R - r0 : CHUNK;
+        uf_image *rot[CHUNK] = {NULL};
+        const uf_image *v[CHUNK];
+        for (int k = 0; k < c && s == UF_OK; k++) {
+            const int r = r0 + k;
+            if (r == 0) v[k] = img;
+            else if ((s = uf__image_rotate(img, 360.0 * r / R, &rot[k])) == UF_OK) v[k] = rot[k];
+        }
+        if (s == UF_OK) s = add_chunk(f, v, c, 0, 1); /* messages name image i below */
+        for (int k = 0; k < c; k++) uf_image_free(rot[k]);
+    }
+    if (s != UF_OK && total > 1) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "image %d", i);
+        uf__err_prefix(s, pre);
+    }
+    return s;
+}
+
 uf_status uf_fitter_add(uf_fitter *f, const uf_image *const *imgs, int n)
 {
     if (!f || (n > 0 && !imgs) || n < 0) return uf__err(UF_ERR_ARG, "uf_fitter_add: bad arguments");
-    const size_t D = (size_t)f->ex.D, Np = (size_t)f->ex.Np;
     const size_t n0 = f->n; /* rolled back to on failure */
-    for (int c0 = 0; c0 < n; c0 += CHUNK) {
-        int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status s = extract(&f->ex, imgs + c0, c, c0, n);
-        if (s == UF_OK) s = bank_reserve(f, (size_t)c * Np);
-        if (s != UF_OK) {
-            f->n = n0;
-            return s;
+    uf_status s = UF_OK;
+    if (f->ex.p.rotations > 1) {
+        for (int i = 0; i < n && s == UF_OK; i++) {
+            if (!imgs[i]) s = uf__err(UF_ERR_ARG, "image %d is NULL", i);
+            else s = add_rotated(f, imgs[i], i, n);
         }
-        for (int b = 0; b < c; b++)
-            for (size_t i = 0; i < Np; i++)
-                if (f->ex.mask[(size_t)b * Np + i])
-                    memcpy(f->bank + f->n++ * D, f->ex.feats + ((size_t)b * Np + i) * D,
-                           D * sizeof(float));
+    } else {
+        for (int c0 = 0; c0 < n && s == UF_OK; c0 += CHUNK)
+            s = add_chunk(f, imgs + c0, n - c0 < CHUNK ? n - c0 : CHUNK, c0, n);
+    }
+    if (s != UF_OK) {
+        f->n = n0;
+        return s;
     }
     f->n_train += (size_t)n;
     return UF_OK;
@@ -558,6 +815,7 @@ uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, floa
         return s;
     }
     m->params = *p;
+    resolve_layers(&m->params, bb->w.depth);
     m->bb = bb;
     m->dim = bb->w.dim;
     m->n_bank = n_bank;
@@ -802,7 +1060,7 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
         return uf__err(UF_ERR_ARG, "uf_score_images: bad arguments");
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status st = extract(&s->ex, imgs + c0, c, c0, n);
+        uf_status st = extract(&s->ex, imgs + c0, c, c0, n, false);
         if (st == UF_OK)
             st = score_chunk(s, s->ex.feats, s->ex.smooth, s->ex.mask, c, c0, n, out + c0);
         if (st != UF_OK) return n > CHUNK ? uf__err_prefix(st, "scoring") : st;
@@ -818,7 +1076,7 @@ uf_status uf_scorer_extract(uf_scorer *s, const uf_image *const *imgs, int n, fl
     const size_t Np = (size_t)s->ex.Np, D = (size_t)s->ex.D;
     for (int c0 = 0; c0 < n; c0 += CHUNK) {
         int c = n - c0 < CHUNK ? n - c0 : CHUNK;
-        uf_status st = extract(&s->ex, imgs + c0, c, c0, n);
+        uf_status st = extract(&s->ex, imgs + c0, c, c0, n, false);
         if (st != UF_OK) return st;
         memcpy(feats + (size_t)c0 * Np * D, s->ex.feats, (size_t)c * Np * D * sizeof(float));
         memcpy(smooth + (size_t)c0 * Np, s->ex.smooth, (size_t)c * Np * sizeof(float));
@@ -872,6 +1130,56 @@ uf_status uf_model_map_to_image(const uf_model *m, const float *pixel_map, int w
     uf_status st = uf__upsample_bilinear(r, rh, rw, out, height, width);
     free(r);
     return st;
+}
+
+/* The part of the resized image (rw x rh) that network input pixels show, [*a, *b) along one
+ * side, by the public geometry (uf_preprocess_geometry): network pixel u shows resized pixel
+ * u + off; with pad_to only the placed crop (or image) of width cw, from (pad_to - cw) / 2. */
+static void shown_span(const uf_preprocess *p, int S, int off, int rn, int *a, int *b)
+{
+    int n0 = 0, n1 = S; /* network pixels holding the image (or the crop) */
+    if (p->pad_to > 0) {
+        const int cw = p->crop > 0 ? p->crop : rn;
+        n0 = (p->pad_to - cw) / 2;
+        n1 = n0 + cw;
+    }
+    *a = n0 + off > 0 ? n0 + off : 0;
+    *b = n1 + off < rn ? n1 + off : rn;
+}
+
+/* 1 for the original pixels along one side (n of them, rn after resizing) whose centre
+ * falls in the shown span [a, b) of the resized side. */
+static void shown_pixels(int n, int rn, int a, int b, uint8_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        const double c = ((double)i + 0.5) * rn / n; /* centre, resized coordinates */
+        out[i] = c >= a && c < b;
+    }
+}
+
+uf_status uf_model_inspected(const uf_model *m, int width, int height, uint8_t *out)
+{
+    if (!m || !out || width < 1 || height < 1)
+        return uf__err(UF_ERR_ARG, "uf_model_inspected: bad arguments");
+    const uf_preprocess *p = &m->params.pre;
+    const int S = uf_preprocess_size(p);
+    int rw, rh, left, top, x0, x1, y0, y1;
+    uf_preprocess_geometry(p, width, height, &rw, &rh, &left, &top);
+    if (rw < 1 || rh < 1 || S < 1) return uf__err(UF_ERR_ARG, "uf_model_inspected: bad geometry");
+    shown_span(p, S, left, rw, &x0, &x1);
+    shown_span(p, S, top, rh, &y0, &y1);
+    uint8_t *col = malloc((size_t)width + (size_t)height);
+    if (!col) return uf__err(UF_ERR_NOMEM, "out of memory");
+    uint8_t *row = col + width;
+    shown_pixels(width, rw, x0, x1, col);
+    shown_pixels(height, rh, y0, y1, row);
+    for (int y = 0; y < height; y++) {
+        uint8_t *o = out + (size_t)y * (size_t)width;
+        if (row[y]) memcpy(o, col, (size_t)width);
+        else memset(o, 0, (size_t)width);
+    }
+    free(col);
+    return UF_OK;
 }
 
 /* The patches a fitter collected, handed over for uf_model_update (update.c): *bank

@@ -40,6 +40,13 @@ struct uf_model {
 uf_status uf__model_new(const uf_backbone *bb, const uf_detector_params *p, float *bank,
                         size_t n_bank, size_t n_bank_full, size_t n_train, uf_model **out);
 
+/* Tiling (uf_detector_params.tile): the starts of the tiles along a side of n pixels,
+ * tile and overlap as in the params (n, tile and overlap multiples of the patch size):
+ * 0, step, 2 step, ... (step = tile - overlap) while a tile ends inside the side, then one
+ * tile ending at the edge (n - tile); a side n <= tile is one tile at 0. Writes starts
+ * (may be NULL; at most n / step + 2 entries) and returns their number. */
+int uf__tile_starts(int n, int tile, int overlap, int *starts);
+
 /* Hand a fitter's patches over (see detector.c). */
 void uf__fitter_take(uf_fitter *f, float **bank, size_t *n, size_t *n_train,
                      const uf_detector_params **p, const uf_backbone **bb, int *threads);

@@ -195,4 +195,23 @@ uf_status uf__upsample_bilinear(const float *src, int sh, int sw, float *dst, in
  * UF_ERR_NOMEM. Thread-safe on distinct buffers. */
 uf_status uf__gaussian_filter(float *img, int H, int W, double sigma, float *tmp);
 
+/* x [D] scaled to unit L2 norm (norm in double); a zero row stays zero. The cosine
+ * option's normalisation (detector.c). Thread-safe. */
+void uf__l2_normalize(float *x, int D);
+
+/* ==== PCA masking (pcamask.c) ======================================================== */
+
+/* Projections proj [gh*gw] (row-major over the grid) of the patch features on the first
+ * principal component of those patches: F holds gh rows of stride patches of D floats
+ * each, the first gw patches of each row used. Centred, sign: the projection of largest
+ * magnitude positive. Errors: UF_ERR_ARG, UF_ERR_NOMEM. Thread-safe. */
+uf_status uf__pca_first(const float *F, int gh, int gw, int stride, int D, double *proj);
+
+/* AnomalyDINO's foreground mask of one image from its features (layout as uf__pca_first):
+ * projection > threshold (negated when the central 60% keeps <= 35%), 3x3 dilation, 3x3
+ * closing; into mask [gh][stride] (the first gw of each row written). Errors: UF_ERR_ARG,
+ * UF_ERR_NOMEM. Thread-safe. */
+uf_status uf__pca_mask(const float *F, int gh, int gw, int stride, int D, float threshold,
+                       uint8_t *mask);
+
 #endif /* UF_KERNELS_H */

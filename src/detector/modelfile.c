@@ -6,12 +6,15 @@
  * deployed as one file. The format is a small binary frame around a JSON header, so the
  * settings stay readable with `head -c 4096 model.ufm` while the bank is raw float32.
  *
- * Format version 2 (all integers little-endian; version 1 is the same without the
- * "calibration" key, and still loads):
+ * Format version 4 (all integers little-endian; version 3 is the same without
+ * params.tile, params.tile_overlap and preprocess.fit, version 2 also without the
+ * AnomalyDINO params keys, version 1 also without "calibration"; all still load, the
+ * missing keys as their defaults). A model that uses none of the version-4 settings
+ * (tile 0, fit auto) is written as version 3, so builds from before them still read it:
  *
  *   offset  size  contents
  *   0       8     magic "UFMODEL\0"
- *   8       4     u32 format version (2)
+ *   8       4     u32 format version (4, or 3: see above)
  *   12      4     u32 reserved, 0
  *   16      8     u64 H: length of the JSON header in bytes
  *   24      H     the JSON header (UTF-8, no NUL)
@@ -35,9 +38,13 @@
  *   params           every field of uf_detector_params: layer_first, layer_last, bpm,
  *                    bpm_kernel, bpm_lambda, soft_mask, rollout, coreset,
  *                    sampler ("greedy" | "random"), seed (string), knn, topk, sigma,
+ *                    (version 3; optional, absent = the defaults) cosine, pca_mask,
+ *                    pca_threshold, rotations,
+ *                    (version 4; optional, 0 when absent) tile, tile_overlap,
  *                    preprocess {resize, crop, pad_to,
  *                                interp ("bilinear" | "bicubic" | "lanczos" | "nearest"),
- *                                mean [3], std [3]}
+ *                                mean [3], std [3],
+ *                                fit ("auto" | "short" | "long"; optional, "auto")}
  *   threshold        number, or null when no threshold is set (NaN)
  *   calibration      (version 2; optional) null, or {n_images, fpr_target (number or null),
  *                    fpr (number or null), image_min, image_mean, image_std, image_p50,
@@ -50,8 +57,8 @@
  *                     mlp_dim, grid_h, grid_w, n_classes, embedded (bool),
  *                     precision ("fp32" | "bf16"; optional, absent = "fp32": the
  *                     uf_precision scoring runs at; readers older than the key ignore
- *                     it and score in FP32, within the BF16 tolerance, so the format
- *                     version stays 2),
+ *                     it and score in FP32, close to BF16's scores, so the key does
+ *                     not change the format version),
  *                     data {offset, length}   only when the checkpoint bytes are embedded,
  *                     random {dim, depth, heads, patch, mlp_dim, grid, n_classes,
  *                             seed (string)}  only for format "random"}
@@ -102,7 +109,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MF_VERSION 2u                        /* 2: adds "calibration"; 1 still loads      */
+#define MF_VERSION 4u                        /* 4: tile, tile_overlap, fit; 3: AnomalyDINO
+                                                params; 2: "calibration"; older still load */
 #define MF_PREAMBLE 24                       /* magic + version + reserved + header length */
 #define MF_TRAILER 40                        /* sha256 + end marker                        */
 #define MF_ALIGN 64                          /* section alignment                          */
@@ -120,6 +128,7 @@ static const uint8_t mf_magic[8] = {'U', 'F', 'M', 'O', 'D', 'E', 'L', 0};
 static const uint8_t mf_end[8] = {'U', 'F', 'M', 'E', 'N', 'D', 0, 0};
 
 static const char *const interp_names[] = {"bilinear", "bicubic", "lanczos", "nearest"};
+static const char *const fit_names[] = {"auto", "short", "long"};
 
 /* Parameters of the random ViT that c describes (as uf_backbone_random builds it); no
  * overflow for any configuration the header parser accepts (dim <= 2^16, depth <= 64,
@@ -300,6 +309,12 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
         j_num(P, "knn", p->knn, &ok);
         j_num(P, "topk", p->topk, &ok);
         j_num(P, "sigma", p->sigma, &ok);
+        j_num(P, "cosine", p->cosine ? 1 : 0, &ok);
+        j_num(P, "pca_mask", p->pca_mask ? 1 : 0, &ok);
+        j_num(P, "pca_threshold", (double)p->pca_threshold, &ok);
+        j_num(P, "rotations", p->rotations, &ok);
+        j_num(P, "tile", p->tile, &ok);
+        j_num(P, "tile_overlap", p->tile_overlap, &ok);
         cJSON *Q = j_obj(P, "preprocess", &ok);
         if (Q) {
             j_num(Q, "resize", p->pre.resize, &ok);
@@ -308,6 +323,7 @@ static char *build_header(const uf_model *m, const mf_bbrec *r, int embed, size_
             j_str(Q, "interp", interp_names[p->pre.interp], &ok); /* checked by the caller */
             j_arr3(Q, "mean", p->pre.mean, &ok);
             j_arr3(Q, "std", p->pre.std, &ok);
+            j_str(Q, "fit", fit_names[p->pre.fit], &ok); /* checked by the caller */
         }
     }
     if (isfinite(m->threshold)) j_num(root, "threshold", (double)m->threshold, &ok);
@@ -452,6 +468,8 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     if ((unsigned)m->params.pre.interp > UF_INTERP_NEAREST)
         return uf__err(UF_ERR_ARG, "%s: unknown resampling filter %d", path,
                        (int)m->params.pre.interp);
+    if ((unsigned)m->params.pre.fit > UF_FIT_LONG)
+        return uf__err(UF_ERR_ARG, "%s: unknown fit %d", path, (int)m->params.pre.fit);
     if (uf_detector_params_check(&m->params, m->bb) != UF_OK)
         return uf__err_prefix(UF_ERR_ARG, path);
     if (m->n_bank < 1 || m->n_bank < (size_t)m->params.knn || m->n_bank > MF_MAX_ROWS ||
@@ -509,7 +527,9 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     /* preamble, header, padding, bank, padding, checkpoint bytes */
     uint8_t pre[MF_PREAMBLE];
     memcpy(pre, mf_magic, 8);
-    put_le32(pre + 8, MF_VERSION);
+    /* version 4 only when its settings are used: builds of version 3 read the rest */
+    const bool v4 = m->params.tile > 0 || m->params.pre.fit != UF_FIT_AUTO;
+    put_le32(pre + 8, v4 ? MF_VERSION : 3u);
     put_le32(pre + 12, 0);
     put_le64(pre + 16, hlen);
     w_bytes(&w, pre, sizeof pre);
@@ -673,6 +693,12 @@ static uf_status parse_preprocess(const char *path, const cJSON *P, uf_preproces
     NEED(jget_arr3(Q, "std", pre->std) && pre->std[0] != 0 && pre->std[1] != 0 &&
              pre->std[2] != 0,
          "params.preprocess.std");
+    pre->fit = UF_FIT_AUTO; /* absent before format version 3 */
+    if (cJSON_GetObjectItemCaseSensitive(Q, "fit")) {
+        NEED(jget_str(Q, "fit", &s) && (k = lookup(s, fit_names, 3)) >= 0,
+             "params.preprocess.fit");
+        pre->fit = (uf_fit)k;
+    }
     return UF_OK;
 }
 
@@ -711,6 +737,31 @@ static uf_status parse_params(const char *path, const cJSON *root, uf_detector_p
     p->topk = v;
     NEED(jget_num(P, "sigma", 0, 1000, &v), "params.sigma");
     p->sigma = v;
+    /* version 3 keys; a file without them was fitted without these options */
+    if (cJSON_GetObjectItemCaseSensitive(P, "cosine")) {
+        NEED(jget_int(P, "cosine", 0, 1, &v), "params.cosine");
+        p->cosine = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "pca_mask")) {
+        NEED(jget_int(P, "pca_mask", 0, 1, &v), "params.pca_mask");
+        p->pca_mask = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "pca_threshold")) {
+        NEED(jget_num(P, "pca_threshold", -FLT_MAX, FLT_MAX, &v), "params.pca_threshold");
+        p->pca_threshold = (float)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "rotations")) {
+        NEED(jget_int(P, "rotations", 1, 360, &v), "params.rotations");
+        p->rotations = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "tile")) { /* format version 4 */
+        NEED(jget_int(P, "tile", 0, UF__MAX_INPUT_SIDE, &v), "params.tile");
+        p->tile = (int)v;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(P, "tile_overlap")) {
+        NEED(jget_int(P, "tile_overlap", 0, UF__MAX_INPUT_SIDE, &v), "params.tile_overlap");
+        p->tile_overlap = (int)v;
+    }
     uf_status st = parse_preprocess(path, P, &p->pre);
     if (st != UF_OK) return st;
     /* the combinations (layer order, crop or pad_to present) */

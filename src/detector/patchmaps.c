@@ -165,6 +165,16 @@ uf_status uf__upsample_bilinear(const float *src, int sh, int sw, float *dst, in
     if (!src || !dst) return uf__err(UF_ERR_ARG, "upsample: NULL buffer");
     if (area(sh, sw) == 0 || area(dh, dw) == 0)
         return uf__err(UF_ERR_ARG, "upsample: bad sizes %d x %d -> %d x %d", sh, sw, dh, dw);
+    /* the columns' sources and weights, once for all rows (the same values each time) */
+    int *xi = malloc((size_t)dw * 2 * sizeof *xi);
+    float *xw = malloc((size_t)dw * 2 * sizeof *xw);
+    if (!xi || !xw) {
+        free(xi);
+        free(xw);
+        return uf__err(UF_ERR_NOMEM, "upsample: out of memory");
+    }
+    for (int x = 0; x < dw; x++)
+        linear_axis(sw, dw, x, &xi[2 * x], &xi[2 * x + 1], &xw[2 * x], &xw[2 * x + 1]);
     for (int y = 0; y < dh; y++) {
         int y0, y1;
         float wy0, wy1;
@@ -172,12 +182,13 @@ uf_status uf__upsample_bilinear(const float *src, int sh, int sw, float *dst, in
         const float *r0 = src + (size_t)y0 * sw, *r1 = src + (size_t)y1 * sw; /* [sw] */
         float *o = dst + (size_t)y * dw;                                      /* [dw] */
         for (int x = 0; x < dw; x++) {
-            int x0, x1;
-            float wx0, wx1;
-            linear_axis(sw, dw, x, &x0, &x1, &wx0, &wx1);
+            const int x0 = xi[2 * x], x1 = xi[2 * x + 1];
+            const float wx0 = xw[2 * x], wx1 = xw[2 * x + 1];
             o[x] = wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
         }
     }
+    free(xi);
+    free(xw);
     return UF_OK;
 }
 

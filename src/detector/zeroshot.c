@@ -23,6 +23,7 @@ struct uf_zeroshot {
     uf_model *m;     /* settings; a one-row dummy bank that is never searched */
     uf_scorer *sc;   /* extraction and the per-image outputs                  */
     double ref_frac; /* fraction of the other images averaged                 */
+    int threads;     /* uf_zeroshot_set_threads; 0: uf_get_threads() per call  */
     int Np, D;
     size_t n, cap;   /* images added, images allocated                        */
     float *feats;    /* [cap][Np][D]                                          */
@@ -73,6 +74,13 @@ void uf_zeroshot_free(uf_zeroshot *z)
     free(z->smooth);
     free(z->mask);
     free(z);
+}
+
+void uf_zeroshot_set_threads(uf_zeroshot *z, int n)
+{
+    if (!z) return;
+    z->threads = n > 0 ? n : 0;
+    uf_scorer_set_threads(z->sc, z->threads);
 }
 
 size_t uf_zeroshot_count(const uf_zeroshot *z) { return z ? z->n : 0; }
@@ -177,14 +185,15 @@ static uf_status score_block(const uf_zeroshot *z, const refs *r, const float *Q
                              const size_t *img, size_t nq, float *V, float *d)
 {
     const size_t N = z->n;
+    const int nth = z->threads > 0 ? z->threads : uf_get_threads();
     for (size_t j = 0; j < N; j++) {
         size_t nb = r->off[j + 1] - r->off[j];
         if (nb == 0) {
             for (size_t q = 0; q < nq; q++) V[q * N + j] = INFINITY;
             continue;
         }
-        uf_status s = uf__knn(Q, nq, r->ref + r->off[j] * (size_t)z->D, r->norm + r->off[j], nb,
-                              z->D, 1, d);
+        uf_status s = uf__knn_ex(Q, nq, r->ref + r->off[j] * (size_t)z->D, r->norm + r->off[j],
+                                 nb, z->D, 1, d, NULL, NULL, nth);
         if (s != UF_OK) return s;
         for (size_t q = 0; q < nq; q++) V[q * N + j] = img[q] == j ? INFINITY : d[q];
     }
@@ -192,7 +201,7 @@ static uf_status score_block(const uf_zeroshot *z, const refs *r, const float *Q
      * has one; K from it, the K smallest minima averaged in double, in sorted order */
     size_t with_fg = 0;
     for (size_t j = 0; j < N; j++) with_fg += r->off[j + 1] > r->off[j];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nth)
     for (size_t q = 0; q < nq; q++) {
         float *v = V + q * N;
         size_t M = with_fg - (r->off[img[q] + 1] > r->off[img[q]]);

@@ -152,6 +152,14 @@ done:
     return s;
 }
 
+/* Hand a fitted model to on_model; UF_OK, or the cancellation. */
+static uf_status model_fitted(uf__evalrun *x, const uf_eval_row *row, int rep, const uf_model *m)
+{
+    const uf_eval_params *p = x->p;
+    if (p->on_model && p->on_model(p->user, x->r, row, rep, m)) return cancelled();
+    return UF_OK;
+}
+
 /* Make model m the extractor if there is none yet (its scorer computes every test set's
  * features: they depend only on the backbone and the feature settings, shared by all the
  * models of the run). */
@@ -237,9 +245,10 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
     fs->smooth = uf__alloc3(n, Np, sizeof(float), 0);
     fs->mask = uf__alloc3(n, Np, 1, 0);
     if (want_gt) fs->gt = uf__alloc3(n, SS, 1, 1);
-    /* the whole-image geometry (no crop, no explicit canvas): metrics on the image only */
+    /* the whole image kept (no crop: own grid, or letterboxed on a canvas): metrics on the
+     * image's rectangle only, not on the canvas around it */
     const uf_preprocess *pre = &x->r->params.pre;
-    bool whole = want_gt && pre->crop == 0 && pre->pad_to == 0;
+    bool whole = want_gt && pre->crop == 0;
     if (whole) fs->win = uf__alloc3(n, 4, sizeof(int), 1);
     if (!fs->feats || !fs->smooth || !fs->mask || (want_gt && !fs->gt) || (whole && !fs->win)) {
         featset_free(fs);
@@ -568,6 +577,7 @@ static uf_status one_class_repeat(uf__evalrun *x, int c, uf_eval_row *row, int r
     uf_status s = train_items(x, &c, 1, rep, &train, &ntrain);
     if (!s) s = fit_model(x, &dp, train, ntrain, label, &m, f);
     free(train);
+    if (!s) s = model_fitted(x, row, rep, m);
     if (!s) s = ensure_extractor(x, m);
     f->extract_seconds = 0;
     if (!s && fs->n == 0 && (s = extract_set(x, test, ntest, row->pixel, label, fs)) == UF_OK)
@@ -614,6 +624,110 @@ static uf_status run_one_class(uf__evalrun *x)
         if (!s) s = row_finished(x, row);
     }
     featset_free(&shared);
+    return s;
+}
+
+/* Zero-shot: each category's test set scored against itself (uf_zeroshot_*), no fit.
+ * Features are kept by the zero-shot set, not in a featset: fs carries the ground truth
+ * and the windows only. */
+static uf_status zero_shot_row(uf__evalrun *x, int c, uf_eval_row *row)
+{
+    uf_eval_figures *f = &row->repeats[0].fig;
+    uf__figs_nan(f);
+    const uf_dataset_item *test;
+    size_t n;
+    uf_status s = category_test(x, c, &test, &n, row);
+    if (s) return s;
+    double t0 = uf__now();
+    uint8_t *labels = uf__alloc3(n ? n : 1, 1, 1, 0);
+    uf_zeroshot *z = NULL;
+    uf__featset fs = {0};
+    uf__scored sd = {0};
+    uf_score *res = NULL;
+    uf_image *imgs[256] = {NULL};
+    if (!labels) { s = uf__err(UF_ERR_NOMEM, "out of memory"); goto done; }
+    for (size_t i = 0; i < n; i++) labels[i] = (uint8_t)(test[i].anomalous != 0);
+    if ((s = row_scored(row, test, n, labels)) != UF_OK) goto done;
+    if ((s = uf_zeroshot_new(x->bb, &x->r->params, x->p->zero_shot, &z)) != UF_OK) goto done;
+    uf_eval_result *r = x->r;
+    int gh, gw;
+    uf_model_output_size(uf_zeroshot_model(z), &gh, &gw, &x->S, &x->D);
+    x->Np = (size_t)gh * (size_t)gw;
+    r->grid_h = gh, r->grid_w = gw, r->S = x->S, r->D = x->D;
+    uf_model_info mi;
+    uf_model_get_info(uf_zeroshot_model(z), &mi);
+    snprintf(r->backbone_path, sizeof r->backbone_path, "%s", mi.backbone_path);
+    snprintf(r->backbone_sha256, sizeof r->backbone_sha256, "%s", mi.backbone_sha256);
+    const size_t SS = (size_t)x->S * (size_t)x->S;
+    const uf_preprocess *pre = &r->params.pre;
+    const bool gt = row->pixel, whole = gt && pre->crop == 0 && pre->pad_to == 0;
+    const bool maps = gt || (x->p->want_maps && !x->info.semantic);
+    fs.n = n;
+    fs.items = test;
+    if (gt) fs.gt = uf__alloc3(n, SS, 1, 1);
+    if (whole) fs.win = uf__alloc3(n, 4, sizeof(int), 1);
+    sd.score = uf__alloc3(n ? n : 1, sizeof(float), 1, 0);
+    if (maps) sd.maps = uf__alloc3(n, SS, sizeof(float), 0);
+    res = uf__alloc3(n ? n : 1, sizeof *res, 1, 1);
+    if ((gt && !fs.gt) || (whole && !fs.win) || !sd.score || (maps && !sd.maps) || !res) {
+        s = uf__err(UF_ERR_NOMEM, "%s: out of memory for %zu test images", row->name, n);
+        goto done;
+    }
+    const int batch = x->p->batch;
+    for (size_t b0 = 0; b0 < n && !s; b0 += (size_t)batch) {
+        int nb = (int)(n - b0 < (size_t)batch ? n - b0 : (size_t)batch);
+        s = load_test_batch(x, test + b0, nb, imgs, fs.gt ? fs.gt + b0 * SS : NULL,
+                            fs.win ? fs.win + 4 * b0 : NULL, row->name);
+        if (s) break;
+        s = uf_zeroshot_add(z, (const uf_image *const *)imgs, nb);
+        if (s) uf__err(s, "%s: test images %zu..%zu (%s ...): %s", row->name, b0,
+                       b0 + (size_t)nb - 1, test[b0].name, uf_errmsg());
+        for (int j = 0; j < nb; j++) {
+            uf_image_free(imgs[j]);
+            imgs[j] = NULL;
+        }
+        if (!s && progress(x, row->name, "test features", b0 + (size_t)nb, n)) s = cancelled();
+    }
+    if (s) goto done;
+    f->extract_seconds = uf__now() - t0;
+    r->extract_seconds += f->extract_seconds;
+    t0 = uf__now();
+    for (size_t i = 0; i < n; i++)
+        if (maps) res[i].pixel_map = sd.maps + i * SS;
+    if ((s = uf_zeroshot_score(z, 0, n, 0, res)) != UF_OK) {
+        uf__err_prefix(s, row->name);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) sd.score[i] = res[i].score;
+    f->n_train = 0;
+    if ((s = uf__image_figs(sd.score, labels, NULL, n, f)) != UF_OK) goto done;
+    if ((s = keep_scores(row, 0, sd.score)) != UF_OK) goto done;
+    if (gt && (s = uf__pixel_figs(x, &fs, &sd, f)) != UF_OK) {
+        uf__err_prefix(s, row->name);
+        goto done;
+    }
+    if (maps && x->p->on_maps &&
+        x->p->on_maps(x->p->user, r, row, uf_zeroshot_model(z), test, n, sd.maps))
+        s = cancelled();
+    f->score_seconds = uf__now() - t0;
+    r->score_seconds += f->score_seconds;
+    if (!s) row->n_done = 1;
+done:
+    free(labels);
+    free(res);
+    featset_free(&fs);
+    scored_free(&sd);
+    uf_zeroshot_free(z);
+    return s;
+}
+
+static uf_status run_zero_shot(uf__evalrun *x)
+{
+    uf_status s = UF_OK;
+    for (int ci = 0; ci < x->nsel && !s; ci++) {
+        s = zero_shot_row(x, x->sel[ci], &x->r->rows[ci]);
+        if (!s) s = row_finished(x, &x->r->rows[ci]);
+    }
     return s;
 }
 
@@ -787,6 +901,7 @@ static uf_status run_multi_class(uf__evalrun *x)
         s = train_items(x, x->sel, x->nsel, rep, &train, &ntrain);
         if (!s) s = fit_model(x, &dp, train, ntrain, label, &m, fo);
         free(train);
+        if (!s) s = model_fitted(x, ov, rep, m);
         if (!s) s = ensure_extractor(x, m);
         if (!s) s = x->info.semantic ? multi_semantic_repeat(x, &mc, m, rep, label)
                                      : multi_defect_repeat(x, &mc, m, rep);
@@ -889,7 +1004,8 @@ uf_status uf_eval_run(const uf_dataset *ds, const uf_backbone *bb, const int *ca
     uf_dataset_get_info(ds, &x.info);
     uf_status s = result_new(&x, n);
     if (!s && p->on_update && p->on_update(p->user, x.r, NULL)) s = cancelled();
-    if (!s) s = p->multi_class ? run_multi_class(&x) : run_one_class(&x);
+    if (!s) s = p->zero_shot > 0 ? run_zero_shot(&x)
+                : p->multi_class ? run_multi_class(&x) : run_one_class(&x);
     uf_scorer_free(x.xsc);
     uf_model_free(x.xmodel);
     *out = x.r;

@@ -114,11 +114,18 @@ uf_status uf_eval_resolve(const uf_dataset *ds, const int *cats, int n, const uf
     if (!(p->max_fpr > 0 && p->max_fpr <= 1))
         return uf__err(UF_ERR_ARG, "max_fpr %g outside (0, 1]", p->max_fpr);
     if (p->batch < 1 || p->batch > 256) return uf__err(UF_ERR_ARG, "batch %d outside 1..256", p->batch);
+    if (!(p->zero_shot >= 0 && p->zero_shot <= 1))
+        return uf__err(UF_ERR_ARG, "zero_shot %g outside [0, 1]", p->zero_shot);
+    if (p->zero_shot > 0 && (p->shots || p->max_train || p->repeats > 1 || p->multi_class ||
+                             p->cluster))
+        return uf__err(UF_ERR_ARG, "zero-shot excludes shots, max_train, repeats, "
+                                   "multi-class and clustering (there is no fit)");
     uf_dataset_info info;
     uf_dataset_get_info(ds, &info);
     uf_detector_params d = p->detector;
     const char *cs = "set by the caller", *ps = "set by the caller";
     if (!(p->keep & UF_EVAL_KEEP_CORESET)) d.coreset = task_coreset(ds, &info, cats, n, p, &cs);
+    if (p->zero_shot > 0) cs = "unused: zero-shot scoring keeps no memory bank";
     if (info.semantic && info.image_width > 0) {
         /* small in-memory images: the reference's protocol for the fields not chosen */
         if (!(p->keep & UF_EVAL_KEEP_RESIZE)) d.pre.resize = 112;

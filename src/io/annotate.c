@@ -56,6 +56,14 @@ static void put_px(uf_image *im, int x, int y, const uint8_t rgb[3])
     memcpy(im->rgb + 3 * ((size_t)y * (size_t)im->width + (size_t)x), rgb, 3);
 }
 
+/* The grey that stands for an uninspected pixel p (RGB): its luma squeezed into 80..144,
+ * so it reads as the image, is never mistaken for a jet colour, and text stays legible. */
+static uint8_t grey_of(const uint8_t *p)
+{
+    const int luma = (77 * p[0] + 150 * p[1] + 29 * p[2]) >> 8; /* 0..255 */
+    return (uint8_t)(80 + luma / 4);
+}
+
 int uf__text_width(const char *s, int scale) { return (int)strlen(s) * 6 * scale; }
 
 void uf__draw_text(uf_image *im, int x, int y, int scale, const char *s, const uint8_t fg[3],
@@ -186,6 +194,38 @@ uf_status uf_map_regions(const float *map, int width, int height, float level, i
     return UF_OK;
 }
 
+/* The label at the top left, white on bg, wrapped at spaces into lines that fit the
+ * image's width (a narrow image, e.g. a 130 px wide tile, showed "ANOMALOUS 1.40 (SCORE"
+ * and lost the score); a word wider than the image is cut at the border. */
+static void draw_label(uf_image *o, int scale, const char *label, const uint8_t bg[3])
+{
+    static const uint8_t white[3] = {255, 255, 255};
+    /* the font is monospaced: uf__text_width is 6 * scale a character */
+    size_t cols = (size_t)((o->width - 4 * scale) / uf__text_width("x", scale));
+    char line[256];
+    if (cols < 1) cols = 1;
+    if (cols > sizeof line - 1) cols = sizeof line - 1;
+    int y = 2 * scale;
+    for (const char *p = label; *p && y < o->height; y += 9 * scale) {
+        while (*p == ' ') p++;
+        size_t n = strlen(p), take = n;
+        if (n > cols) { /* the last space within cols, else the whole word */
+            take = 0;
+            for (size_t k = 1; k <= cols; k++)
+                if (p[k] == ' ') take = k;
+            if (!take) {
+                take = strcspn(p, " ");
+                if (take > sizeof line - 1) take = sizeof line - 1;
+            }
+        }
+        if (!take) break;
+        memcpy(line, p, take);
+        line[take] = '\0';
+        uf__draw_text(o, 2 * scale, y, scale, line, white, bg);
+        p += take;
+    }
+}
+
 uf_status uf_heatmap_annotate(const uf_image *img, const float *map, const uf_annotation *a,
                               uf_image **out)
 {
@@ -195,14 +235,21 @@ uf_status uf_heatmap_annotate(const uf_image *img, const float *map, const uf_an
     uf_status s = uf_heatmap_overlay(img, map, a->lo, a->hi, a->alpha, &o);
     if (s != UF_OK) return s;
     const int scale = 1 + (img->width < img->height ? img->width : img->height) / 300;
+    if (a->inspected) { /* what the model never saw: the original, dimmed and colourless */
+        const size_t npx = (size_t)img->width * (size_t)img->height;
+        for (size_t i = 0; i < npx; i++) {
+            if (a->inspected[i]) continue;
+            const uint8_t *p = img->rgb + 3 * i;
+            memset(o->rgb + 3 * i, grey_of(p), 3);
+        }
+    }
     static const uint8_t white[3] = {255, 255, 255}, black[3] = {0, 0, 0},
                          red[3] = {220, 20, 20}, green[3] = {20, 160, 60}, grey[3] = {90, 90, 90};
     if (isfinite(a->outline)) uf__draw_outline(o, map, a->outline, 1 + scale, white);
     if (a->colorbar && isfinite(a->lo) && isfinite(a->hi) && a->hi > a->lo)
         uf__draw_colorbar(o, a->lo, a->hi, a->mark, scale);
     if (a->label && *a->label)
-        uf__draw_text(o, 2 * scale, 2 * scale, scale, a->label, white,
-                      a->decision > 0 ? red : a->decision == 0 ? green : grey);
+        draw_label(o, scale, a->label, a->decision > 0 ? red : a->decision == 0 ? green : grey);
     (void)black;
     *out = o;
     return UF_OK;

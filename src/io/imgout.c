@@ -1,10 +1,10 @@
 /*
  * imgout.c - image output: PNG writing and anomaly-map overlays.
  *
- * uf_image_write_png encodes an 8-bit RGB image with libpng into memory and writes it
- * through atomic.c (an unnamed O_TMPFILE file, fsync'ed and renamed over the target), so a
- * reader sees either the old file or the complete new one, never a half-written PNG, and a
- * failure or a kill leaves nothing behind.
+ * uf_image_write_png encodes an 8-bit RGB image into memory (pngfast.c: Sub filter and
+ * Huffman coding, chosen for speed) and writes it through atomic.c (an unnamed O_TMPFILE
+ * file, fsync'ed and renamed over the target), so a reader sees either the old file or the
+ * complete new one, never a half-written PNG, and a failure or a kill leaves nothing behind.
  *
  * uf_heatmap_overlay colours a float map with matplotlib's "jet" colormap and alpha-blends
  * it over an image. The colormap is reproduced bit for bit: matplotlib builds a 256-entry
@@ -17,147 +17,34 @@
  */
 #include "core/internal.h"
 
-#include <errno.h>
 #include <math.h>
-#include <png.h>
-#include <zlib.h>
-#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ---- PNG writing ---------------------------------------------------------------------- */
 
-/* State shared with libpng's callbacks. It lives in the caller of the function that calls
- * setjmp (uf_image_write_png), so values the callbacks store before longjmp are not
- * "indeterminate" automatic objects of the setjmp frame (C11 7.13.2.1p3). */
-typedef struct png_out {
-    FILE *fp;      /* the temporary file                               */
-    int err;       /* errno of the first failed write, 0 if none       */
-    char msg[192]; /* libpng's error text                              */
-} png_out;
-
-static void png_out_write(png_structp png, png_bytep data, size_t n)
+/* Check img and encode it (uf__png_encode, pngfast.c); what names the failure. */
+static uf_status encode(const uf_image *img, const char *what, uint8_t **buf, size_t *n)
 {
-    png_out *o = png_get_io_ptr(png);
-    if (fwrite(data, 1, n, o->fp) != n) {
-        o->err = errno ? errno : EIO;
-        png_error(png, "write failed");
-    }
-}
-
-static void png_out_flush(png_structp png)
-{
-    png_out *o = png_get_io_ptr(png);
-    if (fflush(o->fp) != 0) {
-        o->err = errno ? errno : EIO;
-        png_error(png, "write failed");
-    }
-}
-
-/* Record libpng's message and leave through png_jmpbuf (never return to libpng). */
-static void png_out_error(png_structp png, png_const_charp msg)
-{
-    png_out *o = png_get_error_ptr(png);
-    snprintf(o->msg, sizeof o->msg, "%s", msg ? msg : "libpng error");
-    png_longjmp(png, 1);
-}
-
-/* The library never prints: warnings are dropped. */
-static void png_out_warning(png_structp png, png_const_charp msg)
-{
-    (void)png;
-    (void)msg;
-}
-
-/* Encode img into o->fp. Returns 0 on success, -1 with o->msg (and maybe o->err) set.
- * setjmp lives here, in a small frame: png and info are assigned before setjmp and not
- * changed until after the last possible longjmp, so they need not be volatile; the row
- * index is volatile only so that nothing in this frame is indeterminate after a jump. */
-static int png_encode(png_out *o, const uf_image *img)
-{
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, o, png_out_error,
-                                              png_out_warning);
-    if (!png) {
-        snprintf(o->msg, sizeof o->msg, "cannot create libpng writer");
-        return -1;
-    }
-    png_infop info = png_create_info_struct(png);
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
-        snprintf(o->msg, sizeof o->msg, "cannot create libpng info");
-        return -1;
-    }
-    volatile int y = 0;
-    if (setjmp(png_jmpbuf(png))) {
-        /* o->msg was set by png_out_error; libpng's own allocations go here */
-        png_destroy_write_struct(&png, &info);
-        return -1;
-    }
-    png_set_write_fn(png, o, png_out_write, png_out_flush);
-    /* libpng refuses widths/heights above 10^6 by default, also when writing */
-    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
-    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8,
-                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
-    /* overlays are written by the hundred: zlib's fastest level with the Sub filter costs
-     * a fraction of the default's time for a file about a quarter larger */
-    png_set_compression_level(png, 1);
-    png_set_compression_strategy(png, Z_RLE);
-    png_set_filter(png, 0, PNG_FILTER_SUB);
-    png_write_info(png, info);
-    /* Row by row from the caller's buffer: no row-pointer table to allocate or leak. */
-    const size_t stride = (size_t)img->width * 3; /* bytes per row; checked by caller */
-    for (y = 0; y < img->height; y++) png_write_row(png, img->rgb + (size_t)y * stride);
-    png_write_end(png, info);
-    png_destroy_write_struct(&png, &info);
-    return 0;
+    size_t stride;
+    if (img->width <= 0 || img->height <= 0 || !uf__mul_ok((size_t)img->width, 3, &stride))
+        return uf__err(UF_ERR_ARG, "%s: invalid image size %dx%d", what, img->width,
+                       img->height);
+    uf_status s = uf__png_encode(img, buf, n);
+    return s == UF_OK ? s : uf__err_prefix(s, what);
 }
 
 uf_status uf_image_write_png(const uf_image *img, const char *path)
 {
     if (!img || !img->rgb || !path || !*path)
         return uf__err(UF_ERR_ARG, "uf_image_write_png: NULL image or empty path");
-    size_t stride;
-    if (img->width <= 0 || img->height <= 0 || !uf__mul_ok((size_t)img->width, 3, &stride))
-        return uf__err(UF_ERR_ARG, "%s: invalid image size %dx%d", path, img->width,
-                       img->height);
-
-    /* an invisible file in path's folder, made visible by uf__afile_commit (atomic.c) */
-    uf__afile af;
-    uf_status s = uf__afile_open(&af, path);
-    if (s != UF_OK) return s;
-    png_out o = {NULL, 0, ""};
-    int fd2 = dup(af.fd); /* stdio gets its own descriptor; af.fd stays for the commit */
-    o.fp = fd2 >= 0 ? fdopen(fd2, "wb") : NULL;
-    if (!o.fp) {
-        int e = errno;
-        if (fd2 >= 0) close(fd2);
-        uf__afile_abort(&af);
-        return uf__err(UF_ERR_IO, "%s: cannot open the new file: %s", path, strerror(e));
-    }
-    const char *what = NULL; /* which step failed, NULL = none */
-    int err = 0;             /* its errno, 0 = not a system error */
-    if (png_encode(&o, img) != 0) {
-        what = o.msg;
-        err = o.err;
-    } else if (fflush(o.fp) != 0) {
-        what = "write failed";
-        err = errno;
-    }
-    /* fclose exactly once, whatever happened; a failing close is a failed write */
-    if (fclose(o.fp) != 0 && !what) {
-        what = "close failed";
-        err = errno;
-    }
-    if (what) {
-        uf__afile_abort(&af);
-        if (err) return uf__err(UF_ERR_IO, "%s: %s: %s", path, what, strerror(err));
-        return uf__err(UF_ERR_IO, "%s: PNG encoding failed: %s", path, what);
-    }
-    return uf__afile_commit(&af);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    uf_status s = encode(img, path, &buf, &n);
+    if (s == UF_OK) s = uf_write_file_atomic(path, buf, n); /* an invisible file, renamed */
+    free(buf);
+    return s;
 }
 
 uf_status uf_image_encode_png(const uf_image *img, uint8_t **out, size_t *len)
@@ -166,28 +53,7 @@ uf_status uf_image_encode_png(const uf_image *img, uint8_t **out, size_t *len)
     if (len) *len = 0;
     if (!img || !img->rgb || !out || !len)
         return uf__err(UF_ERR_ARG, "uf_image_encode_png: NULL argument");
-    size_t stride;
-    if (img->width <= 0 || img->height <= 0 || !uf__mul_ok((size_t)img->width, 3, &stride))
-        return uf__err(UF_ERR_ARG, "uf_image_encode_png: invalid image size %dx%d", img->width,
-                       img->height);
-    char *buf = NULL;
-    size_t n = 0;
-    png_out o = {open_memstream(&buf, &n), 0, ""};
-    if (!o.fp) return uf__err(UF_ERR_NOMEM, "uf_image_encode_png: out of memory");
-    int bad = png_encode(&o, img) != 0;
-    if (fclose(o.fp) != 0 && !bad) { /* the stream's final flush failed: out of memory */
-        bad = 1;
-        snprintf(o.msg, sizeof o.msg, "out of memory");
-    }
-    if (bad) {
-        free(buf);
-        return uf__err(o.err == ENOMEM || !strcmp(o.msg, "out of memory") ? UF_ERR_NOMEM
-                                                                          : UF_ERR_INTERNAL,
-                       "uf_image_encode_png: %s", o.msg);
-    }
-    *out = (uint8_t *)buf;
-    *len = n;
-    return UF_OK;
+    return encode(img, "uf_image_encode_png", out, len);
 }
 
 /* ---- jet colormap and overlay ----------------------------------------------------------- */
@@ -295,6 +161,16 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
     const double span = dhi - dlo;        /* > 0 unless flat; double: no overflow */
     const uint8_t *src = img->rgb;        /* [h][w][3] */
     uint8_t *dst = o->rgb;                /* [h][w][3] */
+    /* every blend of a colour value c with an image value v, computed once (overlays are
+     * drawn by the hundred: a table lookup instead of three double blends per pixel);
+     * round half up; the blend is in [0, 255] as a convex combination */
+    uint8_t *blend = malloc(256 * 256); /* [c][v] */
+    if (!blend) {
+        uf_image_free(o);
+        return uf__err(UF_ERR_NOMEM, "uf_heatmap_overlay: out of memory");
+    }
+    for (int c = 0; c < 256; c++)
+        for (int v = 0; v < 256; v++) blend[c * 256 + v] = (uint8_t)floor(a * c + b * v + 0.5);
     for (size_t i = 0; i < npx; i++) {
         double v = map[i], t = 0.0;
         if (!flat && !isnan(v)) {
@@ -302,12 +178,9 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
             t = t < 0 ? 0 : t > 1 ? 1 : t; /* +-Inf clip to the ends */
         }
         const uint8_t *c = lut[jet_index(t)];
-        for (int k = 0; k < 3; k++) {
-            /* round half up; the blend is in [0, 255] as a convex combination */
-            double m = a * c[k] + b * src[3 * i + k];
-            dst[3 * i + k] = (uint8_t)floor(m + 0.5);
-        }
+        for (int k = 0; k < 3; k++) dst[3 * i + k] = blend[c[k] * 256 + src[3 * i + k]];
     }
+    free(blend);
     *out = o;
     return UF_OK;
 }

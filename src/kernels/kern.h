@@ -11,7 +11,7 @@
  *   avx2     AVX2 + FMA (Haswell, Zen 1-3), 8 lanes    kern_avx2.c
  *   avx512   AVX-512 F/BW/DQ/VL (Skylake-X, Zen 4-5)   kern_avx512.c
  *   avx512bf16  avx512 + AVX512_BF16 (Cooper Lake, Sapphire Rapids, Zen 4)  kern_bf16.c
- * avx512bf16 runs the avx512 FP32 kernels and adds gemm_bf16, the GEMM of backbones set to
+ * avx512bf16 runs the avx512 FP32 kernels and adds gemm_bf16_team, the GEMM of backbones set to
  * BF16 (model/bf16.c); below it BF16 is emulated on the FP32 GEMM. The environment
  * variable UF_CPU forces a lower level.
  *
@@ -63,19 +63,30 @@ typedef struct uf__kern {
      * written packed, [ceil(M/mr)][N][mr], ready to be the next gemm's ap; C unused. */
     void (*gemm)(int nth, int M, int N, int K, const float *A, int lda, const float *W,
                  const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
+    /* gemm's work for a team that already exists: called by EVERY thread of the caller's
+     * OpenMP parallel region with the same arguments (its loops are orphaned work-sharing
+     * constructs binding to that team; nth = the team's size, which only sets the task
+     * grid); it ends with the team's barrier. Lets a caller run many steps in one region
+     * instead of starting a team per call (uf_forward). */
+    void (*gemm_team)(int nth, int M, int N, int K, const float *A, int lda, const float *W,
+                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
     /* Pack rows r0..r0+mr-1 of A [M][K] (stride lda) into ap [K][mr], zero past row M:
      * one panel of gemm's packed input. */
     void (*pack)(const float *A, size_t lda, int M, int K, int r0, float *ap);
-    /* gemm with BF16 weights W [N][K2] (K2 = K rounded up to even; uf__bf16_round values,
+    /* gemm_team with BF16 weights W [N][K2] (K2 = K rounded up to even; uf__bf16_round values,
      * zero in the padding column) and the inputs rounded to BF16 (round to nearest even),
-     * products accumulated in FP32 (vdpbf16ps). Same arguments and packed layouts as gemm;
+     * products accumulated in FP32 (AMX or vdpbf16ps). Same arguments, team rule and packed
+     * layouts as gemm_team;
      * ap is consumed: its panels are converted to BF16 pairs in place. NULL below
      * avx512bf16. */
-    void (*gemm_bf16)(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
-                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
+    void (*gemm_bf16_team)(int nth, int M, int N, int K, const float *A, int lda,
+                           const uint16_t *W, const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
     /* Floats of per-thread attention scratch (a multiple of 16, so slices stay aligned). */
     size_t (*attn_scratch)(int Nt, int hd);
     void (*attention)(const uf__attn_job *j);
+    /* attention's work for an existing team, as gemm_team (j->nth: the team's size, which
+     * must match the scratch: scores holds j->nth slices, indexed by omp_get_thread_num). */
+    void (*attention_team)(const uf__attn_job *j);
     /* Squared L2 distance in a fixed order, bit-identical at every level (coreset). */
     float (*dist2)(const float *a, const float *b, int d);
 } uf__kern;
@@ -83,10 +94,10 @@ typedef struct uf__kern {
 /* The tables (kern_<level>.c). */
 extern const uf__kern uf__kern_generic, uf__kern_avx2, uf__kern_avx512, uf__kern_avx512bf16;
 
-/* The avx512bf16 table's gemm_bf16 runs on AMX tiles when uf__amx_ready() (AMX-BF16 CPU,
+/* The avx512bf16 table's gemm_bf16_team runs on AMX tiles when uf__amx_ready() (AMX-BF16 CPU,
  * UF_AMX not 0, Linux granted the tile registers: asked on the first call) and the shape
- * fits (K, N multiples of 32), else on uf__gemm_bf16_dp (vdpbf16ps). Thread-safe. Only on a
- * CPU with AVX512_BF16. */
+ * fits (K, N multiples of 32), else on uf__gemm_bf16_dp (vdpbf16ps; a team function like
+ * gemm_team). Thread-safe. Only on a CPU with AVX512_BF16. */
 int uf__amx_ready(void);
 void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                       const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);

@@ -28,9 +28,10 @@
 #define KERN_TABLE uf__kern_avx512bf16
 #define KERN_NAME "avx512bf16"
 #include "kernels/kern.h"
-static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
-                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
-#define KERN_GEMM_BF16 gemm_bf16
+static void gemm_bf16_team(int nth, int M, int N, int K, const float *A, int lda,
+                           const uint16_t *W, const float *bias, float *C, int ldc, uf__epi e,
+                           float *ap, float *pout);
+#define KERN_GEMM_BF16 gemm_bf16_team
 #include "kernels/kern_impl.h"
 
 #include <cpuid.h>
@@ -127,8 +128,8 @@ static void dp_tile32(int nb, int K, int ncol, const uint16_t *w, size_t ldw,
     }
 }
 
-/* Pack (A given) and convert every panel of ap to BF16 pairs, in the calling parallel
- * region (ends with its barrier). */
+/* Pack (A given) and convert every panel of ap to BF16 pairs, shared by the calling team
+ * (ends with its barrier). */
 static void prepare_panels(int npan, const float *A, int lda, int M, int K, float *ap)
 {
     const size_t pstride = (size_t)K * GM_MR;
@@ -235,7 +236,8 @@ __attribute__((target("amx-tile,amx-bf16"))) static void amx_tile32(int nb, int 
 
 #define BF_TB 12 /* 16-token blocks per task: 192 tokens */
 
-/* uf__kern.gemm_bf16 on AMX tiles (amx: K and N multiples of 32) or vdpbf16ps. Tasks: 192
+/* uf__kern.gemm_bf16_team on AMX tiles (amx: K and N multiples of 32) or vdpbf16ps, run by
+ * every thread of the caller's team (orphaned work-sharing loops). Tasks: 192
  * tokens x a chunk of 32-column groups (about 4 tasks per thread); each tile of 32 columns
  * x 32 tokens is summed over all of K, then finished 8 columns at a time by gemm's
  * epilogue (kern_impl.h) or copied into fc2's packed panels (pout). */
@@ -250,7 +252,6 @@ static void gemm_tiles(int amx, int nth, int M, int N, int K, const float *A, in
     const int cg = (ng + ncc - 1) / ncc; /* 32-column groups per chunk */
     ncc = (ng + cg - 1) / cg;
     const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)(K + 1) / 2 * 2;
-#pragma omp parallel num_threads(nth) if (nth > 1)
     {
         prepare_panels(npan, A, lda, M, K, ap);
         float ct[32 * GM_MR] __attribute__((aligned(64))); /* C^T [32 columns][48] */
@@ -303,11 +304,12 @@ void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, con
     gemm_tiles(0, nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
 }
 
-/* See uf__kern.gemm_bf16 in kern.h: AMX tiles when the OS grants them and the shape fits
+/* See uf__kern.gemm_bf16_team in kern.h: AMX tiles when the OS grants them and the shape fits
  * (K, N multiples of 32: every Linear layer of the usual ViTs, the patch embedding of patch
  * 16 and 8), vdpbf16ps otherwise. */
-static void gemm_bf16(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
-                      const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+static void gemm_bf16_team(int nth, int M, int N, int K, const float *A, int lda,
+                           const uint16_t *W, const float *bias, float *C, int ldc, uf__epi e,
+                           float *ap, float *pout)
 {
     gemm_tiles(K % 32 == 0 && N % 32 == 0 && uf__amx_ready(), nth, M, N, K, A, lda, W, bias, C,
                ldc, e, ap, pout);

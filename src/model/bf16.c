@@ -66,10 +66,11 @@ static void convert_layer(int native, const float *W, int N, int K, void *dst)
 uf_status uf__lp_new(const uf__vit_weights *w, const uf__kern *kn, uf__lp **out)
 {
     *out = NULL;
-    const int native = kn->gemm_bf16 != NULL, D = w->dim, M = w->mlp_dim;
+    const int native = kn->gemm_bf16_team != NULL, D = w->dim, M = w->mlp_dim;
+    const int M1 = w->swiglu ? 2 * M : M; /* fc1 rows: SwiGLU's fc1 holds both halves */
     /* sizes are bounded by the FP32 weights already in memory: no overflow */
     const size_t per_block = layer_bytes(native, 3 * D, D) + layer_bytes(native, D, D) +
-                             layer_bytes(native, M, D) + layer_bytes(native, D, M);
+                             layer_bytes(native, M1, D) + layer_bytes(native, D, M);
     uf__lp *lp = calloc(1, sizeof *lp);
     uf__lp_block *blocks = calloc((size_t)w->depth, sizeof *blocks);
     void *mem = NULL;
@@ -89,7 +90,7 @@ uf_status uf__lp_new(const uf__vit_weights *w, const uf__kern *kn, uf__lp **out)
         const struct { const float *src; int N, K; const void **dst; } layers[4] = {
             {bw->qkv_w, 3 * D, D, &blocks[l].qkv},
             {bw->proj_w, D, D, &blocks[l].proj},
-            {bw->fc1_w, M, D, &blocks[l].fc1},
+            {bw->fc1_w, M1, D, &blocks[l].fc1},
             {bw->fc2_w, D, M, &blocks[l].fc2},
         };
         for (int i = 0; i < 4; i++) {
@@ -119,19 +120,19 @@ void uf__lp_gemm(const uf__kern *kn, const uf__lp *lp, int nth, int M, int N, in
                  uf__epi e, float *ap, float *pout)
 {
     if (lp->native) {
-        kn->gemm_bf16(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
+        kn->gemm_bf16_team(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
         return;
     }
     /* emulation: pack (when A is given) and round the packed input, then the FP32 GEMM */
     const int mr = kn->mr, npan = (M + mr - 1) / mr;
     const size_t ps = (size_t)K * mr;
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+#pragma omp for schedule(static)
     for (int p = 0; p < npan; p++) {
         float *a = ap + p * ps;
         if (A) kn->pack(A, (size_t)lda, M, K, p * mr, a);
         for (size_t i = 0; i < ps; i++) a[i] = uf__bf16_float(uf__bf16_round(a[i]));
     }
-    kn->gemm(nth, M, N, K, NULL, 0, W, bias, C, ldc, e, ap, pout);
+    kn->gemm_team(nth, M, N, K, NULL, 0, W, bias, C, ldc, e, ap, pout);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -19,7 +19,7 @@ typedef struct uf__lp_block {
     const void *qkv, *proj, *fc1, *fc2;
 } uf__lp_block;
 
-/* BF16 weights: native (the kernel table has gemm_bf16): uint16_t [N][K2] BF16, K2 = K
+/* BF16 weights: native (the kernel table has gemm_bf16_team): uint16_t [N][K2] BF16, K2 = K
  * rounded up to even, zero padding; emulated: float [N][K], the BF16-rounded values. */
 typedef struct uf__lp {
     int native;
@@ -33,12 +33,14 @@ uint16_t uf__bf16_round(float x);
 /* The float a BF16 value stands for. */
 float uf__bf16_float(uint16_t b);
 
-/* Build the BF16 copy of w for kernel table kn (native when kn->gemm_bf16 exists). */
+/* Build the BF16 copy of w for kernel table kn (native when kn->gemm_bf16_team exists). */
 uf_status uf__lp_new(const uf__vit_weights *w, const uf__kern *kn, uf__lp **out);
 void uf__lp_free(uf__lp *lp);
 
-/* kn->gemm's contract (kern.h) with W a layer of lp: native, kn->gemm_bf16; emulated, the
- * inputs rounded to BF16 in the packed buffer ap, then kn->gemm on the rounded weights. */
+/* kn->gemm_team's contract (kern.h: every thread of the caller's team calls it, or one
+ * thread outside any parallel region) with W a layer of lp: native, kn->gemm_bf16_team;
+ * emulated, the inputs rounded to BF16 in the packed buffer ap, then kn->gemm_team on the
+ * rounded weights. */
 void uf__lp_gemm(const uf__kern *kn, const uf__lp *lp, int nth, int M, int N, int K,
                  const float *A, int lda, const void *W, const float *bias, float *C, int ldc,
                  uf__epi e, float *ap, float *pout);

@@ -7,12 +7,16 @@
  * MAE and DeiT release them), strip "module." / "backbone." prefixes, map Hugging Face
  * transformers names onto timm/DINO names (merging separate q/k/v into qkv), then read
  * the architecture from tensor shapes and copy every weight into one 64-byte aligned
- * allocation laid out as uf__vit_weights. Tensors known to stay outside the forward pass
- * (classifier and projection heads, MAE decoders, mask tokens, poolers) are ignored; any
- * other tensor the plain ViT does not use (LayerScale, register tokens, a SwiGLU MLP, ...)
- * is refused, naming it and the architecture it suggests, because dropping it would load a
- * network that computes something else; missing or mis-shaped ones give an error naming
- * them.
+ * allocation laid out as uf__vit_weights. DINOv2 (official dinov2_vit*14[_reg4]_pretrain.pth
+ * and Hugging Face facebook/dinov2[-with-registers]-*) adds three things the shapes reveal:
+ * register tokens (register_tokens [1][R][D]), LayerScale (blocks.N.ls1/ls2.gamma [D],
+ * folded into proj and fc2 here) and the giant's SwiGLU MLP (mlp.w12 [2M][D], mlp.w3
+ * [D][M]); the positional resampling each file format's own code uses is recorded in
+ * pos_interp (see UF__POS_* in core/internal.h). Tensors known to stay outside the forward
+ * pass (classifier and projection heads, MAE decoders, mask tokens, poolers) are ignored;
+ * any other tensor (BEiT relative positions, distillation tokens, ...) is refused, naming
+ * it and the architecture it suggests, because dropping it would load a network that
+ * computes something else; missing or mis-shaped ones give an error naming them.
  */
 #include "core/internal.h"
 #include "model/bf16.h"
@@ -80,7 +84,9 @@ static const char *strip_wrappers(const char *s)
         else if (starts(s, "backbone.")) s += 9;
         else break;
     }
-    static const char *const hf_prefix[] = {"vit.", "dino.", "model.", "deit.", "encoder_model."};
+    static const char *const hf_prefix[] = {"vit.",  "dino.",          "model.",
+                                            "deit.", "encoder_model.", "dinov2.",
+                                            "dinov2_with_registers."};
     for (size_t i = 0; i < sizeof hf_prefix / sizeof hf_prefix[0]; i++) {
         size_t l = strlen(hf_prefix[i]);
         if (starts(s, hf_prefix[i]) &&
@@ -101,12 +107,22 @@ static const char *const k_hf_layer[][2] = {
     {"attention.output.dense.", "attn.proj."},
     {"intermediate.dense.", "mlp.fc1."},
     {"output.dense.", "mlp.fc2."},
+    /* Dinov2Layer / Dinov2WithRegistersLayer */
+    {"norm1.", "norm1."},
+    {"norm2.", "norm2."},
+    {"mlp.fc1.", "mlp.fc1."},
+    {"mlp.fc2.", "mlp.fc2."},
+    {"mlp.weights_in.", "mlp.w12."},
+    {"mlp.weights_out.", "mlp.w3."},
+    {"layer_scale1.lambda1", "ls1.gamma"},
+    {"layer_scale2.lambda1", "ls2.gamma"},
 };
 
 /* Hugging Face top-level names -> timm names (whole-name replacement). */
 static const char *const k_hf_top[][2] = {
     {"embeddings.cls_token", "cls_token"},
     {"embeddings.position_embeddings", "pos_embed"},
+    {"embeddings.register_tokens", "register_tokens"},
     {"embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight"},
     {"embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias"},
     {"layernorm.weight", "norm.weight"},
@@ -234,9 +250,10 @@ static uf_status merge_qkv(uf__tensors *ts)
     return UF_OK;
 }
 
-/* Replace *all (every tensor of the file) by the normalised state dict of the ViT it holds.
- * Tensors outside the chosen container are freed as soon as they are known to be unused. */
-static uf_status select_state_dict(uf__tensors *all)
+/* Replace *all (every tensor of the file) by the normalised state dict of the ViT it holds;
+ * *is_hf tells whether its names were Hugging Face's. Tensors outside the chosen container
+ * are freed as soon as they are known to be unused. */
+static uf_status select_state_dict(uf__tensors *all, bool *is_hf)
 {
     /* Top-level names first (a plain state dict), then each container in order; the first
      * that holds a patch embedding wins. This picks DINO's teacher over its student and
@@ -288,6 +305,7 @@ static uf_status select_state_dict(uf__tensors *all)
         return s;
     }
     *all = sel;
+    *is_hf = hf;
     return UF_OK;
 }
 
@@ -385,11 +403,8 @@ static bool outside_forward(const char *name)
 static const char *suggested_arch(const char *name)
 {
     static const char *const hint[][2] = {
-        {".ls1.", "DINOv2 (LayerScale)"},
-        {".ls2.", "DINOv2 (LayerScale)"},
-        {"register_tokens", "DINOv2 with registers (register tokens)"},
-        {".mlp.w12.", "DINOv2 giant (SwiGLU MLP)"},
-        {".mlp.w3.", "DINOv2 giant (SwiGLU MLP)"},
+        {".mlp.w12.", "a SwiGLU MLP (mlp.w12 / w3) beside a plain one (mlp.fc1 / fc2)"},
+        {".mlp.w3.", "a SwiGLU MLP (mlp.w12 / w3) beside a plain one (mlp.fc1 / fc2)"},
         {"gamma_1", "BEiT / CaiT (LayerScale)"},
         {"gamma_2", "BEiT / CaiT (LayerScale)"},
         {"reg_token", "a ViT with register tokens"},
@@ -447,8 +462,11 @@ static uf_status check_all_used(const uf__tensors *ts, const slot *sl, size_t ns
 /* The architecture read from tensor shapes. */
 typedef struct vit_arch {
     int64_t D, P, M, g, C; /* embedding dim, patch side, MLP width, trained grid, classes */
+    int64_t R;             /* register tokens (DINOv2), 0 if none */
     int depth, heads;
+    bool swiglu, ls;       /* SwiGLU MLP (mlp.w12 / mlp.w3), LayerScale (ls1 / ls2) */
     const uf__tensor *pos; /* pos_embed */
+    const uf__tensor *reg; /* register_tokens, or NULL */
 } vit_arch;
 
 /* Embedding dim D and patch side P from patch_embed.proj.weight [D][3][P][P]. */
@@ -503,19 +521,53 @@ static uf_status read_depth(const uf__tensors *ts, vit_arch *a)
     return UF_OK;
 }
 
-/* MLP width M from the first block's fc1 [M][D]. */
+/* MLP width M from the first block's fc1 [M][D], or, for DINOv2's SwiGLU MLP (the giant:
+ * SwiGLUFFNFused, hidden width int(4D * 2/3) rounded up to a multiple of 8), from its w12
+ * [2M][D] (the x1 and x2 halves). */
 static uf_status read_mlp_width(const uf__tensors *ts, vit_arch *a)
 {
     const uf__tensor *fc1 = uf__tensors_find(ts, "blocks.0.mlp.fc1.weight");
+    const uf__tensor *w12 = uf__tensors_find(ts, "blocks.0.mlp.w12.weight");
     char f[160];
-    if (!fc1) return uf__err(UF_ERR_FORMAT, "missing tensor 'blocks.0.mlp.fc1.weight'");
-    if (fc1->ndim != 2 || fc1->shape[0] < 1 || fc1->shape[1] != a->D)
-        return uf__err(UF_ERR_FORMAT, "blocks.0.mlp.fc1.weight: expected [M,%lld], found %s",
-                       (long long)a->D, shape_str(f, sizeof f, fc1->ndim, fc1->shape));
+    a->swiglu = !fc1 && w12;
+    if (a->swiglu) fc1 = w12;
+    const char *nm = a->swiglu ? "blocks.0.mlp.w12.weight" : "blocks.0.mlp.fc1.weight";
+    if (!fc1)
+        return uf__err(UF_ERR_FORMAT, "missing tensor 'blocks.0.mlp.fc1.weight' (or "
+                       "'blocks.0.mlp.w12.weight' of a SwiGLU MLP)");
+    if (fc1->ndim != 2 || fc1->shape[0] < 1 || fc1->shape[1] != a->D ||
+        (a->swiglu && fc1->shape[0] % 2))
+        return uf__err(UF_ERR_FORMAT, "%s: expected [%s,%lld], found %s", nm,
+                       a->swiglu ? "2*M" : "M", (long long)a->D,
+                       shape_str(f, sizeof f, fc1->ndim, fc1->shape));
     if (fc1->shape[0] > CK_MAX_MLP)
-        return uf__err(UF_ERR_LIMIT, "blocks.0.mlp.fc1.weight: MLP width %lld too large",
+        return uf__err(UF_ERR_LIMIT, "%s: MLP width %lld too large", nm,
                        (long long)fc1->shape[0]);
-    a->M = fc1->shape[0];
+    a->M = a->swiglu ? fc1->shape[0] / 2 : fc1->shape[0];
+    return UF_OK;
+}
+
+/* DINOv2's additions: register tokens [1][R][D] ([R][D] also accepted) and LayerScale,
+ * present when any block has a ls1 / ls2 gamma (then every block must have both). */
+static uf_status read_dinov2(const uf__tensors *ts, vit_arch *a)
+{
+    char f[160];
+    a->ls = false;
+    for (size_t i = 0; i < ts->n && !a->ls; i++)
+        a->ls = block_index(ts->v[i].name) >= 0 &&
+                (strstr(ts->v[i].name, ".ls1.gamma") || strstr(ts->v[i].name, ".ls2.gamma"));
+    a->R = 0;
+    a->reg = uf__tensors_find(ts, "register_tokens");
+    if (!a->reg) return UF_OK;
+    const uf__tensor *r = a->reg;
+    bool ok = (r->ndim == 3 && r->shape[0] == 1) || r->ndim == 2;
+    if (!ok || r->shape[r->ndim - 1] != a->D || r->shape[r->ndim - 2] < 1)
+        return uf__err(UF_ERR_FORMAT, "register_tokens: expected [1,R,%lld] with R >= 1, found %s",
+                       (long long)a->D, shape_str(f, sizeof f, r->ndim, r->shape));
+    if (r->shape[r->ndim - 2] > CK_MAX_GRID)
+        return uf__err(UF_ERR_LIMIT, "register_tokens: %lld registers",
+                       (long long)r->shape[r->ndim - 2]);
+    a->R = r->shape[r->ndim - 2];
     return UF_OK;
 }
 
@@ -595,8 +647,9 @@ static uf_status find_cls_token(const uf__tensors *ts, int64_t D, const uf__tens
 }
 
 /* List every tensor that goes into the weight block as a slot (pointer to fill in w,
- * source tensor), checking its shape: the copy comes after, so a bad file fails before the
- * big allocation. sl holds 6 + 12 * depth + 2 slots; *ns is set to the number used. */
+ * source tensor; a NULL pointer: used but not copied, LayerScale), checking its shape: the
+ * copy comes after, so a bad file fails before the big allocation. sl holds
+ * 5 + 14 * depth + 4 slots; *ns is set to the number used. */
 static uf_status list_slots(const uf__tensors *ts, const vit_arch *a, uf__vit_weights *w,
                             slot *sl, size_t *ns)
 {
@@ -621,7 +674,13 @@ static uf_status list_slots(const uf__tensors *ts, const vit_arch *a, uf__vit_we
         sl[n].src = a->pos;
         sl[n++].dst = &w->pos;
     }
-    char nm[64];
+    if (s == UF_OK && a->reg) {
+        sl[n].src = a->reg;
+        sl[n++].dst = &w->reg;
+    }
+    const int64_t M1 = a->swiglu ? 2 * M : M; /* rows of fc1 / w12 */
+    const char *fc1 = a->swiglu ? "mlp.w12" : "mlp.fc1", *fc2 = a->swiglu ? "mlp.w3" : "mlp.fc2";
+    char nm[64], sub[32];
     for (int b = 0; b < a->depth && s == UF_OK; b++) {
         uf__block_weights *bw = &w->blocks[b];
 #define BNEED(ptr, suffix, nd, ...)                                                    \
@@ -637,10 +696,18 @@ static uf_status list_slots(const uf__tensors *ts, const vit_arch *a, uf__vit_we
         BNEED(&bw->proj_b, "attn.proj.bias", 1, D);
         BNEED(&bw->ln2_w, "norm2.weight", 1, D);
         BNEED(&bw->ln2_b, "norm2.bias", 1, D);
-        BNEED(&bw->fc1_w, "mlp.fc1.weight", 2, M, D);
-        BNEED(&bw->fc1_b, "mlp.fc1.bias", 1, M);
-        BNEED(&bw->fc2_w, "mlp.fc2.weight", 2, D, M);
-        BNEED(&bw->fc2_b, "mlp.fc2.bias", 1, D);
+        snprintf(sub, sizeof sub, "%s.weight", fc1);
+        BNEED(&bw->fc1_w, sub, 2, M1, D);
+        snprintf(sub, sizeof sub, "%s.bias", fc1);
+        BNEED(&bw->fc1_b, sub, 1, M1);
+        snprintf(sub, sizeof sub, "%s.weight", fc2);
+        BNEED(&bw->fc2_w, sub, 2, D, M);
+        snprintf(sub, sizeof sub, "%s.bias", fc2);
+        BNEED(&bw->fc2_b, sub, 1, D);
+        if (a->ls) { /* checked and used, but folded into proj / fc2, not copied */
+            BNEED(NULL, "ls1.gamma", 1, D);
+            BNEED(NULL, "ls2.gamma", 1, D);
+        }
 #undef BNEED
     }
     NEED(&w->norm_w, "norm.weight", 1, D);
@@ -661,7 +728,7 @@ static uf_status copy_slots(uf__vit_weights *w, const slot *sl, size_t ns, size_
 {
     size_t nf = 0, bytes = 0;
     for (size_t i = 0; i < ns; i++) {
-        size_t r = (sl[i].src->numel + 15) / 16 * 16;
+        size_t r = sl[i].dst ? (sl[i].src->numel + 15) / 16 * 16 : 0;
         if (!uf__add_ok(nf, r, &nf)) return uf__err(UF_ERR_LIMIT, "model too large");
     }
     if (!uf__mul_ok(nf, sizeof(float), &bytes)) return uf__err(UF_ERR_LIMIT, "model too large");
@@ -671,18 +738,40 @@ static uf_status copy_slots(uf__vit_weights *w, const slot *sl, size_t ns, size_
     size_t off = 0;
     for (size_t i = 0; i < ns; i++) {
         const uf__tensor *t = sl[i].src;
-        float *d = w->mem + off;
+        float *d = sl[i].dst ? w->mem + off : NULL;
         for (size_t j = 0; j < t->numel; j++) {
             if (!isfinite(t->data[j]))
                 return uf__err(UF_ERR_NONFINITE, "%s: non-finite value (%g) at element %zu",
                                t->name, (double)t->data[j], j);
-            d[j] = t->data[j];
+            if (d) d[j] = t->data[j];
         }
+        if (!d) continue;
         *sl[i].dst = d;
         off += (t->numel + 15) / 16 * 16;
     }
     *total = nf;
     return UF_OK;
+}
+
+/* LayerScale into the weights: x + gamma * (W a + b) == x + (diag(gamma) W) a + gamma b, for
+ * the attention projection (ls1) and the MLP output (ls2) of every block. The shapes were
+ * checked by list_slots. */
+static void fold_layerscale(const uf__tensors *ts, uf__vit_weights *w, int depth, int D, int M)
+{
+    char nm[64];
+    for (int b = 0; b < depth; b++) {
+        uf__block_weights *bw = &w->blocks[b];
+        for (int k = 0; k < 2; k++) {
+            snprintf(nm, sizeof nm, "blocks.%d.ls%d.gamma", b, k + 1);
+            const float *g = uf__tensors_find(ts, nm)->data; /* [D] */
+            float *W = k ? bw->fc2_w : bw->proj_w, *bias = k ? bw->fc2_b : bw->proj_b;
+            const int K = k ? M : D; /* [D][K] */
+            for (int i = 0; i < D; i++) {
+                for (int j = 0; j < K; j++) W[(size_t)i * K + j] *= g[i];
+                bias[i] *= g[i];
+            }
+        }
+    }
 }
 
 /* The architecture from the tensor shapes and the caller's parameters. */
@@ -692,6 +781,7 @@ static uf_status read_arch(const uf__tensors *ts, const uf_backbone_params *par,
     uf_status s = read_patch_embed(ts, a);
     if (s == UF_OK) s = read_depth(ts, a);
     if (s == UF_OK) s = read_mlp_width(ts, a);
+    if (s == UF_OK) s = read_dinov2(ts, a);
     if (s == UF_OK) s = read_grid(ts, a);
     if (s == UF_OK) s = resolve_heads(par, a);
     if (s == UF_OK) s = read_classes(ts, a);
@@ -713,14 +803,15 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
     uf_status s = read_arch(ts, &par, &a);
     if (s != UF_OK) return s;
 
-    /* 4 embedding + 12 per block + 2 norm + 2 head slots at most */
+    /* 5 embedding + 14 per block + 2 norm + 2 head slots at most */
     w->blocks = calloc((size_t)a.depth, sizeof *w->blocks); /* [depth] */
-    slot *sl = calloc(6 + 12 * (size_t)a.depth + 2, sizeof *sl);
+    slot *sl = calloc(5 + 14 * (size_t)a.depth + 4, sizeof *sl);
     size_t ns = 0, total = 0;
     s = !w->blocks || !sl ? uf__err(UF_ERR_NOMEM, "out of memory") : UF_OK;
     if (s == UF_OK) s = list_slots(ts, &a, w, sl, &ns);
     if (s == UF_OK) s = check_all_used(ts, sl, ns);
     if (s == UF_OK) s = copy_slots(w, sl, ns, &total);
+    if (s == UF_OK && a.ls) fold_layerscale(ts, w, a.depth, (int)a.D, (int)a.M);
     free(sl);
     if (s != UF_OK) {
         uf__vit_weights_free(w);
@@ -733,6 +824,13 @@ uf_status uf__vit_weights_from_tensors(const uf__tensors *ts, const uf_backbone_
     w->mlp_dim = (int)a.M;
     w->grid_h = w->grid_w = (int)a.g;
     w->n_classes = (int)a.C;
+    w->n_reg = (int)a.R;
+    w->swiglu = a.swiglu;
+    w->layerscale = a.ls;
+    /* dinov2/hub/backbones.py: the register models interpolate to the exact size with
+     * antialiasing (interpolate_offset 0, interpolate_antialias True), the others with
+     * DINO's 0.1 offset; uf__backbone_load_mem switches Hugging Face's Dinov2Model */
+    w->pos_interp = a.R > 0 ? UF__POS_EXACT_AA : UF__POS_OFFSET;
     w->ln_eps = par.ln_eps;
     w->n_floats = total;
     return UF_OK;
@@ -776,10 +874,14 @@ uf_status uf__backbone_load_mem(const uint8_t *buf, size_t len, const char *name
         uf__tensors_free(&ts);
         return s; /* the readers' messages already name the file */
     }
-    s = select_state_dict(&ts);
+    bool hf = false;
+    s = select_state_dict(&ts, &hf);
     uf_backbone *bb = s == UF_OK ? calloc(1, sizeof *bb) : NULL;
     if (s == UF_OK && !bb) s = uf__err(UF_ERR_NOMEM, "out of memory");
     if (s == UF_OK) s = uf__vit_weights_from_tensors(&ts, p, &bb->w);
+    /* transformers' Dinov2Model (LayerScale, no registers) resamples to the exact size,
+     * unlike the official code's 0.1 offset; Dinov2WithRegisters matches the official one */
+    if (s == UF_OK && hf && bb->w.layerscale && !bb->w.n_reg) bb->w.pos_interp = UF__POS_EXACT;
     uf__tensors_free(&ts);
     if (s != UF_OK) {
         free(bb);
@@ -834,7 +936,10 @@ void uf_backbone_get_info(const uf_backbone *bb, uf_backbone_info *info)
     const uf__vit_weights *w = &bb->w;
     size_t D = (size_t)w->dim, M = (size_t)w->mlp_dim, P = (size_t)w->patch;
     size_t C = (size_t)w->n_classes, T = 1 + (size_t)w->grid_h * (size_t)w->grid_w;
-    size_t per_block = 4 * D + 3 * D * D + 3 * D + D * D + D + M * D + M + D * M + D;
+    size_t M1 = w->swiglu ? 2 * M : M; /* fc1 (w12) rows */
+    size_t per_block = 4 * D + 3 * D * D + 3 * D + D * D + D + M1 * D + M1 + D * M + D +
+                       (w->layerscale ? 2 * D : 0);
+    T += (size_t)w->n_reg; /* register tokens: D parameters each, like a position */
     info->dim = w->dim;
     info->depth = w->depth;
     info->heads = w->heads;

@@ -17,6 +17,8 @@
  * (the shorter int(resize * short / long)) and the image is placed at the top-left corner
  * of a zero canvas of resize x resize, so no pixel of the image is discarded (issue 13).
  * The detector runs the ViT on the image's own (non-square) patch grid within that canvas.
+ * fit (UF_FIT_SHORT / UF_FIT_LONG) overrides which side Resize measures; fit long with
+ * crop 0 and pad_to = resize is the letterbox: the whole image centred on the square.
  * The uint8 stage (after resize, crop and canvas) is exposed to tests as uf__preprocess_u8.
  */
 #include "core/internal.h"
@@ -38,6 +40,7 @@ uf_preprocess uf_preprocess_default(void)
     p.std[0] = 0.229f;
     p.std[1] = 0.224f;
     p.std[2] = 0.225f;
+    p.fit = UF_FIT_AUTO;
     return p;
 }
 
@@ -60,6 +63,12 @@ static int half_round_even(int d)
 
 /* The whole-image (letterbox) mode: no crop and no explicit canvas. */
 static int whole_mode(const uf_preprocess *p) { return p->crop == 0 && p->pad_to == 0; }
+
+/* Resize sets the longer side: asked for, or the whole-image mode's automatic choice. */
+static int fits_long(const uf_preprocess *p)
+{
+    return p->fit == UF_FIT_LONG || (p->fit != UF_FIT_SHORT && whole_mode(p));
+}
 
 /* torchvision's _compute_resized_output_size for Resize(int); 0 keeps the size. With
  * fit_long the longer side becomes resize instead of the shorter. */
@@ -94,7 +103,7 @@ static void resized_size(int resize, int fit_long, int w, int h, int *rw, int *r
 static void compute_geom(const uf_preprocess *p, int w, int h, geom *g)
 {
     memset(g, 0, sizeof *g);
-    resized_size(p->resize, whole_mode(p), w, h, &g->rw, &g->rh);
+    resized_size(p->resize, fits_long(p), w, h, &g->rw, &g->rh);
     if (p->crop > 0) {
         int c = p->crop;
         g->cl = c > g->rw ? -((c - g->rw) / 2) : half_round_even(g->rw - c);
@@ -125,6 +134,13 @@ static uf_status validate(const uf_preprocess *p, const uf_image *img, geom *g)
                        p->resize, p->crop, p->pad_to);
     if ((unsigned)p->interp > UF_INTERP_NEAREST)
         return uf__err(UF_ERR_ARG, "preprocess: unknown filter %d", (int)p->interp);
+    if ((unsigned)p->fit > UF_FIT_LONG)
+        return uf__err(UF_ERR_ARG, "preprocess: unknown fit %d (0 auto, 1 short, 2 long)",
+                       (int)p->fit);
+    if (p->fit == UF_FIT_SHORT && whole_mode(p))
+        return uf__err(UF_ERR_ARG, "preprocess: fit short with crop 0 and no pad_to: the "
+                       "whole-image canvas (resize x resize) holds the longer side only; use "
+                       "fit long (or auto), or pad_to");
     for (int c = 0; c < 3; c++)
         if (!isfinite(p->mean[c]) || !isfinite(p->std[c]) || p->std[c] == 0.0f)
             return uf__err(UF_ERR_ARG, "preprocess: mean/std of channel %d invalid "
@@ -137,9 +153,10 @@ static uf_status validate(const uf_preprocess *p, const uf_image *img, geom *g)
      * here, in the user's terms, rather than let the resampler's allocation refuse it */
     if ((uint64_t)g->rw * (uint64_t)g->rh > (uint64_t)uf_get_max_pixels())
         return uf__err(UF_ERR_LIMIT,
-                       "image of %dx%d pixels is too elongated: resizing its shorter side to %d "
+                       "image of %dx%d pixels is too elongated: resizing its %s side to %d "
                        "would make it %dx%d, above the limit of %zu pixels",
-                       img->width, img->height, p->resize, g->rw, g->rh, uf_get_max_pixels());
+                       img->width, img->height, fits_long(p) ? "longer" : "shorter", p->resize,
+                       g->rw, g->rh, uf_get_max_pixels());
     if (g->S <= 0)
         return uf__err(UF_ERR_ARG, "preprocess: crop = 0 needs resize > 0 or pad_to > 0 to fix "
                        "the output size");

@@ -3,8 +3,11 @@
  *
  * A session owns every scratch buffer of the pass, sized for the largest batch seen and
  * grown on demand, so repeated calls with the same sizes never allocate. Activations are
- * kept row-major as [T][D] with T = B * (1 + Np) tokens (CLS first in each image), which
- * turns every Linear layer into one matrix product over all tokens of the batch.
+ * kept row-major as [T][D] with T = B * (1 + R + Np) tokens (CLS first in each image, then
+ * DINOv2's R register tokens, then the patches), which turns every Linear layer into one
+ * matrix product over all tokens of the batch. DINOv2's LayerScale is folded into the
+ * weights at load time (checkpoint.c); its SwiGLU MLP (the giant) is fc1 without an
+ * epilogue, silu(x1) * x2 in place, then fc2 on the x1 half.
  *
  * Speed: the Linear layers and attention run on our own kernels (kernels/kern.h), compiled
  * for baseline x86-64, AVX2+FMA and AVX-512 and chosen once at run time from cpuid:
@@ -18,7 +21,10 @@
  * Every output element is summed in the same order whatever the thread count or batch
  * partitioning, so results are bitwise reproducible across both at a given level.
  * Threads: each session has its own count (uf_session_set_threads), passed to every
- * OpenMP region as a num_threads clause; nothing process-wide is changed.
+ * OpenMP region as a num_threads clause; nothing process-wide is changed. The blocks run
+ * in one parallel region per call (the kernels' *_team entry points), so a step costs a
+ * barrier, not the start of a team: with OMP_WAIT_POLICY=passive each start woke the
+ * sleeping threads again, many times per block.
  *
  * Exactness: every step follows PyTorch's definition (biased-variance LayerNorm, exact
  * erf GELU, max-subtracted softmax, DINO's bicubic interpolate_pos_encoding computed in
@@ -153,38 +159,60 @@ static void pack_pad(int K, int mr, size_t T, float *ap)
 /* Positional embedding (DINO interpolate_pos_encoding)                                 */
 /* ------------------------------------------------------------------------------------ */
 
-/* PyTorch's cubic convolution kernels, A = -0.75 (upsample_bicubic2d). */
+/* PyTorch's cubic convolution kernels (upsample_bicubic2d: A = -0.75; the antialiased
+ * _upsample_bicubic2d_aa: a = -0.5, as Pillow). */
 static double cubic1(double x, double A) { return ((A + 2) * x - (A + 3)) * x * x + 1; }
 static double cubic2(double x, double A) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; }
-
-/* Taps and weights of one output index along an axis of n_in trained positions resampled
- * to n_out (DINO passes scale_factor = (n_out + 0.1) / n_in, and PyTorch then maps with
- * 1/scale, not n_in/n_out). */
-static void cubic_taps(int n_in, int n_out, int o, int idx[4], double wt[4])
+static double cubic_aa(double x)
 {
-    double scale = ((double)n_out + 0.1) / (double)n_in;
-    double src = ((double)o + 0.5) * (1.0 / scale) - 0.5;
-    double f = floor(src), t = src - f;
-    const double A = -0.75;
-    wt[0] = cubic2(t + 1.0, A);
-    wt[1] = cubic1(t, A);
-    wt[2] = cubic1(1.0 - t, A);
-    wt[3] = cubic2(2.0 - t, A);
+    x = fabs(x);
+    return x < 1.0 ? cubic1(x, -0.5) : x < 2.0 ? cubic2(x, -0.5) : 0.0;
+}
+
+/* Row o of the [n_out][n_in] resampling matrix wt (zeroed by the caller) of one axis, as
+ * PyTorch's bicubic F.interpolate(align_corners=False) computes it for the mode:
+ *  - UF__POS_OFFSET: DINO passes scale_factor = (n_out + 0.1) / n_in and PyTorch maps
+ *    with 1/scale_factor, not n_in/n_out; 4 taps, clamped at the borders;
+ *  - UF__POS_EXACT: size = n_out, scale n_in / n_out; 4 taps, clamped;
+ *  - UF__POS_EXACT_AA: antialias=True: a filter widened by the scale when shrinking
+ *    (support 2 * scale), taps inside the input only, weights normalised to sum 1. */
+static void interp_row(int mode, int n_in, int n_out, int o, double *wt)
+{
+    if (mode == UF__POS_EXACT_AA) {
+        const double scale = (double)n_in / n_out, center = scale * (o + 0.5);
+        const double support = scale >= 1.0 ? 2.0 * scale : 2.0;
+        const double inv = scale >= 1.0 ? 1.0 / scale : 1.0;
+        long lo = (long)(center - support + 0.5), hi = (long)(center + support + 0.5);
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > n_in ? n_in : hi;
+        double total = 0;
+        for (long j = lo; j < hi; j++) total += wt[j] = cubic_aa((j - center + 0.5) * inv);
+        if (total != 0.0)
+            for (long j = lo; j < hi; j++) wt[j] /= total;
+        return;
+    }
+    const double inv = mode == UF__POS_OFFSET ? 1.0 / (((double)n_out + 0.1) / (double)n_in)
+                                              : (double)n_in / (double)n_out;
+    const double src = ((double)o + 0.5) * inv - 0.5;
+    const double f = floor(src), t = src - f, A = -0.75;
+    const double w4[4] = {cubic2(t + 1.0, A), cubic1(t, A), cubic1(1.0 - t, A),
+                          cubic2(2.0 - t, A)};
     for (int k = 0; k < 4; k++) {
         long v = (long)f - 1 + k;
-        idx[k] = (int)(v < 0 ? 0 : v > n_in - 1 ? n_in - 1 : v);
+        wt[v < 0 ? 0 : v > n_in - 1 ? n_in - 1 : v] += w4[k];
     }
 }
 
 /* Point *pos at the positional embedding [1+gh*gw][D] for a gh x gw patch grid of an
- * H x W input: the trained table when DINO uses it as is, else the bicubic resampling,
+ * H x W input: the trained table when the model uses it as is, else its bicubic
+ * resampling in the backbone's mode (w->pos_interp), separable, in double precision,
  * cached in the session for the last grid. */
 static uf_status pos_prepare(uf_session *s, int gh, int gw, int H, int W, const float **pos)
 {
     const uf__vit_weights *w = &s->bb->w;
     const int D = w->dim, Gh = w->grid_h, Gw = w->grid_w;
     int as_is;
-    if (Gh == Gw) /* DINO: `if npatch == N and w == h: return self.pos_embed` */
+    if (Gh == Gw) /* DINO, DINOv2: `if npatch == N and w == h: return self.pos_embed` */
         as_is = (size_t)gh * gw == (size_t)Gh * Gw && H == W;
     else
         as_is = gh == Gh && gw == Gw;
@@ -201,36 +229,43 @@ static uf_status pos_prepare(uf_session *s, int gh, int gw, int H, int W, const 
     s->pos_gh = s->pos_gw = 0;
     uf_status st = buf_need(&s->pos, n, "positional embedding");
     if (st != UF_OK) return st;
-    double *tmp = malloc((size_t)Gw * D * sizeof(double)); /* [Gw][D] one resampled row */
-    if (!tmp) return uf__err(UF_ERR_NOMEM, "forward: out of memory for positional embedding");
+    /* tmp [Gw][D] one row resampled vertically; wy [gh][Gh], wx [gw][Gw] */
+    double *tmp = malloc((size_t)Gw * D * sizeof(double));
+    double *wy = calloc((size_t)gh * Gh, sizeof(double)), *wx = calloc((size_t)gw * Gw, sizeof(double));
+    if (!tmp || !wy || !wx) {
+        free(tmp);
+        free(wy);
+        free(wx);
+        return uf__err(UF_ERR_NOMEM, "forward: out of memory for positional embedding");
+    }
+    for (int oy = 0; oy < gh; oy++) interp_row(w->pos_interp, Gh, gh, oy, wy + (size_t)oy * Gh);
+    for (int ox = 0; ox < gw; ox++) interp_row(w->pos_interp, Gw, gw, ox, wx + (size_t)ox * Gw);
     float *out = s->pos.p;
     memcpy(out, w->pos, (size_t)D * sizeof(float)); /* CLS position unchanged */
     const float *grid = w->pos + D;                 /* [Gh][Gw][D] */
     for (int oy = 0; oy < gh; oy++) {
-        int iy[4];
-        double wy[4];
-        cubic_taps(Gh, gh, oy, iy, wy);
-        /* vertical pass: tmp[x][d] = sum_k wy[k] grid[iy[k]][x][d] */
-        for (int x = 0; x < Gw; x++)
-            for (int d = 0; d < D; d++) {
-                double acc = 0;
-                for (int k = 0; k < 4; k++) acc += wy[k] * grid[((size_t)iy[k] * Gw + x) * D + d];
-                tmp[(size_t)x * D + d] = acc;
-            }
+        const double *ry = wy + (size_t)oy * Gh;
+        /* vertical pass: tmp[x][d] = sum_y wy[oy][y] grid[y][x][d] */
+        for (size_t i = 0; i < (size_t)Gw * D; i++) tmp[i] = 0;
+        for (int y = 0; y < Gh; y++) {
+            if (ry[y] == 0.0) continue;
+            const float *g = grid + (size_t)y * Gw * D;
+            for (size_t i = 0; i < (size_t)Gw * D; i++) tmp[i] += ry[y] * g[i];
+        }
         /* horizontal pass */
         for (int ox = 0; ox < gw; ox++) {
-            int ix[4];
-            double wx[4];
-            cubic_taps(Gw, gw, ox, ix, wx);
+            const double *rx = wx + (size_t)ox * Gw;
             float *o = out + (1 + (size_t)oy * gw + ox) * D;
             for (int d = 0; d < D; d++) {
                 double acc = 0;
-                for (int k = 0; k < 4; k++) acc += wx[k] * tmp[(size_t)ix[k] * D + d];
+                for (int x = 0; x < Gw; x++) acc += rx[x] * tmp[(size_t)x * D + d];
                 o[d] = (float)acc;
             }
         }
     }
     free(tmp);
+    free(wy);
+    free(wx);
     s->pos_gh = gh;
     s->pos_gw = gw;
     *pos = out;
@@ -241,12 +276,12 @@ static uf_status pos_prepare(uf_session *s, int gh, int gw, int H, int W, const 
 /* Forward                                                                              */
 /* ------------------------------------------------------------------------------------ */
 
-/* im2col: col[b*Np + py*gw + px][c*P*P + ky*P + kx] = pixels[b][c][py*P+ky][px*P+kx]. */
-static void im2col(int nth, const float *px, int B, int H, int W, int P, int gh, int gw,
-                   float *col)
+/* im2col: col[b*Np + py*gw + px][c*P*P + ky*P + kx] = pixels[b][c][py*P+ky][px*P+kx].
+ * Called by every thread of the forward's team. */
+static void im2col(const float *px, int B, int H, int W, int P, int gh, int gw, float *col)
 {
     const size_t K = 3 * (size_t)P * P;
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp for schedule(static)
     for (int r = 0; r < B * gh; r++) {
         const int b = r / gh, py = r % gh;
         for (int pxi = 0; pxi < gw; pxi++) {
@@ -302,6 +337,8 @@ typedef struct fwd {
     const uf__kern *kn;
     const uf__lp *lp; /* the BF16 weights when the backbone runs in BF16, else NULL */
     int B, D, P, M, heads, nth, mr, nrun, L_att; /* L_att: blocks whose attention mean is kept */
+    int M1;                                      /* fc1 rows: M, or 2M for SwiGLU              */
+    int R;                                       /* register tokens, after CLS                 */
     int iNt, iNp, iT;                            /* tokens per image, patches per image, B * Nt */
     size_t Np, Nt, T, nn;                        /* nn = Nt * Nt                               */
     const float *pos;                            /* [Nt][D] positional embeddings for the grid */
@@ -319,11 +356,13 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
     f->w = w;
     f->B = B;
     const int D = f->D = w->dim, P = f->P = w->patch, M = f->M = w->mlp_dim;
+    const int M1 = f->M1 = w->swiglu ? 2 * M : M;
     f->heads = w->heads;
+    f->R = w->n_reg;
     const int gh = H / P, gw = W / P;
-    size_t Np = f->Np = (size_t)gh * gw, Nt = f->Nt = Np + 1, T, tmp, big;
+    size_t Np = f->Np = (size_t)gh * gw, Nt = f->Nt = Np + 1 + (size_t)f->R, T, tmp, big;
     if (!uf__mul_ok((size_t)B, Nt, &T) || T > (size_t)INT32_MAX / 4 ||
-        !uf__mul_ok(T, (size_t)(3 * D > M ? 3 * D : M), &big) ||
+        !uf__mul_ok(T, (size_t)(3 * D > M1 ? 3 * D : M1), &big) ||
         !uf__mul_ok(T, (size_t)3 * P * P, &tmp))
         return uf__err(UF_ERR_LIMIT, "uf_forward: batch of %d images of %dx%d is too large", B, H,
                        W);
@@ -356,7 +395,7 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
 
     if ((st = buf_need(&s->x, T * D, "token")) || (st = buf_need(&s->h, T * D, "norm")) ||
         (st = buf_need(&s->qkv, T * 3 * D, "qkv")) || (st = buf_need(&s->ctx, T * D, "context")) ||
-        (st = buf_need(&s->mlp, (T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * M, "mlp")) ||
+        (st = buf_need(&s->mlp, (T + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX * M1, "mlp")) ||
         (st = buf_need(&s->col, B * Np * 3 * P * P, "im2col")) ||
         (st = buf_need(&s->pk, npk, "packing")) || (st = buf_need(&s->att, n_att, "attention")) ||
         (st = buf_need(&s->clsatt, (size_t)B * f->heads * Nt, "cls attention")) ||
@@ -372,8 +411,15 @@ static uf_status fwd_prepare(uf_session *s, const float *pixels, int B, int H, i
     return UF_OK;
 }
 
-/* One Linear layer, kn->gemm's contract (kernels/kern.h): on the FP32 weights w, or on lw,
- * their BF16 copy (model/bf16.h), when the backbone runs in BF16 and lw is given. */
+/* The steps below run inside the forward's one parallel region (uf_forward), called by
+ * every thread of its team: their loops are orphaned work-sharing constructs, and each
+ * ends with the team's barrier where the next step needs all of its output (a region per
+ * step cost a wake-up of the sleeping threads per step with OMP_WAIT_POLICY=passive). */
+
+/* One Linear layer, kn->gemm_team's contract (kernels/kern.h, every thread of the team):
+ * on the FP32 weights w, or on lw, their BF16 copy (model/bf16.h), when the backbone runs in
+ * BF16 and lw is given. (The patch embedding stays FP32: rounding the pixels to BF16 cost
+ * more accuracy than its 1-2 % of the FLOPs are worth.) */
 static void linear(const fwd *f, int M, int N, int K, const float *A, int lda, const float *w,
                    const void *lw, const float *bias, float *C, int ldc, uf__epi e, float *ap,
                    float *pout)
@@ -381,35 +427,41 @@ static void linear(const fwd *f, int M, int N, int K, const float *A, int lda, c
     if (f->lp && lw)
         uf__lp_gemm(f->kn, f->lp, f->nth, M, N, K, A, lda, lw, bias, C, ldc, e, ap, pout);
     else
-        f->kn->gemm(f->nth, M, N, K, A, lda, w, bias, C, ldc, e, ap, pout);
+        f->kn->gemm_team(f->nth, M, N, K, A, lda, w, bias, C, ldc, e, ap, pout);
 }
 
-/* Patch embedding, tokens = [CLS; patches] + pos, and the first block's LayerNorm (packed
- * for the first qkv GEMM). */
+/* Patch embedding, tokens = [CLS + pos[0]; registers; patches + pos[1..]] (DINOv2's
+ * registers carry no positional embedding), and the first block's LayerNorm (packed for
+ * the first qkv GEMM). */
 static void fwd_embed(const fwd *f, const float *pixels, int H, int W)
 {
     uf_session *s = f->s;
     const uf__vit_weights *w = f->w;
-    const int D = f->D, P = f->P, nth = f->nth, iNt = f->iNt, iNp = f->iNp;
+    const int D = f->D, P = f->P, nth = f->nth, iNt = f->iNt, iNp = f->iNp, R = f->R;
     float *x = s->x.p, *h = s->h.p, *ctx = s->ctx.p, *pk = s->pk.p;
     /* patch embedding: ctx[B*Np][D] = im2col(pixels) * patch_w^T + patch_b */
-    im2col(nth, pixels, f->B, H, W, P, H / P, W / P, s->col.p);
-    /* (FP32 in BF16 backbones too: rounding the pixels cost more accuracy than its 1-2 % of
-     * the FLOPs are worth, model/bf16.h) */
-    linear(f, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w, NULL, w->patch_b, ctx, D, UF__EPI_SET, s->pk.p, NULL);
+    im2col(pixels, f->B, H, W, P, H / P, W / P, s->col.p);
+    f->kn->gemm_team(nth, f->B * iNp, D, 3 * P * P, s->col.p, 3 * P * P, w->patch_w,
+                     w->patch_b, ctx, D, UF__EPI_SET, s->pk.p, NULL);
     const uf__block_weights *bw0 = &w->blocks[0];
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp single nowait
+    pack_pad(D, f->mr, f->T, pk);
+#pragma omp for schedule(static)
     for (int t = 0; t < f->iT; t++) {
         const int b = t / iNt, i = t % iNt;
-        const float *src = i == 0 ? w->cls : ctx + ((size_t)b * f->Np + i - 1) * D;
-        const float *pp = f->pos + (size_t)i * D;
         float *xr = x + (size_t)t * D;
+        if (i >= 1 && i <= R) {
+            memcpy(xr, w->reg + (size_t)(i - 1) * D, (size_t)D * sizeof(float));
+        } else {
+            const int pi = i == 0 ? 0 : i - R; /* row of pos */
+            const float *src = i == 0 ? w->cls : ctx + ((size_t)b * f->Np + pi - 1) * D;
+            const float *pp = f->pos + (size_t)pi * D;
 #pragma omp simd
-        for (int d = 0; d < D; d++) xr[d] = src[d] + pp[d];
+            for (int d = 0; d < D; d++) xr[d] = src[d] + pp[d];
+        }
         layernorm_row(xr, bw0->ln1_w, bw0->ln1_b, w->ln_eps, h + (size_t)t * D, D);
         pack_row(h + (size_t)t * D, D, f->mr, (size_t)t, pk);
     }
-    pack_pad(D, f->mr, f->T, pk);
 }
 
 /* Block l: attention and MLP halves, the block's output into ob ([B][Np][D], or NULL), and
@@ -420,7 +472,7 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     uf_session *s = f->s;
     const uf__vit_weights *w = f->w;
     const uf__kern *kn = f->kn;
-    const int D = f->D, M = f->M, nth = f->nth, iT = f->iT, iNt = f->iNt, mr = f->mr;
+    const int D = f->D, M = f->M, iT = f->iT, iNt = f->iNt, mr = f->mr;
     float *x = s->x.p, *h = s->h.p, *qkv = s->qkv.p, *ctx = s->ctx.p, *mlp = s->mlp.p;
     float *pk = s->pk.p;
     const uf__block_weights *bw = &w->blocks[l];
@@ -431,46 +483,65 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     aj->clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
     aj->mean = l < f->L_att ? s->roll.p + (size_t)l * f->nn : NULL;
     aj->mean_img = (size_t)f->L_att * f->nn;
-    kn->attention(aj);
+    kn->attention_team(aj);
     linear(f, iT, D, D, ctx, D, bw->proj_w, lb->proj, bw->proj_b, x, D, UF__EPI_ACC, pk, NULL);
-#pragma omp parallel for schedule(static) num_threads(nth)
+#pragma omp single nowait
+    pack_pad(D, mr, f->T, pk);
+#pragma omp for schedule(static)
     for (int t = 0; t < iT; t++) {
         layernorm_row(x + (size_t)t * D, bw->ln2_w, bw->ln2_b, w->ln_eps, h + (size_t)t * D, D);
         pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
     }
-    pack_pad(D, mr, f->T, pk);
     /* MLP half */
-    if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
-        linear(f, iT, M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk, mlp);
+    if (w->swiglu) { /* hidden = silu(x1) * x2 into the x1 half, fc2 reads it with stride 2M */
+        linear(f, iT, 2 * M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, mlp, 2 * M, UF__EPI_SET,
+               pk, NULL);
+#pragma omp for schedule(static)
+        for (int t = 0; t < iT; t++) {
+            float *r = mlp + (size_t)t * 2 * M;
+            for (int k = 0; k < M; k++) r[k] = r[k] / (1.0f + expf(-r[k])) * r[M + k];
+        }
+        linear(f, iT, D, M, mlp, 2 * M, bw->fc2_w, lb->fc2, bw->fc2_b, x, D, UF__EPI_ACC, pk,
+               NULL);
+    } else if (D <= kn->kc) { /* fc1 writes fc2's packed input directly (mlp is packed) */
+        linear(f, iT, M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, NULL, 0, UF__EPI_GELU, pk,
+               mlp);
         linear(f, iT, D, M, NULL, 0, bw->fc2_w, lb->fc2, bw->fc2_b, x, D, UF__EPI_ACC, mlp, NULL);
     } else {
-        linear(f, iT, M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, mlp, M, UF__EPI_GELU, pk, NULL);
+        linear(f, iT, M, D, NULL, 0, bw->fc1_w, lb->fc1, bw->fc1_b, mlp, M, UF__EPI_GELU, pk,
+               NULL);
         linear(f, iT, D, M, mlp, M, bw->fc2_w, lb->fc2, bw->fc2_b, x, D, UF__EPI_ACC, pk, NULL);
     }
     /* outputs of this block, then the next block's LayerNorm */
     const uf__block_weights *nb = l + 1 < f->nrun ? &w->blocks[l + 1] : NULL;
     if (!ob && !nb) return;
-#pragma omp parallel for schedule(static) num_threads(nth)
+    if (nb) {
+#pragma omp single nowait
+        pack_pad(D, mr, f->T, pk);
+    }
+#pragma omp for schedule(static)
     for (int t = 0; t < iT; t++) {
         const int b = t / iNt, i = t % iNt;
         const float *xr = x + (size_t)t * D;
-        if (ob && i > 0) memcpy(ob + ((size_t)b * f->Np + i - 1) * D, xr, (size_t)D * sizeof(float));
+        if (ob && i > f->R)
+            memcpy(ob + ((size_t)b * f->Np + i - 1 - f->R) * D, xr, (size_t)D * sizeof(float));
         if (nb) {
             layernorm_row(xr, nb->ln1_w, nb->ln1_b, w->ln_eps, h + (size_t)t * D, D);
             pack_row(h + (size_t)t * D, D, mr, (size_t)t, pk);
         }
     }
-    if (nb) pack_pad(D, mr, f->T, pk);
 }
 
-/* CLS attention of one block, mean over heads, patch columns: out->attn [B][Np]. */
+/* CLS attention of one block, mean over heads, patch columns (not CLS, not the registers):
+ * out->attn [B][Np]. */
 static void fwd_cls_attention(const fwd *f, uf_forward_output *out)
 {
     const float *ca = f->s->clsatt.p; /* [B][heads][Nt] */
     for (int b = 0; b < f->B; b++)
         for (size_t p = 0; p < f->Np; p++) {
             float acc = 0;
-            for (int hh = 0; hh < f->heads; hh++) acc += ca[((size_t)b * f->heads + hh) * f->Nt + 1 + p];
+            for (int hh = 0; hh < f->heads; hh++)
+                acc += ca[((size_t)b * f->heads + hh) * f->Nt + 1 + f->R + p];
             out->attn[(size_t)b * f->Np + p] = acc / (float)f->heads;
         }
 }
@@ -500,7 +571,7 @@ static void fwd_rollout(const fwd *f, uf_forward_output *out)
             r = r2;
             r2 = t2;
         }
-        memcpy(out->attn + (size_t)b * Np, r + 1, Np * sizeof(float));
+        memcpy(out->attn + (size_t)b * Np, r + 1 + f->R, Np * sizeof(float));
     }
 }
 
@@ -533,13 +604,18 @@ uf_status uf_forward(uf_session *s, const float *pixels, int B, int H, int W,
     fwd f;
     uf_status st = fwd_prepare(s, pixels, B, H, W, req, out, &f);
     if (st != UF_OK) return st;
-    fwd_embed(&f, pixels, H, W);
-    uf__attn_job aj = {.B = B, .Nt = f.iNt, .D = f.D, .heads = f.heads, .nth = f.nth,
-                       .qkv = s->qkv.p, .ctx = s->ctx.p, .scores = s->att.p};
-    int sel = 0; /* index of the next selected block output */
-    for (int l = 0; l < f.nrun; l++) {
-        float *ob = (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * f.Np * f.D : NULL;
-        fwd_block(&f, l, req, &aj, ob);
+    /* one team for the whole pass (nth 1: an inactive region, the loops bind to it) */
+#pragma omp parallel num_threads(f.nth) if (f.nth > 1)
+    {
+        fwd_embed(&f, pixels, H, W);
+        uf__attn_job aj = {.B = B, .Nt = f.iNt, .D = f.D, .heads = f.heads, .nth = f.nth,
+                           .qkv = s->qkv.p, .ctx = s->ctx.p, .scores = s->att.p};
+        int sel = 0; /* index of the next selected block output */
+        for (int l = 0; l < f.nrun; l++) {
+            float *ob =
+                (req->blocks >> l & 1) ? out->blocks + (size_t)sel++ * B * f.Np * f.D : NULL;
+            fwd_block(&f, l, req, &aj, ob);
+        }
     }
     if (req->attn_block && !req->rollout) fwd_cls_attention(&f, out);
     if (f.L_att) fwd_rollout(&f, out);
