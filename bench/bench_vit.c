@@ -428,6 +428,9 @@ int main(int argc, char **argv)
 {
     opts o = {.name = "vit", .threads = 2, .budget = 6.0, .n_batches = 2, .batches = {1, 8},
               .n_prec = 1, .prec = {UF_PRECISION_FP32}};
+    /* as the CLI: BF16 on AMX tiles where the CPU has them (a process-wide setting the
+     * library leaves to its host; UF_AMX=0 keeps vdpbf16ps) */
+    (void)uf_enable_amx();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--sgemm")) { o.sgemm = 1; continue; }

@@ -21,6 +21,8 @@
 #include "harness.h"
 #include "core/internal.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <pthread.h>
 
 #define GOLD "tests/data/golden/"
@@ -445,6 +447,17 @@ static void test_bf16_golden(void)
     check_bf16(GOLD "m1.safetensors", GOLD "m1_out.safetensors");
     check_bf16(GOLD "m1.safetensors", GOLD "m1_interp_out.safetensors");
     check_bf16(GOLD "m2.safetensors", GOLD "m2_out.safetensors");
+    /* m2's GEMMs have AMX shapes (K, N multiples of 32), yet the library must not have asked
+     * Linux for the AMX tile state (process-wide): only uf_enable_amx() does */
+    unsigned long xperm = 0;
+    if (syscall(SYS_arch_prctl, 0x1022 /* ARCH_GET_XCOMP_PERM */, &xperm) == 0)
+        CHECKF(!(xperm & (1ul << 18)), "a BF16 forward took the AMX tile state by itself");
+    if (uf_enable_amx() == UF_OK) { /* then the same outputs on AMX tiles */
+        fprintf(stderr, "    AMX enabled: m2 again\n");
+        check_bf16(GOLD "m2.safetensors", GOLD "m2_out.safetensors");
+    } else {
+        fprintf(stderr, "    no AMX: %s\n", uf_errmsg());
+    }
 }
 
 /* Block subsets (only block 2; blocks {1,3}) together with attention of another block, on a

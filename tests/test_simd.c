@@ -253,7 +253,7 @@ static int bf16_tables(table *t)
         t[n++] = (table){&dp_table, UF__CPU_AVX512BF16};
         static int said;
         if (!said++)
-            fprintf(stderr, "    AMX tiles %s\n", uf__amx_ready() ? "in use" : "not available");
+            fprintf(stderr, "    AMX tiles %s\n", uf__amx_enable() ? "in use" : "not available");
     }
     return n;
 }

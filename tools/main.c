@@ -95,6 +95,9 @@ int main(int argc, char **argv)
     /* a write beyond the file size limit (ulimit -f) then fails with EFBIG, which the
      * library handles (removing its temporary file), instead of killing the process */
     signal(SIGXFSZ, SIG_IGN);
+    /* BF16 GEMMs run on AMX tiles only once the process holds the tile state, a
+     * process-wide setting the library leaves to its host program (uf_enable_amx) */
+    const int amx = uf_enable_amx() == UF_OK;
     const char *verb = argv[1];
     if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
         fputs(usage, stdout);
@@ -107,7 +110,8 @@ int main(int argc, char **argv)
         /* --precision bf16 runs vdpbf16ps only at the avx512bf16 level; below it, emulated */
         printf("uniformaly %s\nkernels: %s\nbf16: %s\n", uf_version(), lv,
                strcmp(lv, "avx512bf16") == 0
-                   ? "native (AVX512_BF16 vdpbf16ps; FP32 kernels as avx512)"
+                   ? (amx ? "native (AMX tiles, else AVX512_BF16 vdpbf16ps; FP32 kernels as avx512)"
+                          : "native (AVX512_BF16 vdpbf16ps; FP32 kernels as avx512)")
                    : "emulated (no AVX512_BF16 at this level: BF16-rounded weights and inputs "
                      "on the FP32 kernels, FP32 speed)");
         return 0;

@@ -12,10 +12,13 @@
 #include "core/internal.h"
 #include "kernels/kern.h"
 
+#include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static const char *const names[] = {"generic", "avx2", "avx512", "avx512bf16"};
 
@@ -83,3 +86,57 @@ const uf__kern *uf__kern_get(void)
 const char *uf_cpu_level(void) { return uf__cpu_level_name(uf__cpu_level_get()); }
 
 const char *uf_cpu_note(void) { return uf__cpu_note(); }
+
+/* ---- AMX permission (kern_bf16.c's tiles) -------------------------------------------------
+ * Here, compiled for baseline x86-64, since uf_enable_amx may run on any CPU. Linux hands
+ * the tile registers to a process only after arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA), a
+ * process-wide change (it enlarges every thread's signal frames): the library only checks
+ * whether the process holds it; uf_enable_amx() asks. */
+
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int amx_cpu;  /* AMX-BF16 and AMX-TILE, and UF_AMX is not 0 */
+static int amx_perm; /* the process holds XTILEDATA (__atomic accesses) */
+
+#define UF_ARCH_GET_XCOMP_PERM 0x1022
+#define UF_ARCH_REQ_XCOMP_PERM 0x1023
+#define UF_XFEATURE_XTILEDATA 18
+
+static void amx_probe(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24)))
+        return; /* AMX-BF16, AMX-TILE */
+    const char *e = getenv("UF_AMX");
+    if (e && !strcmp(e, "0")) return;
+    amx_cpu = 1;
+    unsigned long mask = 0;
+    if (syscall(SYS_arch_prctl, UF_ARCH_GET_XCOMP_PERM, &mask) == 0 &&
+        (mask & (1ul << UF_XFEATURE_XTILEDATA)))
+        __atomic_store_n(&amx_perm, 1, __ATOMIC_RELEASE);
+}
+
+int uf__amx_ready(void)
+{
+    pthread_once(&amx_once, amx_probe);
+    return amx_cpu && __atomic_load_n(&amx_perm, __ATOMIC_ACQUIRE);
+}
+
+int uf__amx_enable(void)
+{
+    pthread_once(&amx_once, amx_probe);
+    if (!amx_cpu) return 0;
+    if (!__atomic_load_n(&amx_perm, __ATOMIC_ACQUIRE) &&
+        syscall(SYS_arch_prctl, UF_ARCH_REQ_XCOMP_PERM, UF_XFEATURE_XTILEDATA) == 0)
+        __atomic_store_n(&amx_perm, 1, __ATOMIC_RELEASE);
+    return __atomic_load_n(&amx_perm, __ATOMIC_ACQUIRE);
+}
+
+uf_status uf_enable_amx(void)
+{
+    if (uf__cpu_level_best() < UF__CPU_AVX512BF16)
+        return uf__err(UF_ERR_UNSUPPORTED, "AMX: this CPU has no AVX512_BF16");
+    if (!uf__amx_enable())
+        return uf__err(UF_ERR_UNSUPPORTED, "AMX: not available (no AMX-BF16 on this CPU, "
+                                           "UF_AMX=0, or the kernel refused the tile state)");
+    return UF_OK;
+}

@@ -95,10 +95,12 @@ typedef struct uf__kern {
 extern const uf__kern uf__kern_generic, uf__kern_avx2, uf__kern_avx512, uf__kern_avx512bf16;
 
 /* The avx512bf16 table's gemm_bf16_team runs on AMX tiles when uf__amx_ready() (AMX-BF16 CPU,
- * UF_AMX not 0, Linux granted the tile registers: asked on the first call) and the shape
- * fits (K, N multiples of 32), else on uf__gemm_bf16_dp (vdpbf16ps; a team function like
- * gemm_team). Thread-safe. Only on a CPU with AVX512_BF16. */
+ * UF_AMX not 0, and the process holds the tile state: uf__amx_enable(), behind the public
+ * uf_enable_amx(), asks Linux for it; the library never asks by itself) and the shape fits
+ * (K, N multiples of 32), else on uf__gemm_bf16_dp (vdpbf16ps; a team function like
+ * gemm_team). Thread-safe; in dispatch.c (baseline code: callable on any CPU). */
 int uf__amx_ready(void);
+int uf__amx_enable(void); /* 1 when AMX is usable afterwards */
 void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                       const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
 

@@ -34,11 +34,8 @@ static void gemm_bf16_team(int nth, int M, int N, int K, const float *A, int lda
 #define KERN_GEMM_BF16 gemm_bf16_team
 #include "kernels/kern_impl.h"
 
-#include <cpuid.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 /* A packed FP32 panel [K][48] in place into BF16 pairs [ceil(K/2)][48][2] (an odd K gets a
  * zero partner). The pairs of step kp overwrite FP32 row kp, read at step kp/2 or earlier. */
@@ -149,28 +146,11 @@ static void prepare_panels(int npan, const float *A, int lda, int M, int K, floa
  * need no new layout: the A tile is 16 weight rows read in place (W [N][K2] row-major), the
  * B tile 16 tokens of a converted panel ([K/2][48][2], row stride 192 bytes), so the C tile
  * is C^T [16 columns][16 tokens], the tile gemm's epilogue takes. Linux hands the tile
- * registers to a process only after arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA): asked once,
- * at the first BF16 GEMM (UF_AMX=0 never asks, and keeps vdpbf16ps); a refusal (an older
- * kernel) keeps vdpbf16ps too. */
-
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
-static int amx_ok;
-
-static void amx_probe(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24)))
-        return; /* AMX-BF16, AMX-TILE */
-    const char *e = getenv("UF_AMX");
-    if (e && !strcmp(e, "0")) return;
-    amx_ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
-}
-
-int uf__amx_ready(void)
-{
-    pthread_once(&amx_once, amx_probe);
-    return amx_ok;
-}
+ * registers to a process only after arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA), a
+ * process-wide change (it enlarges every thread's signal frames) that a library must not
+ * make behind its host's back: the library only checks whether the process already holds
+ * the permission (ARCH_GET_XCOMP_PERM); uf_enable_amx() (the CLI calls it at start) asks
+ * for it. Without it, or with UF_AMX=0, or on a kernel that refuses, vdpbf16ps is used. */
 
 /* Palette 1, tiles 0-7 all 16 rows x 64 bytes: 0-3 C, 4-5 weights, 6-7 tokens. */
 typedef struct amx_cfg {
