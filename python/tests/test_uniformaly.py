@@ -127,6 +127,28 @@ def test_result_fields(tiny):
     assert m.predict(TEST[1]).anomalous is None  # no threshold stored
 
 
+@pytest.mark.parametrize("py_kw,cli_flags", [
+    (dict(precision="bf16"), ["--precision", "bf16"]),
+    (dict(preset="anomalydino", rotations=2), ["--preset", "anomalydino", "--rotations", "2"]),
+])
+def test_precision_and_preset_equal_the_cli(tmp_path, py_kw, cli_flags):
+    """fit(precision=..., preset=...) gives the CLI's model: same scores and maps (the
+    preset first, the other settings overriding its parts, in both)."""
+    cli("fit", "--backbone", M1, *cli_flags, *TINY_FLAGS, "--quiet", "--out", tmp_path / "c.ufm",
+        *TRAIN)
+    expected = cli_predict(tmp_path / "c.ufm", TEST, tmp_path / "maps")
+    m = uf.fit(M1, TRAIN, heads=3, **TINY, **py_kw)
+    assert_same(m.predict(TEST), expected)
+    m.save(tmp_path / "p.ufm")
+    assert_same(uf.Model.load(tmp_path / "p.ufm").predict(TEST), expected)
+    if "precision" in py_kw:  # the recorded precision, and the override
+        fp32 = uf.Model.load(tmp_path / "p.ufm", precision="fp32").predict(TEST)
+        assert [f32(r.score) for r in fp32] != [s for s, _ in expected]
+        with pytest.raises(ValueError):
+            uf.Model.load(tmp_path / "p.ufm", precision="fp16")
+    assert isinstance(uf.enable_amx(), bool)
+
+
 def test_shots_draw_equals_the_cli(tmp_path):
     cli("fit", "--backbone", M1, *TINY_FLAGS, "--quiet", "--shots", "2", "--seed", "5",
         "--out", tmp_path / "s.ufm", *TRAIN)

@@ -182,7 +182,7 @@ class Backbone:
     with mean/std 0.5 unless told otherwise. Immutable; shared by every model fitted with
     it."""
 
-    def __init__(self, path=None, heads=0):
+    def __init__(self, path=None, heads=0, precision="fp32"):
         self.bundled = path is None
         if path is None:
             path = bundled_backbone()
@@ -196,6 +196,8 @@ class Backbone:
         _check(lib.uf_backbone_load(os.fsencode(path), byref(p), byref(h)))
         self._h = h
         self.path = os.fspath(path)
+        if precision != "fp32":
+            _check(lib.uf_backbone_set_precision(h, _choice("precision", precision, _PRECISION)))
 
     @property
     def info(self):
@@ -213,6 +215,14 @@ class Backbone:
 _INTERP = {"bilinear": 0, "bicubic": 1, "lanczos": 2, "nearest": 3}
 _SAMPLER = {"greedy": 0, "random": 1}
 _FIT = {"auto": 0, "short": 1, "long": 2}
+_PRECISION = {"fp32": 0, "bf16": 1}  # uf_precision
+
+
+def enable_amx():
+    """Let BF16 run its matrix products on AMX tiles (CPUs with AMX-BF16): asks Linux for
+    the process's AMX tile state, a process-wide setting the library never changes by itself
+    (uf_enable_amx). Returns True when AMX is usable afterwards."""
+    return lib.uf_enable_amx() == 0
 # fit's keyword arguments, as the CLI's flags (--bpm-kernel -> bpm_kernel)
 _METHOD = ("bpm", "bpm_kernel", "bpm_lambda", "soft_mask", "rollout", "coreset", "seed", "knn",
            "topk", "sigma", "cosine", "pca_mask", "pca_threshold", "rotations", "tile",
@@ -227,9 +237,15 @@ def _choice(name, v, names):
 
 
 def _params(kw):
-    """Keyword arguments -> uf_detector_params (defaults from the library). Unknown names
-    raise TypeError; values are checked by the library (uf_detector_params_check)."""
+    """Keyword arguments -> uf_detector_params (defaults from the library; preset=
+    "anomalydino" starts from uf_detector_preset_anomalydino, as --preset, and the other
+    keywords override it). Unknown names raise TypeError; values are checked by the library
+    (uf_detector_params_check)."""
     p = lib.uf_detector_default_params()
+    preset = kw.pop("preset", None)
+    if preset is not None:
+        _choice("preset", preset, {"anomalydino": 0})
+        lib.uf_detector_preset_anomalydino(byref(p))
     for k, v in kw.items():
         if k == "layers" and v == "last":  # UF_LAYER_LAST: the backbone's last block
             p.layer_first = p.layer_last = -1
@@ -325,11 +341,21 @@ class Model:
         self.dim = D.value
 
     @classmethod
-    def load(cls, path, backbone=None, allow_other_backbone=False):
+    def load(cls, path, backbone=None, allow_other_backbone=False, precision=None):
         """Load a model file (uniformaly fit / Model.save). backbone: a checkpoint path to
         use instead of the embedded or recorded one (same sha256 unless
         allow_other_backbone). When the recorded checkpoint cannot be read, the bundled
-        backbone is tried: it is accepted only if it is the same file (sha256)."""
+        backbone is tried: it is accepted only if it is the same file (sha256). precision:
+        None scores with the precision the model records, "fp32" or "bf16" overrides it (as
+        predict --precision)."""
+        m = cls._load(path, backbone, allow_other_backbone)
+        if precision is not None:
+            _check(lib.uf_model_set_precision(m._handle.h,
+                                              _choice("precision", precision, _PRECISION)))
+        return m
+
+    @classmethod
+    def _load(cls, path, backbone, allow_other_backbone):
         p = lib.uf_model_load_default_params()
         p.backbone_path = os.fsencode(backbone) if backbone is not None else None
         p.allow_other_backbone = int(bool(allow_other_backbone))
@@ -425,18 +451,22 @@ class Model:
         return out
 
 
-def _backbone(backbone, heads, params):
+def _backbone(backbone, heads, params, precision="fp32"):
     """A Backbone from a Backbone, a path or None (the bundled one, with mean/std 0.5 put
     into params unless given)."""
     if not isinstance(backbone, Backbone):
-        backbone = Backbone(backbone, heads=heads)
+        backbone = Backbone(backbone, heads=heads, precision=precision)
+    elif precision != "fp32":
+        _check(lib.uf_backbone_set_precision(backbone._h,
+                                             _choice("precision", precision, _PRECISION)))
     if backbone.bundled:
         params.setdefault("mean", (0.5, 0.5, 0.5))
         params.setdefault("std", (0.5, 0.5, 0.5))
     return backbone
 
 
-def fit(backbone=None, images=None, heads=0, batch=8, shots=None, threshold=None, **params):
+def fit(backbone=None, images=None, heads=0, batch=8, shots=None, threshold=None,
+        precision="fp32", **params):
     """Fit a detector on normal images, as `uniformaly fit` does (same parameters, same
     model): backbone is a Backbone, a checkpoint path or None for the bundled ViT-Tiny/16
     (then mean/std 0.5 unless given, as the CLI without --backbone; heads: attention heads
@@ -446,10 +476,12 @@ def fit(backbone=None, images=None, heads=0, batch=8, shots=None, threshold=None
     rollout, coreset, sampler ("greedy"/"random"), seed, knn, topk, sigma, tile,
     tile_overlap, resize, crop, pad_to, fit ("auto"/"short"/"long"), interp ("bilinear", "bicubic", "lanczos", "nearest"), mean, std; the
     AnomalyDINO parts: layers="last", cosine, pca_mask, pca_threshold, rotations (see
-    uf_detector_preset_anomalydino in the header for their values). Returns a Model."""
+    uf_detector_preset_anomalydino in the header for their values), or preset="anomalydino"
+    for all of them (as --preset); precision "fp32" or "bf16" (as --precision: recorded in
+    the model; see enable_amx). Returns a Model."""
     if images is None:
         raise TypeError("uniformaly: fit needs images")
-    backbone = _backbone(backbone, heads, params)
+    backbone = _backbone(backbone, heads, params, precision)
     p = _params(params)
     _check(lib.uf_detector_params_check(byref(p), backbone._h))
     items = _expand(images)
