@@ -190,21 +190,33 @@ if has bottle || has memory; then
             "$BIN" calibrate "$DOUT/bottle.ufm" --normal --fpr 0.05 --quiet --threads "$THREADS" \
                 --out "$DOUT/bottle_cal.ufm" "$BOTTLE/train/good" 2>/dev/null
             # wall time, and CPU time (user + system, bash's `time`), which a machine shared
-            # with other jobs disturbs less
-            rm -rf "$DOUT/heatmaps"
+            # with other jobs disturbs less; three rounds, the two runs alternating, so the
+            # ratio is given by the best and by the median round
             TIMEFORMAT='%U %S'
-            t2=$(now)
-            c1=$( { time "$BIN" predict "$DOUT/bottle_cal.ufm" "$BOTTLE/test" --threads "$THREADS" --quiet >/dev/null 2>&1; } 2>&1 )
-            t3=$(now)
-            c2=$( { time "$BIN" predict "$DOUT/bottle_cal.ufm" "$BOTTLE/test" --threads "$THREADS" --quiet \
-                --heatmap-dir "$DOUT/heatmaps" >/dev/null 2>"$DOUT/overlays.log"; } 2>&1 )
-            orc=$?
-            t4=$(now)
+            orc=0
+            rounds=""
+            for r in 1 2 3; do
+                rm -rf "$DOUT/heatmaps"
+                t2=$(now)
+                c1=$( { time "$BIN" predict "$DOUT/bottle_cal.ufm" "$BOTTLE/test" --threads "$THREADS" --quiet >/dev/null 2>&1; } 2>&1 )
+                t3=$(now)
+                c2=$( { time "$BIN" predict "$DOUT/bottle_cal.ufm" "$BOTTLE/test" --threads "$THREADS" --quiet \
+                    --heatmap-dir "$DOUT/heatmaps" >/dev/null 2>"$DOUT/overlays.log"; } 2>&1 ) || orc=$?
+                t4=$(now)
+                rounds="$rounds $t2 $t3 $t4 $c1 $c2"
+            done
             unset TIMEFORMAT
-            OVERLAY_LINE=$(awk -v a="$t2" -v b="$t3" -v c="$t4" -v n="$(ls "$DOUT/heatmaps" 2>/dev/null | wc -l)" \
-                -v c1="$c1" -v c2="$c2" \
-                'BEGIN { split(c1, p, " "); split(c2, q, " "); u = p[1] + p[2]; v = q[1] + q[2];
-                         printf "overlays: predict on bottle test %.2f s, with --heatmap-dir %.2f s (%d PNGs): ratio %.2fx wall, %.2fx CPU (%.2f / %.2f s) (goal <= 1.5x)", b - a, c - b, n, (c - b) / (b - a), v / u, v, u }')
+            # per round: t2 t3 t4 user1 sys1 user2 sys2
+            OVERLAY_LINE=$(echo "$rounds" | awk -v n="$(ls "$DOUT/heatmaps" 2>/dev/null | wc -l)" '
+                function med(a, k,   i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++)
+                                                    if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                                                return a[int((k + 1) / 2)] }
+                { for (r = 0; r < 3; r++) { o = r * 7;
+                    s0 = $(o + 2) - $(o + 1); s1 = $(o + 3) - $(o + 2);
+                    w[r + 1] = s1 / s0; c[r + 1] = ($(o + 6) + $(o + 7)) / ($(o + 4) + $(o + 5));
+                    if (r == 0 || s0 < b0) b0 = s0; if (r == 0 || s1 < b1) b1 = s1 } }
+                END { wb = w[1]; cb = c[1]; for (r = 2; r <= 3; r++) { if (w[r] < wb) wb = w[r]; if (c[r] < cb) cb = c[r] }
+                      printf "overlays: predict on bottle test %.2f s, with --heatmap-dir %.2f s (%d PNGs; best of 3 alternating rounds): ratio %.2fx wall (best round %.2fx, median %.2fx), CPU best %.2fx, median %.2fx (goal <= 1.5x)", b0, b1, n, b1 / b0, wb, med(w, 3), cb, med(c, 3) }')
             [ $orc = 0 ] || { OVERLAY_LINE="overlays: predict --heatmap-dir FAILED (exit $orc)"; OURS_FAILED=1; }
             say "$OVERLAY_LINE"
         fi
