@@ -259,6 +259,14 @@ typedef struct cli_overlay_style {
  * the latter also the pixel level), else the level is thr. */
 void cli_overlay_style_init(cli_overlay_style *st, const float range[2], double thr, bool masks,
                             const uf_model *m);
+/* The annotated overlay of the pixel map pmap [S][S] of model m on img (the image as
+ * decoded), scored score, in style st (label with score and decision, colour bar, outline,
+ * the part m does not inspect greyed): *ov, and with full_out the map at the image's size
+ * (*full_out [h][w], malloc'd). Thread-safe. On error (message in uf_errmsg(), "out of
+ * memory" for UF_ERR_NOMEM) nothing is returned. */
+uf_status cli_annotated_overlay(const uf_model *m, const float *pmap, const uf_image *img,
+                                const cli_overlay_style *st, float score, float **full_out,
+                                uf_image **ov);
 #define CLI_MAX_REGIONS 8
 /* What one image's outputs gave: the files written ("" when not asked for) and the
  * regions above the level (for --json). */

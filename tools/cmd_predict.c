@@ -205,6 +205,32 @@ void cli_overlay_style_init(cli_overlay_style *st, const float range[2], double 
     }
 }
 
+uf_status cli_annotated_overlay(const uf_model *m, const float *pmap, const uf_image *img,
+                                const cli_overlay_style *st, float score, float **full_out,
+                                uf_image **ov)
+{
+    const size_t npx = (size_t)img->width * (size_t)img->height;
+    float *full = malloc(npx * sizeof(float));
+    uint8_t *seen = malloc(npx); /* the part the model inspects; the rest is greyed */
+    char label[96];
+    const int anom = isfinite(st->thr) ? score > st->thr : -1;
+    const double norm = cli_normalised(score, st->thr);
+    if (anom < 0) snprintf(label, sizeof label, "SCORE %.4g", score);
+    else snprintf(label, sizeof label, "%s %.2f (SCORE %.4g)", anom ? "ANOMALOUS" : "NORMAL",
+                  norm, score);
+    uf_annotation a = {.lo = st->lo, .hi = st->hi, .alpha = 0.5f, .outline = st->level,
+                       .colorbar = st->hi > st->lo, .mark = (float)st->thr, .label = label,
+                       .decision = anom, .inspected = seen};
+    uf_status s = !full || !seen ? UF_ERR_NOMEM
+                                 : uf_model_map_to_image(m, pmap, img->width, img->height, full);
+    if (s == UF_OK) s = uf_model_inspected(m, img->width, img->height, seen);
+    if (s == UF_OK) s = uf_heatmap_annotate(img, full, &a, ov);
+    free(seen);
+    if (s == UF_OK && full_out) *full_out = full;
+    else free(full);
+    return s;
+}
+
 /* Heatmap overlay (and raw map, mask) of one scored image, named name.png / name.npy /
  * name.mask.png in dir, drawn over orig, the image as decoded; NULL: decode it again here
  * and release it at once. Outputs that are inputs are refused. Called from several
@@ -228,24 +254,12 @@ bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const
         return false;
     }
     const uf_image *img = orig ? orig : own;
-    const size_t npx = (size_t)img->width * (size_t)img->height;
-    float *full = malloc(npx * sizeof(float));
-    uint8_t *seen = malloc(npx); /* the part the model inspects; the rest is greyed */
+    float *full = NULL;
     uf_image *ov = NULL;
-    char label[96];
-    const int anom = isfinite(st->thr) ? score > st->thr : -1;
-    const double norm = cli_normalised(score, st->thr);
-    if (anom < 0) snprintf(label, sizeof label, "SCORE %.4g", score);
-    else snprintf(label, sizeof label, "%s %.2f (SCORE %.4g)", anom ? "ANOMALOUS" : "NORMAL",
-                  norm, score);
-    uf_annotation a = {.lo = st->lo, .hi = st->hi, .alpha = 0.5f, .outline = st->level,
-                       .colorbar = st->hi > st->lo, .mark = (float)st->thr, .label = label,
-                       .decision = anom, .inspected = seen};
-    bool ok = full && seen && uf_model_map_to_image(m, pmap, img->width, img->height, full) == UF_OK &&
-              uf_model_inspected(m, img->width, img->height, seen) == UF_OK &&
-              uf_heatmap_annotate(img, full, &a, &ov) == UF_OK &&
-              uf_image_write_png(ov, mo->png) == UF_OK;
-    if (!ok) cli_error("%s: %s", mo->png, full && seen ? uf_errmsg() : "out of memory");
+    uf_status s = cli_annotated_overlay(m, pmap, img, st, score, &full, &ov);
+    if (s == UF_OK) s = uf_image_write_png(ov, mo->png);
+    bool ok = s == UF_OK;
+    if (!ok) cli_error("%s: %s", mo->png, s == UF_ERR_NOMEM ? "out of memory" : uf_errmsg());
     if (ok && raw) ok = write_npy(mo->npy, full, img->height, img->width);
     if (ok && st->masks && !(ok = write_mask(mo->mask, full, img->width, img->height, st->level)))
         cli_error("%s: %s", mo->mask, uf_errmsg());
@@ -258,7 +272,6 @@ bool cli_write_maps(const uf_model *m, const float *pmap, const char *dir, const
     uf_image_free(ov);
     uf_image_free(own);
     free(full);
-    free(seen);
     mo->wrote = ok;
     return ok;
 }

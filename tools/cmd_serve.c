@@ -161,20 +161,22 @@ static char *base64(const uint8_t *p, size_t n)
 }
 
 /* The heatmap of a scored image over it, as a base64 PNG; NULL with uf_errmsg() set. */
-static char *overlay_b64(const uf_model *m, const uf_image *img, const float *pmap)
+/* The annotated overlay (predict --heatmap-dir's: the model's colour scale when calibrated,
+ * score and decision, outline, the uninspected part greyed) as base64 PNG; NULL on error. */
+static char *overlay_b64(const server *sv, const uf_image *img, const float *pmap, float score)
 {
-    float *full = malloc((size_t)img->width * (size_t)img->height * sizeof(float));
+    cli_overlay_style st;
+    const float no_range[2] = {0, 0};
+    cli_overlay_style_init(&st, no_range, sv->thr, false, sv->m);
     uf_image *ov = NULL;
     uint8_t *png = NULL;
     size_t len = 0;
     char *b = NULL;
-    if (full && uf_model_map_to_image(m, pmap, img->width, img->height, full) == UF_OK &&
-        uf_heatmap_overlay(img, full, 0, 0, 0.5f, &ov) == UF_OK &&
+    if (cli_annotated_overlay(sv->m, pmap, img, &st, score, NULL, &ov) == UF_OK &&
         uf_image_encode_png(ov, &png, &len) == UF_OK)
         b = base64(png, len);
     free(png);
     uf_image_free(ov);
-    free(full);
     return b;
 }
 
@@ -185,7 +187,9 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static const char *const over_time = "overloaded: the request passed its time limit (--timeout)";
+/* 503 for a request past its deadline, naming the stage it did not start (the stages
+ * before it ran), so a client and the tests can see what the limit saved */
+#define OVER_TIME "overloaded: the request passed its time limit (--timeout) before "
 
 /* Take a free scorer, waiting at most until the request's deadline; NULL (with *why) when
  * the queue is full or the deadline passed. */
@@ -231,7 +235,7 @@ static bool late(const request *rq) { return now_s() > rq->deadline; }
  * extraction, then the kNN scoring of those features, which gives exactly what
  * uf_score_images gives. UF_ERR_LIMIT: the deadline passed (no message set). */
 static uf_status score_staged(server *sv, uf_scorer *sc, const uf_image *img, const request *rq,
-                              uf_score *res)
+                              uf_score *res, const char **skipped)
 {
     int gh, gw, D;
     uf_model_output_size(sv->m, &gh, &gw, NULL, &D);
@@ -240,9 +244,9 @@ static uf_status score_staged(server *sv, uf_scorer *sc, const uf_image *img, co
     uint8_t *mask = malloc(np);
     const uf_image *one[1] = {img};
     uf_status st = !feats || !smooth || !mask ? UF_ERR_NOMEM
-                   : late(rq)                  ? UF_ERR_LIMIT
-                                               : uf_scorer_extract(sc, one, 1, feats, smooth, mask);
-    if (st == UF_OK && late(rq)) st = UF_ERR_LIMIT;
+                   : late(rq) ? (*skipped = "the ViT forward", UF_ERR_LIMIT)
+                              : uf_scorer_extract(sc, one, 1, feats, smooth, mask);
+    if (st == UF_OK && late(rq)) *skipped = "the kNN search", st = UF_ERR_LIMIT;
     if (st == UF_OK) st = uf_score_features(sc, feats, smooth, mask, 1, res);
     free(feats);
     free(smooth);
@@ -255,7 +259,7 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
     if (rq->too_large)
         return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than %zu bytes (--max-body)", sv->max_body);
     if (rq->len == 0) return reply_error(c, MHD_HTTP_BAD_REQUEST, "empty body: send the image file's bytes");
-    if (late(rq)) return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", over_time);
+    if (late(rq)) return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, OVER_TIME "decoding");
     const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
     bool overlay = truthy(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "overlay"));
     uf_image *img = NULL;
@@ -264,7 +268,7 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
         return reply_error(c, st == UF_ERR_LIMIT ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST,
                            "%s", uf_errmsg());
     const char *why = NULL;
-    uf_scorer *sc = late(rq) ? (why = over_time, NULL) : take_scorer(sv, rq->deadline, &why);
+    uf_scorer *sc = late(rq) ? (why = OVER_TIME "scoring", NULL) : take_scorer(sv, rq->deadline, &why);
     if (!sc) {
         uf_image_free(img);
         return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", why);
@@ -274,22 +278,23 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
     float *pmap = overlay ? malloc((size_t)S * (size_t)S * sizeof(float)) : NULL;
     uf_score res = {0};
     res.pixel_map = pmap;
-    st = overlay && !pmap ? UF_ERR_NOMEM : score_staged(sv, sc, img, rq, &res);
+    const char *skipped = overlay ? "the overlay" : "the answer";
+    st = overlay && !pmap ? UF_ERR_NOMEM : score_staged(sv, sc, img, rq, &res, &skipped);
     give_scorer(sv, sc);
     enum MHD_Result ret;
     if (st == UF_ERR_LIMIT || (st == UF_OK && late(rq))) {
-        ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", over_time);
+        ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, OVER_TIME "%s", skipped);
     } else if (st != UF_OK) {
         ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", overlay && !pmap ? "out of memory" : uf_errmsg());
     } else {
         cJSON *o = cli_result_json(name ? name : "-", res.score, sv->thr, NULL, NULL);
-        char *b = overlay ? overlay_b64(sv->m, img, pmap) : NULL;
+        char *b = overlay ? overlay_b64(sv, img, pmap, res.score) : NULL;
         if (overlay && !b) {
             cJSON_Delete(o);
             ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "overlay: %s", uf_errmsg());
         } else if (overlay && late(rq)) {
             cJSON_Delete(o);
-            ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", over_time);
+            ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, OVER_TIME "the answer");
         } else {
             if (b && o) cJSON_AddStringToObject(o, "overlay_png", b);
             ret = reply(c, MHD_HTTP_OK, o);

@@ -149,6 +149,30 @@ def test_precision_and_preset_equal_the_cli(tmp_path, py_kw, cli_flags):
     assert isinstance(uf.enable_amx(), bool)
 
 
+def test_precision_leaves_a_shared_backbone_alone(tmp_path):
+    """fit(b, precision="bf16") on a shared Backbone must not change b: models fitted with b
+    before keep their scores, and a later FP32 fit is FP32."""
+    b = uf.Backbone(M1, heads=3)
+    m0 = uf.fit(b, TRAIN, **TINY)
+    before = [f32(r.score) for r in m0.predict(TEST)]
+    m1 = uf.fit(b, TRAIN, precision="bf16", **TINY)
+    assert [f32(r.score) for r in m0.predict(TEST)] == before
+    assert [f32(r.score) for r in m1.predict(TEST)] != before
+    m2 = uf.fit(b, TRAIN, precision="fp32", **TINY)
+    assert [f32(r.score) for r in m2.predict(TEST)] == before
+
+
+def test_pad_to_is_the_clis_letterbox(tmp_path):
+    """pad_to=S as --pad-to S: the letterbox (crop 0, fit long, resize S unless given)."""
+    flags = [f for f in TINY_FLAGS if f not in ("--resize", "72", "--crop", "64")]
+    cli("fit", "--backbone", M1, *flags, "--pad-to", "64", "--quiet", "--out", tmp_path / "c.ufm",
+        *TRAIN)
+    expected = cli_predict(tmp_path / "c.ufm", TEST, tmp_path / "maps")
+    kw = {k: v for k, v in TINY.items() if k not in ("resize", "crop")}
+    m = uf.fit(M1, TRAIN, heads=3, pad_to=64, **kw)
+    assert_same(m.predict(TEST), expected)
+
+
 def test_shots_draw_equals_the_cli(tmp_path):
     cli("fit", "--backbone", M1, *TINY_FLAGS, "--quiet", "--shots", "2", "--seed", "5",
         "--out", tmp_path / "s.ufm", *TRAIN)

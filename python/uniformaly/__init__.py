@@ -269,6 +269,13 @@ def _params(kw):
             getattr(p.pre, k)[:] = vals
         else:
             raise TypeError("uniformaly: unknown parameter '%s'" % k)
+    if kw.get("pad_to", 0):  # as --pad-to: the letterbox unless told otherwise
+        if "crop" not in kw:
+            p.pre.crop = 0
+        if "fit" not in kw:
+            p.pre.fit = _FIT["long"]
+        if "resize" not in kw:
+            p.pre.resize = int(kw["pad_to"])
     return p
 
 
@@ -456,9 +463,12 @@ def _backbone(backbone, heads, params, precision="fp32"):
     into params unless given)."""
     if not isinstance(backbone, Backbone):
         backbone = Backbone(backbone, heads=heads, precision=precision)
-    elif precision != "fp32":
-        _check(lib.uf_backbone_set_precision(backbone._h,
-                                             _choice("precision", precision, _PRECISION)))
+    elif lib.uf_backbone_precision(backbone._h) != _choice("precision", precision, _PRECISION):
+        # a Backbone is shared by the models fitted with it (and may be scoring in another
+        # thread): another precision gets a backbone of its own
+        bundled = backbone.bundled
+        backbone = Backbone(backbone.path, heads=backbone.info["heads"], precision=precision)
+        backbone.bundled = bundled
     if backbone.bundled:
         params.setdefault("mean", (0.5, 0.5, 0.5))
         params.setdefault("std", (0.5, 0.5, 0.5))
