@@ -90,6 +90,11 @@ try:
     hm = [os.path.join(T, "hm", f) for f in os.listdir(os.path.join(T, "hm"))]
     check("... the annotated overlay predict --heatmap-dir writes (label, scale, greyed border)",
           len(hm) == 1 and open(hm[0], "rb").read() == ov, hm)
+    # 3000 x 1 pixels: within --max-pixels, but far too elongated for the model's resize
+    # (the library's UF_ERR_LIMIT): 413 with its message, not a time-limit 503
+    s, o, _ = req(port, "POST", "/v1/predict", png(3000, 1, bytes(9000)))
+    check("an image too elongated for the geometry: 413 with the library's message",
+          s == 413 and "elongated" in o["error"], (s, o))
     s, o, _ = req(port, "POST", "/v1/predict", b"this is not an image")
     check("bad image: 400 with the decoder's message", s == 400 and "unrecognised image format" in o["error"], (s, o))
     s, o, _ = req(port, "POST", "/v1/predict", b"")

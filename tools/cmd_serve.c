@@ -233,7 +233,9 @@ static bool late(const request *rq) { return now_s() > rq->deadline; }
 
 /* Score one image in stages, checking the deadline between them (see the top of the file):
  * extraction, then the kNN scoring of those features, which gives exactly what
- * uf_score_images gives. UF_ERR_LIMIT: the deadline passed (no message set). */
+ * uf_score_images gives. Past the deadline *skipped names the stage not started (else
+ * NULL); the status is the library's own (UF_ERR_LIMIT: an image the geometry refuses),
+ * UF_ERR_NOMEM without a message for the buffers here. */
 static uf_status score_staged(server *sv, uf_scorer *sc, const uf_image *img, const request *rq,
                               uf_score *res, const char **skipped)
 {
@@ -243,11 +245,12 @@ static uf_status score_staged(server *sv, uf_scorer *sc, const uf_image *img, co
     float *feats = malloc(np * (size_t)D * sizeof(float)), *smooth = malloc(np * sizeof(float));
     uint8_t *mask = malloc(np);
     const uf_image *one[1] = {img};
-    uf_status st = !feats || !smooth || !mask ? UF_ERR_NOMEM
-                   : late(rq) ? (*skipped = "the ViT forward", UF_ERR_LIMIT)
-                              : uf_scorer_extract(sc, one, 1, feats, smooth, mask);
-    if (st == UF_OK && late(rq)) *skipped = "the kNN search", st = UF_ERR_LIMIT;
-    if (st == UF_OK) st = uf_score_features(sc, feats, smooth, mask, 1, res);
+    *skipped = NULL;
+    uf_status st = !feats || !smooth || !mask ? UF_ERR_NOMEM : UF_OK;
+    if (st == UF_OK && late(rq)) *skipped = "the ViT forward";
+    if (st == UF_OK && !*skipped) st = uf_scorer_extract(sc, one, 1, feats, smooth, mask);
+    if (st == UF_OK && late(rq)) *skipped = "the kNN search";
+    if (st == UF_OK && !*skipped) st = uf_score_features(sc, feats, smooth, mask, 1, res);
     free(feats);
     free(smooth);
     free(mask);
@@ -278,14 +281,18 @@ static enum MHD_Result predict(server *sv, struct MHD_Connection *c, const reque
     float *pmap = overlay ? malloc((size_t)S * (size_t)S * sizeof(float)) : NULL;
     uf_score res = {0};
     res.pixel_map = pmap;
-    const char *skipped = overlay ? "the overlay" : "the answer";
+    const char *skipped = NULL;
     st = overlay && !pmap ? UF_ERR_NOMEM : score_staged(sv, sc, img, rq, &res, &skipped);
     give_scorer(sv, sc);
+    if (st == UF_OK && !skipped && late(rq)) skipped = overlay ? "the overlay" : "the answer";
     enum MHD_Result ret;
-    if (st == UF_ERR_LIMIT || (st == UF_OK && late(rq))) {
+    if (skipped) {
         ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, OVER_TIME "%s", skipped);
+    } else if (st == UF_ERR_LIMIT) { /* e.g. an image too elongated for the model's geometry */
+        ret = reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "%s", uf_errmsg());
     } else if (st != UF_OK) {
-        ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", overlay && !pmap ? "out of memory" : uf_errmsg());
+        ret = reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s",
+                          st == UF_ERR_NOMEM ? "out of memory" : uf_errmsg());
     } else {
         cJSON *o = cli_result_json(name ? name : "-", res.score, sv->thr, NULL, NULL);
         char *b = overlay ? overlay_b64(sv, img, pmap, res.score) : NULL;
