@@ -97,6 +97,7 @@ typedef struct server {
     int conns, max_conn; /* open connections, --max-connections */
     unsigned long served;
     double thr, timeout_s;
+    cli_overlay_style style; /* of overlay=1: the model's scale and levels, fixed at start */
     size_t max_body;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* a scorer came back, or a request finished */
@@ -165,14 +166,11 @@ static char *base64(const uint8_t *p, size_t n)
  * score and decision, outline, the uninspected part greyed) as base64 PNG; NULL on error. */
 static char *overlay_b64(const server *sv, const uf_image *img, const float *pmap, float score)
 {
-    cli_overlay_style st;
-    const float no_range[2] = {0, 0};
-    cli_overlay_style_init(&st, no_range, sv->thr, false, sv->m);
     uf_image *ov = NULL;
     uint8_t *png = NULL;
     size_t len = 0;
     char *b = NULL;
-    if (cli_annotated_overlay(sv->m, pmap, img, &st, score, NULL, &ov) == UF_OK &&
+    if (cli_annotated_overlay(sv->m, pmap, img, &sv->style, score, NULL, &ov) == UF_OK &&
         uf_image_encode_png(ov, &png, &len) == UF_OK)
         b = base64(png, len);
     free(png);
@@ -510,6 +508,8 @@ int cmd_serve(int argc, char **argv)
         o.thr = mi.threshold;
     }
     sv.thr = o.thr;
+    const float no_range[2] = {0, 0};
+    cli_overlay_style_init(&sv.style, no_range, sv.thr, false, sv.m);
     if (!(sv.scorers = calloc((size_t)o.workers, sizeof *sv.scorers))) { cli_error("out of memory"); goto done; }
     for (sv.K = 0; sv.K < o.workers; sv.K++) {
         if (uf_scorer_new(sv.m, &sv.scorers[sv.K]) != UF_OK) { cli_error("%s", uf_errmsg()); goto done; }

@@ -34,7 +34,6 @@ static void gemm_bf16_team(int nth, int M, int N, int K, const float *A, int lda
 #define KERN_GEMM_BF16 gemm_bf16_team
 #include "kernels/kern_impl.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 
 /* A packed FP32 panel [K][48] in place into BF16 pairs [ceil(K/2)][48][2] (an odd K gets a
