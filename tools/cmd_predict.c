@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +434,25 @@ static int parse_predict_args(int argc, char **argv, predict_opts *o)
     return -1;
 }
 
+/* The buffers of one batch: its images as decoded, their results and overlays. A run
+ * has PRED_SLOTS of them, so that the next batch is decoded while this one is scored and
+ * the previous one's overlays are drawn and written (see predict_pipeline). */
+typedef struct pred_slot {
+    uf_image **batch;   /* [batch] */
+    bool *full;         /* [batch] batch[j] is the image as decoded, kept for its overlay */
+    uf_score *res;      /* [batch] */
+    float *maps;        /* [batch][S][S] pixel maps (with --heatmap-dir) */
+    cli_map_out *mo;    /* [batch] (with --heatmap-dir) */
+    int idx[256];       /* res[k] is the image batch[idx[k]] */
+    size_t b0;          /* the batch: images b0 .. b0 + nb - 1 */
+    int nb, nok;
+    bool ok;            /* every image decoded, scored and written so far */
+    int state;          /* SLOT_FREE, SLOT_LOADED, SLOT_SCORED (pipeline) */
+} pred_slot;
+
+#define PRED_SLOTS 3
+enum { SLOT_FREE, SLOT_LOADED, SLOT_SCORED };
+
 /* One predict run: the images, the model and the batch buffers. */
 typedef struct predict_run {
     cli_strings images;
@@ -442,32 +463,31 @@ typedef struct predict_run {
     uf_preprocess pre;  /* the model's: images are shrunk to its resize size */
     double thr;
     cli_overlay_style style;
-    cli_map_out *mo;    /* [batch] (with --heatmap-dir) */
-    uf_image **batch;   /* [batch] */
-    bool *full;         /* [batch] batch[j] is the image as decoded, kept for its overlay */
-    uf_score *res;      /* [batch] */
-    float *maps;        /* [batch][S][S] pixel maps (with --heatmap-dir) */
+    pred_slot slot[PRED_SLOTS];
     size_t plane;       /* S * S */
 } predict_run;
 
 static void predict_run_free(predict_run *r, int batch)
 {
-    if (r->batch)
-        for (int j = 0; j < batch; j++) uf_image_free(r->batch[j]);
+    for (int s = 0; s < PRED_SLOTS; s++) {
+        pred_slot *q = &r->slot[s];
+        if (q->batch)
+            for (int j = 0; j < batch; j++) uf_image_free(q->batch[j]);
+        free(q->batch);
+        free(q->full);
+        free(q->res);
+        free(q->maps);
+        free(q->mo);
+    }
     for (size_t i = 0; r->names && i < r->images.n; i++) free(r->names[i]);
     free(r->names);
-    free(r->batch);
-    free(r->full);
-    free(r->res);
-    free(r->maps);
-    free(r->mo);
     uf_scorer_free(r->sc);
     uf_model_free(r->m);
     uf_inputs_free(r->inputs);
     cli_strings_free(&r->images);
 }
 
-/* Expand the images, name their heatmaps, load the model, allocate the batch. */
+/* Expand the images, name their heatmaps, load the model, allocate the batches. */
 static bool predict_setup(const predict_opts *o, predict_run *r)
 {
     if (!o->from_stdin && !cli_expand_images(&o->c, o->npos, o->pos, &r->images)) return false;
@@ -499,11 +519,18 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
     uf_model_output_size(r->m, NULL, NULL, &S, NULL);
     r->plane = (size_t)S * (size_t)S;
     size_t nb = (size_t)o->c.batch;
-    r->batch = calloc(nb, sizeof *r->batch);
-    r->full = calloc(nb, sizeof *r->full);
-    r->res = calloc(nb, sizeof *r->res);
-    r->maps = o->heat_dir ? malloc(r->plane * nb * sizeof(float)) : NULL;
-    r->mo = o->heat_dir ? calloc(nb, sizeof *r->mo) : NULL;
+    /* one batch at a time with --stdin; else a batch decoding, one scoring, one writing */
+    const int ns = o->from_stdin ? 1 : o->heat_dir ? 3 : 2;
+    bool mem = true;
+    for (int s = 0; s < ns; s++) {
+        pred_slot *q = &r->slot[s];
+        q->batch = calloc(nb, sizeof *q->batch);
+        q->full = calloc(nb, sizeof *q->full);
+        q->res = calloc(nb, sizeof *q->res);
+        q->maps = o->heat_dir ? malloc(r->plane * nb * sizeof(float)) : NULL;
+        q->mo = o->heat_dir ? calloc(nb, sizeof *q->mo) : NULL;
+        mem = mem && q->batch && q->full && q->res && (!o->heat_dir || (q->maps && q->mo));
+    }
     if (o->masks && !isfinite(r->thr)) {
         cli_error("%s: --masks needs a threshold (calibrate the model or pass --threshold)",
                   o->model_path);
@@ -511,38 +538,36 @@ static bool predict_setup(const predict_opts *o, predict_run *r)
     }
     cli_overlay_style_init(&r->style, o->range, r->thr, o->masks, r->m);
     r->style.regions = o->json; /* only the JSON lines show them */
-    if (!r->batch || !r->full || !r->res || (o->heat_dir && (!r->maps || !r->mo))) {
+    if (!mem) {
         cli_error("out of memory");
         return false;
     }
     return true;
 }
 
-/* Score the decoded images of one batch (r->batch[0..nb-1], NULL = unreadable): their
- * indices go to idx[0..*nok-1], their results to r->res. An image that cannot be scored
- * gets a NaN score and its message; returns false if any failed. */
-static bool score_batch(predict_run *r, size_t b0, int nb, int *idx, int *nok)
+/* Score the decoded images of slot q (q->batch[0..nb-1], NULL = unreadable): their
+ * indices go to q->idx[0..q->nok-1], their results to q->res. An image that cannot be
+ * scored gets a NaN score and its message; q->ok becomes false if any failed. */
+static void score_batch(predict_run *r, pred_slot *q)
 {
     const uf_image *ok[256];
     int n = 0;
-    bool all = true;
-    for (int j = 0; j < nb; j++)
-        if (r->batch[j]) {
-            memset(&r->res[n], 0, sizeof r->res[n]);
-            r->res[n].pixel_map = r->maps ? r->maps + r->plane * (size_t)n : NULL;
-            idx[n] = j;
-            ok[n++] = r->batch[j];
+    for (int j = 0; j < q->nb; j++)
+        if (q->batch[j]) {
+            memset(&q->res[n], 0, sizeof q->res[n]);
+            q->res[n].pixel_map = q->maps ? q->maps + r->plane * (size_t)n : NULL;
+            q->idx[n] = j;
+            ok[n++] = q->batch[j];
         }
-    *nok = n;
-    if (!n || uf_score_images(r->sc, ok, n, r->res) == UF_OK) return true;
+    q->nok = n;
+    if (!n || uf_score_images(r->sc, ok, n, q->res) == UF_OK) return;
     for (int k = 0; k < n; k++) { /* e.g. NaN features: one by one to name the image */
-        if (uf_score_images(r->sc, &ok[k], 1, &r->res[k]) != UF_OK) {
-            cli_error("%s: %s", r->images.v[b0 + (size_t)idx[k]], uf_errmsg());
-            r->res[k].score = NAN;
-            all = false;
+        if (uf_score_images(r->sc, &ok[k], 1, &q->res[k]) != UF_OK) {
+            cli_error("%s: %s", r->images.v[q->b0 + (size_t)q->idx[k]], uf_errmsg());
+            q->res[k].score = NAN;
+            q->ok = false;
         }
     }
-    return all;
 }
 
 /* The result line of one image (text or JSON), with the files and regions of mo. */
@@ -581,43 +606,161 @@ void cli_print_result(bool json, const char *path, float score, double thr,
     cJSON_Delete(obj);
 }
 
-/* Decode, score and report one batch of images starting at b0; false if any failed. */
-static bool predict_batch(const predict_opts *o, predict_run *r, size_t b0, int nb)
+/* Decode the images of slot q's batch (b0, nb set). With overlays they are decoded once
+ * at full size (within a memory bound shared by the slots) and kept to draw on; scoring
+ * shrinks them itself, with the same results. */
+static void load_batch(const predict_opts *o, predict_run *r, pred_slot *q, int nslots)
 {
-    /* with overlays, the images are decoded once at full size (within a memory bound) and
-     * kept to draw on; scoring shrinks them itself, with the same results */
-    bool ok = (o->heat_dir ? cli_load_images_keep(r->images.v + b0, nb, &r->pre, r->batch,
-                                                  r->full, CLI_KEEP_BYTES)
-                           : cli_load_images(r->images.v + b0, nb, &r->pre, r->batch)) == nb;
-    int idx[256], nok;
-    ok = score_batch(r, b0, nb, idx, &nok) && ok;
+    q->ok = (o->heat_dir ? cli_load_images_keep(r->images.v + q->b0, q->nb, &r->pre, q->batch,
+                                                q->full, CLI_KEEP_BYTES / (size_t)nslots)
+                         : cli_load_images(r->images.v + q->b0, q->nb, &r->pre, q->batch)) == q->nb;
+}
+
+/* Draw and write the overlays of scored slot q (in parallel, one image a thread), print
+ * its result lines in order and release its images. */
+static void write_batch(const predict_opts *o, predict_run *r, pred_slot *q)
+{
     bool wrote_all = true;
-    if (o->heat_dir) { /* overlays decode, draw and encode in parallel, one image a thread */
+    const int nok = q->nok;
+    if (o->heat_dir) {
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : wrote_all)
         for (int k = 0; k < nok; k++) {
-            size_t i = b0 + (size_t)idx[k];
-            cli_map_out *mo = &r->mo[k];
+            size_t i = q->b0 + (size_t)q->idx[k];
+            cli_map_out *mo = &q->mo[k];
             mo->wrote = false;
-            if (isnan(r->res[k].score)) continue;
-            wrote_all = cli_write_maps(r->m, r->res[k].pixel_map, o->heat_dir, r->images.v[i],
-                                       r->full[idx[k]] ? r->batch[idx[k]] : NULL, r->names[i],
-                                       &r->style, r->res[k].score, o->raw, r->inputs, mo) &&
+            if (isnan(q->res[k].score)) continue;
+            wrote_all = cli_write_maps(r->m, q->res[k].pixel_map, o->heat_dir, r->images.v[i],
+                                       q->full[q->idx[k]] ? q->batch[q->idx[k]] : NULL,
+                                       r->names[i], &r->style, q->res[k].score, o->raw,
+                                       r->inputs, mo) &&
                         wrote_all;
         }
     }
-    ok = ok && wrote_all;
+    q->ok = q->ok && wrote_all;
     for (int k = 0; k < nok; k++) {
-        size_t i = b0 + (size_t)idx[k];
-        if (isnan(r->res[k].score)) continue;
-        cli_print_result(o->json, r->images.v[i], r->res[k].score, r->thr,
-                         o->heat_dir ? &r->mo[k] : NULL);
+        size_t i = q->b0 + (size_t)q->idx[k];
+        if (isnan(q->res[k].score)) continue;
+        cli_print_result(o->json, r->images.v[i], q->res[k].score, r->thr,
+                         o->heat_dir ? &q->mo[k] : NULL);
     }
     fflush(stdout);
-    for (int j = 0; j < nb; j++) {
-        uf_image_free(r->batch[j]);
-        r->batch[j] = NULL;
+    for (int j = 0; j < q->nb; j++) {
+        uf_image_free(q->batch[j]);
+        q->batch[j] = NULL;
     }
-    return ok;
+}
+
+/* ---- the pipeline: decode batch k+1 and write batch k-1 while batch k is scored -------- *
+ * Three stages, each in its own thread with its own OpenMP team: a loader decodes batches
+ * into free slots, the main thread scores them in order, and (with --heatmap-dir) a writer
+ * draws, encodes and writes the overlays and prints the lines, in order; without overlays
+ * the main thread prints. The machine's cores are shared by the stages (OpenMP threads
+ * wait passively, see main.c), so decoding and PNG encoding fill the gaps of the forward
+ * passes instead of running between them. Every result is the same as one batch at a
+ * time: each image is decoded, scored and drawn by the same code. */
+typedef struct pipe_state {
+    const predict_opts *o;
+    predict_run *r;
+    int ns;               /* slots used */
+    size_t nbatch;        /* batches in the run */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool all_ok;
+} pipe_state;
+
+static pred_slot *slot_of(pipe_state *p, size_t k) { return &p->r->slot[k % (size_t)p->ns]; }
+
+/* Wait until batch k's slot is in state want. */
+static pred_slot *pipe_wait(pipe_state *p, size_t k, int want)
+{
+    pred_slot *q = slot_of(p, k);
+    pthread_mutex_lock(&p->mu);
+    while (q->state != want) pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    return q;
+}
+
+static void pipe_set(pipe_state *p, pred_slot *q, int state)
+{
+    pthread_mutex_lock(&p->mu);
+    q->state = state;
+    if (state == SLOT_FREE && !q->ok) p->all_ok = false;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *pipe_loader(void *arg)
+{
+    pipe_state *p = arg;
+    omp_set_num_threads(p->o->c.threads); /* a new thread starts with the default */
+    for (size_t k = 0; k < p->nbatch; k++) {
+        pred_slot *q = pipe_wait(p, k, SLOT_FREE);
+        q->b0 = k * (size_t)p->o->c.batch;
+        size_t left = p->r->images.n - q->b0;
+        q->nb = (int)(left < (size_t)p->o->c.batch ? left : (size_t)p->o->c.batch);
+        load_batch(p->o, p->r, q, p->ns);
+        pipe_set(p, q, SLOT_LOADED);
+    }
+    return NULL;
+}
+
+static void *pipe_writer(void *arg)
+{
+    pipe_state *p = arg;
+    omp_set_num_threads(p->o->c.threads);
+    for (size_t k = 0; k < p->nbatch; k++) {
+        pred_slot *q = pipe_wait(p, k, SLOT_SCORED);
+        write_batch(p->o, p->r, q);
+        cli_progress(&p->o->c, "predict", q->b0 + (size_t)q->nb, p->r->images.n);
+        pipe_set(p, q, SLOT_FREE);
+    }
+    return NULL;
+}
+
+/* The whole run through the pipeline; false if any image failed. */
+static bool predict_pipeline(const predict_opts *o, predict_run *r)
+{
+    pipe_state p = {.o = o, .r = r, .ns = o->heat_dir ? 3 : 2, .all_ok = true};
+    p.nbatch = (r->images.n + (size_t)o->c.batch - 1) / (size_t)o->c.batch;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    pthread_t lt, wt;
+    const bool loader = pthread_create(&lt, NULL, pipe_loader, &p) == 0;
+    const bool writer = o->heat_dir && pthread_create(&wt, NULL, pipe_writer, &p) == 0;
+    if (!loader || (o->heat_dir && !writer)) { /* no thread: one batch at a time here */
+        if (loader) pthread_join(lt, NULL);
+        if (writer) pthread_join(wt, NULL);
+        pthread_mutex_destroy(&p.mu);
+        pthread_cond_destroy(&p.cv);
+        bool ok = true;
+        for (size_t b0 = 0; b0 < r->images.n; b0 += (size_t)o->c.batch) {
+            pred_slot *q = &r->slot[0];
+            q->b0 = b0;
+            q->nb = (int)((r->images.n - b0) < (size_t)o->c.batch ? r->images.n - b0 : (size_t)o->c.batch);
+            load_batch(o, r, q, 1);
+            score_batch(r, q);
+            write_batch(o, r, q);
+            ok = ok && q->ok;
+            cli_progress(&o->c, "predict", b0 + (size_t)q->nb, r->images.n);
+        }
+        return ok;
+    }
+    for (size_t k = 0; k < p.nbatch; k++) {
+        pred_slot *q = pipe_wait(&p, k, SLOT_LOADED);
+        score_batch(r, q);
+        if (writer) {
+            pipe_set(&p, q, SLOT_SCORED);
+        } else {
+            write_batch(o, r, q);
+            cli_progress(&o->c, "predict", q->b0 + (size_t)q->nb, r->images.n);
+            pipe_set(&p, q, SLOT_FREE);
+        }
+    }
+    pthread_join(lt, NULL);
+    if (writer) pthread_join(wt, NULL);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
+    return p.all_ok;
 }
 
 /* --stdin: replace the one-path list with the next non-empty line of standard input
@@ -656,11 +799,16 @@ int cmd_predict(int argc, char **argv)
     memset(&r, 0, sizeof r);
     bool ready = predict_setup(&o, &r);
     if (!ready) rc = CLI_EXIT_RUNTIME;
-    for (size_t b0 = 0; ready && (o.from_stdin ? next_stdin_path(&r.images, &b0) : b0 < r.images.n);
-         b0 += (size_t)o.c.batch) {
-        int nb = (int)((r.images.n - b0) < (size_t)o.c.batch ? r.images.n - b0 : (size_t)o.c.batch);
-        if (!predict_batch(&o, &r, b0, nb)) rc = CLI_EXIT_RUNTIME;
-        if (!o.from_stdin) cli_progress(&o.c, "predict", b0 + (size_t)nb, r.images.n);
+    if (ready && !o.from_stdin && r.images.n > 0 && !predict_pipeline(&o, &r))
+        rc = CLI_EXIT_RUNTIME;
+    for (size_t b0 = 0; ready && o.from_stdin && next_stdin_path(&r.images, &b0);) {
+        pred_slot *q = &r.slot[0]; /* one image a batch, its line as soon as it is scored */
+        q->b0 = b0;
+        q->nb = 1;
+        load_batch(&o, &r, q, 1);
+        score_batch(&r, q);
+        write_batch(&o, &r, q);
+        if (!q->ok) rc = CLI_EXIT_RUNTIME;
     }
     predict_run_free(&r, o.c.batch);
     free(o.pos);

@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- PNG writing ---------------------------------------------------------------------- */
 
@@ -171,14 +174,53 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
     }
     for (int c = 0; c < 256; c++)
         for (int v = 0; v < 256; v++) blend[c * 256 + v] = (uint8_t)floor(a * c + b * v + 0.5);
-    for (size_t i = 0; i < npx; i++) {
-        double v = map[i], t = 0.0;
-        if (!flat && !isnan(v)) {
-            t = (v - dlo) / span;
-            t = t < 0 ? 0 : t > 1 ? 1 : t; /* +-Inf clip to the ends */
+    /* the colours' rows of the blend table: pix[ix][k] blends channel k of colour ix */
+    const uint8_t *pix[JET_N][3];
+    for (int i = 0; i < JET_N; i++)
+        for (int k = 0; k < 3; k++) pix[i][k] = blend + lut[i][k] * 256;
+    /* in strips: first every pixel's colour index, jet_index(clipped t) with the same
+     * double operations (a NaN pixel fails t > 0 and gets t = 0 as before), two at a time
+     * with SSE2, then the blend */
+    enum { STRIP = 2048 };
+    uint8_t ix[STRIP];
+    for (size_t i0 = 0; i0 < npx; i0 += STRIP) {
+        const size_t n = npx - i0 < STRIP ? npx - i0 : STRIP;
+        if (flat) {
+            memset(ix, 0, n);
+        } else {
+            const float *mp = map + i0;
+            size_t j = 0;
+#ifdef __SSE2__
+            /* two pixels at a time: MAXPD(t, 0) is t > 0 ? t : 0 (NaN gives 0), MINPD(t, 1)
+             * is t < 1 ? t : 1, CVTTPD2DQ truncates like (int) */
+            const __m128d vlo = _mm_set1_pd(dlo), vspan = _mm_set1_pd(span), zero = _mm_setzero_pd(),
+                          one = _mm_set1_pd(1.0), n256 = _mm_set1_pd(JET_N);
+            for (; j + 2 <= n; j += 2) {
+                const __m128d v = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(mp + j))));
+                __m128d t = _mm_div_pd(_mm_sub_pd(v, vlo), vspan);
+                t = _mm_min_pd(_mm_max_pd(t, zero), one);
+                const __m128i k = _mm_cvttpd_epi32(_mm_mul_pd(t, n256));
+                const int k0 = _mm_cvtsi128_si32(k), k1 = _mm_cvtsi128_si32(_mm_srli_si128(k, 4));
+                ix[j] = (uint8_t)(k0 < JET_N - 1 ? k0 : JET_N - 1);
+                ix[j + 1] = (uint8_t)(k1 < JET_N - 1 ? k1 : JET_N - 1);
+            }
+#endif
+            for (; j < n; j++) {
+                double t = ((double)mp[j] - dlo) / span;
+                t = t > 0 ? t : 0; /* NaN too */
+                t = t < 1 ? t : 1; /* +-Inf clip to the ends */
+                const int k = (int)(t * JET_N);
+                ix[j] = (uint8_t)(k < JET_N - 1 ? k : JET_N - 1);
+            }
         }
-        const uint8_t *c = lut[jet_index(t)];
-        for (int k = 0; k < 3; k++) dst[3 * i + k] = blend[c[k] * 256 + src[3 * i + k]];
+        const uint8_t *s3 = src + 3 * i0;
+        uint8_t *d3 = dst + 3 * i0;
+        for (size_t j = 0; j < n; j++) {
+            const uint8_t *const *c = pix[ix[j]];
+            d3[3 * j] = c[0][s3[3 * j]];
+            d3[3 * j + 1] = c[1][s3[3 * j + 1]];
+            d3[3 * j + 2] = c[2][s3[3 * j + 2]];
+        }
     }
     free(blend);
     *out = o;

@@ -214,21 +214,25 @@ static void put_block(out_buf *o, const uint8_t *d, size_t n, int final, uint16_
 {
     len_tab lt;
     len_table(&lt);
-    uint32_t freq[286] = {0};
+    /* four tables of counts, one for each token position mod 4: consecutive literals of
+     * one value (common in filtered rows) no longer wait for each other's increment */
+    uint32_t freq[286] = {0}, f4[4][286];
+    memset(f4, 0, sizeof f4);
     uint64_t xbits = 0; /* extra bits of the lengths */
     size_t nt = 0;      /* tokens in tok: a byte value, or 256 + a run's length */
     for (size_t i = 0; i < n;) {
         size_t r = run_at(d, i, n);
         if (r) {
-            freq[lt.sym[r]]++;
+            f4[nt & 3][lt.sym[r]]++;
             xbits += lt.nx[r];
             tok[nt++] = (uint16_t)(256 + r);
             i += r;
         } else {
-            freq[d[i]]++;
+            f4[nt & 3][d[i]]++;
             tok[nt++] = d[i++];
         }
     }
+    for (int k = 0; k < 286; k++) freq[k] = f4[0][k] + f4[1][k] + f4[2][k] + f4[3][k];
     freq[256] = 1; /* end of block */
     uint8_t len[288];
     uint16_t code[286], dcode[2];
@@ -282,9 +286,14 @@ static void put_block(out_buf *o, const uint8_t *d, size_t n, int final, uint16_
     uint8_t *w = o->p + o->n;
     const uint32_t d1 = dcode[0]; /* distance 1 */
     const int d1n = len[286];
+    uint32_t lit[256]; /* a literal's code in the low 16 bits, its length above */
+    for (int v = 0; v < 256; v++) lit[v] = code[v] | (uint32_t)len[v] << 16;
     for (size_t t = 0; t < nt; t++) {
         const unsigned v = tok[t];
-        if (v >= 256) {
+        if (v < 256) {
+            bb |= (uint64_t)(lit[v] & 0xffff) << nb;
+            nb += (int)(lit[v] >> 16);
+        } else {
             const unsigned r = v - 256, sym = lt.sym[r];
             bb |= (uint64_t)code[sym] << nb;
             nb += len[sym];
@@ -292,9 +301,6 @@ static void put_block(out_buf *o, const uint8_t *d, size_t n, int final, uint16_
             nb += lt.nx[r];
             bb |= (uint64_t)d1 << nb;
             nb += d1n;
-        } else {
-            bb |= (uint64_t)code[v] << nb;
-            nb += len[v];
         }
         if (nb >= 32) {
             w[0] = (uint8_t)bb;
