@@ -31,7 +31,7 @@ PUBFLAGS = -Iinclude -I$(BLASINC) -D_GNU_SOURCE
 CPPFLAGS = $(PUBFLAGS) -Isrc
 ALLCFLAGS = -std=c11 $(WARN) -fopenmp $(CFLAGS) $(CPPFLAGS)
 TOOLFLAGS = -std=c11 $(WARN) -fopenmp $(CFLAGS) $(PUBFLAGS)
-LDLIBS   = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ljpeg -lcjson -lcrypto -lz -lm -fopenmp -lpthread
+LDLIBS   = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lpng -ldeflate -ljpeg -lcjson -lcrypto -lz -lm -fopenmp -lpthread
 
 BUILD   ?= build
 # src/<stage>/<file>.c: core, io, model, detector, eval (see ARCHITECTURE.md)

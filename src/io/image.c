@@ -3,7 +3,9 @@
  * Image.open(p).convert("RGB") so that the network sees the same pixels as a Python user.
  *
  * Formats are detected from magic bytes, never from the file name:
- *  - PNG  via libpng (all bit depths, colour types and interlacing),
+ *  - PNG  via libpng (all bit depths, colour types and interlacing); plain 8-bit files
+ *         that fit exactly take a faster path (libdeflate's inflate, rows unfiltered here,
+ *         same checks) and everything else, errors included, stays libpng's (png_fast),
  *  - JPEG via libjpeg-turbo with default settings (ISLOW DCT, fancy upsampling), which is
  *    what Pillow uses, so the decoded samples are identical,
  *  - BMP  and PNM with small own parsers (no suitable Debian library), validating every field.
@@ -23,8 +25,8 @@
  * Memory: every decoder writes its rows into a sink: the whole image (uf_image_decode,
  * uf_image_load), or for uf_image_load_shrunk a row resize (resize.c) to the network's
  * resize size, so only one row of the full-size image exists at a time. Full-size buffers
- * that remain (the image when it is not shrunk, an interlaced PNG's plane, an RLE BMP's
- * index plane) are reserved from one process-wide budget (DECODE_BUDGET) first, so threads
+ * that remain (the image when it is not shrunk, an interlaced PNG's plane, the raw data
+ * of a PNG on the fast path, at most PNG_FAST_MAX_RAW, an RLE BMP's index plane) are reserved from one process-wide budget (DECODE_BUDGET) first, so threads
  * decoding a batch in parallel hold at most that much at once (one larger image is decoded
  * alone).
  */
@@ -41,7 +43,11 @@
 
 #include <jerror.h>
 #include <jpeglib.h>
+#include <libdeflate.h>
 #include <png.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- pixel limit and image objects ------------------------------------------------- */
 
@@ -297,6 +303,207 @@ static void png_row_to_rgb(const uint8_t *src, int ch, int w, uint8_t *dst)
     }
 }
 
+/* ---- PNG fast path (libdeflate) -------------------------------------------------------- *
+ * Most PNGs a detector reads are plain 8-bit grey, grey+alpha, RGB or RGBA, not interlaced,
+ * with a few ancillary chunks that cannot change the pixels. For those, the whole zlib
+ * stream is inflated at once by libdeflate (Debian's libdeflate0: about twice zlib's speed,
+ * with the same checks: the zlib header, the Adler-32 of the data, the exact length) and
+ * the rows are unfiltered here; chunk CRCs are checked with libdeflate's CRC-32. Any file
+ * that does not fit exactly - another chunk before the image data, a bad CRC, a stream
+ * that is short, long, corrupt or followed by extra bytes, an unknown filter type, an
+ * image whose raw data would exceed PNG_FAST_MAX_RAW - is left to libpng from the start,
+ * so every error, message and lenient case stays libpng's, and a file decoded here is one
+ * that libpng decodes to the same pixels (tests/test_image.c compares both paths). */
+
+#define PNG_FAST_MAX_RAW ((size_t)64 << 20) /* larger images: libpng, one row at a time */
+
+/* 1: the fast path is off (white-box tests compare it with libpng) */
+int uf__png_fast_off;
+
+static uint32_t rd_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The ancillary chunks libpng is told to skip (decode_png's list): the only ones besides
+ * IHDR and IDAT the fast path accepts. */
+static bool png_skipped_chunk(const uint8_t *name)
+{
+    static const char list[][5] = {"bKGD", "cHRM", "eXIf", "gAMA", "hIST", "iCCP",
+                                   "iTXt", "oFFs", "pCAL", "pHYs", "sBIT", "sCAL",
+                                   "sPLT", "sRGB", "sTER", "tEXt", "tIME", "zTXt"};
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
+        if (memcmp(name, list[i], 4) == 0) return true;
+    return false;
+}
+
+static inline uint8_t paeth_pred(int a, int b, int c)
+{
+    int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c);
+    return (uint8_t)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
+}
+
+/* Undo PNG filter type f (1..4) on row x[n] (bpp bytes a pixel), prev the row above,
+ * already unfiltered (NULL for the first row: zeros). */
+static void png_unfilter(int f, uint8_t *x, const uint8_t *prev, size_t n, int bpp)
+{
+    static const uint8_t zeros[8];
+    size_t i;
+    switch (f) {
+    case 1: /* Sub */
+        for (i = (size_t)bpp; i < n; i++) x[i] = (uint8_t)(x[i] + x[i - (size_t)bpp]);
+        return;
+    case 2: /* Up */
+        if (prev)
+            for (i = 0; i < n; i++) x[i] = (uint8_t)(x[i] + prev[i]);
+        return;
+    case 3: /* Average */
+        for (i = 0; i < n; i++) {
+            int a = i >= (size_t)bpp ? x[i - (size_t)bpp] : 0, b = prev ? prev[i] : 0;
+            x[i] = (uint8_t)(x[i] + ((a + b) >> 1));
+        }
+        return;
+    case 4: /* Paeth */
+        if (!prev) { /* the row above is zeros: Paeth is Sub */
+            png_unfilter(1, x, zeros, n, bpp);
+            return;
+        }
+#ifdef __SSE2__
+        if (bpp == 3 || bpp == 4) { /* one pixel at a time, its channels in 16-bit lanes */
+            const __m128i z = _mm_setzero_si128();
+            __m128i a = z, c = z; /* left and upper left: zero before the first pixel */
+            const __m128i keep = _mm_cvtsi32_si128(bpp == 3 ? 0x00ffffff : -1);
+            uint32_t wv;
+            __m128i xv = z; /* x[i .. i + 3], read before x[i - bpp ..] is stored: a load
+                             * overlapping that store would wait for it */
+            if (n >= 4) memcpy(&wv, x, 4), xv = _mm_cvtsi32_si128((int)wv);
+            for (i = 0; i + 4 <= n; i += (size_t)bpp) { /* reads 4 bytes from i */
+                memcpy(&wv, prev + i, 4);
+                const __m128i b = _mm_unpacklo_epi8(_mm_cvtsi32_si128((int)wv), z);
+                const __m128i pa0 = _mm_sub_epi16(b, c), pb0 = _mm_sub_epi16(a, c);
+                const __m128i pc0 = _mm_add_epi16(pa0, pb0);
+                /* |v| = max(v, -v) in 16 bits */
+                const __m128i pa = _mm_max_epi16(pa0, _mm_sub_epi16(z, pa0));
+                const __m128i pb = _mm_max_epi16(pb0, _mm_sub_epi16(z, pb0));
+                const __m128i pc = _mm_max_epi16(pc0, _mm_sub_epi16(z, pc0));
+                /* pa <= pb && pa <= pc: a; else pb <= pc: b; else c */
+                const __m128i use_a = _mm_andnot_si128(_mm_or_si128(_mm_cmpgt_epi16(pa, pb),
+                                                                    _mm_cmpgt_epi16(pa, pc)),
+                                                       _mm_set1_epi16(-1));
+                const __m128i use_b = _mm_andnot_si128(_mm_cmpgt_epi16(pb, pc), _mm_set1_epi16(-1));
+                __m128i pred = _mm_or_si128(_mm_and_si128(use_b, b), _mm_andnot_si128(use_b, c));
+                pred = _mm_or_si128(_mm_and_si128(use_a, a), _mm_andnot_si128(use_a, pred));
+                /* bpp 3: no prediction in the 4th lane, so the 4th byte (the next pixel's)
+                 * is stored back unchanged with the pixel */
+                const __m128i r = _mm_add_epi8(xv, _mm_and_si128(_mm_packus_epi16(pred, z), keep));
+                const uint32_t rv = (uint32_t)_mm_cvtsi128_si32(r);
+                if (i + (size_t)bpp + 4 <= n) memcpy(&wv, x + i + (size_t)bpp, 4);
+                xv = _mm_cvtsi32_si128((int)wv);
+                memcpy(x + i, &rv, 4);
+                a = _mm_unpacklo_epi8(r, z);
+                c = b;
+            }
+            for (; i < n; i++) { /* the last pixel of a 3-byte row */
+                int aa = i >= (size_t)bpp ? x[i - (size_t)bpp] : 0;
+                int cc = i >= (size_t)bpp ? prev[i - (size_t)bpp] : 0;
+                x[i] = (uint8_t)(x[i] + paeth_pred(aa, prev[i], cc));
+            }
+            return;
+        }
+#endif
+        for (i = 0; i < (size_t)bpp && i < n; i++) x[i] = (uint8_t)(x[i] + prev[i]);
+        for (; i < n; i++)
+            x[i] = (uint8_t)(x[i] + paeth_pred(x[i - (size_t)bpp], prev[i], prev[i - (size_t)bpp]));
+        return;
+    default: /* 0: None */
+        return;
+    }
+}
+
+/* Decode buf as a plain PNG into the sink of t. Returns false (nothing kept, *st unset)
+ * when the file is not one the fast path takes, for libpng to decode from the start;
+ * else true with *st the result (UF_OK and *out, or a memory or resize error). */
+static bool png_fast(const uint8_t *buf, size_t len, target *t, uf_image **out, uf_status *st)
+{
+    if (uf__png_fast_off || len < 8 + 25 + 12) return false;
+    const uint8_t *ih = buf + 8;
+    if (rd_be32(ih) != 13 || memcmp(ih + 4, "IHDR", 4) != 0 ||
+        libdeflate_crc32(0, ih + 4, 17) != rd_be32(ih + 21))
+        return false;
+    const uint32_t w = rd_be32(ih + 8), h = rd_be32(ih + 12);
+    const int depth = ih[16], ctype = ih[17];
+    if (!w || !h || w > 0x7fffffffu || h > 0x7fffffffu || depth != 8 ||
+        (ctype != 0 && ctype != 2 && ctype != 4 && ctype != 6) || ih[18] || ih[19] || ih[20])
+        return false;
+    if (check_dims("PNG", w, h) != UF_OK) return false; /* libpng's path reports it */
+    const int ch = ctype == 0 ? 1 : ctype == 4 ? 2 : ctype == 2 ? 3 : 4;
+    const size_t row = (size_t)w * (size_t)ch + 1; /* filter byte + samples */
+    if ((size_t)h > PNG_FAST_MAX_RAW / row) return false;
+    const size_t raw = row * (size_t)h;
+    if ((double)raw > 1032.0 * (double)len + 65536.0) return false;
+    /* libpng's own limit of one IDAT's length (png_check_chunk_length) */
+    const size_t rf = row < 32566 ? row : 32566, idat_max = raw + 6 + 5 * (raw / rf + 1);
+    /* the chunks: IHDR, skipped ancillary ones, then the IDATs; every CRC checked */
+    size_t pos = 8 + 25, first = 0, total = 0, nidat = 0;
+    while (len - pos >= 12) {
+        const uint8_t *c = buf + pos;
+        const uint32_t n = rd_be32(c);
+        if (n > 0x7fffffffu || (uint64_t)n + 12 > len - pos) return false;
+        const bool idat = memcmp(c + 4, "IDAT", 4) == 0;
+        if (!idat && nidat) break; /* past the image data: never read */
+        if (idat ? n > idat_max : (!png_skipped_chunk(c + 4) || n > ((size_t)8 << 20)))
+            return false;
+        if (libdeflate_crc32(0, c + 4, (size_t)n + 4) != rd_be32(c + 8 + n)) return false;
+        if (idat) {
+            if (!nidat++) first = pos;
+            total += n;
+        }
+        pos += (size_t)n + 12;
+    }
+    if (!nidat || !total) return false;
+    /* the zlib stream: in place when in one chunk, else gathered */
+    uint8_t *gather = NULL;
+    const uint8_t *zs = buf + first + 8;
+    if (nidat > 1) {
+        if (!(gather = malloc(total))) return false;
+        size_t at = 0;
+        for (size_t p = first; at < total;) {
+            const uint32_t n = rd_be32(buf + p);
+            memcpy(gather + at, buf + p + 8, n);
+            at += n;
+            p += (size_t)n + 12;
+        }
+        zs = gather;
+    }
+    budget_add(raw);
+    uint8_t *px = malloc(raw);
+    struct libdeflate_decompressor *dz = px ? libdeflate_alloc_decompressor() : NULL;
+    size_t in_used = 0, out_used = 0;
+    const bool inflated = dz && libdeflate_zlib_decompress_ex(dz, zs, total, px, raw, &in_used,
+                                                              &out_used) == LIBDEFLATE_SUCCESS &&
+                          in_used == total && out_used == raw;
+    libdeflate_free_decompressor(dz);
+    free(gather);
+    bool filters_ok = inflated;
+    for (size_t y = 0; filters_ok && y < h; y++) filters_ok = px[y * row] <= 4;
+    if (!filters_ok) {
+        free(px);
+        return false;
+    }
+    sink *k = calloc(1, sizeof *k);
+    *st = k ? sink_open(k, t, (int)w, (int)h) : uf__err(UF_ERR_NOMEM, "PNG: out of memory");
+    for (size_t y = 0; *st == UF_OK && y < h; y++) {
+        uint8_t *x = px + y * row + 1;
+        png_unfilter(px[y * row], x, y ? x - row : NULL, row - 1, ch);
+        png_row_to_rgb(x, ch, (int)w, sink_row(k, (int)y));
+        sink_push(k, (int)y);
+    }
+    free(px);
+    if (*st == UF_OK) *st = sink_finish(k, out);
+    else sink_free(k);
+    return true;
+}
+
 static uf_status decode_png(const uint8_t *buf, size_t len, target *t,
                             uf_image **out)
 {
@@ -312,6 +519,8 @@ static uf_status decode_png(const uint8_t *buf, size_t len, target *t,
     }
     uf_status chk = png_check_chunks(buf, len);
     if (chk) return chk;
+    uf_status fst;
+    if (png_fast(buf, len, t, out, &fst)) return fst;
     sink *const k = calloc(1, sizeof *k);
     if (!k) return uf__err(UF_ERR_NOMEM, "PNG: out of memory");
     png_mem m = {buf, len, 0, "unknown error"};
