@@ -24,7 +24,10 @@
 #   BENCH_MEM_PATCHES=150000   foreground patches wanted in the large fit
 #   BENCH_MEM_FIT_OPTS=""      extra `fit` options for the large fit, e.g. "--coreset 1"
 #   BENCH_LEVELS=generic,avx2,avx512   levels of the per-level predict rows (default: every
-#                              level this CPU has, bench/levels.sh)
+#                              level this CPU has, bench/levels.sh); a row with a model fitted
+#                              with --precision bf16 follows them
+#   BENCH_PREDICT_ROUNDS=3     rounds of the per-level predict runs (best and median shown)
+#   BENCH_OVERLAY_ROUNDS=5     alternating rounds of predict without / with --heatmap-dir
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -37,6 +40,8 @@ SHARED=${UF_SHARED:-../shared}
 PARTS=${BENCH_DETECTOR_PARTS:-knn,coreset,bottle,memory}
 ITERS=${BENCH_CORESET_ITERS:-60}
 MEM_PATCHES=${BENCH_MEM_PATCHES:-150000}
+PREDICT_ROUNDS=${BENCH_PREDICT_ROUNDS:-3}
+OVERLAY_ROUNDS=${BENCH_OVERLAY_ROUNDS:-5}
 read -r -a MEM_OPTS <<<"${BENCH_MEM_FIT_OPTS:-}"
 BOTTLE=$SHARED/data/mvtec_ad/bottle
 WEIGHTS=$SHARED/weights/vit_tiny_patch16_224.safetensors
@@ -171,31 +176,46 @@ if has bottle || has memory; then
             "$FMT" bench/detector_table.py predict --name bottle --rc "$rc" \
                 --json "$DOUT/predict_bottle.json" --log "$DOUT/predict_bottle.log" \
                 --test "$BOTTLE/test" --wall "$(elapsed "$t0" "$t1")" >>"$RES"
-            # the same whole-process predict at each kernel level (UF_CPU; issue 11), one
-            # run each (a few seconds): images/s per level
-            for l in ${LEVELS//,/ }; do
-                say "bottle: ours predict, UF_CPU=$l"
-                t0=$(now)
-                UF_CPU=$l "$BIN" predict "$DOUT/bottle.ufm" "$BOTTLE/test" --threads "$THREADS" \
-                    --json >"$DOUT/predict_bottle_$l.json" 2>"$DOUT/predict_bottle_$l.log"
-                rc=$?
-                t1=$(now)
-                [ $rc = 0 ] || OURS_FAILED=1
-                "$FMT" bench/detector_table.py predict --name "bottle_$l" --rc "$rc" \
+            # the same whole-process predict at each kernel level (UF_CPU; issue 11) and with
+            # a model fitted in BF16 (--precision bf16, the best level), in PREDICT_ROUNDS
+            # rounds, the runs alternating within each round: images/s of the best and of
+            # the median round
+            if fit_run bottle_bf16 "$BOTTLE/train/good" --precision bf16 && [ -f "$DOUT/bottle_bf16.ufm" ]; then
+                RUNS="${LEVELS//,/ } bf16"
+            else
+                RUNS="${LEVELS//,/ }"
+            fi
+            declare -A WALLS=() RCS=()
+            for r in $(seq 1 "$PREDICT_ROUNDS"); do
+                for l in $RUNS; do
+                    say "bottle: ours predict ($l) round $r"
+                    model=$DOUT/bottle.ufm lv=(UF_CPU="$l")
+                    [ "$l" = bf16 ] && model=$DOUT/bottle_bf16.ufm lv=() # the best level
+                    t0=$(now)
+                    env "${lv[@]}" "$BIN" predict "$model" "$BOTTLE/test" --threads "$THREADS" \
+                        --json >"$DOUT/predict_bottle_$l.json" 2>"$DOUT/predict_bottle_$l.log"
+                    rc=$?
+                    t1=$(now)
+                    [ $rc = 0 ] || { OURS_FAILED=1; RCS[$l]=$rc; }
+                    WALLS[$l]="${WALLS[$l]:-} $(elapsed "$t0" "$t1")"
+                done
+            done
+            for l in $RUNS; do
+                "$FMT" bench/detector_table.py predict --name "bottle_$l" --rc "${RCS[$l]:-0}" \
                     --json "$DOUT/predict_bottle_$l.json" --log "$DOUT/predict_bottle_$l.log" \
-                    --test "$BOTTLE/test" --wall "$(elapsed "$t0" "$t1")" >>"$RES"
+                    --test "$BOTTLE/test" --wall "${WALLS[$l]%% *}" --walls "${WALLS[$l]}" >>"$RES"
             done
             # the cost of overlays (issue 13: at most 1.5x the scoring time): the same run
             # with --heatmap-dir, after a calibration so the overlays are the annotated ones
             "$BIN" calibrate "$DOUT/bottle.ufm" --normal --fpr 0.05 --quiet --threads "$THREADS" \
                 --out "$DOUT/bottle_cal.ufm" "$BOTTLE/train/good" 2>/dev/null
             # wall time, and CPU time (user + system, bash's `time`), which a machine shared
-            # with other jobs disturbs less; three rounds, the two runs alternating, so the
-            # ratio is given by the best and by the median round
+            # with other jobs disturbs less; OVERLAY_ROUNDS rounds, the two runs alternating,
+            # so the ratio is given by the best and by the median round
             TIMEFORMAT='%U %S'
             orc=0
             rounds=""
-            for r in 1 2 3; do
+            for r in $(seq 1 "$OVERLAY_ROUNDS"); do
                 rm -rf "$DOUT/heatmaps"
                 t2=$(now)
                 c1=$( { time "$BIN" predict "$DOUT/bottle_cal.ufm" "$BOTTLE/test" --threads "$THREADS" --quiet >/dev/null 2>&1; } 2>&1 )
@@ -207,16 +227,16 @@ if has bottle || has memory; then
             done
             unset TIMEFORMAT
             # per round: t2 t3 t4 user1 sys1 user2 sys2
-            OVERLAY_LINE=$(echo "$rounds" | awk -v n="$(ls "$DOUT/heatmaps" 2>/dev/null | wc -l)" '
+            OVERLAY_LINE=$(echo "$rounds" | awk -v R="$OVERLAY_ROUNDS" -v n="$(ls "$DOUT/heatmaps" 2>/dev/null | wc -l)" '
                 function med(a, k,   i, j, t) { for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++)
                                                     if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
                                                 return a[int((k + 1) / 2)] }
-                { for (r = 0; r < 3; r++) { o = r * 7;
+                { for (r = 0; r < R; r++) { o = r * 7;
                     s0 = $(o + 2) - $(o + 1); s1 = $(o + 3) - $(o + 2);
                     w[r + 1] = s1 / s0; c[r + 1] = ($(o + 6) + $(o + 7)) / ($(o + 4) + $(o + 5));
                     if (r == 0 || s0 < b0) b0 = s0; if (r == 0 || s1 < b1) b1 = s1 } }
-                END { wb = w[1]; cb = c[1]; for (r = 2; r <= 3; r++) { if (w[r] < wb) wb = w[r]; if (c[r] < cb) cb = c[r] }
-                      printf "overlays: predict on bottle test %.2f s, with --heatmap-dir %.2f s (%d PNGs; best of 3 alternating rounds): ratio %.2fx wall (best round %.2fx, median %.2fx), CPU best %.2fx, median %.2fx (goal <= 1.5x)", b0, b1, n, b1 / b0, wb, med(w, 3), cb, med(c, 3) }')
+                END { wb = w[1]; cb = c[1]; for (r = 2; r <= R; r++) { if (w[r] < wb) wb = w[r]; if (c[r] < cb) cb = c[r] }
+                      printf "overlays: predict on bottle test %.2f s, with --heatmap-dir %.2f s (%d PNGs; best of %d alternating rounds): ratio %.2fx wall (best round %.2fx, median %.2fx), CPU best %.2fx, median %.2fx (goal <= 1.5x)", b0, b1, n, R, b1 / b0, wb, med(w, R), cb, med(c, R) }')
             [ $orc = 0 ] || { OVERLAY_LINE="overlays: predict --heatmap-dir FAILED (exit $orc)"; OURS_FAILED=1; }
             say "$OVERLAY_LINE"
         fi
