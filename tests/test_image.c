@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <zlib.h>
 
 #define DATA "tests/data/image"
 
@@ -277,6 +278,76 @@ static uf_image *load_src(void)
     memcpy(img->rgb, b, len);
     free(b);
     return img;
+}
+
+/* The PNG fast path (libdeflate, image.c png_fast) against libpng alone: every fixture, its
+ * truncations, and corrupted copies whose chunk CRCs are made valid again (so that the
+ * fast path itself meets the damage) must give the same status, message and pixels. */
+extern int uf__png_fast_off;
+
+static void fix_crcs(uint8_t *b, size_t len)
+{
+    for (size_t p = 8; len - p >= 12 && p < len;) {
+        uint32_t n = (uint32_t)b[p] << 24 | (uint32_t)b[p + 1] << 16 | (uint32_t)b[p + 2] << 8 | b[p + 3];
+        if ((uint64_t)n + 12 > len - p) break;
+        uint32_t c = (uint32_t)crc32(0, b + p + 4, n + 4);
+        for (int k = 0; k < 4; k++) b[p + 8 + n + (size_t)k] = (uint8_t)(c >> (24 - 8 * k));
+        p += (size_t)n + 12;
+    }
+}
+
+static int same_both_ways(const uint8_t *b, size_t len, const char *what)
+{
+    uf_image *a = NULL, *c = NULL;
+    char ma[512] = "", mc[512] = "";
+    uf__png_fast_off = 0;
+    uf_status sa = uf_image_decode(b, len, &a);
+    if (sa) snprintf(ma, sizeof ma, "%s", uf_errmsg());
+    uf__png_fast_off = 1;
+    uf_status sc = uf_image_decode(b, len, &c);
+    if (sc) snprintf(mc, sizeof mc, "%s", uf_errmsg());
+    uf__png_fast_off = 0;
+    int same = sa == sc && !strcmp(ma, mc) &&
+               (!a || (a->width == c->width && a->height == c->height &&
+                       !memcmp(a->rgb, c->rgb, (size_t)a->width * (size_t)a->height * 3)));
+    CHECKF(same, "%s: fast path %d '%s', libpng %d '%s'", what, sa, ma, sc, mc);
+    uf_image_free(a);
+    uf_image_free(c);
+    return sa == UF_OK;
+}
+
+static void test_png_fast_path(void)
+{
+    REQUIRE(load_fixture_list() > 0);
+    uint64_t seed = 0x2545f4914f6cdd1dull;
+    int n = 0, n_ok = 0;
+    for (int i = 0; i < n_fix; i++) {
+        char path[256];
+        snprintf(path, sizeof path, DATA "/fixtures/%.63s", fix_name[i]);
+        size_t len = 0;
+        uint8_t *b = read_all(path, &len);
+        if (!b || len < 8 || memcmp(b, "\x89PNG", 4) != 0) {
+            free(b);
+            continue;
+        }
+        n_ok += same_both_ways(b, len, fix_name[i]);
+        n++;
+        uint8_t *m = malloc(len);
+        for (size_t cut = 8; cut < len; cut += len / 16 + 1) n += same_both_ways(b, cut, fix_name[i]) >= 0;
+        for (int k = 0; k < 40; k++) {
+            memcpy(m, b, len);
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            size_t pos = 33 + (size_t)(seed >> 33) % (len > 33 ? len - 33 : 1);
+            if (pos < len) m[pos] ^= (uint8_t)(1 + ((seed >> 20) % 255));
+            fix_crcs(m, len);
+            same_both_ways(m, len, fix_name[i]);
+            n++;
+        }
+        free(m);
+        free(b);
+    }
+    fprintf(stderr, "    %d PNG decodes compared, %d fixtures decoded\n", n, n_ok);
+    CHECK(n_ok > 0);
 }
 
 static void test_resize_golden(void)
@@ -622,6 +693,7 @@ int main(void)
     RUN(test_errors);
     RUN(test_pixel_limit);
     RUN(test_robustness);
+    RUN(test_png_fast_path);
     RUN(test_threads);
     RUN(test_resize_golden);
     RUN(test_resize_args);
