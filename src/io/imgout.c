@@ -182,7 +182,11 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
      * double operations (a NaN pixel fails t > 0 and gets t = 0 as before), two at a time
      * with SSE2, then the blend */
     enum { STRIP = 2048 };
-    uint8_t ix[STRIP];
+    uint8_t ix[STRIP], crow[3 * STRIP + 1], lut4[JET_N][4];
+    /* alpha 0.5 (annotated overlays): blend[c][v] = floor(c / 2 + v / 2 + 0.5), exactly
+     * (c + v + 1) >> 1 in double arithmetic, so the colours go through SIMD averages */
+    const int half = alpha == 0.5f;
+    for (int i = 0; i < JET_N; i++) memcpy(lut4[i], lut[i], 3), lut4[i][3] = 0;
     for (size_t i0 = 0; i0 < npx; i0 += STRIP) {
         const size_t n = npx - i0 < STRIP ? npx - i0 : STRIP;
         if (flat) {
@@ -215,6 +219,18 @@ uf_status uf_heatmap_overlay(const uf_image *img, const float *map, float lo, fl
         }
         const uint8_t *s3 = src + 3 * i0;
         uint8_t *d3 = dst + 3 * i0;
+        if (half) { /* alpha 0.5: the blend is (c + v + 1) >> 1, PAVGB */
+            for (size_t j = 0; j < n; j++) memcpy(crow + 3 * j, lut4[ix[j]], 4);
+            size_t q = 0;
+#ifdef __SSE2__
+            for (; q + 16 <= 3 * n; q += 16)
+                _mm_storeu_si128((__m128i *)(d3 + q),
+                                 _mm_avg_epu8(_mm_loadu_si128((const __m128i *)(crow + q)),
+                                              _mm_loadu_si128((const __m128i *)(s3 + q))));
+#endif
+            for (; q < 3 * n; q++) d3[q] = (uint8_t)((crow[q] + s3[q] + 1) >> 1);
+            continue;
+        }
         for (size_t j = 0; j < n; j++) {
             const uint8_t *const *c = pix[ix[j]];
             d3[3 * j] = c[0][s3[3 * j]];

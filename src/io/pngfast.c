@@ -10,14 +10,17 @@
  * at distance 1, zlib's Z_RLE; no other string matching), one block per ~512 kB of rows
  * with its own code, a stored block where coding would not shrink the data. About twice
  * as fast as zlib at level 1 with Z_RLE, files about 10% larger. The
- * output is a standard PNG (8-bit RGB, zlib stream, CRC and Adler-32 from zlib) that
+ * output is a standard PNG (8-bit RGB, zlib stream, CRC and Adler-32 from libdeflate) that
  * libpng, browsers and Pillow read; the tests decode it back.
  */
 #include "core/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
+#include <libdeflate.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- growing output buffer with a bit writer --------------------------------------------- */
 
@@ -286,22 +289,21 @@ static void put_block(out_buf *o, const uint8_t *d, size_t n, int final, uint16_
     uint8_t *w = o->p + o->n;
     const uint32_t d1 = dcode[0]; /* distance 1 */
     const int d1n = len[286];
-    uint32_t lit[256]; /* a literal's code in the low 16 bits, its length above */
-    for (int v = 0; v < 256; v++) lit[v] = code[v] | (uint32_t)len[v] << 16;
+    /* every token's bits as one entry: a literal's code, or a run's length code, extra
+     * bits and distance code together (at most 15 + 5 + 1 bits); its length in ent_n */
+    uint64_t ent[256 + 259];
+    uint8_t ent_n[256 + 259];
+    for (int v = 0; v < 256; v++) ent[v] = code[v], ent_n[v] = len[v];
+    for (int r = 3; r <= 258; r++) {
+        const unsigned sym = lt.sym[r];
+        ent[256 + r] = code[sym] | (uint64_t)lt.xv[r] << len[sym] |
+                       (uint64_t)d1 << (len[sym] + lt.nx[r]);
+        ent_n[256 + r] = (uint8_t)(len[sym] + lt.nx[r] + d1n);
+    }
     for (size_t t = 0; t < nt; t++) {
         const unsigned v = tok[t];
-        if (v < 256) {
-            bb |= (uint64_t)(lit[v] & 0xffff) << nb;
-            nb += (int)(lit[v] >> 16);
-        } else {
-            const unsigned r = v - 256, sym = lt.sym[r];
-            bb |= (uint64_t)code[sym] << nb;
-            nb += len[sym];
-            bb |= (uint64_t)lt.xv[r] << nb;
-            nb += lt.nx[r];
-            bb |= (uint64_t)d1 << nb;
-            nb += d1n;
-        }
+        bb |= ent[v] << nb;
+        nb += ent_n[v];
         if (nb >= 32) {
             w[0] = (uint8_t)bb;
             w[1] = (uint8_t)(bb >> 8);
@@ -329,8 +331,8 @@ static void put_chunk(out_buf *o, const char *t, const uint8_t *d, size_t n)
     put_be32(o->p + o->n, (uint32_t)n);
     memcpy(o->p + o->n + 4, t, 4);
     if (n) memcpy(o->p + o->n + 8, d, n);
-    uLong crc = crc32(0L, o->p + o->n + 4, 4);
-    if (n) crc = crc32_z(crc, d, n);
+    uint32_t crc = libdeflate_crc32(0, o->p + o->n + 4, 4);
+    if (n) crc = libdeflate_crc32(crc, d, n);
     put_be32(o->p + o->n + 8 + n, (uint32_t)crc);
     o->n += n + 12;
 }
@@ -365,7 +367,7 @@ uf_status uf__png_encode(const uf_image *img, uint8_t **out, size_t *len)
         z.p[z.n++] = 0x78;
         z.p[z.n++] = 0x01;
     }
-    uLong adler = adler32(0L, Z_NULL, 0);
+    uint32_t adler = 1; /* Adler-32 of nothing */
     for (size_t y0 = 0; y0 < H && !z.bad; y0 += (size_t)rpb) {
         size_t nr = H - y0 < (size_t)rpb ? H - y0 : (size_t)rpb;
         for (size_t r = 0; r < nr; r++) { /* Sub filter: minus the pixel to the left */
@@ -373,9 +375,16 @@ uf_status uf__png_encode(const uf_image *img, uint8_t **out, size_t *len)
             uint8_t *d = blk + r * row;
             d[0] = 1;
             memcpy(d + 1, s, stride < 3 ? stride : 3);
-            for (size_t i = 3; i < stride; i++) d[1 + i] = (uint8_t)(s[i] - s[i - 3]);
+            size_t i = 3;
+#ifdef __SSE2__
+            for (; i + 16 <= stride; i += 16)
+                _mm_storeu_si128((__m128i *)(d + 1 + i),
+                                 _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(s + i)),
+                                              _mm_loadu_si128((const __m128i *)(s + i - 3))));
+#endif
+            for (; i < stride; i++) d[1 + i] = (uint8_t)(s[i] - s[i - 3]);
         }
-        adler = adler32_z(adler, blk, nr * row);
+        adler = libdeflate_adler32((uint32_t)adler, blk, nr * row);
         put_block(&z, blk, nr * row, y0 + nr == H, tok);
     }
     free(blk);
