@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -795,6 +796,13 @@ int cmd_predict(int argc, char **argv)
     }
     rc = 0;
     cli_threads_init(&o.c);
+    /* overlays allocate and free several MB per image (the image, its full-size map, the
+     * PNG): kept by malloc for the next image instead of returned to the system and
+     * faulted in again, zeroed, page by page */
+    if (o.heat_dir) {
+        mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    }
     predict_run r;
     memset(&r, 0, sizeof r);
     bool ready = predict_setup(&o, &r);
