@@ -2,8 +2,11 @@
  * cmd_predict.c - `uniformaly predict`: score images with a fitted model, one result line
  * per image (text or JSON), optional heatmap overlays (PNG) and raw float maps (.npy) in
  * the original image geometry; and `uniformaly info` on a model file. Batches hold images
- * shrunk while decoded; an overlay decodes its image again, alone. Heatmap names are made
- * unique for the whole run before anything is written, and no output may be an input.
+ * shrunk while decoded, or with overlays at full size (within a memory bound, past which an
+ * overlay decodes its image again, alone); a run is a pipeline (predict_pipeline): the next
+ * batch is decoded and the previous one's overlays written while a batch is scored. Heatmap
+ * names are made unique for the whole run before anything is written, and no output may
+ * be an input.
  */
 #include "cli.h"
 
