@@ -201,9 +201,10 @@ if has bottle || has memory; then
                 done
             done
             for l in $RUNS; do
+                read -r -a w <<<"${WALLS[$l]}"
                 "$FMT" bench/detector_table.py predict --name "bottle_$l" --rc "${RCS[$l]:-0}" \
                     --json "$DOUT/predict_bottle_$l.json" --log "$DOUT/predict_bottle_$l.log" \
-                    --test "$BOTTLE/test" --wall "${WALLS[$l]%% *}" --walls "${WALLS[$l]}" >>"$RES"
+                    --test "$BOTTLE/test" --wall "${w[0]}" --walls "${WALLS[$l]}" >>"$RES"
             done
             # the cost of overlays (issue 13: at most 1.5x the scoring time): the same run
             # with --heatmap-dir, after a calibration so the overlays are the annotated ones
