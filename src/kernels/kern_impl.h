@@ -11,6 +11,10 @@
  * in 24 of 32 registers; AVX2 and SSE2: 3 VL x 4 in 12 of 16). Not packing W saves a full
  * pass over the weights per call, which matters at batch 1. The tile is transposed back
  * into row-major C in the epilogue, which also applies the bias, GELU and the residual add.
+ * K is cut into KC blocks (the NR x KC weight slice stays in L1 while the task's panels
+ * stream from L2); when K > KC a task keeps its C^T tiles in a buffer between the blocks and
+ * the micro-kernel resumes each sum from it, so every output is one FMA chain over k, in
+ * the same order at any thread count, and C is written once.
  *
  * Attention runs MR queries at a time per (image, head) with the same micro-kernel on
  * strided views of the qkv buffer: S^T = K Q^T, a softmax vectorised across queries,
