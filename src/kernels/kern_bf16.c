@@ -345,3 +345,154 @@ static void gemm_bf16_team(int nth, int M, int N, int K, const float *A, int lda
     else
         gemm_dp(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* Attention                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+/* Convert the first nv vectors of a [K][48] FP32 panel in place into BF16 pairs, as
+ * panel_to_bf16 (the other lanes may hold anything: they are not read). */
+static void panel_to_bf16_nv(float *ap, int K, int nv)
+{
+    if (nv == 3) {
+        panel_to_bf16(ap, K);
+        return;
+    }
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+    for (int kp = 0; kp < (K + 1) / 2; kp++) {
+        const float *r0 = ap + (size_t)2 * kp * GM_MR, *r1 = r0 + GM_MR;
+        __m512i o[3];
+        for (int v = 0; v < nv; v++) {
+            const __m512 x1 = 2 * kp + 1 < K ? _mm512_load_ps(r1 + 16 * v) : _mm512_setzero_ps();
+            o[v] = _mm512_permutexvar_epi16(
+                idx, (__m512i)_mm512_cvtne2ps_pbh(x1, _mm512_load_ps(r0 + 16 * v)));
+        }
+        for (int v = 0; v < nv; v++) _mm512_store_si512(ap + (size_t)kp * GM_MR + 16 * v, o[v]);
+    }
+}
+
+/* See uf__attention_bf16_team in kern.h: attention_team (kern_impl.h) with P V on
+ * vdpbf16ps. kv: per (image, head), V^T as BF16 pairs [hd][Nt2] (Nt2 = Nt rounded up to
+ * even, zero padding: the "weights" of O^T = V^T P^T, pairs along the keys); the
+ * unnormalised probabilities [Nt][48] are converted in place into pairs, as the GEMM's
+ * panels are. S = Q K^T stays FP32: rounding Q and K moves every logit by ~2^-9 of its size
+ * before the exponential, which doubled the block-output error on tests/test_forward.c's
+ * golden models (the DINOv2-like m2's CLS past its 1e-2 relative L2) for ~1 % more speed
+ * on a ViT-B/8 (measured 2026-12-02); P lies in [0, 1] and V is a GEMM input like the
+ * others. Max, exp, sums and the normalisation stay FP32; the CLS rows and head means are
+ * taken from the FP32 probabilities. */
+void uf__attention_bf16_team(const uf__attn_job *j, uint16_t *kv)
+{
+    const int Nt = j->Nt, D = j->D, H = j->heads, hd = D / H, Nt2 = (Nt + 1) / 2 * 2;
+    const size_t ld = 3 * (size_t)D, per = (size_t)hd * Nt2;
+    const float scale = 1.0f / sqrtf((float)hd), invh = 1.0f / (float)H;
+    const int nqt = (Nt + GM_MR - 1) / GM_MR;
+    const int per_head = j->mean == NULL;
+    const int items = j->B * nqt * (per_head ? H : 1);
+    const size_t scr = attn_scratch(Nt, hd);
+    const __m512i pidx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
+                                          9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
+                                          17, 1, 16, 0);
+    const __m512i sidx = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(Nt2 / 2)); /* dwords between d and d + 1 in V^T */
+    /* V^T of every (image, head) in BF16 pairs */
+#pragma omp for schedule(static)
+    for (int bh = 0; bh < j->B * H; bh++) {
+        const int b = bh / H, h = bh % H;
+        const float *img = j->qkv + (size_t)b * Nt * ld;
+        uint16_t *vt = kv + (size_t)bh * per;
+        for (int t = 0; t < Nt2; t += 2) { /* V^T pairs (v[t][d], v[t+1][d]): one dword each */
+            const float *v0 = img + (size_t)t * ld + 2 * (size_t)D + (size_t)h * hd;
+            for (int d0 = 0; d0 < hd; d0 += 16) {
+                const __mmask16 m = (__mmask16)(hd - d0 < 16 ? (1u << (hd - d0)) - 1 : 0xFFFF);
+                const __m512 x0 = _mm512_maskz_loadu_ps(m, v0 + d0);
+                const __m512 x1 = t + 1 < Nt ? _mm512_maskz_loadu_ps(m, v0 + ld + d0)
+                                             : _mm512_setzero_ps();
+                const __m512i pr =
+                    _mm512_permutexvar_epi16(pidx, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+                _mm512_mask_i32scatter_epi32(vt + (size_t)d0 * Nt2 + t, m, sidx, pr, 4);
+            }
+        }
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int it = 0; it < items; it++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *qp = j->scores + (size_t)tid * scr; /* [hd][MR]  (64-byte aligned) */
+        float *st = qp + (size_t)hd * GM_MR;       /* [Nt][MR] */
+        float ct[GM_NR * GM_MR] __attribute__((aligned(64)));
+        int b, h0, h1;
+        if (per_head) {
+            b = it / (nqt * H);
+            h0 = it / nqt % H;
+            h1 = h0 + 1;
+        } else {
+            b = it / nqt;
+            h0 = 0;
+            h1 = H;
+        }
+        const int q0 = (it % nqt) * GM_MR, nq = Nt - q0 < GM_MR ? Nt - q0 : GM_MR;
+        const int mv = (nq + VL - 1) / VL;
+        const float *img = j->qkv + (size_t)b * Nt * ld; /* [Nt][3D] */
+        for (int h = h0; h < h1; h++) {
+            const uint16_t *vt = kv + ((size_t)b * H + h) * per;
+            pack_panel(img + (size_t)q0 * ld + (size_t)h * hd, ld, nq, hd, 0, qp);
+            const float *kh = img + D + (size_t)h * hd;
+            vf mx[3] = {vset1(-INFINITY), vset1(-INFINITY), vset1(-INFINITY)};
+            for (int k0 = 0; k0 < Nt; k0 += GM_NR) {
+                const int nr = Nt - k0 < GM_NR ? Nt - k0 : GM_NR;
+                float *sk = st + (size_t)k0 * GM_MR;
+                micro_tab[nr - 1][mv - 1](qp, kh + (size_t)k0 * ld, ld, hd, sk);
+                for (int r = 0; r < nr; r++)
+                    for (int v = 0; v < mv; v++)
+                        mx[v] = vmax(mx[v], vload(sk + r * GM_MR + VL * v));
+            }
+            vf inv[3];
+            const vf vs = vset1(scale);
+            for (int v = 0; v < mv; v++) {
+                vf sum = vzero();
+                for (int k = 0; k < Nt; k++) {
+                    float *p = st + (size_t)k * GM_MR + VL * v;
+                    vf ex = vexp(vmul(vsub(vload(p), mx[v]), vs));
+                    vstore(p, ex);
+                    sum = vadd(sum, ex);
+                }
+                inv[v] = vdiv(vset1(1.0f), sum);
+            }
+            if (j->clsatt && q0 == 0) {
+                const float i0 = vfirst(inv[0]);
+                float *o = j->clsatt + ((size_t)b * H + h) * Nt;
+                for (int k = 0; k < Nt; k++) o[k] = st[(size_t)k * GM_MR] * i0;
+            }
+            if (j->mean) {
+                float iv[GM_MR];
+                for (int v = 0; v < mv; v++) vstoreu(iv + VL * v, vmul(inv[v], vset1(invh)));
+                for (int i = 0; i < nq; i++) {
+                    float *m = j->mean + (size_t)b * j->mean_img + (size_t)(q0 + i) * Nt;
+                    if (h == 0)
+                        for (int k = 0; k < Nt; k++) m[k] = st[(size_t)k * GM_MR + i] * iv[i];
+                    else
+                        for (int k = 0; k < Nt; k++) m[k] += st[(size_t)k * GM_MR + i] * iv[i];
+                }
+            }
+            /* the unnormalised probabilities to BF16 pairs, then O^T = V^T P^T */
+            panel_to_bf16_nv(st, Nt, mv);
+            for (int d0 = 0; d0 < hd; d0 += GM_NR) {
+                const int nr = hd - d0 < GM_NR ? hd - d0 : GM_NR;
+                micro_bf_tab[nr - 1][mv - 1]((const uint16_t *)st, vt + (size_t)d0 * Nt2,
+                                             (size_t)Nt2, Nt2 / 2, ct);
+                for (int r = 0; r < nr; r++)
+                    for (int v = 0; v < mv; v++)
+                        vstore(ct + r * GM_MR + VL * v,
+                               vmul(vload(ct + r * GM_MR + VL * v), inv[v]));
+                epilogue(ct, nr, nq, j->ctx + ((size_t)b * Nt + q0) * D + (size_t)h * hd + d0,
+                         (size_t)D, 0, NULL, 0);
+            }
+        }
+    }
+}

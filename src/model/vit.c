@@ -483,7 +483,10 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     aj->clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
     aj->mean = l < f->L_att ? s->roll.p + (size_t)l * f->nn : NULL;
     aj->mean_img = (size_t)f->L_att * f->nn;
-    kn->attention_team(aj);
+    if (f->lp) /* BF16: its attention (model/bf16.h), V^T copies in the idle mlp buffer */
+        uf__lp_attention(kn, f->lp, aj, s->mlp.p, s->mlp.cap * sizeof(float));
+    else
+        kn->attention_team(aj);
     linear(f, iT, D, D, ctx, D, bw->proj_w, lb->proj, bw->proj_b, x, D, UF__EPI_ACC, pk, NULL);
 #pragma omp single nowait
     pack_pad(D, mr, f->T, pk);
