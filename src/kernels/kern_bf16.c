@@ -8,14 +8,16 @@
  * vfmadd231ps does 16, AMX's tdpbf16ps 8192. Measured on a Sapphire Rapids (2 cores, loaded):
  * vdpbf16ps alone reaches only 0.6-0.8x our FP32 GEMM (it issues at about half the rate of
  * the two FMA ports), AMX tiles 4-14x; so AMX is used whenever Linux grants it, vdpbf16ps
- * for the shapes AMX does not take and on CPUs without AMX (Cooper Lake, Zen 4), where it
- * was not measured. The FP32 kernels come from kern_impl.h (included
+ * for the shapes AMX does not take and on CPUs without AMX (Cooper Lake, Zen 4). On Zen 4
+ * (2 cores, loaded, 2026-12-02) vdpbf16ps is worth 1.7-2.0x our FP32 GEMM in thread CPU time
+ * (~180 GFLOP/s per core against ~95), see gemm_dp below. The FP32 kernels come from kern_impl.h (included
  * below, so the FP32 half of this level is the avx512 one, compiled again with the BF16
  * target added) and gemm_bf16 reuses its packing and epilogue.
  *
  * gemm_bf16 keeps gemm's data (kern_impl.h): panels of MR = 48 tokens, weights read in
  * place, C^T tiles [columns][48]; on AMX the tiles come from tdpbf16ps (below), else from a
- * vdpbf16ps micro-kernel with the token as the vector dimension. vdpbf16ps sums pairs of adjacent
+ * vdpbf16ps micro-kernel with the token as the vector dimension (gemm_dp). Attention's P V
+ * has a vdpbf16ps version too (uf__attention_bf16_team, at the end). vdpbf16ps sums pairs of adjacent
  * BF16 elements of each 32-bit lane, so the pair is two consecutive k: a packed FP32 panel
  * [K][48] is converted in place to [K/2][48][2] BF16 (round to nearest even, vcvtne2ps2bf16,
  * then an interleave), and the weights, BF16 [N][K2] row-major, give the matching pair
@@ -284,7 +286,8 @@ static void gemm_tiles(int amx, int nth, int M, int N, int K, const float *A, in
  * 8 weight rows of a block stay in cache while its panels stream. The 16-token tiles of
  * gemm_tiles left a third of the calls at one vector (a 16-token block whose partner lies
  * in the next panel): 9 loads per 8 vdpbf16ps, load-bound on Zen 4 (measured 2026-12-02,
- * 2 cores, loaded: whole-panel calls took the GEMM from 1.6-1.85x to ... of FP32). */
+ * one thread's CPU time on a loaded Zen 4, ViT-B/16 shapes: whole-panel calls took the GEMM
+ * from 1.63-1.85x to 1.73-1.97x our FP32 GEMM, ~90 % of vdpbf16ps's peak). */
 static void gemm_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                     const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
 {
