@@ -103,11 +103,6 @@ int uf__amx_ready(void);
 int uf__amx_enable(void); /* 1 when AMX is usable afterwards */
 void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                       const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout);
-/* attention_team (same job and team rule) with P V on vdpbf16ps: V and the unnormalised
- * probabilities rounded to BF16; Q K^T and softmax FP32 (kern_bf16.c; call it only at the
- * avx512bf16 level). kv: B * heads * hd * (Nt rounded up to even) uint16_t of scratch,
- * 64-byte aligned. */
-void uf__attention_bf16_team(const uf__attn_job *j, uint16_t *kv);
 
 /* The level in use: the CPU's best, or UF_CPU's when set to a level the CPU has (read
  * once, on the first call; a level the CPU lacks or an unknown name is clamped to the

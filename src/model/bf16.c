@@ -135,17 +135,6 @@ void uf__lp_gemm(const uf__kern *kn, const uf__lp *lp, int nth, int M, int N, in
     kn->gemm_team(nth, M, N, K, NULL, 0, W, bias, C, ldc, e, ap, pout);
 }
 
-void uf__lp_attention(const uf__kern *kn, const uf__lp *lp, const uf__attn_job *j,
-                      void *scratch, size_t bytes)
-{
-    const size_t hd = (size_t)(j->D / j->heads), Nt = (size_t)j->Nt;
-    const size_t need = (size_t)j->B * j->heads * hd * ((Nt + 1) / 2 * 2) * sizeof(uint16_t);
-    if (lp->native && need <= bytes)
-        uf__attention_bf16_team(j, scratch);
-    else
-        kn->attention_team(j);
-}
-
 /* ------------------------------------------------------------------------------------ */
 /* Public                                                                               */
 /* ------------------------------------------------------------------------------------ */

@@ -45,12 +45,4 @@ void uf__lp_gemm(const uf__kern *kn, const uf__lp *lp, int nth, int M, int N, in
                  const float *A, int lda, const void *W, const float *bias, float *C, int ldc,
                  uf__epi e, float *ap, float *pout);
 
-/* One block's attention (kn->attention_team's contract, every thread of the team): native,
- * uf__attention_bf16_team (P V on vdpbf16ps; Q K^T and softmax FP32) with its V^T copy in
- * scratch (bytes; the forward lends its MLP buffer, idle during attention); emulated, or
- * scratch too small, the FP32 attention (the emulation does not round P and V: it differs
- * from the native path there by more than the summation order). */
-void uf__lp_attention(const uf__kern *kn, const uf__lp *lp, const uf__attn_job *j,
-                      void *scratch, size_t bytes);
-
 #endif /* UF_BF16_H */

@@ -486,10 +486,7 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     linear(f, iT, 3 * D, D, NULL, 0, bw->qkv_w, aj->clsatt || aj->mean ? NULL : lb->qkv,
            bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk, NULL);
     aj->mean_img = (size_t)f->L_att * f->nn;
-    if (f->lp) /* BF16: its attention (model/bf16.h), V^T copies in the idle mlp buffer */
-        uf__lp_attention(kn, f->lp, aj, s->mlp.p, s->mlp.cap * sizeof(float));
-    else
-        kn->attention_team(aj);
+    kn->attention_team(aj);
     linear(f, iT, D, D, ctx, D, bw->proj_w, lb->proj, bw->proj_b, x, D, UF__EPI_ACC, pk, NULL);
 #pragma omp single nowait
     pack_pad(D, mr, f->T, pk);
