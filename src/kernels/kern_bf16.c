@@ -16,8 +16,10 @@
  *
  * gemm_bf16 keeps gemm's data (kern_impl.h): panels of MR = 48 tokens, weights read in
  * place, C^T tiles [columns][48]; on AMX the tiles come from tdpbf16ps (below), else from a
- * vdpbf16ps micro-kernel with the token as the vector dimension (gemm_dp). Attention's P V
- * has a vdpbf16ps version too (uf__attention_bf16_team, at the end). vdpbf16ps sums pairs of adjacent
+ * vdpbf16ps micro-kernel with the token as the vector dimension (gemm_dp). Attention stays
+ * FP32: a vdpbf16ps P V (tried 2026-12-02: ViT-B/8 BF16/FP32 1.62x -> ~1.69x in thread CPU
+ * time) moved BF16 scores away from the emulation's, which has no BF16 attention
+ * (tests/test_detector_cli.sh: within 1e-3). vdpbf16ps sums pairs of adjacent
  * BF16 elements of each 32-bit lane, so the pair is two consecutive k: a packed FP32 panel
  * [K][48] is converted in place to [K/2][48][2] BF16 (round to nearest even, vcvtne2ps2bf16,
  * then an interleave), and the weights, BF16 [N][K2] row-major, give the matching pair
