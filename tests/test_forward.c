@@ -562,8 +562,8 @@ static void test_batch_consistency(void)
 }
 
 /* BF16: an image alone on one thread gives exactly what it gives in a batch of two on two
- * threads (the native BF16 GEMM and attention sum every element in a fixed order), with the
- * CLS-attention block (qkv FP32 there) and with rollout. */
+ * threads (the BF16 GEMM sums every element in a fixed order, whatever the task grid), with the
+ * CLS-attention block (its qkv FP32) and with rollout (every qkv FP32). */
 static void test_bf16_invariance(void)
 {
     gold g;
