@@ -471,6 +471,64 @@ static void test_letterbox(void)
     uf_image_free(img);
 }
 
+/* The letterbox's bars: a 64 x 40 image on the 64 x 64 canvas (rows 12..51) has patch
+ * rows 0 and 7 entirely in the bars - not the image: smooth -1, mask 0, patch score 0,
+ * the pixel map's minimum there - and rows 1 and 6 partly on it, which stay, their bar
+ * pixels filled with the image's edge rows: so the 64 x 40 image gives exactly what the
+ * same image with its edge rows repeated to 64 x 48 (rows 8..55, no partial patch) gives.
+ * Before, the partial patches held black rows and every bar patch was scored. */
+static void test_letterbox_bars(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[3], *img = texture(64, 40, 77, 20, 14), *ext = NULL;
+    for (int i = 0; i < 3; i++) REQUIRE((train[i] = texture(64, 64, 70 + (uint64_t)i, -1, 0)));
+    REQUIRE(img && uf_image_new(64, 48, &ext) == UF_OK);
+    for (int y = 0; y < 48; y++) {
+        const int sy = y < 4 ? 0 : y >= 44 ? 39 : y - 4;
+        memcpy(ext->rgb + 3 * (size_t)y * 64, img->rgb + 3 * (size_t)sy * 64, 3 * 64);
+    }
+    uf_detector_params p = params(64, 0, 0, 1);
+    p.pre.pad_to = 64;
+    p.pre.fit = UF_FIT_LONG;
+    p.sigma = 2;
+    uf_model *m = fit(bb, &p, train, 3);
+    REQUIRE(m != NULL);
+    REQUIRE(uf_model_patch_rows(m) == 64);
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    float ps[2][64], pm[2][64 * 64], F[2][64 * DIM], sm[2][64];
+    uint8_t mk[2][64], om[2][64];
+    uf_score o[2] = {{.patch_scores = ps[0], .pixel_map = pm[0], .mask = om[0]},
+                     {.patch_scores = ps[1], .pixel_map = pm[1], .mask = om[1]}};
+    const uf_image *both[2] = {img, ext};
+    REQUIRE_OK(uf_score_images(sc, both, 2, o));
+    REQUIRE_OK(uf_scorer_extract(sc, both, 2, &F[0][0], &sm[0][0], &mk[0][0]));
+    int bars = 1, kept = 1;
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++) {
+            const int i = y * 8 + x;
+            if (y == 0 || y == 7) bars &= sm[0][i] == -1.0f && mk[0][i] == 0 && ps[0][i] == 0.0f;
+            else kept &= sm[0][i] >= 0;
+        }
+    float lo = pm[0][0];
+    for (int i = 1; i < 64 * 64; i++) lo = pm[0][i] < lo ? pm[0][i] : lo;
+    int map_lo = 1;
+    for (int x = 0; x < 64; x++) map_lo &= pm[0][3 * 64 + x] == lo && pm[0][60 * 64 + x] == lo;
+    CHECKF(bars && kept && map_lo, "bar patches: marked %d, image patches kept %d, map "
+           "minimum in the bars %d", bars, kept, map_lo);
+    CHECKF(o[0].score == o[1].score && !memcmp(F[0], F[1], sizeof F[0]) &&
+               !memcmp(pm[0], pm[1], sizeof pm[0]),
+           "64 x 40 letterboxed (score %g) differs from its edge rows repeated to 64 x 48 (%g)",
+           o[0].score, o[1].score);
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    for (int i = 0; i < 3; i++) uf_image_free(train[i]);
+    uf_image_free(img);
+    uf_image_free(ext);
+    uf_backbone_free(bb);
+}
+
 static void test_model_file(void)
 {
     uf_backbone *bb = backbone();
@@ -544,6 +602,7 @@ int main(void)
     RUN(test_fit_and_detect);
     RUN(test_bad_values);
     RUN(test_letterbox);
+    RUN(test_letterbox_bars);
     RUN(test_model_file);
     return TEST_DONE();
 }
