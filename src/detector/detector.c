@@ -177,7 +177,7 @@ typedef struct extractor {
     float *smooth; /* [CHUNK][R]: BPM map (smoothed, / max); 1 without BPM; -1 not
                       the image (padding, letterbox bars, unused tile slots, header)   */
     uint8_t *mask; /* [CHUNK][R]: 1 = foreground                                      */
-    /* letterbox only (pad_to > 0; NULL otherwise) */
+    /* letterbox only (pad_to > 0 with fit long; NULL otherwise) */
     float *lb_attn;  /* [Np] the image's patch rectangle of one attention map          */
     float *lb_map;   /* [Np] its BPM map                                                */
     uint8_t *lb_mask;/* [Np]                                                            */
@@ -279,7 +279,10 @@ static uf_status extractor_init(extractor *e, const uf_backbone *bb, const uf_de
     e->feats = malloc(nfeat * sizeof(float));
     e->smooth = malloc(CHUNK * R * sizeof(float));
     e->mask = malloc(CHUNK * R);
-    bool lbx = p->pre.pad_to > 0;
+    /* the letterbox (pad_to with fit long, as --pad-to sets it) leaves its bars out; the
+     * reference's small-image protocol (pad_to with the shorter side resized, e.g. 112 on
+     * 224 for CIFAR) scores its padding as UniFormaly's code does, and keeps doing so */
+    bool lbx = p->pre.pad_to > 0 && p->pre.fit == UF_FIT_LONG;
     if (lbx) {
         e->lb_attn = malloc(Np * sizeof(float));
         e->lb_map = malloc(Np * sizeof(float));
@@ -503,7 +506,7 @@ static uf_status own_grid_masks(extractor *e, int b, float *sm, uint8_t *mk)
     return UF_OK;
 }
 
-/* The letterbox (pad_to > 0): the rectangle of network pixels [*a, *b) along one side
+/* The letterbox (pad_to > 0, fit long): the rectangle of network pixels [*a, *b) along one side
  * that show the image (not the zero canvas, nor torchvision's padding of a crop larger than
  * the image): network pixel u shows resized pixel u + off (uf_preprocess_geometry), the
  * image (or crop, cw wide) is placed at (pad_to - cw) / 2. */
