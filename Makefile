@@ -138,7 +138,7 @@ tsan:
 	  ./tests/run_tests.sh $(TSAN_TESTS:%=build-tsan/tests/%)
 	@echo "tsan: done"
 
-bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_detector
+bench: $(BIN) $(BUILD)/bench_vit $(BUILD)/bench_peak $(BUILD)/bench_detector
 	./bench/run.sh; rc=$$?; ./bench/detector.sh || rc=1; BIN=$(abspath $(BIN)) ./bench/serve.sh || rc=1; exit $$rc
 
 # Only the service load test of make bench (bench/serve.sh; loopback, bounded).
@@ -154,6 +154,10 @@ $(BUILD)/bench_detector: bench/bench_detector.c $(LIB) $(HDRS)
 
 $(BUILD)/bench_vit: bench/bench_vit.c $(LIB) $(HDRS)
 	$(CC) $(ALLCFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# The CPU's FP32 FMA peak (the ceiling the ViT rows are compared with; bench/bench_peak.c).
+$(BUILD)/bench_peak: bench/bench_peak.c
+	$(CC) -std=c11 $(WARN) -fopenmp -O2 $< -o $@
 
 # Every committed golden file, one generator per kind (tests/data/<kind>); run from the
 # project root. The imagenet reference and the real-bottle detector cases read ../shared

@@ -46,8 +46,8 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 t_start=$(date +%s)
 
 # ---- our benchmark binary ---------------------------------------------------------------
-if ! make -s "$BUILD/bench_vit" >&2; then
-    say "FAILED: cannot build $BUILD/bench_vit"
+if ! make -s "$BUILD/bench_vit" "$BUILD/bench_peak" >&2; then
+    say "FAILED: cannot build $BUILD/bench_vit or $BUILD/bench_peak"
     exit 1
 fi
 
@@ -93,6 +93,7 @@ OURS_FAILED=0
 # of our avx2 level; then our GEMM at each level on the same shape
 sgemm_all() {
     say "sgemm ${THREADS} threads"
+    "$BUILD/bench_peak" --threads "$THREADS" --out "$RES/ours.jsonl" || OURS_FAILED=1
     "$BUILD/bench_vit" --sgemm --threads "$THREADS" --out "$RES/ours.jsonl" || OURS_FAILED=1
     OPENBLAS_CORETYPE=Haswell "$BUILD/bench_vit" --sgemm --threads "$THREADS" \
         --out "$RES/ours.jsonl" || OURS_FAILED=1
