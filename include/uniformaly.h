@@ -642,9 +642,9 @@ typedef struct uf_detector_params {
                           windows (batched), each at the backbone's own scale, with its own
                           Back Patch Masking map (computed per window, normalised by the
                           window's maximum). Every tile's patches are patches of their own:
-                          fitting puts each tile's foreground patches in the bank (the
-                          coreset fraction taken of the image locations, not of the tile
-                          patches, so overlaps do not inflate the bank); scoring finds
+                          fitting puts each tile's foreground patches in the bank (a
+                          location in an overlap once per covering tile; the coreset
+                          keeps its fraction of all of them); scoring finds
                           each tile patch's nearest bank rows, the image score is the top-K
                           mean over all tiles' patches (K of the layout's fixed count, as
                           padding counts in the own grid), and the patch scores are

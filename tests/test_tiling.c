@@ -13,8 +13,8 @@
  * fails for a wrong tile position or order, a missing or doubled tile, features averaged
  * before scoring, a max instead of the mean, or one BPM map over the whole image. Also:
  * uf_scorer_extract + uf_score_features equal uf_score_images bit for bit on a tiled model
- * (every output), fitting puts every tile's patches in the bank with the coreset taken of
- * the image locations, bad values are refused with a message naming them, and the settings
+ * (every output), fitting puts every tile's patches in the bank (the coreset fraction of
+ * them), bad values are refused with a message naming them, and the settings
  * survive a model file round trip (tiled models written as format 5; a format-4 tiled
  * file still loads and scores). Images are generated in memory and the backbone is a
  * seeded random ViT, so the test needs no shared data and takes about a second.
@@ -384,9 +384,9 @@ static void test_fit_and_detect(void)
      * patches: every tile patch is a bank row (overlaps twice), 128 per image */
     CHECKF(full[0] == 4 * 72 && full[1] == 4 * 128 && bank[1] == 4 * 128,
            "bank rows: single pass %zu, tiled %zu / %zu (want 288, 512)", full[0], full[1], bank[1]);
-    /* coreset 0.5 of the 288 locations, not of the 512 tile patches */
-    CHECKF(full[2] == 512 && bank[2] >= 143 && bank[2] <= 144, "tiled coreset 0.5: %zu of %zu "
-           "(want 144 = half the locations)", bank[2], full[2]);
+    /* coreset 0.5 of the 512 tile patches offered */
+    CHECKF(full[2] == 512 && bank[2] == 256, "tiled coreset 0.5: %zu of %zu (want 256)",
+           bank[2], full[2]);
     CHECKF(sc[1][1] > 1.5f * sc[1][0], "tiled: defect %g, good %g", sc[1][1], sc[1][0]);
     CHECKF(sc[1][0] != sc[0][0], "tiling changed nothing (%g)", sc[1][0]);
     for (int i = 0; i < 4; i++) uf_image_free(train[i]);
