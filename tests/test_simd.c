@@ -117,6 +117,38 @@ static void test_gemm(void)
 }
 
 /* GELU over [-20, 20] (and the tails where it is ~0 or x) within 2e-6 relative + 1e-30. */
+/* Thread count and the task grid do not change a GEMM's result, bit for bit: K spans
+ * several k blocks (the C^T tiles resumed across them), M several panel rows and the
+ * column chunks differ with the thread count; every epilogue. */
+static void test_gemm_threads(void)
+{
+    table t[4];
+    const int nt = tables(t);
+    const int M = 203, N = 45, K = 1700, lda = K + 1, ldc = N + 3;
+    float *A = malloc(sizeof(float) * (size_t)M * lda), *W = malloc(sizeof(float) * (size_t)N * K);
+    float *bias = malloc(sizeof(float) * N), *C0 = malloc(sizeof(float) * (size_t)M * ldc);
+    float *C1 = malloc(sizeof(float) * (size_t)M * ldc), *C3 = malloc(sizeof(float) * (size_t)M * ldc);
+    float *ap = amalloc(sizeof(float) * ((size_t)(M + UF__MR_MAX - 1) / UF__MR_MAX * UF__MR_MAX) * K);
+    CHECK(A && W && bias && C0 && C1 && C3 && ap);
+    if (A && W && bias && C0 && C1 && C3 && ap) {
+        th_sm r = th_sm_new(77, 1);
+        for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = urand(&r);
+        for (size_t i = 0; i < (size_t)N * K; i++) W[i] = urand(&r);
+        for (int i = 0; i < N; i++) bias[i] = urand(&r);
+        for (size_t i = 0; i < (size_t)M * ldc; i++) C0[i] = urand(&r);
+        for (int l = 0; l < nt; l++)
+            for (int e = 0; e < 3; e++) {
+                memcpy(C1, C0, sizeof(float) * (size_t)M * ldc);
+                memcpy(C3, C0, sizeof(float) * (size_t)M * ldc);
+                t[l].k->gemm(1, M, N, K, A, lda, W, bias, C1, ldc, (uf__epi)e, ap, NULL);
+                t[l].k->gemm(3, M, N, K, A, lda, W, bias, C3, ldc, (uf__epi)e, ap, NULL);
+                CHECKF(!memcmp(C1, C3, sizeof(float) * (size_t)M * ldc),
+                       "%s epi %d: 1 and 3 threads differ", t[l].k->name, e);
+            }
+    }
+    free(A), free(W), free(bias), free(C0), free(C1), free(C3), free(ap);
+}
+
 static void test_gelu(void)
 {
     table t[4];
@@ -447,6 +479,7 @@ static void test_dispatch(void)
 int main(void)
 {
     RUN(test_gemm);
+    RUN(test_gemm_threads);
     RUN(test_gemm_packed);
     RUN(test_gemm_bf16);
     RUN(test_gemm_bf16_packed);

@@ -11,6 +11,10 @@
  * in 24 of 32 registers; AVX2 and SSE2: 3 VL x 4 in 12 of 16). Not packing W saves a full
  * pass over the weights per call, which matters at batch 1. The tile is transposed back
  * into row-major C in the epilogue, which also applies the bias, GELU and the residual add.
+ * K is cut into KC blocks (the NR x KC weight slice stays in L1 while the task's panels
+ * stream from L2); when K > KC a task keeps its C^T tiles in a buffer between the blocks and
+ * the micro-kernel resumes each sum from it, so every output is one FMA chain over k, in
+ * the same order at any thread count, and C is written once.
  *
  * Attention runs MR queries at a time per (image, head) with the same micro-kernel on
  * strided views of the qkv buffer: S^T = K Q^T, a softmax vectorised across queries,
@@ -24,6 +28,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -33,6 +38,7 @@
 #define GM_NR (VL == 16 ? 8 : 4) /* output columns per micro-tile                    */
 #define GM_KC 768         /* k block: the NR x KC weight slice stays in L1           */
 #define GM_MC (64 / VL)   /* panels per task: 192 tokens, a few hundred KB in L2      */
+#define GM_CTB 32768      /* floats of a task's C^T tiles kept across k blocks (L2)  */
 
 /* ------------------------------------------------------------------------------------ */
 /* exp and GELU                                                                         */
@@ -90,49 +96,55 @@ UF_AI vf vgelu(vf x)
 /* The micro-kernel                                                                     */
 /* ------------------------------------------------------------------------------------ */
 
-/* ct[j][i] = sum_k ap[k][i] * w[j*ldw + k*ldk] for j < nr, i < VL*mv.
+/* ct[j][i] = (ac ? ct[j][i] : 0) + sum_k ap[k][i] * w[j*ldw + k*ldk] for j < nr, i < VL*mv
+ * (ac: continue a sum over an earlier k block, in the same order as one longer call).
  * ap: [kc][MR] packed tokens; ct: [NR][MR]. GEMMs read weight rows (ldk = 1); attention
  * reads V in place (ldw = 1, ldk = row stride). Only rows j < nr and vectors v < mv of ct
  * are written. */
 UF_AI void micro(const int nr, const int mv, const float *restrict ap,
-                 const float *restrict w, size_t ldw, size_t ldk, int kc, float *restrict ct)
+                 const float *restrict w, size_t ldw, size_t ldk, int kc, float *restrict ct,
+                 int ac)
 {
     vf acc[GM_NR][3];
 #pragma GCC unroll 8
     for (int j = 0; j < GM_NR; j++)
 #pragma GCC unroll 3
-        for (int v = 0; v < 3; v++) acc[j][v] = vzero();
+        for (int v = 0; v < 3; v++)
+            acc[j][v] = ac && j < nr && v < mv ? vload(ct + j * GM_MR + VL * v) : vzero();
     const float *wj[GM_NR];
 #pragma GCC unroll 8
     for (int j = 0; j < GM_NR; j++) wj[j] = w + (j < nr ? (size_t)j * ldw : 0);
-    /* AVX2 and SSE2: unrolled by 4 (the loop's own instructions otherwise compete with
-     * the 12 FMAs for the front end) and the packed tokens prefetched 8 steps ahead
-     * (prefetches never fault, so reading past the panel is harmless); measured +8-10%
-     * on a 2048^3 GEMM at the avx2 level, thread CPU time beside OpenBLAS. AVX-512 as
-     * before (not re-measured). */
+#define MICRO_STEP(kk)                                                                     \
+    do {                                                                                   \
+        vf x[3];                                                                           \
+        _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) if (v < mv) x[v] =             \
+            vload(ap + (size_t)(kk) * GM_MR + VL * v);                                     \
+        _Pragma("GCC unroll 8") for (int j = 0; j < GM_NR; j++)                            \
+        {                                                                                  \
+            if (j >= nr) continue;                                                         \
+            const vf b = vset1(wj[j][(size_t)(kk) * ldk]);                                 \
+            _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) if (v < mv) acc[j][v] =    \
+                vfma(b, x[v], acc[j][v]);                                                  \
+        }                                                                                  \
+    } while (0)
+    int k = 0;
 #if VL <= 8
-#pragma GCC unroll 4
-#endif
-    for (int k = 0; k < kc; k++) {
-        vf x[3];
-#if VL <= 8
-        if ((k & 1) == 0) {
-            __builtin_prefetch(ap + (size_t)(k + 8) * GM_MR, 0, 3);
-            __builtin_prefetch(ap + (size_t)(k + 8) * GM_MR + 16, 0, 3);
-        }
-#endif
-#pragma GCC unroll 3
-        for (int v = 0; v < 3; v++)
-            if (v < mv) x[v] = vload(ap + (size_t)k * GM_MR + VL * v);
+    /* AVX2 and SSE2: unrolled by 4 by hand (the loop's own instructions otherwise compete
+     * with the 12 FMAs for the front end), the packed tokens of the steps 8 ahead
+     * prefetched once per 4 steps, whole cache lines (prefetches never fault, so reading
+     * past the panel is harmless) */
+    for (; k + 4 <= kc; k += 4) {
+        const char *pf = (const char *)(ap + (size_t)(k + 8) * GM_MR);
 #pragma GCC unroll 8
-        for (int j = 0; j < GM_NR; j++) {
-            if (j >= nr) continue;
-            const vf b = vset1(wj[j][(size_t)k * ldk]);
-#pragma GCC unroll 3
-            for (int v = 0; v < 3; v++)
-                if (v < mv) acc[j][v] = vfma(b, x[v], acc[j][v]);
-        }
+        for (int l = 0; l < 4 * GM_MR * 4; l += 64) __builtin_prefetch(pf + l, 0, 3);
+        MICRO_STEP(k);
+        MICRO_STEP(k + 1);
+        MICRO_STEP(k + 2);
+        MICRO_STEP(k + 3);
     }
+#endif
+    for (; k < kc; k++) MICRO_STEP(k);
+#undef MICRO_STEP
 #pragma GCC unroll 8
     for (int j = 0; j < GM_NR; j++)
 #pragma GCC unroll 3
@@ -140,17 +152,17 @@ UF_AI void micro(const int nr, const int mv, const float *restrict ap,
             if (j < nr && v < mv) vstore(ct + j * GM_MR + VL * v, acc[j][v]);
 }
 
-typedef void (*micro_fn)(const float *, const float *, size_t, int, float *);
+typedef void (*micro_fn)(const float *, const float *, size_t, int, float *, int);
 #define GM_DEF(NR, MV)                                                                     \
     static void micro_##NR##_##MV(const float *ap, const float *w, size_t ldw, int kc,     \
-                                  float *ct)                                               \
+                                  float *ct, int ac)                                       \
     {                                                                                      \
-        micro(NR, MV, ap, w, ldw, 1, kc, ct);                                              \
+        micro(NR, MV, ap, w, ldw, 1, kc, ct, ac);                                          \
     }                                                                                      \
     static void microv_##NR##_##MV(const float *ap, const float *w, size_t ldk, int kc,    \
-                                   float *ct)                                              \
+                                   float *ct, int ac)                                      \
     {                                                                                      \
-        micro(NR, MV, ap, w, 1, ldk, kc, ct);                                              \
+        micro(NR, MV, ap, w, 1, ldk, kc, ct, ac);                                          \
     }
 #define GM_DEF3(NR) GM_DEF(NR, 1) GM_DEF(NR, 2) GM_DEF(NR, 3)
 #define GM_ROW(P, NR) {P##_##NR##_1, P##_##NR##_2, P##_##NR##_3}
@@ -294,7 +306,19 @@ static void gemm_team(int nth, int M, int N, int K, const float *A, int lda, con
     const int npan = (M + GM_MR - 1) / GM_MR;
     const int nmb = (npan + GM_MC - 1) / GM_MC, ppm = (npan + nmb - 1) / nmb; /* panels/task */
     const int nn = (N + GM_NR - 1) / GM_NR;
-    int nnb = (4 * nth + nmb - 1) / nmb; /* column chunks: ~4 tasks per thread */
+    /* column chunks: at least ~8 tasks per thread, so the dynamic schedule balances the
+     * threads (2048^3 at avx2 gave 11 row blocks and one chunk: 6 tasks against 5) */
+    int nnb = (8 * nth + nmb - 1) / nmb;
+    /* K > KC: the task's C^T tiles stay in a buffer between k blocks (the micro-kernel
+     * resumes its sums from it), so C is written once, finished, instead of read and
+     * rewritten per k block with strided 16-byte accesses (~15% of a 2048^3 GEMM at the
+     * avx2 level); the buffer bounds the task's columns */
+    const int nk = (K + GM_KC - 1) / GM_KC;
+    if (nk > 1) {
+        int cmax = GM_CTB / (ppm * GM_NR * GM_MR);
+        if (cmax < 1) cmax = 1;
+        if (nnb < (nn + cmax - 1) / cmax) nnb = (nn + cmax - 1) / cmax;
+    }
     if (nnb > nn) nnb = nn;
     const int cn = (nn + nnb - 1) / nnb; /* NR-column blocks per chunk */
     nnb = (nn + cn - 1) / cn;
@@ -306,6 +330,11 @@ static void gemm_team(int nth, int M, int N, int K, const float *A, int lda, con
                 pack_panel(A, (size_t)lda, M, K, p * GM_MR, ap + p * pstride);
         }
         float ct[GM_NR * GM_MR] __attribute__((aligned(64))); /* [NR][MR] C^T tile */
+        float *ctb = NULL; /* [ppm][cn][NR][MR] when K > KC (if the allocation fails: C
+                              accumulated per k block instead, the slower way) */
+        if (nk > 1 &&
+            posix_memalign((void **)&ctb, 64, (size_t)ppm * cn * GM_NR * GM_MR * sizeof(float)))
+            ctb = NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < nmb * nnb; t++) {
             const int pb = (t / nnb) * ppm, pe = pb + ppm < npan ? pb + ppm : npan;
@@ -318,23 +347,27 @@ static void gemm_team(int nth, int M, int N, int K, const float *A, int lda, con
                     for (int p = pb; p < pe; p++) {
                         const int m0 = p * GM_MR, rows = M - m0 < GM_MR ? M - m0 : GM_MR;
                         const int mv = (rows + VL - 1) / VL;
+                        float *tl = ctb ? ctb + ((size_t)(p - pb) * cn + (jj - jb)) * GM_NR * GM_MR
+                                        : ct;
                         micro_tab[nr - 1][mv - 1](ap + p * pstride + (size_t)k0 * GM_MR, wp,
-                                                  (size_t)K, kc, ct);
-                        if (pout) { /* single k block: finish in place, copy packed */
-                            ct_bias_gelu(ct, nr, mv, bias ? bias + n0 : NULL, e == UF__EPI_GELU);
+                                                  (size_t)K, kc, tl, ctb && k0 > 0);
+                        if (ctb && !last) continue;
+                        if (pout) { /* whole sum: finish in place, copy packed */
+                            ct_bias_gelu(tl, nr, mv, bias ? bias + n0 : NULL, e == UF__EPI_GELU);
                             float *o = pout + ((size_t)p * N + n0) * GM_MR;
                             for (int j = 0; j < nr; j++)
                                 for (int v = 0; v < mv; v++)
-                                    vstore(o + j * GM_MR + VL * v, vload(ct + j * GM_MR + VL * v));
+                                    vstore(o + j * GM_MR + VL * v, vload(tl + j * GM_MR + VL * v));
                             continue;
                         }
-                        epilogue(ct, nr, rows, C + (size_t)m0 * ldc + n0, (size_t)ldc,
-                                 k0 > 0 || e == UF__EPI_ACC, last && bias ? bias + n0 : NULL,
-                                 last && e == UF__EPI_GELU);
+                        epilogue(tl, nr, rows, C + (size_t)m0 * ldc + n0, (size_t)ldc,
+                                 (!ctb && k0 > 0) || e == UF__EPI_ACC,
+                                 last && bias ? bias + n0 : NULL, last && e == UF__EPI_GELU);
                     }
                 }
             }
         }
+        free(ctb);
     }
 }
 
@@ -404,7 +437,7 @@ static void attention_team(const uf__attn_job *j)
             for (int k0 = 0; k0 < Nt; k0 += GM_NR) {
                 const int nr = Nt - k0 < GM_NR ? Nt - k0 : GM_NR;
                 float *sk = st + (size_t)k0 * GM_MR;
-                micro_tab[nr - 1][mv - 1](qp, kh + (size_t)k0 * ld, ld, hd, sk);
+                micro_tab[nr - 1][mv - 1](qp, kh + (size_t)k0 * ld, ld, hd, sk, 0);
                 for (int r = 0; r < nr; r++)
                     for (int v = 0; v < mv; v++)
                         mx[v] = vmax(mx[v], vload(sk + r * GM_MR + VL * v));
@@ -443,7 +476,7 @@ static void attention_team(const uf__attn_job *j)
             const float *vh = img + 2 * (size_t)D + (size_t)h * hd;
             for (int d0 = 0; d0 < hd; d0 += GM_NR) {
                 const int nr = hd - d0 < GM_NR ? hd - d0 : GM_NR;
-                microv_tab[nr - 1][mv - 1](st, vh + d0, ld, Nt, ct);
+                microv_tab[nr - 1][mv - 1](st, vh + d0, ld, Nt, ct, 0);
                 for (int r = 0; r < nr; r++)
                     for (int v = 0; v < mv; v++)
                         vstore(ct + r * GM_MR + VL * v,
