@@ -474,8 +474,8 @@ static void test_letterbox(void)
 /* The letterbox's bars: a 64 x 40 image on the 64 x 64 canvas (rows 12..51) has patch
  * rows 0 and 7 entirely in the bars - not the image: smooth -1, mask 0, patch score 0,
  * the pixel map's minimum there - and rows 1 and 6 partly on it, which stay, their bar
- * pixels filled with the image's edge rows: so the 64 x 40 image gives exactly what the
- * same image with its edge rows repeated to 64 x 48 (rows 8..55, no partial patch) gives.
+ * pixels filled with the image mirrored at its edge: so the 64 x 40 image gives exactly
+ * what the same image mirrored to 64 x 48 (rows 8..55, no partial patch) gives.
  * Before, the partial patches held black rows and every bar patch was scored. */
 static void test_letterbox_bars(void)
 {
@@ -485,7 +485,7 @@ static void test_letterbox_bars(void)
     for (int i = 0; i < 3; i++) REQUIRE((train[i] = texture(64, 64, 70 + (uint64_t)i, -1, 0)));
     REQUIRE(img && uf_image_new(64, 48, &ext) == UF_OK);
     for (int y = 0; y < 48; y++) {
-        const int sy = y < 4 ? 0 : y >= 44 ? 39 : y - 4;
+        const int sy = y < 4 ? 3 - y : y >= 44 ? 83 - y : y - 4; /* mirrored at the edges */
         memcpy(ext->rgb + 3 * (size_t)y * 64, img->rgb + 3 * (size_t)sy * 64, 3 * 64);
     }
     uf_detector_params p = params(64, 0, 0, 1);
@@ -519,7 +519,7 @@ static void test_letterbox_bars(void)
            "minimum in the bars %d", bars, kept, map_lo);
     CHECKF(o[0].score == o[1].score && !memcmp(F[0], F[1], sizeof F[0]) &&
                !memcmp(pm[0], pm[1], sizeof pm[0]),
-           "64 x 40 letterboxed (score %g) differs from its edge rows repeated to 64 x 48 (%g)",
+           "64 x 40 letterboxed (score %g) differs from it mirrored to 64 x 48 (%g)",
            o[0].score, o[1].score);
     uf_scorer_free(sc);
     uf_model_free(m);
