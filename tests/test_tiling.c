@@ -395,6 +395,50 @@ static void test_fit_and_detect(void)
     uf_backbone_free(bb);
 }
 
+/* uf_model_update on a tiled model: a fitter with the model's settings adds every tile's
+ * patches (as the fit does: 128 per 96 x 48 image here); a fitter whose tiling differs
+ * from the model's (its patches are of another geometry) must be refused, as other
+ * feature settings are. */
+static void test_update_tiled(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[3];
+    for (int i = 0; i < 3; i++) REQUIRE((train[i] = texture(96, 48, 300 + (uint64_t)i, -1, 0)));
+    uf_detector_params p = params(96, 32, 8, 0);
+    uf_model *m = fit(bb, &p, train, 2);
+    REQUIRE(m != NULL);
+    uf_fitter *f = NULL;
+    REQUIRE_OK(uf_fitter_new(bb, &p, &f));
+    REQUIRE_OK(uf_fitter_add(f, (const uf_image *const *)&train[2], 1));
+    uf_model *u = NULL;
+    REQUIRE_OK(uf_model_update(m, f, &u));
+    uf_model_info in;
+    uf_model_get_info(u, &in);
+    CHECKF(in.bank_size_full == 3 * 128 && in.bank_size == 3 * 128 && in.n_train == 3,
+           "update, tiled: bank %zu / %zu, n_train %d (want 384 / 384, 3)", in.bank_size,
+           in.bank_size_full, (int)in.n_train);
+    uf_model_free(u);
+    uf_fitter_free(f);
+    for (int k = 0; k < 2; k++) { /* untiled fitter; other overlap */
+        uf_detector_params q = p;
+        if (k == 0) q.tile = q.tile_overlap = 0;
+        else q.tile_overlap = 16;
+        f = NULL;
+        u = NULL;
+        REQUIRE_OK(uf_fitter_new(bb, &q, &f));
+        REQUIRE_OK(uf_fitter_add(f, (const uf_image *const *)&train[2], 1));
+        uf_status st = uf_model_update(m, f, &u);
+        CHECKF(st == UF_ERR_ARG && u == NULL, "update with a fitter of other tiling (%d, %d): "
+               "status %d (want UF_ERR_ARG)", q.tile, q.tile_overlap, (int)st);
+        uf_model_free(u);
+        uf_fitter_free(f);
+    }
+    uf_model_free(m);
+    for (int i = 0; i < 3; i++) uf_image_free(train[i]);
+    uf_backbone_free(bb);
+}
+
 /* ---- bad values, the letterbox, model files ----------------------------------------- */
 
 static void expect_refused(const uf_backbone *bb, uf_detector_params p, const char *needle)
@@ -600,6 +644,7 @@ int main(void)
     RUN(test_tiles_scored_alone);
     RUN(test_two_steps_bitwise);
     RUN(test_fit_and_detect);
+    RUN(test_update_tiled);
     RUN(test_bad_values);
     RUN(test_letterbox);
     RUN(test_letterbox_bars);
