@@ -573,6 +573,54 @@ static void test_letterbox_bars(void)
     uf_backbone_free(bb);
 }
 
+/* The letterbox on degenerate shapes: 1-pixel-wide and -tall images (a one-pixel image
+ * strip, or none after the resize), 2 x 3 pixels, an image already square, one a pixel
+ * off square: each is scored (finite score, every output) or refused with UF_ERR_ARG,
+ * never read or written out of bounds (run under ASan); the square image has no bar
+ * patch; the near-square one exactly one patch row or column of partial bars. */
+static void test_letterbox_degenerate(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[2];
+    for (int i = 0; i < 2; i++) REQUIRE((train[i] = texture(64, 64, 90 + (uint64_t)i, -1, 0)));
+    uf_detector_params p = params(64, 0, 0, 1);
+    p.pre.pad_to = 64;
+    p.pre.fit = UF_FIT_LONG;
+    uf_model *m = fit(bb, &p, train, 2);
+    REQUIRE(m != NULL);
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    const int sz[][2] = {{1, 200}, {200, 1}, {1, 1}, {2, 3}, {3, 2}, {64, 64}, {640, 640},
+                         {65, 64}, {64, 63}, {1, 64}, {64, 1}, {5, 64}};
+    for (size_t k = 0; k < sizeof sz / sizeof sz[0]; k++) {
+        uf_image *img = texture(sz[k][0], sz[k][1], 5 + k, -1, 0);
+        REQUIRE(img != NULL);
+        float ps[64], pm[64 * 64], F[64 * DIM], sm[64], feat[DIM];
+        uint8_t mk[64], om[64];
+        uf_score o = {.patch_scores = ps, .pixel_map = pm, .mask = om, .feature = feat};
+        const uf_image *one[1] = {img};
+        uf_status st = uf_score_images(sc, one, 1, &o);
+        CHECKF(st == UF_OK || st == UF_ERR_ARG, "%d x %d: status %d", sz[k][0], sz[k][1], (int)st);
+        if (st == UF_OK) {
+            CHECKF(isfinite(o.score), "%d x %d: score %g", sz[k][0], sz[k][1], o.score);
+            REQUIRE_OK(uf_scorer_extract(sc, one, 1, F, sm, mk));
+            int nbar = 0;
+            for (int i = 0; i < 64; i++) nbar += sm[i] < 0;
+            if (sz[k][0] == sz[k][1] && sz[k][0] >= 8)
+                CHECKF(nbar == 0, "%d x %d (square): %d bar patches", sz[k][0], sz[k][1], nbar);
+            if (sz[k][0] == 65 || sz[k][1] == 63)
+                CHECKF(nbar == 0, "%d x %d: %d bar patches (a 1-pixel bar is partial)",
+                       sz[k][0], sz[k][1], nbar);
+        }
+        uf_image_free(img);
+    }
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    for (int i = 0; i < 2; i++) uf_image_free(train[i]);
+    uf_backbone_free(bb);
+}
+
 static void test_model_file(void)
 {
     uf_backbone *bb = backbone();
@@ -648,6 +696,7 @@ int main(void)
     RUN(test_bad_values);
     RUN(test_letterbox);
     RUN(test_letterbox_bars);
+    RUN(test_letterbox_degenerate);
     RUN(test_model_file);
     return TEST_DONE();
 }
