@@ -621,6 +621,31 @@ static void test_letterbox_degenerate(void)
     uf_backbone_free(bb);
 }
 
+/* The slot count of a tiled layout beyond the extractor's limits (a model file may hold
+ * such params: loading does not build an extractor): uf_model_patch_rows must not
+ * overflow int (8192 canvas, patch 8, tile 4096 every 8 px: 513^2 tiles of 512^2
+ * patches, about 6.9e10 rows) but report 0 (no layout), and a scorer is refused. */
+static void test_slot_count_limit(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    const int big = 8192 / PATCH * PATCH, T = big / 2;
+    uf_detector_params p = params(big, T, T - PATCH, 0);
+    REQUIRE_OK(uf_detector_params_check(&p, bb));
+    float *bank = calloc(DIM, sizeof *bank);
+    REQUIRE(bank != NULL);
+    uf_model *m = NULL;
+    REQUIRE_OK(uf__model_new(bb, &p, bank, 1, 1, 1, &m));
+    const int rows = uf_model_patch_rows(m);
+    CHECKF(rows == 0, "patch rows of a %d-slot layout: %d (want 0: beyond the limits)",
+           uf__tile_starts(big, T, T - PATCH, NULL), rows);
+    uf_scorer *sc = NULL;
+    CHECK(uf_scorer_new(m, &sc) == UF_ERR_LIMIT && sc == NULL);
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
 static void test_model_file(void)
 {
     uf_backbone *bb = backbone();
@@ -698,5 +723,6 @@ int main(void)
     RUN(test_letterbox_bars);
     RUN(test_letterbox_degenerate);
     RUN(test_model_file);
+    RUN(test_slot_count_limit);
     return TEST_DONE();
 }
