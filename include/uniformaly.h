@@ -868,7 +868,8 @@ void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D);
 /* Patch rows per image of uf_scorer_extract's layout (feats [n][rows][D], smooth and mask
  * [n][rows]) for model m: gh * gw, except for a tiled model (params.tile > 0, smaller than
  * the canvas), whose layout holds every tile's own patches: rows = ntmax * (tile / patch)^2
- * + 1, ntmax the most tiles an image can have (uf_detector_params.tile). 0 for NULL.
+ * + 1, ntmax the most tiles an image can have (uf_detector_params.tile). 0 for NULL or
+ * for a layout beyond the size limits (uf_scorer_new refuses such a model: UF_ERR_LIMIT).
  * Thread-safe. */
 int uf_model_patch_rows(const uf_model *m);
 

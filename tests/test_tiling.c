@@ -395,6 +395,50 @@ static void test_fit_and_detect(void)
     uf_backbone_free(bb);
 }
 
+/* uf_model_update on a tiled model: a fitter with the model's settings adds every tile's
+ * patches (as the fit does: 128 per 96 x 48 image here); a fitter whose tiling differs
+ * from the model's (its patches are of another geometry) must be refused, as other
+ * feature settings are. */
+static void test_update_tiled(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[3];
+    for (int i = 0; i < 3; i++) REQUIRE((train[i] = texture(96, 48, 300 + (uint64_t)i, -1, 0)));
+    uf_detector_params p = params(96, 32, 8, 0);
+    uf_model *m = fit(bb, &p, train, 2);
+    REQUIRE(m != NULL);
+    uf_fitter *f = NULL;
+    REQUIRE_OK(uf_fitter_new(bb, &p, &f));
+    REQUIRE_OK(uf_fitter_add(f, (const uf_image *const *)&train[2], 1));
+    uf_model *u = NULL;
+    REQUIRE_OK(uf_model_update(m, f, &u));
+    uf_model_info in;
+    uf_model_get_info(u, &in);
+    CHECKF(in.bank_size_full == 3 * 128 && in.bank_size == 3 * 128 && in.n_train == 3,
+           "update, tiled: bank %zu / %zu, n_train %d (want 384 / 384, 3)", in.bank_size,
+           in.bank_size_full, (int)in.n_train);
+    uf_model_free(u);
+    uf_fitter_free(f);
+    for (int k = 0; k < 2; k++) { /* untiled fitter; other overlap */
+        uf_detector_params q = p;
+        if (k == 0) q.tile = q.tile_overlap = 0;
+        else q.tile_overlap = 16;
+        f = NULL;
+        u = NULL;
+        REQUIRE_OK(uf_fitter_new(bb, &q, &f));
+        REQUIRE_OK(uf_fitter_add(f, (const uf_image *const *)&train[2], 1));
+        uf_status st = uf_model_update(m, f, &u);
+        CHECKF(st == UF_ERR_ARG && u == NULL, "update with a fitter of other tiling (%d, %d): "
+               "status %d (want UF_ERR_ARG)", q.tile, q.tile_overlap, (int)st);
+        uf_model_free(u);
+        uf_fitter_free(f);
+    }
+    uf_model_free(m);
+    for (int i = 0; i < 3; i++) uf_image_free(train[i]);
+    uf_backbone_free(bb);
+}
+
 /* ---- bad values, the letterbox, model files ----------------------------------------- */
 
 static void expect_refused(const uf_backbone *bb, uf_detector_params p, const char *needle)
@@ -529,6 +573,79 @@ static void test_letterbox_bars(void)
     uf_backbone_free(bb);
 }
 
+/* The letterbox on degenerate shapes: 1-pixel-wide and -tall images (a one-pixel image
+ * strip, or none after the resize), 2 x 3 pixels, an image already square, one a pixel
+ * off square: each is scored (finite score, every output) or refused with UF_ERR_ARG,
+ * never read or written out of bounds (run under ASan); the square image has no bar
+ * patch; the near-square one exactly one patch row or column of partial bars. */
+static void test_letterbox_degenerate(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[2];
+    for (int i = 0; i < 2; i++) REQUIRE((train[i] = texture(64, 64, 90 + (uint64_t)i, -1, 0)));
+    uf_detector_params p = params(64, 0, 0, 1);
+    p.pre.pad_to = 64;
+    p.pre.fit = UF_FIT_LONG;
+    uf_model *m = fit(bb, &p, train, 2);
+    REQUIRE(m != NULL);
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    const int sz[][2] = {{1, 200}, {200, 1}, {1, 1}, {2, 3}, {3, 2}, {64, 64}, {640, 640},
+                         {65, 64}, {64, 63}, {1, 64}, {64, 1}, {5, 64}};
+    for (size_t k = 0; k < sizeof sz / sizeof sz[0]; k++) {
+        uf_image *img = texture(sz[k][0], sz[k][1], 5 + k, -1, 0);
+        REQUIRE(img != NULL);
+        float ps[64], pm[64 * 64], F[64 * DIM], sm[64], feat[DIM];
+        uint8_t mk[64], om[64];
+        uf_score o = {.patch_scores = ps, .pixel_map = pm, .mask = om, .feature = feat};
+        const uf_image *one[1] = {img};
+        uf_status st = uf_score_images(sc, one, 1, &o);
+        CHECKF(st == UF_OK || st == UF_ERR_ARG, "%d x %d: status %d", sz[k][0], sz[k][1], (int)st);
+        if (st == UF_OK) {
+            CHECKF(isfinite(o.score), "%d x %d: score %g", sz[k][0], sz[k][1], o.score);
+            REQUIRE_OK(uf_scorer_extract(sc, one, 1, F, sm, mk));
+            int nbar = 0;
+            for (int i = 0; i < 64; i++) nbar += sm[i] < 0;
+            if (sz[k][0] == sz[k][1] && sz[k][0] >= 8)
+                CHECKF(nbar == 0, "%d x %d (square): %d bar patches", sz[k][0], sz[k][1], nbar);
+            if (sz[k][0] == 65 || sz[k][1] == 63)
+                CHECKF(nbar == 0, "%d x %d: %d bar patches (a 1-pixel bar is partial)",
+                       sz[k][0], sz[k][1], nbar);
+        }
+        uf_image_free(img);
+    }
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    for (int i = 0; i < 2; i++) uf_image_free(train[i]);
+    uf_backbone_free(bb);
+}
+
+/* The slot count of a tiled layout beyond the extractor's limits (a model file may hold
+ * such params: loading does not build an extractor): uf_model_patch_rows must not
+ * overflow int (8192 canvas, patch 8, tile 4096 every 8 px: 513^2 tiles of 512^2
+ * patches, about 6.9e10 rows) but report 0 (no layout), and a scorer is refused. */
+static void test_slot_count_limit(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    const int big = 8192 / PATCH * PATCH, T = big / 2;
+    uf_detector_params p = params(big, T, T - PATCH, 0);
+    REQUIRE_OK(uf_detector_params_check(&p, bb));
+    float *bank = calloc(DIM, sizeof *bank);
+    REQUIRE(bank != NULL);
+    uf_model *m = NULL;
+    REQUIRE_OK(uf__model_new(bb, &p, bank, 1, 1, 1, &m));
+    const int rows = uf_model_patch_rows(m);
+    CHECKF(rows == 0, "patch rows of a %d-slot layout: %d (want 0: beyond the limits)",
+           uf__tile_starts(big, T, T - PATCH, NULL), rows);
+    uf_scorer *sc = NULL;
+    CHECK(uf_scorer_new(m, &sc) == UF_ERR_LIMIT && sc == NULL);
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    uf_backbone_free(bb);
+}
+
 static void test_model_file(void)
 {
     uf_backbone *bb = backbone();
@@ -600,9 +717,12 @@ int main(void)
     RUN(test_tiles_scored_alone);
     RUN(test_two_steps_bitwise);
     RUN(test_fit_and_detect);
+    RUN(test_update_tiled);
     RUN(test_bad_values);
     RUN(test_letterbox);
     RUN(test_letterbox_bars);
+    RUN(test_letterbox_degenerate);
     RUN(test_model_file);
+    RUN(test_slot_count_limit);
     return TEST_DONE();
 }

@@ -1051,7 +1051,11 @@ int uf_model_patch_rows(const uf_model *m)
     const int S = uf_preprocess_size(&m->params.pre), P = m->bb->w.patch;
     int tg, tnp, ntmax;
     tile_layout(&m->params, S, P, &tg, &tnp, &ntmax);
-    return ntmax ? ntmax * tnp + 1 : (S / P) * (S / P);
+    /* in size_t, with the extractor's limits (extractor_init): beyond them no scorer can
+     * be made and the int product would overflow */
+    const size_t Np = (size_t)(S / P) * (size_t)(S / P);
+    const size_t R = ntmax ? (size_t)ntmax * (size_t)tnp + 1 : Np;
+    return Np > (size_t)1 << 24 || R > (size_t)1 << 26 ? 0 : (int)R;
 }
 
 uf_status uf_scorer_new(const uf_model *m, uf_scorer **out)

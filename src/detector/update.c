@@ -125,6 +125,7 @@ uf_status uf_model_update(const uf_model *m, uf_fitter *f, uf_model **out)
     if (fbb->w.dim != m->dim || fp->layer_first != p->layer_first ||
         fp->layer_last != p->layer_last || fp->bpm != p->bpm || fp->bpm_kernel != p->bpm_kernel ||
         fp->bpm_lambda != p->bpm_lambda || fp->rollout != p->rollout || fp->cosine != p->cosine ||
+        fp->tile != p->tile || fp->tile_overlap != p->tile_overlap ||
         memcmp(&fp->pre, &p->pre, sizeof p->pre) != 0)
         s = uf__err(UF_ERR_ARG, "uf_model_update: the fitter's features are not the model's "
                                 "(make it with the model's backbone and settings)");
