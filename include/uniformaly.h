@@ -238,7 +238,7 @@ typedef enum uf_fit {
  *         pad_to = resize is a letterbox: the whole image centred on the square canvas;
  *         with pad_to and UF_FIT_LONG the detector leaves out the patches lying entirely
  *         in the canvas's bars (smooth -1, mask 0: not in the bank, not scored, the pixel
- *         map's minimum) and gives a patch partly in a bar the image's edge pixels there
+ *         map's minimum) and gives a patch partly in a bar the image mirrored at its edge
  *         (pad_to with the shorter side resized, the small-image protocol, scores the
  *         padding as the reference does);
  *         UF_FIT_SHORT is torchvision's Resize(int) (refused in the whole-image mode,

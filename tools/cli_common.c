@@ -113,7 +113,7 @@ const char *const cli_common_help =
     "                       on an S x S zero square (sets --crop 0 --fit long --resize S\n"
     "                       unless those are given); patches entirely in the bars are\n"
     "                       not scored, nor put in the bank (a patch partly in a bar\n"
-    "                       gets the image's edge pixels there)\n"
+    "                       gets the image mirrored at its edge)\n"
     "  --fit SIDE           which side --resize sets: short (torchvision), long (the whole\n"
     "                       image fits R x R) or auto (default: short, long with --crop 0)\n"
     "  --interp NAME        bilinear (default), bicubic, lanczos or nearest, as Pillow\n"
