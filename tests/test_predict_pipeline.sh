@@ -45,6 +45,16 @@ rm -rf "$T/h"; mkdir -p "$T/h/tests_data_detector_test_blob.png.png"
 expect 1 "predict with an overlay that cannot be written" timeout 120 "$BIN" predict "$T/m.ufm" --quiet --batch 1 --heatmap-dir "$T/h" $IMGS
 check "the failed overlay named" 'grep -q "test_blob" "$T/err"'
 
+# standard output that cannot be written (a full device): the lines are lost, so exit 1
+# with a message, never a silent 0
+if [ -w /dev/full ]; then
+  expect 1 "predict > /dev/full" sh -c '"$@" > /dev/full' sh "$BIN" predict "$T/m.ufm" --quiet --batch 1 $IMGS
+  rm -rf "$T/h"; mkdir "$T/h"
+  expect 1 "predict --heatmap-dir > /dev/full" sh -c '"$@" > /dev/full' sh "$BIN" predict "$T/m.ufm" --quiet --batch 1 --heatmap-dir "$T/h" $IMGS
+else
+  skp "predict > /dev/full (no /dev/full)"
+fi
+
 # a pipeline thread that cannot be started: one batch at a time, same lines, no hang
 CC=${CC:-cc}
 cat > "$T/shim.c" <<'C'
