@@ -834,6 +834,12 @@ int cmd_predict(int argc, char **argv)
         write_batch(&o, &r, q);
         if (!q->ok) rc = CLI_EXIT_RUNTIME;
     }
+    /* the result lines are the output: one that could not be written (a full disk, a
+     * closed stdout) is an error, not a silent exit 0 */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("standard output: %s", strerror(errno ? errno : EIO));
+        rc = CLI_EXIT_RUNTIME;
+    }
     predict_run_free(&r, o.c.batch);
     free(o.pos);
     return rc;
