@@ -236,6 +236,11 @@ typedef enum uf_fit {
  *         whole-image mode below, where it is the longer; UF_FIT_LONG makes the longer
  *         side resize and the shorter int(resize * short / long), so crop = 0 with
  *         pad_to = resize is a letterbox: the whole image centred on the square canvas;
+ *         with pad_to and UF_FIT_LONG the detector leaves out the patches lying entirely
+ *         in the canvas's bars (smooth -1, mask 0: not in the bank, not scored, the pixel
+ *         map's minimum) and gives a patch partly in a bar the image's edge pixels there
+ *         (pad_to with the shorter side resized, the small-image protocol, scores the
+ *         padding as the reference does);
  *         UF_FIT_SHORT is torchvision's Resize(int) (refused in the whole-image mode,
  *         whose canvas must hold the longer side).
  * crop = 0 skips cropping. With pad_to > 0 the image is resized by its shorter side
@@ -634,13 +639,21 @@ typedef struct uf_detector_params {
                           geometry (pre.crop = 0, pre.pad_to = 0): an image whose own grid
                           (the resized image, longer side pre.resize) is larger than tile x
                           tile pixels runs through the backbone as overlapping tile x tile
-                          windows (batched), each at the backbone's own scale; each window's
-                          patch tokens and its Back Patch Masking map (computed per window,
-                          normalised by the window's maximum) are averaged where windows
-                          overlap into one map of the whole image, so every image location
-                          is one patch (one bank row when fitting, counted once in the
-                          top-K score). An image within one tile runs in one pass, exactly
-                          as without tiling. A multiple of the patch size                  */
+                          windows (batched), each at the backbone's own scale, with its own
+                          Back Patch Masking map (computed per window, normalised by the
+                          window's maximum). Every tile's patches are patches of their own:
+                          fitting puts each tile's foreground patches in the bank (a
+                          location in an overlap once per covering tile; the coreset
+                          keeps its fraction of all of them); scoring finds
+                          each tile patch's nearest bank rows, the image score is the top-K
+                          mean over all tiles' patches (K of the layout's fixed count, as
+                          padding counts in the own grid), and the patch scores are
+                          stitched into one [gh][gw] map of the whole image - the mean over
+                          the tiles covering a patch (BPM map and features likewise, the
+                          mask 1 if a covering tile finds it foreground) - from which the
+                          pixel map is made. An image within one tile runs as one tile. A
+                          multiple of the patch size; tiling applies when smaller than the
+                          canvas (resize)                                                  */
     int tile_overlap;  /* [0] pixels shared by neighbouring tiles: a multiple of the patch
                           size, 0 <= tile_overlap < tile. Tiles start every tile -
                           tile_overlap pixels; the last tile of a row or column is moved
@@ -852,6 +865,13 @@ void uf_scorer_set_threads(uf_scorer *s, int n);
  * the square network input (the pixel map is [S][S]) and the feature dimension D. */
 void uf_model_output_size(const uf_model *m, int *gh, int *gw, int *S, int *D);
 
+/* Patch rows per image of uf_scorer_extract's layout (feats [n][rows][D], smooth and mask
+ * [n][rows]) for model m: gh * gw, except for a tiled model (params.tile > 0, smaller than
+ * the canvas), whose layout holds every tile's own patches: rows = ntmax * (tile / patch)^2
+ * + 1, ntmax the most tiles an image can have (uf_detector_params.tile). 0 for NULL.
+ * Thread-safe. */
+int uf_model_patch_rows(const uf_model *m);
+
 /* Result of scoring one image. Set the array pointers the caller wants (caller-allocated,
  * sizes from uf_model_output_size) and leave the others NULL. */
 typedef struct uf_score {
@@ -877,16 +897,27 @@ uf_status uf_score_images(uf_scorer *s, const uf_image *const *imgs, int n, uf_s
 
 /* Scoring in two steps, so features computed once serve several models made with the same
  * backbone and the same feature settings (layers, bpm, bpm_kernel, bpm_lambda, rollout,
- * preprocessing), e.g. the one-class models of every class of a dataset scoring one test
- * set. uf_scorer_extract runs the backbone on n images: feats [n][gh*gw][D] (the patch
- * features), smooth [n][gh*gw] (the BPM map: smoothed attention / its max; 1 without BPM;
- * -1 marks a padding patch outside the image in the whole-image geometry, crop 0)
- * and mask [n][gh*gw] (1 = foreground), caller-allocated. uf_score_features scores such
+ * preprocessing, tile, tile_overlap), e.g. the one-class models of every class of a dataset
+ * scoring one test set. uf_scorer_extract runs the backbone on n images: feats
+ * [n][rows][D] (the patch features), smooth [n][rows] (the BPM map: smoothed attention /
+ * its max; 1 without BPM; -1 marks a row that is not the image: a padding patch of the
+ * whole-image geometry, crop 0, a letterbox patch lying entirely in the bars, an unused
+ * slot of the tiled layout) and mask [n][rows] (1 = foreground), caller-allocated, rows =
+ * uf_model_patch_rows(m). Untiled models: rows = gh * gw, one row per patch of the grid.
+ * Tiled models: the rows are the tiles' own patches, tile t (row-major over the image's
+ * tiles, positions as uf_detector_params.tile says) in rows t * tg^2 .. t * tg^2 + th * tw
+ * - 1 (its th x tw patches row-major; tg = tile / patch, th and tw = tg or the image's
+ * own grid height / width if smaller), the other rows unused (features 0), and the last
+ * row is a header whose features [0] and [1] hold the image's own grid height and width
+ * in patches (smooth -1, mask 0): uf_score_features stitches the tiles' patch scores
+ * from it. uf_score_features scores such
  * features with the scorer's model, filling out[n] exactly as uf_score_images does on the
- * images (bit-identical results). When no out[i] asks for patch_scores or pixel_map (and
- * the soft mask is off), only foreground patches are searched in the bank, which is much
- * faster for images with much background. Errors: UF_ERR_ARG, UF_ERR_NONFINITE,
- * UF_ERR_NOMEM. Not thread-safe per scorer. */
+ * images (bit-identical results, tiled models included). When no out[i] asks for
+ * patch_scores or pixel_map (and the soft mask is off), only foreground patches are
+ * searched in the bank, which is much faster for images with much background; rows with
+ * smooth -1 are never searched (patch score 0). Errors: UF_ERR_ARG (also: a tiled model's
+ * header row without a valid own grid size, when a map is asked for), UF_ERR_NONFINITE,
+ * UF_ERR_NOMEM. Not thread-safe per scorer; memory: the caller's arrays only. */
 uf_status uf_scorer_extract(uf_scorer *s, const uf_image *const *imgs, int n, float *feats,
                             float *smooth, uint8_t *mask);
 uf_status uf_score_features(uf_scorer *s, const float *feats, const float *smooth,

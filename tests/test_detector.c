@@ -508,6 +508,66 @@ static void test_golden_real(void)
     uf_backbone_free(bb);
 }
 
+/* The letterbox (pad_to 224, fit long) on a real bottle: a model fitted on the square
+ * 900 x 900 good images must score a good test image cut to 900 x 896 like the image
+ * itself. Before, the cut's one-pixel black bar sat in the bottom row of patches and
+ * scored 337 against 20.0 square; now a patch partly in the bars gets the image's edge
+ * pixels there, and a patch entirely in the bars is left out (smooth -1, mask 0, patch
+ * score 0), checked on a 900 x 600 cut. */
+static void test_letterbox_real(void)
+{
+    const char *sh = th_shared_dir();
+    if (!sh) SKIP("../shared absent: real ViT-Tiny letterbox on bottle not run");
+    char wpath[1024], prefix[1024];
+    snprintf(wpath, sizeof wpath, "%s/weights/vit_tiny_patch16_224.safetensors", sh);
+    snprintf(prefix, sizeof prefix, "%s/data/mvtec_ad/bottle/", sh);
+    uf_backbone *bb = NULL;
+    REQUIRE_OK(uf_backbone_load(wpath, NULL, &bb));
+    uf_image *train[4], *test[1];
+    if (load_images(prefix, REAL_TRAIN, 4, train) || load_images(prefix, REAL_TEST, 1, test)) {
+        uf_backbone_free(bb);
+        CHECKF(0, "bottle images missing under %s", prefix);
+        return;
+    }
+    uf_detector_params p = uf_detector_default_params();
+    p.pre.crop = 0;
+    p.pre.resize = p.pre.pad_to = 224;
+    p.pre.fit = UF_FIT_LONG;
+    for (int c = 0; c < 3; c++) p.pre.mean[c] = p.pre.std[c] = 0.5f;
+    uf_model *m = fit(bb, &p, train, 4);
+    REQUIRE(m != NULL);
+    uf_image *img[3] = {test[0], NULL, NULL};
+    const int hs[3] = {900, 896, 600};
+    for (int k = 1; k < 3; k++) {
+        REQUIRE_OK(uf_image_new(900, hs[k], &img[k]));
+        memcpy(img[k]->rgb, test[0]->rgb, 3 * (size_t)900 * hs[k]);
+    }
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    float ps[3][196];
+    uint8_t mk[3][196];
+    uf_score o[3];
+    for (int k = 0; k < 3; k++) o[k] = (uf_score){.patch_scores = ps[k], .mask = mk[k]};
+    REQUIRE_OK(uf_score_images(sc, (const uf_image *const *)img, 3, o));
+    fprintf(stderr, "    bottle good image, letterbox 224: square %.2f, 900 x 896 %.2f, "
+            "900 x 600 %.2f\n", o[0].score, o[1].score, o[2].score);
+    CHECKF(fabs(o[1].score - o[0].score) <= 0.1 * o[0].score, "900 x 896 cut scores %g, the "
+           "square image %g", o[1].score, o[0].score);
+    /* 900 x 600 -> 224 x 149 at rows 37..185: patch rows 0, 1 and 12, 13 are all bar */
+    int bars = 1;
+    for (int x = 0; x < 14; x++)
+        for (int y = 0; y < 14; y++)
+            if (y < 2 || y > 11) bars &= mk[2][y * 14 + x] == 0 && ps[2][y * 14 + x] == 0.0f;
+    CHECKF(bars, "900 x 600: a patch entirely in the bars was scored");
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    uf_image_free(img[1]);
+    uf_image_free(img[2]);
+    free_images(train, 4);
+    free_images(test, 1);
+    uf_backbone_free(bb);
+}
+
 /* ---- unit tests through the public API ------------------------------------------------ */
 
 /* Fixture: the synthetic backbone and images. */
@@ -1091,5 +1151,6 @@ int main(void)
     RUN(test_batch_invariance);
     RUN(test_thread_invariance);
     RUN(test_whole_image_border_defect);
+    RUN(test_letterbox_real);
     return TEST_DONE();
 }

@@ -561,6 +561,47 @@ static void test_batch_consistency(void)
     uf__tensors_free(&g.ts);
 }
 
+/* BF16: an image alone on one thread gives exactly what it gives in a batch of two on two
+ * threads (the BF16 GEMM sums every element in a fixed order, whatever the task grid), with the
+ * CLS-attention block (its qkv FP32) and with rollout (every qkv FP32). */
+static void test_bf16_invariance(void)
+{
+    gold g;
+    uf_backbone *bb = load_bb(GOLD "m1.safetensors");
+    REQUIRE(bb != NULL);
+    REQUIRE(gold_load(GOLD "m1_interp_out.safetensors", &g));
+    REQUIRE_OK(uf_backbone_set_precision(bb, UF_PRECISION_BF16));
+    uf_session *s = NULL;
+    REQUIRE_OK(uf_session_new(bb, &s));
+    const size_t img = (size_t)3 * g.H * g.W, nd = (size_t)g.Np * g.D;
+    for (int ro = 0; ro < 2; ro++) {
+        uf_forward_request rq = {.blocks = 0xF, .attn_block = ro ? 4 : 2, .rollout = ro,
+                                 .want_cls = 1};
+        run r2, r1;
+        uf_session_set_threads(s, 2);
+        REQUIRE_OK(do_run(s, bb, g.input, 2, g.H, g.W, &rq, &r2));
+        uf_session_set_threads(s, 1);
+        for (int b = 0; b < 2; b++) {
+            REQUIRE_OK(do_run(s, bb, g.input + b * img, 1, g.H, g.W, &rq, &r1));
+            double e = 0;
+            for (int i = 0; i < 4; i++) {
+                double d = th_max_abs_diff(r1.blocks + i * nd, r2.blocks + (size_t)(i * 2 + b) * nd, nd);
+                e = d > e ? d : e;
+            }
+            const double ea = th_max_abs_diff(r1.attn, r2.attn + b * g.Np, g.Np);
+            const double ec = th_max_abs_diff(r1.cls, r2.cls + b * g.D, g.D);
+            fprintf(stderr, "    bf16 rollout %d image %d: 1 thread alone vs 2 threads in batch: "
+                            "blocks %.3g, attn %.3g, cls %.3g\n", ro, b, e, ea, ec);
+            CHECK(e == 0 && ea == 0 && ec == 0);
+            run_free(&r1);
+        }
+        run_free(&r2);
+    }
+    uf_session_free(s);
+    uf_backbone_free(bb);
+    uf__tensors_free(&g.ts);
+}
+
 static void test_errors(void)
 {
     uf_backbone *bb = load_bb(GOLD "m2.safetensors"); /* depth 3, patch 8, no head */
@@ -759,6 +800,7 @@ int main(void)
     RUN(test_subsets);
     RUN(test_early_stop);
     RUN(test_batch_consistency);
+    RUN(test_bf16_invariance);
     RUN(test_random_odd_sizes);
     RUN(test_errors);
     RUN(test_nomem_keeps_session);

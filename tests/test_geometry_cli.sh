@@ -30,6 +30,25 @@ $PY -c "from PIL import Image; Image.open('$D/test_blob.png').crop((0, 12, 64, 5
 expect 0 "predict, letterbox, raw map" "$BIN" predict "$T/l.ufm" --heatmap-dir "$T/h" --raw-maps "$T/wide.png"
 check "raw map in the image's own geometry (40 x 64)" 'grep -aq "(40, 64)" "$T"/h/*wide*.npy'
 
+# eval with tiling and clustering: the tiled extraction layout (every tile's patches) goes
+# through uf_scorer_extract + uf_score_features and the three clustering features
+C="$T/ds/disc"
+mkdir -p "$C/train/good" "$C/test/good" "$C/test/blob" "$C/test/crack"
+cp $TRAIN "$C/train/good/"
+cp $D/test_good.png "$C/test/good/000.png"; cp $D/test_blob.png "$C/test/blob/000.png"
+cp $D/test_crack.png "$C/test/crack/000.png"
+expect 0 "eval, tiled, --cluster" "$BIN" eval --backbone $M1 $OPTS --crop 0 --resize 128 --tile 64 --tile-overlap 32 --dataset mvtec --root "$T/ds" --cluster --out "$T/ev"
+check "eval, tiled: figures and clustering in range" "$PY -c \"
+import json, math
+c = json.load(open('$T/ev/results.json'))['categories']['disc']
+assert 0 <= c['image_auroc'] <= 1, c
+cl = c['clustering']
+assert cl['n'] == 3, cl
+for v in (cl, cl['variants']['all_patches'], cl['variants']['max_patch']):
+    assert 0 <= v['nmi'] <= 1 and 0 <= v['f1'] <= 1, v
+assert c['bank_size_full'] > 4 * 64, c  # every tile's patches (3 x 3 tiles of 16) offered
+\""
+
 # bad values: one line naming the cause, no model file (usage errors, exit 2, where the
 # backbone is not needed to tell)
 expect 1 "tile not a multiple of the patch" "$BIN" fit --backbone $M1 $OPTS --crop 0 --resize 128 --tile 40 --out "$T/b1.ufm" $TRAIN

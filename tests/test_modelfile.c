@@ -959,9 +959,9 @@ static void test_hostile_headers(void)
                 free(d2);
             }
             /* newer and zero versions, with valid checksums */
-            assemble(tpath("h.ufm"), j, jl, 5, 0, UINT64_MAX, pt.data, pt.n_data, 0);
-            expect_load("version 5", UF_ERR_UNSUPPORTED, "format version 5 is newer than this "
-                                                         "build supports (4)");
+            assemble(tpath("h.ufm"), j, jl, 6, 0, UINT64_MAX, pt.data, pt.n_data, 0);
+            expect_load("version 6", UF_ERR_UNSUPPORTED, "format version 6 is newer than this "
+                                                         "build supports (5)");
             assemble(tpath("h.ufm"), j, jl, 0, 0, UINT64_MAX, pt.data, pt.n_data, 0);
             expect_load("version 0", UF_ERR_FORMAT, "version 0");
             free(j);
@@ -1184,7 +1184,7 @@ static void test_magic_version(void)
     CHECK(write_all(tpath("e.ufm"), hdr, sizeof hdr));
     s = uf_model_load(tpath("e.ufm"), NULL, &m);
     CHECKF(s == UF_ERR_UNSUPPORTED &&
-               strstr(uf_errmsg(), "format version 7 is newer than this build supports (4)"),
+               strstr(uf_errmsg(), "format version 7 is newer than this build supports (5)"),
            "%s: %s", uf_status_str(s), uf_errmsg());
     CHECK(m == NULL);
     unlink(tpath("e.ufm"));

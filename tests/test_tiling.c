@@ -1,19 +1,23 @@
 /*
  * test_tiling.c - the whole-image geometries of issue 13 beyond the plain own grid:
  * tiling of large images (uf_detector_params.tile / tile_overlap, detector.c
- * forward_tiles) and the letterbox (uf_preprocess.fit = UF_FIT_LONG with pad_to).
+ * forward_tiles / finish_tiled) and the letterbox (uf_preprocess.fit = UF_FIT_LONG with
+ * pad_to, its bar patches left out).
  *
- * Tiling is checked against an independent composition of public calls: every tile
- * window cut from the preprocessed image by hand, run alone through uf_forward, its BPM map
- * computed by uf__bpm on its own grid, and both averaged where the tiles overlap. The
- * stitched features and BPM maps of uf_scorer_extract must equal that (float rounding),
- * which fails for a wrong tile position, a missing or doubled tile, a max instead of the
- * mean, or one BPM map over the whole image instead of one per tile. A tile covering the
- * whole image must give the single-pass result bit for bit, fitting must put each image
- * location in the bank once, bad values must be refused with a message naming them, and
- * the settings must survive a model file round trip (older files loading as "no tiling,
- * fit auto"). Images are generated in memory and the backbone is a seeded random ViT, so
- * the test needs no shared data and takes well under a second.
+ * Tiling is checked against an independent composition: every tile window cut from the
+ * image by hand and scored as an image of its own by an untiled whole-image model holding
+ * the same bank (the existing single-pass path). The tiled model's extraction rows must
+ * be those tiles' features, BPM maps and masks slot by slot; its patch-score map must be
+ * the mean over the covering tiles of their patch scores, stitched by hand here; its image
+ * score the top-K mean over every tile's masked patch scores (unused slots as zeros). That
+ * fails for a wrong tile position or order, a missing or doubled tile, features averaged
+ * before scoring, a max instead of the mean, or one BPM map over the whole image. Also:
+ * uf_scorer_extract + uf_score_features equal uf_score_images bit for bit on a tiled model
+ * (every output), fitting puts every tile's patches in the bank (the coreset fraction of
+ * them), bad values are refused with a message naming them, and the settings
+ * survive a model file round trip (tiled models written as format 5; a format-4 tiled
+ * file still loads and scores). Images are generated in memory and the backbone is a
+ * seeded random ViT, so the test needs no shared data and takes about a second.
  */
 #include "harness.h"
 #include "detector/detector.h" /* uf__tile_starts */
@@ -111,136 +115,242 @@ static void test_tile_starts(void)
     CHECK(!bad);
 }
 
-/* ---- stitched features against tiles run one by one ---------------------------------- */
+/* ---- tiled scoring against tiles scored one by one ----------------------------------- */
 
-/* The reference: cut the (th x tw) windows at the tile starts from the own window (the
- * whole canvas rows 0..H-1, columns 0..W-1, H and W multiples of PATCH here), forward each
- * alone, average features and per-tile BPM maps over the tiles covering each patch. */
-static void reference(const uf_backbone *bb, const uf_detector_params *p, const uf_image *img,
-                      int H, int W, float *F, float *sm)
+/* The w x h window of img at (x0, y0) as an image of its own. */
+static uf_image *cut(const uf_image *img, int x0, int y0, int w, int h)
 {
-    const int S = p->pre.resize, T = p->tile, th = H < T ? H : T, tw = W < T ? W : T;
-    const int gw = W / PATCH, gh = H / PATCH, tgh = th / PATCH, tgw = tw / PATCH;
-    float *canvas = malloc(3 * (size_t)S * S * sizeof *canvas);
-    float *win = malloc(3 * (size_t)th * tw * sizeof *win);
-    float *blk = malloc(2 * (size_t)tgh * tgw * DIM * sizeof *blk);
-    float *att = malloc((size_t)tgh * tgw * sizeof *att), *tm = malloc((size_t)tgh * tgw * 4);
-    int *cnt = calloc((size_t)gh * gw, sizeof *cnt), ys[64], xs[64];
-    uf_session *ss = NULL;
-    REQUIRE(canvas && win && blk && att && tm && cnt);
-    REQUIRE_OK(uf_preprocess_image(img, &p->pre, canvas));
-    REQUIRE_OK(uf_session_new(bb, &ss));
-    memset(F, 0, (size_t)gh * gw * DIM * sizeof *F);
-    memset(sm, 0, (size_t)gh * gw * sizeof *sm);
-    int ny = uf__tile_starts(H, T, p->tile_overlap, ys), nx = uf__tile_starts(W, T, p->tile_overlap, xs);
-    for (int ty = 0; ty < ny; ty++)
-        for (int tx = 0; tx < nx; tx++) {
-            for (int c = 0; c < 3; c++)
-                for (int y = 0; y < th; y++)
-                    memcpy(win + ((size_t)c * th + y) * tw,
-                           canvas + ((size_t)c * S + ys[ty] + y) * S + xs[tx], tw * sizeof *win);
-            uf_forward_request req = {0};
-            req.blocks = 3;
-            req.attn_block = p->bpm ? 2 : 0;
-            uf_forward_output out = {.blocks = blk, .attn = p->bpm ? att : NULL};
-            REQUIRE_OK(uf_forward(ss, win, 1, th, tw, &req, &out));
-            if (p->bpm) REQUIRE_OK(uf__bpm(att, tgh, tgw, p->bpm_kernel, p->bpm_lambda, tm, NULL));
-            for (int y = 0; y < tgh; y++)
-                for (int x = 0; x < tgw; x++) {
-                    int q = (ys[ty] / PATCH + y) * gw + xs[tx] / PATCH + x, r = y * tgw + x;
-                    cnt[q]++;
-                    sm[q] += p->bpm ? tm[r] : 1.0f;
-                    for (int c = 0; c < DIM; c++)
-                        F[(size_t)q * DIM + c] +=
-                            0.5f * (blk[(size_t)r * DIM + c] + blk[(size_t)(tgh * tgw + r) * DIM + c]);
-                }
-        }
-    for (int q = 0; q < gh * gw; q++) {
-        sm[q] /= (float)cnt[q];
-        for (int c = 0; c < DIM; c++) F[(size_t)q * DIM + c] /= (float)cnt[q];
-    }
-    uf_session_free(ss);
-    free(canvas);
-    free(win);
-    free(blk);
-    free(att);
-    free(tm);
-    free(cnt);
+    uf_image *o = NULL;
+    if (uf_image_new(w, h, &o) != UF_OK) return NULL;
+    for (int y = 0; y < h; y++)
+        memcpy(o->rgb + 3 * (size_t)y * w, img->rgb + 3 * ((size_t)(y0 + y) * img->width + x0),
+               3 * (size_t)w);
+    return o;
 }
 
-/* img must be resized to exactly H x W (longer side = resize) with H, W multiples of 8. */
-static void check_stitch(const uf_backbone *bb, const uf_detector_params *p, uf_image *img,
-                         int H, int W, const char *what)
+/* The same bank under other params (the untiled reference model). */
+static uf_model *same_bank(const uf_backbone *bb, const uf_model *m, const uf_detector_params *p)
 {
-    const int S = p->pre.resize, G = S / PATCH, gh = H / PATCH, gw = W / PATCH;
-    uf_model *m = NULL;
-    { /* any bank will do: extraction does not read it */
-        uf_image *one[1] = {img};
-        m = fit(bb, p, one, 1);
-    }
+    uf_model_info in;
+    uf_model_get_info(m, &in);
+    float *bank = malloc(in.bank_size * DIM * sizeof *bank);
+    if (!bank) return NULL;
+    memcpy(bank, uf_model_bank(m), in.bank_size * DIM * sizeof *bank);
+    uf_model *r = NULL;
+    return uf__model_new(bb, p, bank, in.bank_size, in.bank_size, 1, &r) == UF_OK ? r : NULL;
+}
+
+/* img is W x H with the longer side = resize, so preprocessing keeps it as it is (and
+ * each tile cut from it, with resize = the tile's longer side). */
+static void check_tiled(const uf_backbone *bb, const uf_detector_params *p, uf_image *img,
+                        const char *what)
+{
+    const int W = img->width, H = img->height, T = p->tile, O = p->tile_overlap;
+    const int G = p->pre.resize / PATCH, gh = H / PATCH, gw = W / PATCH;
+    const int th = H < T ? H : T, tw = W < T ? W : T, tg = T / PATCH;
+    const int tgh = th / PATCH, tgw = tw / PATCH;
+    uf_image *train[2] = {texture(W, H, 900, -1, 0), texture(W, H, 901, -1, 0)};
+    REQUIRE(train[0] && train[1]);
+    uf_model *m = fit(bb, p, train, 2);
     REQUIRE(m != NULL);
-    uf_scorer *sc = NULL;
+    uf_detector_params rp = *p; /* the reference: untiled own grid, canvas = one tile */
+    rp.tile = rp.tile_overlap = 0;
+    rp.pre.resize = th > tw ? th : tw;
+    uf_model *rm = same_bank(bb, m, &rp);
+    REQUIRE(rm != NULL);
+    const int R = uf_model_patch_rows(m), tnp = tg * tg;
+    int ys[64], xs[64];
+    const int ny = uf__tile_starts(H, T, O, ys), nx = uf__tile_starts(W, T, O, xs);
+    const int nmax = uf__tile_starts(p->pre.resize, T, O, NULL);
+    CHECKF(R == nmax * nmax * tnp + 1, "%s: %d rows, want %d", what, R, nmax * nmax * tnp + 1);
+    float *F = malloc((size_t)R * DIM * sizeof *F), *sm = malloc((size_t)R * sizeof *sm);
+    uint8_t *mk = malloc((size_t)R);
+    float *ps = malloc((size_t)G * G * sizeof *ps), *acc = calloc((size_t)G * G, sizeof *acc);
+    int *cnt = calloc((size_t)G * G, sizeof *cnt);
+    float *masked = calloc((size_t)R, sizeof *masked); /* every tile patch; unused: 0 */
+    const int RG = rp.pre.resize / PATCH, rN = RG * RG;
+    float *rF = malloc((size_t)rN * DIM * sizeof *rF), *rsm = malloc((size_t)rN * sizeof *rsm);
+    float *rps = malloc((size_t)rN * sizeof *rps);
+    uint8_t *rmk = malloc((size_t)rN);
+    REQUIRE(F && sm && mk && ps && acc && cnt && masked && rF && rsm && rps && rmk);
+    uf_scorer *sc = NULL, *rsc = NULL;
     REQUIRE_OK(uf_scorer_new(m, &sc));
-    float *F = malloc((size_t)G * G * DIM * sizeof *F), *sm = malloc((size_t)G * G * sizeof *sm);
-    uint8_t *mk = malloc((size_t)G * G);
-    float *rF = malloc((size_t)gh * gw * DIM * sizeof *rF), *rs = malloc((size_t)gh * gw * sizeof *rs);
-    REQUIRE(F && sm && mk && rF && rs);
+    REQUIRE_OK(uf_scorer_new(rm, &rsc));
     const uf_image *ci = img;
     REQUIRE_OK(uf_scorer_extract(sc, &ci, 1, F, sm, mk));
-    reference(bb, p, img, H, W, rF, rs);
-    double ef = 0, es = 0, fmaxv = 0;
-    int mask_bad = 0, pad_bad = 0;
-    for (int y = 0; y < G; y++)
+    uf_score o = {.patch_scores = ps};
+    REQUIRE_OK(uf_score_images(sc, &ci, 1, &o));
+    double ef = 0, es = 0, ed = 0;
+    int slot_bad = 0, unused_bad = 0;
+    for (int t = 0; t < ny * nx; t++) {
+        uf_image *ti = cut(img, xs[t % nx], ys[t / nx], tw, th);
+        REQUIRE(ti != NULL);
+        const uf_image *cti = ti;
+        REQUIRE_OK(uf_scorer_extract(rsc, &cti, 1, rF, rsm, rmk));
+        uf_score ro = {.patch_scores = rps};
+        REQUIRE_OK(uf_score_images(rsc, &cti, 1, &ro));
+        for (int y = 0; y < tgh; y++)
+            for (int x = 0; x < tgw; x++) {
+                const int r = t * tnp + y * tgw + x, q = y * RG + x; /* tiled row, own row */
+                for (int c = 0; c < DIM; c++)
+                    ef = fmax(ef, fabs(F[(size_t)r * DIM + c] - rF[(size_t)q * DIM + c]));
+                es = fmax(es, fabs(sm[r] - rsm[q]));
+                slot_bad |= mk[r] != rmk[q];
+                const int i = (ys[t / nx] / PATCH + y) * G + xs[t % nx] / PATCH + x;
+                acc[i] += rps[q];
+                cnt[i]++;
+                masked[r] = p->soft_mask ? (rsm[q] > 0 ? rps[q] * rsm[q] : 0.0f)
+                                         : (rmk[q] ? rps[q] : 0.0f);
+            }
+        uf_image_free(ti);
+    }
+    for (int r = 0; r < R; r++) { /* rows no tile wrote: unused (the header: last row) */
+        const int t = r / tnp, k = r % tnp, used = r < R - 1 && t < ny * nx && k < tgh * tgw;
+        if (!used) unused_bad |= sm[r] != -1.0f || mk[r] != 0;
+    }
+    unused_bad |= F[(size_t)(R - 1) * DIM] != (float)gh || F[(size_t)(R - 1) * DIM + 1] != (float)gw;
+    CHECKF(ef <= 1e-6 && es <= 1e-7 && !slot_bad, "%s: tile slots differ from the tiles run "
+           "alone: features %g, BPM %g, masks %d", what, ef, es, slot_bad);
+    CHECKF(!unused_bad, "%s: unused rows or header wrong", what);
+    for (int y = 0; y < G; y++) /* the stitched map: the mean of the covering tiles */
         for (int x = 0; x < G; x++) {
-            int q = y * G + x, inside = y < gh && x < gw, r = y * gw + x;
-            if (!inside) {
-                pad_bad |= sm[q] != -1.0f || mk[q] != 0;
-                continue;
-            }
-            for (int c = 0; c < DIM; c++) {
-                ef = fmax(ef, fabs(F[(size_t)q * DIM + c] - rF[(size_t)r * DIM + c]));
-                fmaxv = fmax(fmaxv, fabs(rF[(size_t)r * DIM + c]));
-            }
-            es = fmax(es, fabs(sm[q] - rs[r]));
-            if (fabs(rs[r] - p->bpm_lambda) > 1e-5)
-                mask_bad |= mk[q] != (p->bpm ? rs[r] > p->bpm_lambda : 1);
+            const int i = y * G + x;
+            const int in = y < gh && x < gw;
+            CHECKF(in ? cnt[i] >= 1 : cnt[i] == 0, "%s: patch %d,%d covered %d times", what, y,
+                   x, cnt[i]);
+            const float want = cnt[i] ? acc[i] / (float)cnt[i] : 0.0f;
+            ed = fmax(ed, fabs(ps[i] - want) / fmax(1.0, fabs(want)));
         }
-    CHECKF(ef <= 1e-5 * fmax(1.0, fmaxv), "%s: stitched features differ from the tiles' mean "
-           "by %g (max %g)", what, ef, fmaxv);
-    CHECKF(es <= 1e-6, "%s: stitched BPM map differs by %g", what, es);
-    CHECKF(!mask_bad && !pad_bad, "%s: mask %d, padding %d", what, mask_bad, pad_bad);
-    free(F);
-    free(sm);
-    free(mk);
-    free(rF);
-    free(rs);
+    CHECKF(ed <= 1e-5, "%s: stitched patch scores differ from the tiles' mean by %g", what, ed);
+    /* the image score: the top-K mean over every tile's patches (R - 1 rows) */
+    const int N = R - 1, K = uf__topk_count(N, p->topk);
+    for (int i = 1; i < N; i++) /* insertion sort, descending (small N) */
+        for (int j = i; j > 0 && masked[j] > masked[j - 1]; j--) {
+            float tmp = masked[j];
+            masked[j] = masked[j - 1];
+            masked[j - 1] = tmp;
+        }
+    double sum = 0;
+    for (int k = 0; k < K; k++) sum += masked[k];
+    const double want = sum / K;
+    CHECKF(fabs(o.score - want) <= 1e-5 * fmax(1.0, want), "%s: image score %g, tiles' top-K "
+           "mean %g", what, o.score, want);
+    free(F), free(sm), free(mk), free(ps), free(acc), free(cnt), free(masked);
+    free(rF), free(rsm), free(rps), free(rmk);
     uf_scorer_free(sc);
+    uf_scorer_free(rsc);
+    uf_model_free(rm);
     uf_model_free(m);
+    uf_image_free(train[0]);
+    uf_image_free(train[1]);
 }
 
-static void test_stitch_matches_tiles(void)
+static void test_tiles_scored_alone(void)
 {
     uf_backbone *bb = backbone();
     REQUIRE(bb != NULL);
-    uf_image *img = texture(96, 48, 7, -1, 0); /* stays 96 x 48 with resize 96 */
+    uf_image *img = texture(96, 48, 7, 60, 20); /* stays 96 x 48 with resize 96; a defect */
     REQUIRE(img != NULL);
     uf_detector_params p = params(96, 32, 0, 1); /* 3 x 2 tiles, no overlap */
-    check_stitch(bb, &p, img, 48, 96, "32 px tiles, no overlap");
+    check_tiled(bb, &p, img, "32 px tiles, no overlap");
     p = params(96, 32, 16, 1); /* 5 x 3 tiles, every inner patch seen 2 or 4 times */
-    check_stitch(bb, &p, img, 48, 96, "32 px tiles, overlap 16");
+    check_tiled(bb, &p, img, "32 px tiles, overlap 16");
     p = params(96, 40, 8, 0); /* 3 x 2 tiles, the last ones moved back; BPM off */
-    check_stitch(bb, &p, img, 48, 96, "40 px tiles, overlap 8, no BPM");
+    check_tiled(bb, &p, img, "40 px tiles, overlap 8, no BPM");
     p = params(96, 48, 8, 1); /* one tile row: th = 48 */
-    check_stitch(bb, &p, img, 48, 96, "48 px tiles, one row");
+    check_tiled(bb, &p, img, "48 px tiles, one row");
     p = params(96, 24, 8, 1); /* more tiles than one backbone call takes (8) */
-    check_stitch(bb, &p, img, 48, 96, "24 px tiles, overlap 8 (18 tiles)");
+    check_tiled(bb, &p, img, "24 px tiles, overlap 8 (18 tiles)");
+    p = params(96, 32, 16, 1);
+    p.soft_mask = 1;
+    check_tiled(bb, &p, img, "32 px tiles, overlap 16, soft mask");
+    uf_image_free(img);
+    img = texture(40, 96, 8, 10, 70); /* portrait, narrower than a tile */
+    REQUIRE(img != NULL);
+    p = params(96, 48, 16, 1);
+    check_tiled(bb, &p, img, "portrait 40 x 96, 48 px tiles");
     uf_image_free(img);
     uf_backbone_free(bb);
 }
 
-/* ---- a tile covering the image is the single pass; fitting; scoring ------------------ */
+/* ---- two-step scoring, fitting, detection -------------------------------------------- */
 
-static void test_single_tile_and_fit(void)
+static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+
+static void test_two_steps_bitwise(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[3], *test[4];
+    for (int i = 0; i < 3; i++) REQUIRE((train[i] = texture(96, 64, 40 + (uint64_t)i, -1, 0)));
+    REQUIRE((test[0] = texture(96, 64, 50, 70, 40)));
+    REQUIRE((test[1] = texture(48, 96, 51, -1, 0)));
+    REQUIRE((test[2] = texture(30, 20, 52, -1, 0))); /* within one tile */
+    REQUIRE((test[3] = texture(96, 96, 53, 8, 8)));
+    for (int soft = 0; soft < 2; soft++) {
+        uf_detector_params p = params(96, 40, 16, 1);
+        p.soft_mask = soft;
+        p.sigma = 2;
+        uf_model *m = fit(bb, &p, train, 3);
+        REQUIRE(m != NULL);
+        int gh, gw, S, D;
+        uf_model_output_size(m, &gh, &gw, &S, &D);
+        const size_t R = (size_t)uf_model_patch_rows(m), Np = (size_t)gh * gw;
+        float *F = malloc(4 * R * D * sizeof *F), *sm = malloc(4 * R * sizeof *sm);
+        uint8_t *mk = malloc(4 * R);
+        float *buf[2];
+        uint8_t *mb[2];
+        uf_score o[2][4];
+        for (int k = 0; k < 2; k++) {
+            buf[k] = malloc(4 * (Np + (size_t)S * S + Np * D + D) * sizeof(float));
+            mb[k] = malloc(4 * Np);
+            REQUIRE(buf[k] && mb[k]);
+            for (int i = 0; i < 4; i++) {
+                float *b0 = buf[k] + i * (Np + (size_t)S * S + Np * D + D);
+                o[k][i] = (uf_score){.patch_scores = b0, .pixel_map = b0 + Np,
+                                     .patch_features = b0 + Np + (size_t)S * S,
+                                     .feature = b0 + Np + (size_t)S * S + Np * D,
+                                     .mask = mb[k] + i * Np};
+            }
+        }
+        REQUIRE(F && sm && mk);
+        uf_scorer *sc = NULL;
+        REQUIRE_OK(uf_scorer_new(m, &sc));
+        REQUIRE_OK(uf_score_images(sc, (const uf_image *const *)test, 4, o[0]));
+        REQUIRE_OK(uf_scorer_extract(sc, (const uf_image *const *)test, 4, F, sm, mk));
+        REQUIRE_OK(uf_score_features(sc, F, sm, mk, 4, o[1]));
+        int same = 1;
+        for (int i = 0; i < 4; i++) same &= same_bits(&o[0][i].score, &o[1][i].score, 4);
+        same &= same_bits(buf[0], buf[1], 4 * (Np + (size_t)S * S + Np * D + D) * sizeof(float));
+        same &= same_bits(mb[0], mb[1], 4 * Np);
+        CHECKF(same, "soft %d: extract + score_features differ from score_images", soft);
+        /* score alone (no maps: the foreground-only search) gives the same image scores */
+        uf_score bare[4];
+        memset(bare, 0, sizeof bare);
+        REQUIRE_OK(uf_score_features(sc, F, sm, mk, 4, bare));
+        for (int i = 0; i < 4; i++)
+            CHECKF(same_bits(&bare[i].score, &o[0][i].score, 4), "soft %d image %d: %g vs %g",
+                   soft, i, bare[i].score, o[0][i].score);
+        /* the pixel map: the padding (outside the 48 x 96 image's grid) at the map's minimum */
+        const float *pm = o[0][1].pixel_map;
+        float lo = pm[0];
+        for (int i = 1; i < S * S; i++) lo = pm[i] < lo ? pm[i] : lo;
+        CHECKF(pm[(size_t)10 * S + 80] == lo && o[0][1].patch_scores[2 * gw + 10] == 0.0f,
+               "portrait image: padding not at the minimum");
+        /* a damaged header is refused when maps are asked for */
+        F[(R - 1) * D] = 99;
+        CHECK(uf_score_features(sc, F, sm, mk, 1, o[1]) == UF_ERR_ARG);
+        uf_scorer_free(sc);
+        for (int k = 0; k < 2; k++) free(buf[k]), free(mb[k]);
+        free(F), free(sm), free(mk);
+        uf_model_free(m);
+    }
+    for (int i = 0; i < 3; i++) uf_image_free(train[i]);
+    for (int i = 0; i < 4; i++) uf_image_free(test[i]);
+    uf_backbone_free(bb);
+}
+
+static void test_fit_and_detect(void)
 {
     uf_backbone *bb = backbone();
     REQUIRE(bb != NULL);
@@ -249,15 +359,17 @@ static void test_single_tile_and_fit(void)
     REQUIRE((test[0] = texture(96, 48, 200, -1, 0)));
     REQUIRE((test[1] = texture(96, 48, 200, 80, 30))); /* defect in the right tile column */
     float sc[3][2];
-    size_t bank[3];
-    const int tiles[3][2] = {{0, 0}, {96, 0}, {32, 8}}; /* off, one tile = the image, tiled */
+    size_t bank[3], full[3];
+    const double cs[3] = {1.0, 1.0, 0.5};
     for (int k = 0; k < 3; k++) {
-        uf_detector_params p = params(96, tiles[k][0], tiles[k][1], 0);
+        uf_detector_params p = params(96, k == 0 ? 0 : 32, k == 0 ? 0 : 8, 0);
+        p.coreset = cs[k];
         uf_model *m = fit(bb, &p, train, 4);
         REQUIRE(m != NULL);
         uf_model_info in;
         uf_model_get_info(m, &in);
-        bank[k] = in.bank_size_full;
+        bank[k] = in.bank_size;
+        full[k] = in.bank_size_full;
         uf_scorer *s = NULL;
         REQUIRE_OK(uf_scorer_new(m, &s));
         uf_score out[2];
@@ -268,14 +380,15 @@ static void test_single_tile_and_fit(void)
         uf_scorer_free(s);
         uf_model_free(m);
     }
-    CHECKF(sc[1][0] == sc[0][0] && sc[1][1] == sc[0][1],
-           "a tile covering the image: %g %g, single pass %g %g", sc[1][0], sc[1][1], sc[0][0],
-           sc[0][1]);
-    /* every image location is one bank row (BPM off: 12 x 6 patches per image) */
-    CHECKF(bank[0] == 4 * 72 && bank[2] == 4 * 72, "bank rows: single pass %zu, tiled %zu "
-           "(want %d: overlaps counted once)", bank[0], bank[2], 4 * 72);
-    CHECKF(sc[2][1] > 1.5f * sc[2][0], "tiled: defect %g, good %g", sc[2][1], sc[2][0]);
-    CHECKF(sc[2][0] != sc[0][0], "tiling changed nothing (%g)", sc[2][0]);
+    /* BPM off: 12 x 6 locations per image; 32 px tiles, overlap 8 -> 4 x 2 tiles of 4 x 4
+     * patches: every tile patch is a bank row (overlaps twice), 128 per image */
+    CHECKF(full[0] == 4 * 72 && full[1] == 4 * 128 && bank[1] == 4 * 128,
+           "bank rows: single pass %zu, tiled %zu / %zu (want 288, 512)", full[0], full[1], bank[1]);
+    /* coreset 0.5 of the 512 tile patches offered */
+    CHECKF(full[2] == 512 && bank[2] == 256, "tiled coreset 0.5: %zu of %zu (want 256)",
+           bank[2], full[2]);
+    CHECKF(sc[1][1] > 1.5f * sc[1][0], "tiled: defect %g, good %g", sc[1][1], sc[1][0]);
+    CHECKF(sc[1][0] != sc[0][0], "tiling changed nothing (%g)", sc[1][0]);
     for (int i = 0; i < 4; i++) uf_image_free(train[i]);
     uf_image_free(test[0]);
     uf_image_free(test[1]);
@@ -358,6 +471,64 @@ static void test_letterbox(void)
     uf_image_free(img);
 }
 
+/* The letterbox's bars: a 64 x 40 image on the 64 x 64 canvas (rows 12..51) has patch
+ * rows 0 and 7 entirely in the bars - not the image: smooth -1, mask 0, patch score 0,
+ * the pixel map's minimum there - and rows 1 and 6 partly on it, which stay, their bar
+ * pixels filled with the image's edge rows: so the 64 x 40 image gives exactly what the
+ * same image with its edge rows repeated to 64 x 48 (rows 8..55, no partial patch) gives.
+ * Before, the partial patches held black rows and every bar patch was scored. */
+static void test_letterbox_bars(void)
+{
+    uf_backbone *bb = backbone();
+    REQUIRE(bb != NULL);
+    uf_image *train[3], *img = texture(64, 40, 77, 20, 14), *ext = NULL;
+    for (int i = 0; i < 3; i++) REQUIRE((train[i] = texture(64, 64, 70 + (uint64_t)i, -1, 0)));
+    REQUIRE(img && uf_image_new(64, 48, &ext) == UF_OK);
+    for (int y = 0; y < 48; y++) {
+        const int sy = y < 4 ? 0 : y >= 44 ? 39 : y - 4;
+        memcpy(ext->rgb + 3 * (size_t)y * 64, img->rgb + 3 * (size_t)sy * 64, 3 * 64);
+    }
+    uf_detector_params p = params(64, 0, 0, 1);
+    p.pre.pad_to = 64;
+    p.pre.fit = UF_FIT_LONG;
+    p.sigma = 2;
+    uf_model *m = fit(bb, &p, train, 3);
+    REQUIRE(m != NULL);
+    REQUIRE(uf_model_patch_rows(m) == 64);
+    uf_scorer *sc = NULL;
+    REQUIRE_OK(uf_scorer_new(m, &sc));
+    float ps[2][64], pm[2][64 * 64], F[2][64 * DIM], sm[2][64];
+    uint8_t mk[2][64], om[2][64];
+    uf_score o[2] = {{.patch_scores = ps[0], .pixel_map = pm[0], .mask = om[0]},
+                     {.patch_scores = ps[1], .pixel_map = pm[1], .mask = om[1]}};
+    const uf_image *both[2] = {img, ext};
+    REQUIRE_OK(uf_score_images(sc, both, 2, o));
+    REQUIRE_OK(uf_scorer_extract(sc, both, 2, &F[0][0], &sm[0][0], &mk[0][0]));
+    int bars = 1, kept = 1;
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++) {
+            const int i = y * 8 + x;
+            if (y == 0 || y == 7) bars &= sm[0][i] == -1.0f && mk[0][i] == 0 && ps[0][i] == 0.0f;
+            else kept &= sm[0][i] >= 0;
+        }
+    float lo = pm[0][0];
+    for (int i = 1; i < 64 * 64; i++) lo = pm[0][i] < lo ? pm[0][i] : lo;
+    int map_lo = 1;
+    for (int x = 0; x < 64; x++) map_lo &= pm[0][3 * 64 + x] == lo && pm[0][60 * 64 + x] == lo;
+    CHECKF(bars && kept && map_lo, "bar patches: marked %d, image patches kept %d, map "
+           "minimum in the bars %d", bars, kept, map_lo);
+    CHECKF(o[0].score == o[1].score && !memcmp(F[0], F[1], sizeof F[0]) &&
+               !memcmp(pm[0], pm[1], sizeof pm[0]),
+           "64 x 40 letterboxed (score %g) differs from its edge rows repeated to 64 x 48 (%g)",
+           o[0].score, o[1].score);
+    uf_scorer_free(sc);
+    uf_model_free(m);
+    for (int i = 0; i < 3; i++) uf_image_free(train[i]);
+    uf_image_free(img);
+    uf_image_free(ext);
+    uf_backbone_free(bb);
+}
+
 static void test_model_file(void)
 {
     uf_backbone *bb = backbone();
@@ -381,7 +552,9 @@ static void test_model_file(void)
         REQUIRE(f != NULL);
         CHECK(fread(hd, 1, 12, f) == 12);
         fclose(f);
-        CHECKF(hd[8] == (k == 0 ? 3 : 4), "model %d written as format version %d", k, hd[8]);
+        /* tiled: 5 (older builds refuse its bank of tile patches); fit long alone: 4 */
+        CHECKF(hd[8] == (k == 0 ? 3 : k == 1 ? 5 : 4), "model %d written as format version %d",
+               k, hd[8]);
         REQUIRE_OK(uf_model_load(path, NULL, &l));
         uf_model_info a, b;
         uf_model_get_info(m, &a);
@@ -402,6 +575,21 @@ static void test_model_file(void)
     uf_model_get_info(old, &oi);
     CHECK(oi.params.tile == 0 && oi.params.tile_overlap == 0 && oi.params.pre.fit == UF_FIT_AUTO);
     uf_model_free(old);
+    /* a format-4 tiled model (written by the build before tile patches were scored one by
+     * one: its bank holds the tiles' features averaged in overlaps) loads and scores */
+    REQUIRE_OK(uf_model_load("tests/data/detector/model_v4_tiled.ufm", &lp, &old));
+    uf_model_get_info(old, &oi);
+    CHECK(oi.params.tile == 64 && oi.params.tile_overlap == 32 && oi.params.pre.resize == 128);
+    uf_image *t4 = NULL;
+    REQUIRE_OK(uf_image_load("tests/data/detector/test_blob.png", &t4));
+    uf_scorer *s4 = NULL;
+    REQUIRE_OK(uf_scorer_new(old, &s4));
+    uf_score o4 = {0};
+    REQUIRE_OK(uf_score_images(s4, (const uf_image *const *)&t4, 1, &o4));
+    CHECKF(isfinite(o4.score) && o4.score > 0, "format-4 tiled model: score %g", o4.score);
+    uf_scorer_free(s4);
+    uf_image_free(t4);
+    uf_model_free(old);
     for (int i = 0; i < 2; i++) uf_image_free(train[i]);
     uf_backbone_free(bb);
 }
@@ -409,10 +597,12 @@ static void test_model_file(void)
 int main(void)
 {
     RUN(test_tile_starts);
-    RUN(test_stitch_matches_tiles);
-    RUN(test_single_tile_and_fit);
+    RUN(test_tiles_scored_alone);
+    RUN(test_two_steps_bitwise);
+    RUN(test_fit_and_detect);
     RUN(test_bad_values);
     RUN(test_letterbox);
+    RUN(test_letterbox_bars);
     RUN(test_model_file);
     return TEST_DONE();
 }

@@ -237,9 +237,9 @@ static bool late(const request *rq) { return now_s() > rq->deadline; }
 static uf_status score_staged(server *sv, uf_scorer *sc, const uf_image *img, const request *rq,
                               uf_score *res, const char **skipped)
 {
-    int gh, gw, D;
-    uf_model_output_size(sv->m, &gh, &gw, NULL, &D);
-    size_t np = (size_t)gh * (size_t)gw;
+    int D;
+    uf_model_output_size(sv->m, NULL, NULL, NULL, &D);
+    size_t np = (size_t)uf_model_patch_rows(sv->m); /* tiled models: every tile's patches */
     float *feats = malloc(np * (size_t)D * sizeof(float)), *smooth = malloc(np * sizeof(float));
     uint8_t *mask = malloc(np);
     const uf_image *one[1] = {img};

@@ -6,15 +6,20 @@
  * deployed as one file. The format is a small binary frame around a JSON header, so the
  * settings stay readable with `head -c 4096 model.ufm` while the bank is raw float32.
  *
- * Format version 4 (all integers little-endian; version 3 is the same without
- * params.tile, params.tile_overlap and preprocess.fit, version 2 also without the
- * AnomalyDINO params keys, version 1 also without "calibration"; all still load, the
- * missing keys as their defaults). A model that uses none of the version-4 settings
- * (tile 0, fit auto) is written as version 3, so builds from before them still read it:
+ * Format version 5 (all integers little-endian; version 4 is the same but its tiled
+ * banks hold one row per image location, the tiles' features averaged in overlaps, where
+ * version 5's hold every tile's own patches: the layout is the same, only what a tiled
+ * model's rows mean changed, so version 4 files load and are scored the new way (refit
+ * them for a bank of the new kind), while builds from before refuse a version 5 file
+ * instead of scoring it the old way; version 3 is the same without params.tile,
+ * params.tile_overlap and preprocess.fit, version 2 also without the AnomalyDINO params
+ * keys, version 1 also without "calibration"; all still load, the missing keys as their
+ * defaults). A model is written with the lowest version that holds it: 5 when tiled, 4
+ * with fit set and no tiling, else 3, so builds from before read what they can score:
  *
  *   offset  size  contents
  *   0       8     magic "UFMODEL\0"
- *   8       4     u32 format version (4, or 3: see above)
+ *   8       4     u32 format version (5, 4 or 3: see above)
  *   12      4     u32 reserved, 0
  *   16      8     u64 H: length of the JSON header in bytes
  *   24      H     the JSON header (UTF-8, no NUL)
@@ -109,7 +114,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MF_VERSION 4u                        /* 4: tile, tile_overlap, fit; 3: AnomalyDINO
+#define MF_VERSION 5u                        /* 5: tiled banks of tile patches; 4: tile,
+                                                tile_overlap, fit; 3: AnomalyDINO
                                                 params; 2: "calibration"; older still load */
 #define MF_PREAMBLE 24                       /* magic + version + reserved + header length */
 #define MF_TRAILER 40                        /* sha256 + end marker                        */
@@ -527,9 +533,9 @@ uf_status uf_model_save(const uf_model *m, const char *path, int embed_backbone)
     /* preamble, header, padding, bank, padding, checkpoint bytes */
     uint8_t pre[MF_PREAMBLE];
     memcpy(pre, mf_magic, 8);
-    /* version 4 only when its settings are used: builds of version 3 read the rest */
+    /* version 4 or 5 only when their settings are used: older builds read the rest */
     const bool v4 = m->params.tile > 0 || m->params.pre.fit != UF_FIT_AUTO;
-    put_le32(pre + 8, v4 ? MF_VERSION : 3u);
+    put_le32(pre + 8, m->params.tile > 0 ? 5u : v4 ? 4u : 3u);
     put_le32(pre + 12, 0);
     put_le64(pre + 16, hlen);
     w_bytes(&w, pre, sizeof pre);

@@ -43,6 +43,8 @@ uf_status uf_zeroshot_new(const uf_backbone *bb, const uf_detector_params *p, do
     dp.knn = 1; /* the dummy bank has one row; zero-shot scoring uses k = 1 per image */
     uf_status s = uf_detector_params_check(&dp, bb);
     if (s != UF_OK) return s;
+    if (dp.tile > 0) /* its per-patch references assume one row per grid patch */
+        return uf__err(UF_ERR_ARG, "zero-shot scoring does not support tiling (tile %d)", dp.tile);
     uf_zeroshot *z = calloc(1, sizeof *z);
     float *bank = calloc((size_t)bb->w.dim, sizeof(float));
     if (!z || !bank) {

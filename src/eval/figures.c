@@ -177,15 +177,23 @@ done:
 static void cluster_feature(const uf__evalrun *x, const uf__featset *fs, const uf__scored *sd,
                             size_t i, int v, float *xi)
 {
-    size_t D = (size_t)x->D, Np = x->Np;
-    const float *pf = fs->feats + i * Np * D; /* [Np][D] */
+    size_t D = (size_t)x->D, Np = x->rows;
+    const float *pf = fs->feats + i * Np * D; /* [rows][D] */
     if (v == UF_EVAL_FEATURE_TOPK) {
         memcpy(xi, sd->feat + i * D, D * sizeof(float));
     } else if (v == UF_EVAL_FEATURE_ALL_PATCHES) {
+        /* tiled: the tiles' patches (smooth >= 0), not the unused slots nor the header */
+        const float *sm = x->rows != x->Np ? fs->smooth + i * Np : NULL;
+        size_t cnt = 0;
         for (size_t d = 0; d < D; d++) xi[d] = 0;
-        for (size_t p = 0; p < Np; p++)
+        for (size_t p = 0; p < Np; p++) {
+            if (sm && sm[p] < 0) continue;
+            cnt++;
             for (size_t d = 0; d < D; d++) xi[d] += pf[p * D + d];
-        for (size_t d = 0; d < D; d++) xi[d] /= (float)Np;
+        }
+        for (size_t d = 0; d < D; d++) xi[d] /= (float)(cnt ? cnt : 1);
+    } else if (sd->maxf) {
+        memcpy(xi, sd->maxf + i * D, D * sizeof(float));
     } else {
         memcpy(xi, pf + (size_t)sd->maxp[i] * D, D * sizeof(float));
     }

@@ -173,6 +173,7 @@ static uf_status ensure_extractor(uf__evalrun *x, uf_model *m)
     int gh, gw;
     uf_model_output_size(m, &gh, &gw, &x->S, &x->D);
     x->Np = (size_t)gh * (size_t)gw;
+    x->rows = (size_t)uf_model_patch_rows(m);
     uf_eval_result *r = x->r;
     r->grid_h = gh;
     r->grid_w = gw;
@@ -236,7 +237,7 @@ static uf_status extract_set(uf__evalrun *x, const uf_dataset_item *items, size_
                              bool want_gt, const char *label, uf__featset *fs)
 {
     double t0 = uf__now();
-    size_t Np = x->Np, D = (size_t)x->D, SS = (size_t)x->S * (size_t)x->S;
+    size_t Np = x->rows, D = (size_t)x->D, SS = (size_t)x->S * (size_t)x->S;
     int batch = x->p->batch;
     memset(fs, 0, sizeof *fs);
     fs->n = n;
@@ -296,6 +297,7 @@ static void scored_free(uf__scored *sd)
     free(sd->score);
     free(sd->feat);
     free(sd->maxp);
+    free(sd->maxf);
     free(sd->maps);
     memset(sd, 0, sizeof *sd);
 }
@@ -306,9 +308,12 @@ static uf_status score_set(const uf__evalrun *x, uf_scorer *sc, const uf__featse
                            const uint8_t *clu, bool maps, const char *label, uf__scored *sd)
 {
     enum { CH = 32 };
-    size_t n = fs->n, Np = x->Np, D = (size_t)x->D, SS = (size_t)x->S * (size_t)x->S;
-    bool soft = x->r->params.soft_mask;
+    size_t n = fs->n, Np = x->Np, R = x->rows, D = (size_t)x->D;
+    size_t SS = (size_t)x->S * (size_t)x->S;
+    bool soft = x->r->params.soft_mask, tiled = R != Np;
     float *ps = NULL; /* [CH][Np] patch scores of the chunk */
+    uint8_t *pm = NULL; /* [CH][Np] tiled: the stitched masks */
+    float *pf = NULL; /* [CH][Np][D] tiled: the stitched features */
     uf_status s = UF_OK;
     memset(sd, 0, sizeof *sd);
     sd->score = uf__alloc3(n, sizeof(float), 1, 0);
@@ -316,9 +321,15 @@ static uf_status score_set(const uf__evalrun *x, uf_scorer *sc, const uf__featse
         sd->feat = uf__alloc3(n, D, sizeof(float), 1);
         sd->maxp = uf__alloc3(n, sizeof(int), 1, 1);
         ps = uf__alloc3(CH, Np, sizeof(float), 0);
+        if (tiled) {
+            sd->maxf = uf__alloc3(n, D, sizeof(float), 1);
+            pm = uf__alloc3(CH, Np, 1, 0);
+            pf = uf__alloc3(CH, Np, D * sizeof(float), 0);
+        }
     }
     if (maps) sd->maps = uf__alloc3(n, SS, sizeof(float), 0);
-    if (!sd->score || (clu && (!sd->feat || !sd->maxp || !ps)) || (maps && !sd->maps)) {
+    if (!sd->score || (clu && (!sd->feat || !sd->maxp || !ps)) || (maps && !sd->maps) ||
+        (clu && tiled && (!sd->maxf || !pm || !pf))) {
         s = uf__err(UF_ERR_NOMEM, "%s: out of memory for scoring %zu images", label, n);
         goto fail;
     }
@@ -331,11 +342,15 @@ static uf_status score_set(const uf__evalrun *x, uf_scorer *sc, const uf__featse
             if (clu && clu[i]) {
                 res[j].feature = sd->feat + i * D;
                 res[j].patch_scores = ps + (size_t)j * Np;
+                if (tiled) {
+                    res[j].mask = pm + (size_t)j * Np;
+                    res[j].patch_features = pf + (size_t)j * Np * D;
+                }
             }
             if (maps) res[j].pixel_map = sd->maps + i * SS;
         }
-        s = uf_score_features(sc, fs->feats + i0 * Np * D, fs->smooth + i0 * Np,
-                              fs->mask + i0 * Np, nb, res);
+        s = uf_score_features(sc, fs->feats + i0 * R * D, fs->smooth + i0 * R,
+                              fs->mask + i0 * R, nb, res);
         if (s != UF_OK) {
             uf__err(s, "%s: scoring test images %zu..%zu: %s", label, i0, i0 + (size_t)nb - 1,
                     uf_errmsg());
@@ -347,21 +362,28 @@ static uf_status score_set(const uf__evalrun *x, uf_scorer *sc, const uf__featse
             if (!res[j].patch_scores) continue;
             /* the single highest patch under the masked score (background 0, or weighted
              * by the BPM map with the soft mask); ties go to the lower index */
-            const uint8_t *mk = fs->mask + i * Np;
-            const float *sm = fs->smooth + i * Np;
+            const uint8_t *mk = tiled ? res[j].mask : fs->mask + i * Np;
+            const float *sm = tiled ? NULL : fs->smooth + i * Np; /* tiled: mask only */
             int best = 0;
             float bv = -INFINITY;
             for (size_t q = 0; q < Np; q++) {
-                float v = mk[q] ? res[j].patch_scores[q] * (soft ? sm[q] : 1.0f) : 0.0f;
+                float v = mk[q] ? res[j].patch_scores[q] * (soft && sm ? sm[q] : 1.0f) : 0.0f;
                 if (v > bv) { bv = v; best = (int)q; }
             }
             sd->maxp[i] = best;
+            if (tiled)
+                memcpy(sd->maxf + i * D, res[j].patch_features + (size_t)best * D,
+                       D * sizeof(float));
         }
     }
     free(ps);
+    free(pm);
+    free(pf);
     return UF_OK;
 fail:
     free(ps);
+    free(pm);
+    free(pf);
     scored_free(sd);
     return s;
 }
@@ -652,7 +674,7 @@ static uf_status zero_shot_row(uf__evalrun *x, int c, uf_eval_row *row)
     uf_eval_result *r = x->r;
     int gh, gw;
     uf_model_output_size(uf_zeroshot_model(z), &gh, &gw, &x->S, &x->D);
-    x->Np = (size_t)gh * (size_t)gw;
+    x->Np = x->rows = (size_t)gh * (size_t)gw;
     r->grid_h = gh, r->grid_w = gw, r->S = x->S, r->D = x->D;
     uf_model_info mi;
     uf_model_get_info(uf_zeroshot_model(z), &mi);

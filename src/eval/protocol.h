@@ -28,6 +28,8 @@ typedef struct uf__scored {
     float *score; /* [n] image scores                                                 */
     float *feat;  /* [n][D] top-K mean feature (clustered images only), or NULL       */
     int *maxp;    /* [n] patch of the highest masked score (clustered), or NULL       */
+    float *maxf;  /* [n][D] its feature for a tiled model (stitched: the mean over the
+                     covering tiles; clustered images only), else NULL: row maxp       */
     float *maps;  /* [n][S][S] pixel maps, or NULL                                    */
 } uf__scored;
 
@@ -42,7 +44,9 @@ typedef struct uf__evalrun {
     int nsel;
     uf_model *xmodel;      /* the first model made, kept for its scorer (extraction)   */
     uf_scorer *xsc;
-    size_t Np;             /* patches per image                                        */
+    size_t Np;             /* patches per image (the [gh][gw] grid of the maps)        */
+    size_t rows;           /* rows per image of the features (uf_model_patch_rows: Np,
+                              or a tiled model's tile patches)                          */
     int S, D;
 } uf__evalrun;
 

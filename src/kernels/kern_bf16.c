@@ -8,14 +8,18 @@
  * vfmadd231ps does 16, AMX's tdpbf16ps 8192. Measured on a Sapphire Rapids (2 cores, loaded):
  * vdpbf16ps alone reaches only 0.6-0.8x our FP32 GEMM (it issues at about half the rate of
  * the two FMA ports), AMX tiles 4-14x; so AMX is used whenever Linux grants it, vdpbf16ps
- * for the shapes AMX does not take and on CPUs without AMX (Cooper Lake, Zen 4), where it
- * was not measured. The FP32 kernels come from kern_impl.h (included
+ * for the shapes AMX does not take and on CPUs without AMX (Cooper Lake, Zen 4). On Zen 4
+ * (2 cores, loaded, 2026-12-02) vdpbf16ps is worth 1.7-2.0x our FP32 GEMM in thread CPU time
+ * (~180 GFLOP/s per core against ~95), see gemm_dp below. The FP32 kernels come from kern_impl.h (included
  * below, so the FP32 half of this level is the avx512 one, compiled again with the BF16
  * target added) and gemm_bf16 reuses its packing and epilogue.
  *
  * gemm_bf16 keeps gemm's data (kern_impl.h): panels of MR = 48 tokens, weights read in
  * place, C^T tiles [columns][48]; on AMX the tiles come from tdpbf16ps (below), else from a
- * vdpbf16ps micro-kernel with the token as the vector dimension. vdpbf16ps sums pairs of adjacent
+ * vdpbf16ps micro-kernel with the token as the vector dimension (gemm_dp). Attention stays
+ * FP32: a vdpbf16ps P V (tried 2026-12-02: ViT-B/8 BF16/FP32 1.62x -> ~1.69x in thread CPU
+ * time) moved BF16 scores away from the emulation's, which has no BF16 attention
+ * (tests/test_detector_cli.sh: within 1e-3). vdpbf16ps sums pairs of adjacent
  * BF16 elements of each 32-bit lane, so the pair is two consecutive k: a packed FP32 panel
  * [K][48] is converted in place to [K/2][48][2] BF16 (round to nearest even, vcvtne2ps2bf16,
  * then an interleave), and the weights, BF16 [N][K2] row-major, give the matching pair
@@ -99,11 +103,11 @@ typedef void (*micro_bf_fn)(const uint16_t *, const uint16_t *, size_t, int, flo
     {                                                                                      \
         micro_bf(NR, MV, ap, w, ldw, kc2, ct);                                             \
     }
-#define BF_DEF2(NR) BF_DEF(NR, 1) BF_DEF(NR, 2)
-BF_DEF2(1) BF_DEF2(2) BF_DEF2(3) BF_DEF2(4) BF_DEF2(5) BF_DEF2(6) BF_DEF2(7) BF_DEF2(8)
-#define BF_ROW(NR) {micro_bf_##NR##_1, micro_bf_##NR##_2}
+#define BF_DEF3(NR) BF_DEF(NR, 1) BF_DEF(NR, 2) BF_DEF(NR, 3)
+BF_DEF3(1) BF_DEF3(2) BF_DEF3(3) BF_DEF3(4) BF_DEF3(5) BF_DEF3(6) BF_DEF3(7) BF_DEF3(8)
+#define BF_ROW(NR) {micro_bf_##NR##_1, micro_bf_##NR##_2, micro_bf_##NR##_3}
 /* [nr-1][mv-1]: nr weight rows, mv 16-token vectors */
-static const micro_bf_fn micro_bf_tab[GM_NR][2] = {BF_ROW(1), BF_ROW(2), BF_ROW(3), BF_ROW(4),
+static const micro_bf_fn micro_bf_tab[GM_NR][3] = {BF_ROW(1), BF_ROW(2), BF_ROW(3), BF_ROW(4),
                                                    BF_ROW(5), BF_ROW(6), BF_ROW(7), BF_ROW(8)};
 
 /* The same product as amx_tile32 below with vdpbf16ps: ct[j][i] (row stride 48) for the
@@ -277,10 +281,61 @@ static void gemm_tiles(int amx, int nth, int M, int N, int K, const float *A, in
     }
 }
 
+/* The vdpbf16ps GEMM (no AMX): gemm_team's loops (kern_impl.h) on the converted panels,
+ * whole 48-token panels per micro-kernel call (8 columns x 3 vectors: 24 accumulators, 3
+ * token loads and 8 weight-pair broadcasts per 24 vdpbf16ps), each sum over all of K.
+ * Tasks: GM_MC panels x a chunk of 8-column blocks, about 4 per thread; within a task the
+ * 8 weight rows of a block stay in cache while its panels stream. The 16-token tiles of
+ * gemm_tiles left a third of the calls at one vector (a 16-token block whose partner lies
+ * in the next panel): 9 loads per 8 vdpbf16ps, load-bound on Zen 4 (measured 2026-12-02,
+ * one thread's CPU time on a loaded Zen 4, ViT-B/16 shapes: whole-panel calls took the GEMM
+ * from 1.63-1.85x to 1.73-1.97x our FP32 GEMM, ~90 % of vdpbf16ps's peak). */
+static void gemm_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
+                    const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
+{
+    const int npan = (M + GM_MR - 1) / GM_MR;
+    const int nmb = (npan + GM_MC - 1) / GM_MC, ppm = (npan + nmb - 1) / nmb; /* panels/task */
+    const int nn = (N + GM_NR - 1) / GM_NR;
+    int nnb = (4 * nth + nmb - 1) / nmb; /* column chunks: ~4 tasks per thread */
+    if (nnb > nn) nnb = nn;
+    const int cn = (nn + nnb - 1) / nnb; /* NR-column blocks per chunk */
+    nnb = (nn + cn - 1) / cn;
+    const size_t pstride = (size_t)K * GM_MR, K2 = (size_t)(K + 1) / 2 * 2;
+    const int kc2 = (K + 1) / 2;
+    prepare_panels(npan, A, lda, M, K, ap);
+    float ct[GM_NR * GM_MR] __attribute__((aligned(64))); /* [NR][MR] C^T tile */
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < nmb * nnb; t++) {
+        const int pb = (t / nnb) * ppm, pe = pb + ppm < npan ? pb + ppm : npan;
+        const int jb = (t % nnb) * cn, je = jb + cn < nn ? jb + cn : nn;
+        for (int jj = jb; jj < je; jj++) {
+            const int n0 = jj * GM_NR, nr = N - n0 < GM_NR ? N - n0 : GM_NR;
+            const uint16_t *wp = W + (size_t)n0 * K2;
+            const float *bq = bias ? bias + n0 : NULL;
+            for (int p = pb; p < pe; p++) {
+                const int m0 = p * GM_MR, rows = M - m0 < GM_MR ? M - m0 : GM_MR;
+                const int mv = (rows + VL - 1) / VL;
+                micro_bf_tab[nr - 1][mv - 1]((const uint16_t *)(ap + p * pstride), wp, K2, kc2,
+                                             ct);
+                if (pout) { /* finish in place, copy into fc2's packed panels */
+                    ct_bias_gelu(ct, nr, mv, bq, e == UF__EPI_GELU);
+                    float *o = pout + ((size_t)p * N + n0) * GM_MR;
+                    for (int j = 0; j < nr; j++)
+                        for (int v = 0; v < mv; v++)
+                            vstore(o + j * GM_MR + VL * v, vload(ct + j * GM_MR + VL * v));
+                    continue;
+                }
+                epilogue(ct, nr, rows, C + (size_t)m0 * ldc + n0, (size_t)ldc, e == UF__EPI_ACC,
+                         bq, e == UF__EPI_GELU);
+            }
+        }
+    }
+}
+
 void uf__gemm_bf16_dp(int nth, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                       const float *bias, float *C, int ldc, uf__epi e, float *ap, float *pout)
 {
-    gemm_tiles(0, nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
+    gemm_dp(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
 }
 
 /* See uf__kern.gemm_bf16_team in kern.h: AMX tiles when the OS grants them and the shape fits
@@ -290,6 +345,8 @@ static void gemm_bf16_team(int nth, int M, int N, int K, const float *A, int lda
                            const uint16_t *W, const float *bias, float *C, int ldc, uf__epi e,
                            float *ap, float *pout)
 {
-    gemm_tiles(K % 32 == 0 && N % 32 == 0 && uf__amx_ready(), nth, M, N, K, A, lda, W, bias, C,
-               ldc, e, ap, pout);
+    if (K % 32 == 0 && N % 32 == 0 && uf__amx_ready())
+        gemm_tiles(1, nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
+    else
+        gemm_dp(nth, M, N, K, A, lda, W, bias, C, ldc, e, ap, pout);
 }

@@ -477,11 +477,14 @@ static void fwd_block(const fwd *f, int l, const uf_forward_request *req, uf__at
     float *pk = s->pk.p;
     const uf__block_weights *bw = &w->blocks[l];
     const uf__lp_block *lb = f->lp ? &f->lp->blocks[l] : &(const uf__lp_block){0};
-    /* attention half; qkv and fc1 read h packed by the LayerNorm passes (A NULL) */
-    linear(f, iT, 3 * D, D, NULL, 0, bw->qkv_w, lb->qkv, bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk,
-           NULL);
     aj->clsatt = (!req->rollout && req->attn_block == l + 1) ? s->clsatt.p : NULL;
     aj->mean = l < f->L_att ? s->roll.p + (size_t)l * f->nn : NULL;
+    /* attention half; qkv and fc1 read h packed by the LayerNorm passes (A NULL). BF16: a
+     * block whose attention probabilities are outputs (Back Patch Masking's CLS row,
+     * rollout) computes its qkv in FP32: rounded q and k move every logit before the
+     * exponential, and the map is thresholded (measured on MTD: README, BF16 accuracy) */
+    linear(f, iT, 3 * D, D, NULL, 0, bw->qkv_w, aj->clsatt || aj->mean ? NULL : lb->qkv,
+           bw->qkv_b, qkv, 3 * D, UF__EPI_SET, pk, NULL);
     aj->mean_img = (size_t)f->L_att * f->nn;
     kn->attention_team(aj);
     linear(f, iT, D, D, ctx, D, bw->proj_w, lb->proj, bw->proj_b, x, D, UF__EPI_ACC, pk, NULL);
