@@ -243,6 +243,16 @@ fuzz-build:
 	  CC=$(FUZZ_CC) OPT="$(FUZZ_OPT)"
 	$(MAKE) $(FUZZ_BINS)
 
+# clang ignores the kernel files' `#pragma GCC target` (-Wunknown-pragmas): in this tree each
+# gets its level as flags instead, the same instructions (chosen at run time by dispatch.c)
+FUZZ_KERN = $(FUZZ_BUILD)/obj/kernels
+$(FUZZ_KERN)/kern_avx2.o:   LIBOBJFLAGS += -Wno-unknown-pragmas -mavx2 -mfma
+$(FUZZ_KERN)/kern_avx512.o: LIBOBJFLAGS += -Wno-unknown-pragmas -mavx2 -mfma -mavx512f \
+                                           -mavx512bw -mavx512dq -mavx512vl
+$(FUZZ_KERN)/kern_bf16.o:   LIBOBJFLAGS += -Wno-unknown-pragmas -mavx2 -mfma -mavx512f \
+                                           -mavx512bw -mavx512dq -mavx512vl -mavx512bf16
+$(FUZZ_KERN)/kern_generic.o: LIBOBJFLAGS += -Wno-unknown-pragmas
+
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_tensors.h $(FUZZ_BUILD)/libuniformaly.a \
                       $(FUZZ_BUILD)/libufcli.a $(HDRS) $(CLI_HDRS)
 	$(FUZZ_CC) -std=c11 $(WARN) -fopenmp -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) \

@@ -670,16 +670,18 @@ typedef struct pipe_state {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool all_ok;
+    bool stop;            /* the pipeline could not start: a waiting stage returns */
 } pipe_state;
 
 static pred_slot *slot_of(pipe_state *p, size_t k) { return &p->r->slot[k % (size_t)p->ns]; }
 
-/* Wait until batch k's slot is in state want. */
+/* Wait until batch k's slot is in state want; NULL when the pipeline is stopped. */
 static pred_slot *pipe_wait(pipe_state *p, size_t k, int want)
 {
     pred_slot *q = slot_of(p, k);
     pthread_mutex_lock(&p->mu);
-    while (q->state != want) pthread_cond_wait(&p->cv, &p->mu);
+    while (q->state != want && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+    if (p->stop) q = NULL;
     pthread_mutex_unlock(&p->mu);
     return q;
 }
@@ -699,6 +701,7 @@ static void *pipe_loader(void *arg)
     omp_set_num_threads(p->o->c.threads); /* a new thread starts with the default */
     for (size_t k = 0; k < p->nbatch; k++) {
         pred_slot *q = pipe_wait(p, k, SLOT_FREE);
+        if (!q) break;
         q->b0 = k * (size_t)p->o->c.batch;
         size_t left = p->r->images.n - q->b0;
         q->nb = (int)(left < (size_t)p->o->c.batch ? left : (size_t)p->o->c.batch);
@@ -714,6 +717,7 @@ static void *pipe_writer(void *arg)
     omp_set_num_threads(p->o->c.threads);
     for (size_t k = 0; k < p->nbatch; k++) {
         pred_slot *q = pipe_wait(p, k, SLOT_SCORED);
+        if (!q) break;
         write_batch(p->o, p->r, q);
         cli_progress(&p->o->c, "predict", q->b0 + (size_t)q->nb, p->r->images.n);
         pipe_set(p, q, SLOT_FREE);
@@ -729,11 +733,20 @@ static bool predict_pipeline(const predict_opts *o, predict_run *r)
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     pthread_t lt, wt;
-    const bool loader = pthread_create(&lt, NULL, pipe_loader, &p) == 0;
+    /* the writer first, and the loader only if it started: a stage that started while
+     * another could not is stopped before it touched a slot (it waits for batch 0),
+     * so the fallback below has the slots to itself */
     const bool writer = o->heat_dir && pthread_create(&wt, NULL, pipe_writer, &p) == 0;
+    const bool loader = (!o->heat_dir || writer) &&
+                        pthread_create(&lt, NULL, pipe_loader, &p) == 0;
     if (!loader || (o->heat_dir && !writer)) { /* no thread: one batch at a time here */
-        if (loader) pthread_join(lt, NULL);
-        if (writer) pthread_join(wt, NULL);
+        if (writer) {
+            pthread_mutex_lock(&p.mu);
+            p.stop = true;
+            pthread_cond_broadcast(&p.cv);
+            pthread_mutex_unlock(&p.mu);
+            pthread_join(wt, NULL);
+        }
         pthread_mutex_destroy(&p.mu);
         pthread_cond_destroy(&p.cv);
         bool ok = true;
@@ -820,6 +833,12 @@ int cmd_predict(int argc, char **argv)
         score_batch(&r, q);
         write_batch(&o, &r, q);
         if (!q->ok) rc = CLI_EXIT_RUNTIME;
+    }
+    /* the result lines are the output: one that could not be written (a full disk, a
+     * closed stdout) is an error, not a silent exit 0 */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("standard output: %s", strerror(errno ? errno : EIO));
+        rc = CLI_EXIT_RUNTIME;
     }
     predict_run_free(&r, o.c.batch);
     free(o.pos);
