@@ -10,7 +10,7 @@
  * LayerNorms, softmax and GELU are not even counted in its FLOPs.)
  *
  * Output: one JSON line per width to --out (append): {"impl":"peak","isa":"avx512"|"avx2",
- * "threads":N,"gflops":best,"gflops_median":median}. Five timed runs of ~0.2 s each.
+ * "threads":N,"gflops":best,"gflops_median":median}. Five timed runs of about a second each (runs of 0.1 s read a third low on a 2-core VM).
  *
  * Usage: bench_peak [--threads N] [--out FILE]
  */
@@ -63,7 +63,7 @@ static int cmp_d(const void *a, const void *b)
  * best and median of 5 runs (after one warm-up run). */
 static void measure(const char *isa, int lanes, int threads, FILE *out)
 {
-    const long iters = 20000000;
+    const long iters = 200000000; /* ~0.7 s a run at 2 x 110 GFLOP/s: short runs read low */
     double g[5];
     volatile float sink = 0;
     for (int rep = -1; rep < 5; rep++) {
