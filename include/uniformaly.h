@@ -37,12 +37,17 @@
  * fields, so source code keeps compiling across versions. Every other type is opaque.
  * Only the functions declared here are exported from the shared library (it is built with
  * hidden visibility; everything internal is named uf__ and invisible). The rule holds
- * already for MAJOR 0: any incompatible change bumps MAJOR. */
-#define UF_VERSION_MAJOR 1
+ * already for MAJOR 0: any incompatible change bumps MAJOR.
+ *
+ * 2.0.0: uf_scorer_extract / uf_score_features of a tiled model use a layout of
+ * uf_model_patch_rows(m) rows (every tile's own patches) instead of gh * gw, so a program
+ * sizing its buffers the 1.x way would overflow them: a changed meaning, hence MAJOR
+ * (libuniformaly.so.2). uf_model_patch_rows is new; untiled models are unchanged. */
+#define UF_VERSION_MAJOR 2
 #define UF_VERSION_MINOR 0
 #define UF_VERSION_PATCH 0
 #define UF_VERSION_NUMBER (UF_VERSION_MAJOR * 10000 + UF_VERSION_MINOR * 100 + UF_VERSION_PATCH)
-#define UF_VERSION_STRING "1.0.0"
+#define UF_VERSION_STRING "2.0.0"
 
 /* UF_API marks a function exported from the shared library. The declarations below need no
  * mark: they all sit inside a "visibility default" region; UF_API is for definitions or

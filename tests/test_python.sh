@@ -11,7 +11,7 @@ BUILD=${UF_BUILD:-build}
 PY=${UF_PYTHON:-$PY}
 skip_all() { skp "python package tests: $1"; finish; exit; }
 
-LIB=$(cd "$BUILD" && pwd)/libuniformaly.so.1
+LIB=$(cd "$BUILD" && pwd)/libuniformaly.so.2
 if readelf -d "$LIB" 2>/dev/null | grep -qE 'lib(a|t|ub)san'; then skip_all "$LIB is a sanitizer build"; fi
 command -v "$PY" >/dev/null || skip_all "$PY not found"
 "$PY" -c 'import numpy, pytest' 2>/dev/null || skip_all "python3-numpy / python3-pytest not installed"

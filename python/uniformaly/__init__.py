@@ -31,7 +31,7 @@ __all__ = ["Error", "Backbone", "Model", "Result", "fit", "evaluate", "Evaluatio
            "bundled_backbone", "load_image", "list_images", "draw_shots", "auroc",
            "set_threads", "get_threads", "version", "__version__"]
 
-__version__ = "1.0.0"
+__version__ = "2.0.0"
 
 
 class Error(Exception):

@@ -11,7 +11,7 @@ import os
 from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_size_t,
                     c_uint8, c_uint64, c_void_p)
 
-SONAME_MAJOR = 1
+SONAME_MAJOR = 2
 SONAME = "libuniformaly.so.%d" % SONAME_MAJOR
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
