@@ -483,21 +483,36 @@ static void test_defaults(void)
     CHECK(uf_detector_params_check(&d, NULL) == UF_OK);
 }
 
+/* The shared ViT-Tiny and bottle's 4 REAL_TRAIN and first ntest REAL_TEST images from the
+ * shared folder sh: 0 on success; otherwise a failed check is recorded, nothing is left
+ * allocated, and the caller returns. */
+static int load_real(const char *sh, uf_backbone **bb, uf_image *train[4], uf_image **test,
+                     int ntest)
+{
+    char wpath[1024], prefix[1024];
+    snprintf(wpath, sizeof wpath, "%s/weights/vit_tiny_patch16_224.safetensors", sh);
+    snprintf(prefix, sizeof prefix, "%s/data/mvtec_ad/bottle/", sh);
+    *bb = NULL;
+    uf_status st = uf_backbone_load(wpath, NULL, bb);
+    if (st != UF_OK) {
+        CHECKF(0, "%s: %s", wpath, uf_errmsg());
+        return 1;
+    }
+    if (load_images(prefix, REAL_TRAIN, 4, train) || load_images(prefix, REAL_TEST, ntest, test)) {
+        uf_backbone_free(*bb);
+        CHECKF(0, "bottle images missing under %s", prefix);
+        return 1;
+    }
+    return 0;
+}
+
 static void test_golden_real(void)
 {
     const char *sh = th_shared_dir();
     if (!sh) SKIP("../shared absent: real ViT-Tiny + MVTec bottle comparison not run");
-    char wpath[1024], prefix[1024];
-    snprintf(wpath, sizeof wpath, "%s/weights/vit_tiny_patch16_224.safetensors", sh);
-    snprintf(prefix, sizeof prefix, "%s/data/mvtec_ad/bottle/", sh);
-    uf_backbone *bb = NULL;
-    REQUIRE_OK(uf_backbone_load(wpath, NULL, &bb));
+    uf_backbone *bb;
     uf_image *train[4], *test[3];
-    if (load_images(prefix, REAL_TRAIN, 4, train) || load_images(prefix, REAL_TEST, 3, test)) {
-        uf_backbone_free(bb);
-        CHECKF(0, "bottle images missing under %s", prefix);
-        return;
-    }
+    if (load_real(sh, &bb, train, test, 3)) return;
     for (size_t i = 0; i < sizeof REAL_CFGS / sizeof REAL_CFGS[0]; i++) {
         char file[256];
         snprintf(file, sizeof file, DATA "%s.safetensors", REAL_CFGS[i].name);
@@ -511,24 +526,16 @@ static void test_golden_real(void)
 /* The letterbox (pad_to 224, fit long) on a real bottle: a model fitted on the square
  * 900 x 900 good images must score a good test image cut to 900 x 896 like the image
  * itself. Before, the cut's one-pixel black bar sat in the bottom row of patches and
- * scored 337 against 20.0 square; now a patch partly in the bars gets the image's edge
- * pixels there, and a patch entirely in the bars is left out (smooth -1, mask 0, patch
+ * scored 337 against 20.0 square; now a patch partly in the bars gets the image mirrored
+ * at its edge there, and a patch entirely in the bars is left out (smooth -1, mask 0, patch
  * score 0), checked on a 900 x 600 cut. */
 static void test_letterbox_real(void)
 {
     const char *sh = th_shared_dir();
     if (!sh) SKIP("../shared absent: real ViT-Tiny letterbox on bottle not run");
-    char wpath[1024], prefix[1024];
-    snprintf(wpath, sizeof wpath, "%s/weights/vit_tiny_patch16_224.safetensors", sh);
-    snprintf(prefix, sizeof prefix, "%s/data/mvtec_ad/bottle/", sh);
-    uf_backbone *bb = NULL;
-    REQUIRE_OK(uf_backbone_load(wpath, NULL, &bb));
+    uf_backbone *bb;
     uf_image *train[4], *test[1];
-    if (load_images(prefix, REAL_TRAIN, 4, train) || load_images(prefix, REAL_TEST, 1, test)) {
-        uf_backbone_free(bb);
-        CHECKF(0, "bottle images missing under %s", prefix);
-        return;
-    }
+    if (load_real(sh, &bb, train, test, 1)) return;
     uf_detector_params p = uf_detector_default_params();
     p.pre.crop = 0;
     p.pre.resize = p.pre.pad_to = 224;
